@@ -1,0 +1,47 @@
+"""Customer-held keys: providers, envelope encryption, the sealed-segment format, audit.
+
+This package is a library: it imports nothing from ``pipeline`` or ``workers``.
+
+Public API::
+
+    seal(key, context, plaintext) -> bytes       # keys.segment
+    open(key, context, sealed) -> bytes          # raises InvalidSeal, message-less
+    KeyProvider, LocalKeyring                    # who holds the tenant's key
+    KeyService                                   # audited wrap / unwrap / rotate / revoke
+    AuditLog, verify                             # the hash-chained key-use log
+"""
+
+from keys.audit import AuditEntry, AuditLog, AuditStore, VerifyReport, verify
+from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, SealscribeError
+from keys.local import LocalKeyring
+from keys.provider import KeyProvider
+from keys.segment import SegmentContext, SegmentKind, open, seal
+from keys.service import KeyService, RotationReport, WrappedKeyStore
+from keys.types import DataKey, KeyContext, KeyStatus, KeyUse, Purpose, WrappedKey
+
+__all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "AuditStore",
+    "DataKey",
+    "InvalidSeal",
+    "KeyContext",
+    "KeyProvider",
+    "KeyRevoked",
+    "KeyService",
+    "KeyStatus",
+    "KeyUnavailable",
+    "KeyUse",
+    "LocalKeyring",
+    "Purpose",
+    "RotationReport",
+    "SealscribeError",
+    "SegmentContext",
+    "SegmentKind",
+    "VerifyReport",
+    "WrappedKey",
+    "WrappedKeyStore",
+    "open",
+    "seal",
+    "verify",
+]

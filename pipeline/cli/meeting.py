@@ -1,0 +1,91 @@
+"""``sealscribe meeting ...``"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+
+import typer
+from rich.table import Table
+
+from keys.errors import InvalidInput
+from pipeline import services
+from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
+from pipeline.models import Meeting
+
+app = typer.Typer(help="Meetings and their transcription switch.", no_args_is_help=True)
+
+
+class Switch(str, Enum):
+    on = "on"
+    off = "off"
+
+
+def _describe(m: Meeting) -> str:
+    state = "[bold green]ON[/]" if m.transcription else "[bold]OFF[/]"
+    return f"meeting [bold]{m.id}[/] (tenant {m.tenant_id}): transcription {state}"
+
+
+@app.command("create")
+@guarded
+def create(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+           transcription: Switch = typer.Option(Switch.off, "--transcription",
+                                                help="Transcribe from the start (off by default)."),
+           as_json: bool = JsonOption) -> None:
+    """Create a meeting with its own data keys. Transcription is off unless switched on."""
+    meeting = services.create_meeting(runtime(), tenant, transcription is Switch.on)
+    emit(as_json, meeting, lambda: console.print(_describe(meeting)))
+
+
+@app.command("transcription")
+@guarded
+def transcription(meeting: str = typer.Argument(..., help="Meeting id."),
+                  state: Switch = typer.Argument(..., help="on or off."),
+                  as_json: bool = JsonOption) -> None:
+    """Switch transcription on or off, also mid-call."""
+    m = services.set_transcription(runtime(), meeting, state is Switch.on)
+    emit(as_json, m, lambda: console.print(_describe(m)))
+
+
+@app.command("show")
+@guarded
+def show(meeting: str = typer.Argument(..., help="Meeting id."),
+         as_json: bool = JsonOption) -> None:
+    """One meeting's policy."""
+    m = services.get_meeting(runtime(), meeting)
+    emit(as_json, m, lambda: console.print(_describe(m)))
+
+
+@app.command("list")
+@guarded
+def list_(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+          as_json: bool = JsonOption) -> None:
+    """A tenant's meetings."""
+    meetings = services.list_meetings(runtime(), tenant)
+
+    def human() -> None:
+        table = Table("meeting", "created", "transcription", "opted out")
+        for m in meetings:
+            table.add_row(m.id, time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created)),
+                          "on" if m.transcription else "off", str(len(m.opted_out)))
+        console.print(table)
+
+    emit(as_json, meetings, human)
+
+
+@app.command("delete")
+@guarded
+def delete(meeting: str = typer.Argument(..., help="Meeting id."),
+           yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
+           as_json: bool = JsonOption) -> None:
+    """Crypto-shred a meeting: its keys are destroyed, then every record. Irreversible."""
+    rt = runtime()
+    services.get_meeting(rt, meeting)  # NotFound before asking anything
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("deleting is irreversible: pass --yes to confirm")
+        typer.confirm(f"Destroy meeting {meeting} and everything in it?", abort=True)
+    services.delete_meeting(rt, meeting)
+    emit(as_json, {"deleted": meeting}, lambda: console.print(
+        f"meeting {meeting} crypto-shredded and deleted"))

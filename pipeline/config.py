@@ -1,0 +1,83 @@
+"""Configuration, read from the environment once at start-up.
+
+==========================  ======================================  ===========================
+variable                    meaning                                 default
+==========================  ======================================  ===========================
+SEALSCRIBE_REDIS_URL        state store, broker and result backend  redis://127.0.0.1:6379/0
+SEALSCRIBE_HOME             keyring, logs, models                   ~/.sealscribe
+SEALSCRIBE_KEY_PROVIDER     who holds tenant keys: ``local``        local
+SEALSCRIBE_AUDIO_TTL        seconds audio may wait untranscribed    3600
+SEALSCRIBE_TRANSCRIPT_TTL   seconds a transcript is kept            2592000 (30 days)
+==========================  ======================================  ===========================
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from keys.errors import InvalidInput
+
+__all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
+
+KEY_PROVIDERS = ("local",)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    home: Path = Path("~/.sealscribe").expanduser()
+    key_provider: str = "local"
+    audio_ttl: int = 3600
+    transcript_ttl: int = 30 * 24 * 3600
+
+    @property
+    def keyring_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        redis_url = env.get("SEALSCRIBE_REDIS_URL") or cls.redis_url
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidInput(
+                f"SEALSCRIBE_REDIS_URL must start with redis://, rediss:// or unix://, "
+                f"got {redis_url!r}")
+        provider = env.get("SEALSCRIBE_KEY_PROVIDER") or cls.key_provider
+        if provider not in KEY_PROVIDERS:
+            raise InvalidInput(f"SEALSCRIBE_KEY_PROVIDER must be one of "
+                               f"{', '.join(KEY_PROVIDERS)}; got {provider!r}")
+        home = Path(env.get("SEALSCRIBE_HOME") or "~/.sealscribe").expanduser()
+        return cls(
+            redis_url=redis_url,
+            home=home,
+            key_provider=provider,
+            audio_ttl=_positive_int(env, "SEALSCRIBE_AUDIO_TTL", cls.audio_ttl),
+            transcript_ttl=_positive_int(env, "SEALSCRIBE_TRANSCRIPT_TTL", cls.transcript_ttl),
+        )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings.from_env()

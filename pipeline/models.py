@@ -1,0 +1,90 @@
+"""Small typed records passed between stages and returned by the services.
+
+None of them holds plaintext content except :class:`AudioSegment` and
+:class:`TranscriptSegment`, which exist only in process memory between capture or
+transcription and ``keys.seal``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from keys.errors import InvalidInput
+
+__all__ = ["AudioSegment", "Meeting", "SealedSegment", "Tenant"]
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Meeting:
+    id: str
+    tenant_id: str
+    created: float
+    transcription: bool
+    opted_out: frozenset[str] = field(default_factory=frozenset)
+
+    def transcribes(self, participant_id: str) -> bool:
+        """The one policy rule: transcription on for the meeting and the participant in."""
+        return self.transcription and participant_id not in self.opted_out
+
+
+_AUDIO_HEADER = struct.Struct(">IQ")  # sample rate, start offset in milliseconds
+
+
+@dataclass(frozen=True)
+class AudioSegment:
+    """One utterance of one participant: 16-bit little-endian mono PCM, in memory only."""
+
+    participant_id: str
+    seq: int
+    start_ms: int
+    sample_rate: int
+    pcm: bytes = field(repr=False)
+
+    @property
+    def duration_ms(self) -> int:
+        return len(self.pcm) * 1000 // (2 * self.sample_rate)
+
+    def payload(self) -> bytes:
+        """What gets sealed: a fixed header then the samples."""
+        return _AUDIO_HEADER.pack(self.sample_rate, self.start_ms) + self.pcm
+
+    @classmethod
+    def from_payload(cls, participant_id: str, seq: int, payload: bytes) -> AudioSegment:
+        if len(payload) < _AUDIO_HEADER.size:
+            raise InvalidInput("audio payload is shorter than its header")
+        rate, start = _AUDIO_HEADER.unpack_from(payload)
+        return cls(participant_id, seq, start, rate, payload[_AUDIO_HEADER.size:])
+
+
+@dataclass(frozen=True)
+class SealedSegment:
+    """An audio or transcript segment as stored: ids in the clear, content sealed."""
+
+    meeting_id: str
+    participant_id: str
+    seq: int
+    sealed: bytes = field(repr=False)
+
+    @property
+    def segment_id(self) -> str:
+        return segment_id(self.participant_id, self.seq)
+
+
+def segment_id(participant_id: str, seq: int) -> str:
+    """Segment ids are ``PARTICIPANT.SEQ``: deterministic, so storing twice is idempotent."""
+    return f"{participant_id}.{seq}"
+
+
+def parse_segment_id(sid: str) -> tuple[str, int]:
+    participant, _, seq = sid.rpartition(".")
+    if not participant or not seq.isdigit():
+        raise InvalidInput(f"segment id {sid!r} is not of the form PARTICIPANT.SEQ")
+    return participant, int(seq)

@@ -1,0 +1,56 @@
+"""Wiring: settings -> Redis store, key provider, audited key service.
+
+Every process (CLI, API, bot, worker) builds one ``Runtime`` at start-up and passes it to
+the service functions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+
+from keys.audit import AuditLog
+from keys.local import LocalKeyring
+from keys.provider import KeyProvider
+from keys.service import KeyService
+from pipeline.config import Settings
+from pipeline.store import Store
+
+__all__ = ["Runtime", "build_provider", "default_actor"]
+
+
+def build_provider(settings: Settings) -> KeyProvider:
+    """The key provider ``SEALSCRIBE_KEY_PROVIDER`` names."""
+    if settings.key_provider == "local":
+        return LocalKeyring(settings.keyring_dir)
+    raise ValueError(f"unknown key provider {settings.key_provider!r}")  # config validated
+
+
+def default_actor(kind: str) -> str:
+    """Who is acting, for the audit log: ``cli:alice@host``, ``worker:host:pid``."""
+    host = socket.gethostname()
+    if kind == "cli":
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        return f"cli:{user}@{host}"
+    return f"{kind}:{host}:{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    keys: KeyService
+    actor: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, actor: str,
+                      provider: KeyProvider | None = None) -> Runtime:
+        store = Store.from_url(settings.redis_url, settings.audio_ttl, settings.transcript_ttl)
+        keys = KeyService(provider or build_provider(settings), AuditLog(store.audit),
+                          store.meetings)
+        return cls(settings, store, keys, actor)

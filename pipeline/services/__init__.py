@@ -1,0 +1,45 @@
+"""Service functions: the one place each rule lives. The CLI, the API and the console are
+thin layers over these."""
+
+from pipeline.services.custody import (
+    KeyReport,
+    audit_show,
+    audit_verify,
+    import_key,
+    key_status,
+    retire_keys,
+    revoke_keys,
+    rotate_keys,
+)
+from pipeline.services.meetings import (
+    create_meeting,
+    data_key,
+    delete_meeting,
+    get_meeting,
+    list_meetings,
+    set_consent,
+    set_transcription,
+)
+from pipeline.services.tenants import authenticate, create_tenant, get_tenant, list_tenants
+
+__all__ = [
+    "KeyReport",
+    "audit_show",
+    "audit_verify",
+    "authenticate",
+    "create_meeting",
+    "create_tenant",
+    "data_key",
+    "delete_meeting",
+    "get_meeting",
+    "get_tenant",
+    "import_key",
+    "key_status",
+    "list_meetings",
+    "list_tenants",
+    "retire_keys",
+    "revoke_keys",
+    "rotate_keys",
+    "set_consent",
+    "set_transcription",
+]

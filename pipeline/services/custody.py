@@ -1,0 +1,69 @@
+"""Key custody and audit services for a tenant: status, rotate, retire, revoke, import,
+and the audit log (show, verify)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keys.audit import AuditEntry, VerifyReport, verify
+from keys.service import RotationReport
+from keys.types import KeyStatus
+from pipeline.runtime import Runtime
+
+__all__ = [
+    "KeyReport",
+    "audit_show",
+    "audit_verify",
+    "import_key",
+    "key_status",
+    "retire_keys",
+    "revoke_keys",
+    "rotate_keys",
+]
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    status: KeyStatus
+    #: how many stored data keys are wrapped under each tenant key version
+    wrapped_by_version: dict[int, int]
+
+
+def key_status(rt: Runtime, tenant_id: str) -> KeyReport:
+    rt.store.tenants.get(tenant_id)
+    return KeyReport(rt.keys.status(tenant_id), rt.keys.wrapped_versions(tenant_id))
+
+
+def rotate_keys(rt: Runtime, tenant_id: str) -> RotationReport:
+    """New primary version and every data key rewrapped (run again to resume)."""
+    rt.store.tenants.get(tenant_id)
+    return rt.keys.rotate(tenant_id, rt.actor)
+
+
+def retire_keys(rt: Runtime, tenant_id: str, below: int) -> int:
+    rt.store.tenants.get(tenant_id)
+    return rt.keys.retire_below(tenant_id, below, rt.actor)
+
+
+def revoke_keys(rt: Runtime, tenant_id: str) -> None:
+    rt.store.tenants.get(tenant_id)
+    rt.keys.revoke(tenant_id, rt.actor)
+
+
+def import_key(rt: Runtime, tenant_id: str, material: bytes) -> RotationReport:
+    rt.store.tenants.get(tenant_id)
+    return rt.keys.import_key(tenant_id, material, rt.actor)
+
+
+def audit_show(rt: Runtime, tenant_id: str, offset: int = 0,
+               limit: int = 100) -> list[AuditEntry]:
+    rt.store.tenants.get(tenant_id)
+    if limit <= 0:
+        return []
+    return rt.keys.audit.entries(tenant_id, offset, offset + limit - 1)
+
+
+def audit_verify(rt: Runtime, tenant_id: str) -> VerifyReport:
+    rt.store.tenants.get(tenant_id)
+    head, entries = rt.store.audit.audit_snapshot(tenant_id)
+    return verify(tenant_id, entries, head)

@@ -1,0 +1,86 @@
+"""Meeting services: create, the transcription switch, consent, data keys, delete.
+
+Rules live here once: transcription is off unless asked for; a tenant only ever sees its own
+meetings (anything else is :class:`NotFound`); deleting shreds keys before records.
+"""
+
+from __future__ import annotations
+
+from keys.errors import KeyRevoked
+from keys.types import DataKey, KeyContext, KeyUse, Purpose
+from pipeline.models import Meeting
+from pipeline.runtime import Runtime
+from pipeline.store.meetings import MeetingStore
+
+__all__ = [
+    "create_meeting",
+    "data_key",
+    "delete_meeting",
+    "get_meeting",
+    "list_meetings",
+    "set_consent",
+    "set_transcription",
+]
+
+
+def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False) -> Meeting:
+    """A new meeting with fresh audio and transcript data keys, wrapped by the tenant key.
+
+    Transcription is **off** unless ``transcription=True``."""
+    rt.store.tenants.get(tenant_id)  # NotFound for an unknown tenant, before any key work
+    meeting_id = MeetingStore.new_id()
+    wrapped = {
+        use: rt.keys.wrap(KeyContext(tenant_id, meeting_id, use), DataKey.generate(),
+                          Purpose.TRANSCRIBE, rt.actor)
+        for use in KeyUse
+    }
+    return rt.store.meetings.create(meeting_id, tenant_id, transcription, wrapped)
+
+
+def get_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:
+    return rt.store.meetings.get(meeting_id, tenant_id)
+
+
+def list_meetings(rt: Runtime, tenant_id: str) -> list[Meeting]:
+    rt.store.tenants.get(tenant_id)
+    return rt.store.meetings.list(tenant_id)
+
+
+def set_transcription(rt: Runtime, meeting_id: str, on: bool,
+                      tenant_id: str | None = None) -> Meeting:
+    """Switch transcription for a meeting, also mid-call; effective for the next segment."""
+    rt.store.meetings.get(meeting_id, tenant_id)
+    rt.store.meetings.set_transcription(meeting_id, on)
+    return rt.store.meetings.get(meeting_id)
+
+
+def set_consent(rt: Runtime, meeting_id: str, participant_id: str, opted_out: bool,
+                tenant_id: str | None = None) -> Meeting:
+    """A participant opts out of (or back into) having their own audio transcribed."""
+    rt.store.meetings.get(meeting_id, tenant_id)
+    rt.store.meetings.set_opt_out(meeting_id, participant_id, opted_out)
+    return rt.store.meetings.get(meeting_id)
+
+
+def data_key(rt: Runtime, meeting: Meeting, use: KeyUse, purpose: Purpose) -> DataKey:
+    """Unwrap one of the meeting's data keys for ``purpose`` (audited)."""
+    context = KeyContext(meeting.tenant_id, meeting.id, use)
+    wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
+    return rt.keys.unwrap(context, wrapped, purpose, rt.actor)
+
+
+def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> None:
+    """Crypto-shred a meeting, then delete its records.
+
+    The wrapped data keys go first. Because a backup of Redis taken earlier still holds
+    copies of them, the tenant key is then rotated, every other meeting's keys rewrapped,
+    and the old versions retired: those copies can no longer be unwrapped by anyone."""
+    meeting = rt.store.meetings.get(meeting_id, tenant_id)
+    rt.store.meetings.shred_keys(meeting.id)
+    rt.keys.audit.record(meeting.tenant_id, "shred", actor=rt.actor, meeting=meeting.id)
+    rt.store.meetings.delete(meeting)
+    try:
+        report = rt.keys.rotate(meeting.tenant_id, rt.actor)
+        rt.keys.retire_below(meeting.tenant_id, report.primary_version, rt.actor)
+    except KeyRevoked:
+        pass  # a revoked key opens nothing already

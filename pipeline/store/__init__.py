@@ -1,0 +1,29 @@
+"""The sealed store on Redis. ``schema`` owns every key name; the rest owns one concept each.
+
+``Store`` bundles them around one Redis client.
+"""
+
+from __future__ import annotations
+
+from pipeline.store.audit import RedisAuditStore
+from pipeline.store.connection import Redis, connect
+from pipeline.store.meetings import MeetingStore
+from pipeline.store.segments import SegmentStore
+from pipeline.store.tenants import TenantStore
+
+__all__ = ["Store"]
+
+
+class Store:
+    def __init__(self, r: Redis, audio_ttl: int = 3600,
+                 transcript_ttl: int = 30 * 24 * 3600) -> None:
+        self.redis = r
+        self.tenants = TenantStore(r)
+        self.meetings = MeetingStore(r)
+        self.segments = SegmentStore(r, audio_ttl, transcript_ttl)
+        self.audit = RedisAuditStore(r)
+
+    @classmethod
+    def from_url(cls, url: str, audio_ttl: int = 3600,
+                 transcript_ttl: int = 30 * 24 * 3600) -> Store:
+        return cls(connect(url), audio_ttl, transcript_ttl)

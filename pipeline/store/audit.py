@@ -1,0 +1,48 @@
+"""The audit log on Redis: :class:`keys.audit.AuditStore` with an atomic compare-and-append."""
+
+from __future__ import annotations
+
+from keys.audit import AuditEntry
+from pipeline.store import schema
+from pipeline.store.connection import Redis, redis_errors
+
+__all__ = ["RedisAuditStore"]
+
+# KEYS: list, head. ARGV: expected count, entry JSON, entry hash.
+_APPEND = """
+local n = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
+if n ~= tonumber(ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'count', n + 1, 'hash', ARGV[3])
+return 1
+"""
+
+
+class RedisAuditStore:
+    def __init__(self, r: Redis) -> None:
+        self.r = r
+        self._append = r.register_script(_APPEND)
+
+    @redis_errors
+    def audit_head(self, tenant_id: str) -> tuple[int, str | None]:
+        count, last = self.r.hmget(schema.audit_head(tenant_id), ["count", "hash"])
+        return (int(count or 0), last.decode() if last else None)
+
+    @redis_errors
+    def audit_append(self, tenant_id: str, entry: AuditEntry) -> bool:
+        return bool(self._append(keys=[schema.audit(tenant_id), schema.audit_head(tenant_id)],
+                                 args=[entry.seq, entry.to_json(), entry.hash]))
+
+    @redis_errors
+    def audit_entries(self, tenant_id: str, start: int = 0, stop: int = -1) -> list[str]:
+        return [raw.decode() for raw in self.r.lrange(schema.audit(tenant_id), start, stop)]
+
+    @redis_errors
+    def audit_snapshot(self, tenant_id: str) -> tuple[tuple[int, str | None], list[str]]:
+        """The head and every entry, read in one transaction (for verification)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hmget(schema.audit_head(tenant_id), ["count", "hash"])
+        pipe.lrange(schema.audit(tenant_id), 0, -1)
+        (count, last), raw = pipe.execute()
+        head = (int(count or 0), last.decode() if last else None)
+        return head, [e.decode() for e in raw]

@@ -1,0 +1,132 @@
+"""Meetings: their policy (transcription flag, opt-outs) and their wrapped data keys.
+
+Also the :class:`keys.service.WrappedKeyStore` that rotation walks.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from keys.errors import NotFound
+from keys.types import KeyContext, KeyUse, WrappedKey
+from pipeline.models import Meeting
+from pipeline.store import schema
+from pipeline.store.connection import Redis, redis_errors
+
+__all__ = ["MeetingStore"]
+
+# Swap a wrapped key only if it is still the one we rewrapped (never resurrect a deleted one).
+_REPLACE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class MeetingStore:
+    def __init__(self, r: Redis) -> None:
+        self.r = r
+        self._replace = r.register_script(_REPLACE)
+
+    @redis_errors
+    def create(self, meeting_id: str, tenant_id: str, transcription: bool,
+               wrapped: dict[KeyUse, WrappedKey]) -> Meeting:
+        meeting = Meeting(id=meeting_id, tenant_id=tenant_id, created=time.time(),
+                          transcription=transcription)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(schema.meeting(meeting.id), mapping={
+            "tenant": tenant_id, "created": repr(meeting.created),
+            "transcription": int(transcription)})
+        pipe.hset(schema.meeting_keys(meeting.id),
+                  mapping={use.value: w.to_str() for use, w in wrapped.items()})
+        pipe.sadd(schema.tenant_meetings(tenant_id), meeting.id)
+        pipe.execute()
+        return meeting
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh meeting id; the data keys are bound to it before the meeting is stored."""
+        return "m_" + secrets.token_hex(8)
+
+    @redis_errors
+    def get(self, meeting_id: str, tenant_id: str | None = None) -> Meeting:
+        """The meeting; :class:`NotFound` if unknown or (given ``tenant_id``) not theirs."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(schema.meeting(meeting_id))
+        pipe.smembers(schema.meeting_optout(meeting_id))
+        raw, optout = pipe.execute()
+        if not raw or (tenant_id is not None and raw[b"tenant"].decode() != tenant_id):
+            raise NotFound(f"no meeting {meeting_id}")
+        return Meeting(id=meeting_id, tenant_id=raw[b"tenant"].decode(),
+                       created=float(raw[b"created"]),
+                       transcription=raw[b"transcription"] == b"1",
+                       opted_out=frozenset(p.decode() for p in optout))
+
+    @redis_errors
+    def list(self, tenant_id: str) -> list[Meeting]:
+        ids = [m.decode() for m in self.r.smembers(schema.tenant_meetings(tenant_id))]
+        meetings = []
+        for mid in ids:
+            try:
+                meetings.append(self.get(mid))
+            except NotFound:
+                continue  # deleted while we listed
+        return sorted(meetings, key=lambda m: m.created)
+
+    @redis_errors
+    def set_transcription(self, meeting_id: str, on: bool) -> None:
+        self.r.hset(schema.meeting(meeting_id), "transcription", int(on))
+
+    @redis_errors
+    def set_opt_out(self, meeting_id: str, participant_id: str, opted_out: bool) -> None:
+        if opted_out:
+            self.r.sadd(schema.meeting_optout(meeting_id), participant_id)
+        else:
+            self.r.srem(schema.meeting_optout(meeting_id), participant_id)
+
+    @redis_errors
+    def wrapped_key(self, meeting_id: str, use: KeyUse) -> WrappedKey:
+        raw = self.r.hget(schema.meeting_keys(meeting_id), use.value)
+        if raw is None:
+            raise NotFound(f"meeting {meeting_id} has no {use.value} key (deleted)")
+        return WrappedKey.from_str(raw.decode())
+
+    @redis_errors
+    def shred_keys(self, meeting_id: str) -> None:
+        """Destroy the meeting's wrapped data keys: its content becomes unopenable."""
+        self.r.delete(schema.meeting_keys(meeting_id))
+
+    @redis_errors
+    def delete(self, meeting: Meeting) -> None:
+        """Delete every record of the meeting. Call :meth:`shred_keys` first."""
+        doomed = [schema.meeting_keys(meeting.id), schema.meeting(meeting.id),
+                  schema.meeting_optout(meeting.id), schema.meeting_audio(meeting.id),
+                  schema.meeting_transcript(meeting.id)]
+        for pattern in schema.meeting_pattern(meeting.id):
+            doomed.extend(k.decode() for k in self.r.scan_iter(match=pattern, count=1000))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(*doomed)
+        pipe.srem(schema.tenant_meetings(meeting.tenant_id), meeting.id)
+        pipe.execute()
+
+    # -- keys.service.WrappedKeyStore ------------------------------------------------
+
+    @redis_errors
+    def wrapped_keys(self, tenant_id: str, cursor: int,
+                     count: int) -> tuple[int, list[tuple[KeyContext, WrappedKey]]]:
+        cursor, ids = self.r.sscan(schema.tenant_meetings(tenant_id), cursor, count=count)
+        out = []
+        for raw_id in ids:
+            mid = raw_id.decode()
+            for use_raw, wrapped in self.r.hgetall(schema.meeting_keys(mid)).items():
+                context = KeyContext(tenant_id, mid, KeyUse(use_raw.decode()))
+                out.append((context, WrappedKey.from_str(wrapped.decode())))
+        return int(cursor), out
+
+    @redis_errors
+    def replace_wrapped(self, context: KeyContext, old: WrappedKey, new: WrappedKey) -> bool:
+        return bool(self._replace(keys=[schema.meeting_keys(context.meeting_id)],
+                                  args=[context.use.value, old.to_str(), new.to_str()]))

@@ -1,0 +1,86 @@
+"""Every Redis key sealscribe uses. No other module formats a key string.
+
+All keys start with ``ss:``. Content (audio, transcript text) only ever appears sealed;
+ids, flags, counts and times are in the clear.
+
+=====================================  ======  =========================================  ==========
+key                                    type    holds                                      TTL
+=====================================  ======  =========================================  ==========
+ss:tenants                             set     tenant ids                                 none
+ss:tenant:{t}                          hash    name, created                              none
+ss:tenant:{t}:meetings                 set     the tenant's meeting ids                   none
+ss:token:{sha256(token)}               string  tenant id (tokens are stored hashed)       none
+ss:meeting:{m}                         hash    tenant, created, transcription (0/1)       none
+ss:meeting:{m}:optout                  set     participant ids that opted out             none
+ss:meeting:{m}:keys                    hash    audio / transcript -> wrapped data key     none
+ss:meeting:{m}:audio                   zset    pending audio segment ids, score = seq     none
+ss:audio:{m}:{segment}                 string  sealed audio segment                       audio TTL
+ss:meeting:{m}:transcript              zset    transcript segment ids, score = start ms   none
+ss:transcript:{m}:{segment}            string  sealed transcript segment                  transcript TTL
+ss:audit:{t}                           list    audit entries (JSON, hash-chained)         none
+ss:audit:{t}:head                      hash    count, hash of the last entry              none
+=====================================  ======  =========================================  ==========
+
+Deleting a meeting removes ``ss:meeting:{m}:keys`` first (crypto-shredding), then the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "ss:"
+
+TENANTS = f"{PREFIX}tenants"
+
+
+def tenant(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}"
+
+
+def tenant_meetings(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:meetings"
+
+
+def token(raw_token: str) -> str:
+    return f"{PREFIX}token:{hashlib.sha256(raw_token.encode()).hexdigest()}"
+
+
+def meeting(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}"
+
+
+def meeting_optout(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:optout"
+
+
+def meeting_keys(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:keys"
+
+
+def meeting_audio(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:audio"
+
+
+def audio(meeting_id: str, segment_id: str) -> str:
+    return f"{PREFIX}audio:{meeting_id}:{segment_id}"
+
+
+def meeting_transcript(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:transcript"
+
+
+def transcript(meeting_id: str, segment_id: str) -> str:
+    return f"{PREFIX}transcript:{meeting_id}:{segment_id}"
+
+
+def audit(tenant_id: str) -> str:
+    return f"{PREFIX}audit:{tenant_id}"
+
+
+def audit_head(tenant_id: str) -> str:
+    return f"{PREFIX}audit:{tenant_id}:head"
+
+
+def meeting_pattern(meeting_id: str) -> list[str]:
+    """Patterns matching every per-segment key of a meeting (for deletion)."""
+    return [audio(meeting_id, "*"), transcript(meeting_id, "*")]

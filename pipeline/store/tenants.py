@@ -1,0 +1,58 @@
+"""Tenants and their API tokens (stored only as SHA-256 hashes)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from keys.errors import AuthenticationFailed, InvalidInput, NotFound
+from pipeline.models import Tenant
+from pipeline.store import schema
+from pipeline.store.connection import Redis, redis_errors
+
+__all__ = ["TenantStore"]
+
+TOKEN_PREFIX = "sst_"
+
+
+class TenantStore:
+    def __init__(self, r: Redis) -> None:
+        self.r = r
+
+    @redis_errors
+    def create(self, name: str) -> tuple[Tenant, str]:
+        """A new tenant and its API token (shown once, stored hashed)."""
+        name = name.strip() if isinstance(name, str) else ""
+        if not name or len(name) > 200 or not name.isprintable():
+            raise InvalidInput("tenant name must be 1-200 printable characters")
+        tenant = Tenant(id="t_" + secrets.token_hex(8), name=name, created=time.time())
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(schema.tenant(tenant.id),
+                  mapping={"name": tenant.name, "created": repr(tenant.created)})
+        pipe.set(schema.token(token), tenant.id)
+        pipe.sadd(schema.TENANTS, tenant.id)
+        pipe.execute()
+        return tenant, token
+
+    @redis_errors
+    def get(self, tenant_id: str) -> Tenant:
+        raw = self.r.hgetall(schema.tenant(tenant_id)) if isinstance(tenant_id, str) else {}
+        if not raw:
+            raise NotFound(f"no tenant {tenant_id}")
+        return Tenant(tenant_id, raw[b"name"].decode(), float(raw[b"created"]))
+
+    @redis_errors
+    def list(self) -> list[Tenant]:
+        ids = sorted(m.decode() for m in self.r.smembers(schema.TENANTS))
+        return [self.get(t) for t in ids]
+
+    @redis_errors
+    def authenticate(self, token: str) -> Tenant:
+        """The tenant a token belongs to; :class:`AuthenticationFailed` otherwise."""
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationFailed("the API token is malformed")
+        tenant_id = self.r.get(schema.token(token))
+        if tenant_id is None:
+            raise AuthenticationFailed("the API token is not valid")
+        return self.get(tenant_id.decode())
