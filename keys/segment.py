@@ -79,7 +79,7 @@ def seal(key: DataKey, context: SegmentContext, plaintext: bytes) -> bytes:
                                                 bytes(plaintext))
 
 
-def open(key: DataKey, context: SegmentContext, sealed: bytes) -> bytes:  # noqa: A001
+def open(key: DataKey, context: SegmentContext, sealed: bytes) -> bytes:
     """Open a sealed segment in memory; raises :class:`InvalidSeal` if anything is off."""
     if not isinstance(key, DataKey):
         raise TypeError(f"key must be a DataKey, not {type(key).__name__}")

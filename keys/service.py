@@ -8,6 +8,7 @@ Wrapped keys are reached through :class:`WrappedKeyStore`, implemented by the Re
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -60,6 +61,8 @@ class KeyService:
                  version: Callable[[T], int | None] | int | None = None) -> T:
         try:
             result = call()
+        except InvalidInput:
+            raise  # a malformed request never reached a key: nothing to audit
         except SealscribeError as exc:
             self.audit.record(tenant_id, action, actor=actor, outcome=type(exc).__name__,
                               meeting=meeting, purpose=purpose.value if purpose else None,
@@ -131,7 +134,7 @@ class KeyService:
                 continue
             new = self._audited(
                 tenant_id, "rewrap", actor,
-                lambda c=context, w=wrapped: self.provider.rewrap(tenant_id, w, c),
+                functools.partial(self.provider.rewrap, tenant_id, wrapped, context),
                 meeting=context.meeting_id, purpose=Purpose.REWRAP,
                 version=lambda w: w.version)
             if self.store.replace_wrapped(context, wrapped, new):

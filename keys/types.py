@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-class Purpose(str, enum.Enum):
+class Purpose(enum.StrEnum):
     """Why a data key is used. There is deliberately no purpose that could read content
     for training or analytics: a call for any other reason cannot even be expressed."""
 
@@ -32,7 +32,7 @@ class Purpose(str, enum.Enum):
     REWRAP = "rewrap"  #: moving a wrapped key to a new key version, content untouched
 
 
-class KeyUse(str, enum.Enum):
+class KeyUse(enum.StrEnum):
     """Which of a meeting's two data keys: one seals audio, the other transcripts."""
 
     AUDIO = "audio"

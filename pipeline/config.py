@@ -24,6 +24,7 @@ from keys.errors import InvalidInput
 __all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
 
 KEY_PROVIDERS = ("local",)
+DEFAULT_HOME = Path("~/.sealscribe").expanduser()
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -42,7 +43,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
-    home: Path = Path("~/.sealscribe").expanduser()
+    home: Path = DEFAULT_HOME
     key_provider: str = "local"
     audio_ttl: int = 3600
     transcript_ttl: int = 30 * 24 * 3600
@@ -67,7 +68,7 @@ class Settings:
         if provider not in KEY_PROVIDERS:
             raise InvalidInput(f"SEALSCRIBE_KEY_PROVIDER must be one of "
                                f"{', '.join(KEY_PROVIDERS)}; got {provider!r}")
-        home = Path(env.get("SEALSCRIBE_HOME") or "~/.sealscribe").expanduser()
+        home = Path(env.get("SEALSCRIBE_HOME") or DEFAULT_HOME).expanduser()
         return cls(
             redis_url=redis_url,
             home=home,

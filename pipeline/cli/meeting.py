@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 
 import typer
 from rich.table import Table
@@ -17,7 +17,7 @@ from pipeline.models import Meeting
 app = typer.Typer(help="Meetings and their transcription switch.", no_args_is_help=True)
 
 
-class Switch(str, Enum):
+class Switch(StrEnum):
     on = "on"
     off = "off"
 

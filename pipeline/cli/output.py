@@ -107,7 +107,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             if kwargs.get("as_json"):
                 print(json.dumps({"error": {"type": type(exc).__name__, "message": message}}))
             else:
-                err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exit_code(exc)) from None
 
     return wrapper

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keys.audit import AuditEntry
 from pipeline.store import schema
-from pipeline.store.connection import Redis, redis_errors
+from pipeline.store.connection import Redis, as_str, redis_errors
 
 __all__ = ["RedisAuditStore"]
 
@@ -26,7 +26,7 @@ class RedisAuditStore:
     @redis_errors
     def audit_head(self, tenant_id: str) -> tuple[int, str | None]:
         count, last = self.r.hmget(schema.audit_head(tenant_id), ["count", "hash"])
-        return (int(count or 0), last.decode() if last else None)
+        return (int(count or 0), as_str(last) if last else None)
 
     @redis_errors
     def audit_append(self, tenant_id: str, entry: AuditEntry) -> bool:
@@ -35,7 +35,7 @@ class RedisAuditStore:
 
     @redis_errors
     def audit_entries(self, tenant_id: str, start: int = 0, stop: int = -1) -> list[str]:
-        return [raw.decode() for raw in self.r.lrange(schema.audit(tenant_id), start, stop)]
+        return [as_str(raw) for raw in self.r.lrange(schema.audit(tenant_id), start, stop)]
 
     @redis_errors
     def audit_snapshot(self, tenant_id: str) -> tuple[tuple[int, str | None], list[str]]:
@@ -44,5 +44,5 @@ class RedisAuditStore:
         pipe.hmget(schema.audit_head(tenant_id), ["count", "hash"])
         pipe.lrange(schema.audit(tenant_id), 0, -1)
         (count, last), raw = pipe.execute()
-        head = (int(count or 0), last.decode() if last else None)
+        head = (int(count or 0), as_str(last) if last else None)
         return head, [e.decode() for e in raw]

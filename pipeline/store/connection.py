@@ -10,7 +10,7 @@ import redis
 
 from keys.errors import StoreUnavailable
 
-__all__ = ["Redis", "connect", "redis_errors"]
+__all__ = ["Redis", "as_bytes", "as_str", "connect", "redis_errors"]
 
 Redis = redis.Redis
 P = ParamSpec("P")
@@ -34,3 +34,16 @@ def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
 
     return wrapper
+
+
+def as_bytes(value: object) -> bytes:
+    """A reply from our clients (which never decode responses) as bytes."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"unexpected Redis reply of type {type(value).__name__}")
+
+
+def as_str(value: object) -> str:
+    return as_bytes(value).decode()

@@ -5,6 +5,7 @@ Also the :class:`keys.service.WrappedKeyStore` that rotation walks.
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 
@@ -12,7 +13,7 @@ from keys.errors import NotFound
 from keys.types import KeyContext, KeyUse, WrappedKey
 from pipeline.models import Meeting
 from pipeline.store import schema
-from pipeline.store.connection import Redis, redis_errors
+from pipeline.store.connection import Redis, as_str, redis_errors
 
 __all__ = ["MeetingStore"]
 
@@ -66,8 +67,8 @@ class MeetingStore:
                        opted_out=frozenset(p.decode() for p in optout))
 
     @redis_errors
-    def list(self, tenant_id: str) -> list[Meeting]:
-        ids = [m.decode() for m in self.r.smembers(schema.tenant_meetings(tenant_id))]
+    def list(self, tenant_id: str) -> builtins.list[Meeting]:
+        ids = [as_str(m) for m in self.r.smembers(schema.tenant_meetings(tenant_id))]
         meetings = []
         for mid in ids:
             try:
@@ -92,7 +93,7 @@ class MeetingStore:
         raw = self.r.hget(schema.meeting_keys(meeting_id), use.value)
         if raw is None:
             raise NotFound(f"meeting {meeting_id} has no {use.value} key (deleted)")
-        return WrappedKey.from_str(raw.decode())
+        return WrappedKey.from_str(as_str(raw))
 
     @redis_errors
     def shred_keys(self, meeting_id: str) -> None:
@@ -116,14 +117,14 @@ class MeetingStore:
 
     @redis_errors
     def wrapped_keys(self, tenant_id: str, cursor: int,
-                     count: int) -> tuple[int, list[tuple[KeyContext, WrappedKey]]]:
+                     count: int) -> tuple[int, builtins.list[tuple[KeyContext, WrappedKey]]]:
         cursor, ids = self.r.sscan(schema.tenant_meetings(tenant_id), cursor, count=count)
         out = []
         for raw_id in ids:
-            mid = raw_id.decode()
+            mid = as_str(raw_id)
             for use_raw, wrapped in self.r.hgetall(schema.meeting_keys(mid)).items():
-                context = KeyContext(tenant_id, mid, KeyUse(use_raw.decode()))
-                out.append((context, WrappedKey.from_str(wrapped.decode())))
+                context = KeyContext(tenant_id, mid, KeyUse(as_str(use_raw)))
+                out.append((context, WrappedKey.from_str(as_str(wrapped))))
         return int(cursor), out
 
     @redis_errors

@@ -3,23 +3,23 @@
 All keys start with ``ss:``. Content (audio, transcript text) only ever appears sealed;
 ids, flags, counts and times are in the clear.
 
-=====================================  ======  =========================================  ==========
-key                                    type    holds                                      TTL
-=====================================  ======  =========================================  ==========
-ss:tenants                             set     tenant ids                                 none
-ss:tenant:{t}                          hash    name, created                              none
-ss:tenant:{t}:meetings                 set     the tenant's meeting ids                   none
-ss:token:{sha256(token)}               string  tenant id (tokens are stored hashed)       none
-ss:meeting:{m}                         hash    tenant, created, transcription (0/1)       none
-ss:meeting:{m}:optout                  set     participant ids that opted out             none
-ss:meeting:{m}:keys                    hash    audio / transcript -> wrapped data key     none
-ss:meeting:{m}:audio                   zset    pending audio segment ids, score = seq     none
-ss:audio:{m}:{segment}                 string  sealed audio segment                       audio TTL
-ss:meeting:{m}:transcript              zset    transcript segment ids, score = start ms   none
-ss:transcript:{m}:{segment}            string  sealed transcript segment                  transcript TTL
-ss:audit:{t}                           list    audit entries (JSON, hash-chained)         none
-ss:audit:{t}:head                      hash    count, hash of the last entry              none
-=====================================  ======  =========================================  ==========
+=============================  ======  =========================================  ===========
+key                            type    holds                                      TTL
+=============================  ======  =========================================  ===========
+ss:tenants                     set     tenant ids                                 none
+ss:tenant:{t}                  hash    name, created                              none
+ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
+ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       none
+ss:meeting:{m}                 hash    tenant, created, transcription (0/1)       none
+ss:meeting:{m}:optout          set     participant ids that opted out             none
+ss:meeting:{m}:keys            hash    audio / transcript -> wrapped data key     none
+ss:meeting:{m}:audio           zset    pending audio segment ids, score = seq     none
+ss:audio:{m}:{segment}         string  sealed audio segment                       audio TTL
+ss:meeting:{m}:transcript      zset    transcript segment ids, score = start ms   none
+ss:transcript:{m}:{segment}    string  sealed transcript segment                  transcript TTL
+ss:audit:{t}                   list    audit entries (JSON, hash-chained)         none
+ss:audit:{t}:head              hash    count, hash of the last entry              none
+=============================  ======  =========================================  ===========
 
 Deleting a meeting removes ``ss:meeting:{m}:keys`` first (crypto-shredding), then the rest.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.models import SealedSegment, parse_segment_id
 from pipeline.store import schema
-from pipeline.store.connection import Redis, redis_errors
+from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
 
 __all__ = ["SegmentStore"]
 
@@ -32,7 +32,7 @@ class SegmentStore:
         if blob is None:
             return None
         participant, seq = parse_segment_id(sid)
-        return SealedSegment(meeting_id, participant, seq, blob)
+        return SealedSegment(meeting_id, participant, seq, as_bytes(blob))
 
     @redis_errors
     def delete_audio(self, meeting_id: str, sid: str) -> bool:
@@ -44,7 +44,7 @@ class SegmentStore:
 
     @redis_errors
     def pending_audio(self, meeting_id: str) -> list[str]:
-        return [s.decode() for s in self.r.zrange(schema.meeting_audio(meeting_id), 0, -1)]
+        return [as_str(s) for s in self.r.zrange(schema.meeting_audio(meeting_id), 0, -1)]
 
     @redis_errors
     def put_transcript(self, segment: SealedSegment, start_ms: int) -> str:
@@ -59,7 +59,7 @@ class SegmentStore:
     @redis_errors
     def transcript(self, meeting_id: str) -> list[SealedSegment]:
         """The meeting's sealed transcript segments, ordered by start time."""
-        sids = [s.decode() for s in self.r.zrange(schema.meeting_transcript(meeting_id), 0, -1)]
+        sids = [as_str(s) for s in self.r.zrange(schema.meeting_transcript(meeting_id), 0, -1)]
         if not sids:
             return []
         blobs = self.r.mget([schema.transcript(meeting_id, s) for s in sids])
@@ -67,5 +67,5 @@ class SegmentStore:
         for sid, blob in zip(sids, blobs, strict=True):
             if blob is not None:
                 participant, seq = parse_segment_id(sid)
-                out.append(SealedSegment(meeting_id, participant, seq, blob))
+                out.append(SealedSegment(meeting_id, participant, seq, as_bytes(blob)))
         return out

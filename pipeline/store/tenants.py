@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 
 from keys.errors import AuthenticationFailed, InvalidInput, NotFound
 from pipeline.models import Tenant
 from pipeline.store import schema
-from pipeline.store.connection import Redis, redis_errors
+from pipeline.store.connection import Redis, as_str, redis_errors
 
 __all__ = ["TenantStore"]
 
-TOKEN_PREFIX = "sst_"
+TOKEN_PREFIX = "sst_"  # noqa: S105 - a prefix, not a secret
 
 
 class TenantStore:
@@ -40,11 +41,11 @@ class TenantStore:
         raw = self.r.hgetall(schema.tenant(tenant_id)) if isinstance(tenant_id, str) else {}
         if not raw:
             raise NotFound(f"no tenant {tenant_id}")
-        return Tenant(tenant_id, raw[b"name"].decode(), float(raw[b"created"]))
+        return Tenant(tenant_id, as_str(raw[b"name"]), float(raw[b"created"]))
 
     @redis_errors
-    def list(self) -> list[Tenant]:
-        ids = sorted(m.decode() for m in self.r.smembers(schema.TENANTS))
+    def list(self) -> builtins.list[Tenant]:
+        ids = sorted(as_str(m) for m in self.r.smembers(schema.TENANTS))
         return [self.get(t) for t in ids]
 
     @redis_errors
@@ -55,4 +56,4 @@ class TenantStore:
         tenant_id = self.r.get(schema.token(token))
         if tenant_id is None:
             raise AuthenticationFailed("the API token is not valid")
-        return self.get(tenant_id.decode())
+        return self.get(as_str(tenant_id))

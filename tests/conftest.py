@@ -1,0 +1,55 @@
+"""Shared fixtures. Integration tests use the real Redis at 127.0.0.1:6379 (database 15 by
+default; ``SEALSCRIBE_TEST_REDIS_URL`` overrides) and flush that database around each test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import Settings, get_settings
+from pipeline.runtime import Runtime
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def shared_data(*parts: str) -> Path:
+    """A file under ../shared/data, or a skip that says why the test cannot run."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"test data {path} is absent (see shared/data/NOTICE.md)")
+    return path
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"Redis at {TEST_REDIS_URL} is required for this test: {exc}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_client: redis.Redis,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("SEALSCRIBE_HOME", str(home))
+    monkeypatch.setenv("SEALSCRIBE_REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("SEALSCRIBE_KEY_PROVIDER", "local")
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Runtime:
+    return Runtime.from_settings(settings, actor="test")

@@ -1,0 +1,1 @@
+"""Celery workers: transcribe, purge, rewrap. Imports ``keys`` and ``pipeline.store`` only."""
