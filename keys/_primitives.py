@@ -44,21 +44,47 @@ def _check_key(key: bytes) -> None:
         raise ValueError(f"key must be {KEY_SIZE} bytes long, not {len(key)}")
 
 
-def chunked_encrypt(key: bytes, context: bytes, plaintext: bytes) -> bytes:
-    """Cobblestone-256 encryption of ``plaintext`` bound to ``context``."""
+CHUNK_SIZE = 16384
+_CHUNKED_HEADER = 56
+
+
+def chunked_size(plaintext_len: int) -> int:
+    """Exact Cobblestone-256 ciphertext length: header, then every chunk with its tag (the
+    last chunk is short, possibly empty)."""
+    return _CHUNKED_HEADER + plaintext_len + GCM_TAG_SIZE * (plaintext_len // CHUNK_SIZE + 1)
+
+
+def chunked_encrypt(key: bytes, context: bytes, plaintext: bytes, prefix: bytes = b"") -> bytes:
+    """``prefix`` followed by the Cobblestone-256 encryption of ``plaintext`` under
+    ``context``. Encrypts straight into one preallocated buffer: concatenating the pieces
+    would copy every segment twice and run at a quarter of the speed."""
     _check_key(key)
     enc = Cobblestone256Encryptor(key, context)
-    return enc.update(plaintext) + enc.finalize()
+    out = bytearray(len(prefix) + chunked_size(len(plaintext)))
+    view = memoryview(out)
+    view[:len(prefix)] = prefix
+    written = len(prefix) + enc.update_into(plaintext, view[len(prefix):])
+    tail = enc.finalize()
+    view[written:written + len(tail)] = tail
+    view.release()
+    if written + len(tail) != len(out):
+        raise RuntimeError("Cobblestone output length differs from the computed size")
+    return bytes(out)
 
 
-def chunked_decrypt(key: bytes, context: bytes, ciphertext: bytes) -> bytes:
+def chunked_decrypt(key: bytes, context: bytes, ciphertext: bytes | memoryview) -> bytes:
     """Cobblestone-256 decryption; raises :class:`InvalidSeal` on any failure."""
     _check_key(key)
     dec = Cobblestone256Decryptor(key, context)
+    out = bytearray(len(ciphertext))
     try:
-        return dec.update(ciphertext) + dec.finalize()
+        written = dec.update_into(ciphertext, out)
+        tail = dec.finalize()
     except (InvalidTag, ValueError):
         raise InvalidSeal() from None
+    out[written:written + len(tail)] = tail
+    del out[written + len(tail):]
+    return bytes(out)
 
 
 def gcm_wrap(kek: bytes, aad: bytes, key: bytes, nonce: bytes | None = None) -> bytes:

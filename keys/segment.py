@@ -75,8 +75,8 @@ def seal(key: DataKey, context: SegmentContext, plaintext: bytes) -> bytes:
     if not isinstance(plaintext, (bytes, bytearray, memoryview)):
         raise TypeError(f"plaintext must be bytes, not {type(plaintext).__name__}")
     header = context.header()
-    return header + _primitives.chunked_encrypt(key.material, context.encode(header),
-                                                bytes(plaintext))
+    return _primitives.chunked_encrypt(key.material, context.encode(header), bytes(plaintext),
+                                       prefix=header)
 
 
 def open(key: DataKey, context: SegmentContext, sealed: bytes) -> bytes:
@@ -89,4 +89,4 @@ def open(key: DataKey, context: SegmentContext, sealed: bytes) -> bytes:
     if sealed[:HEADER_SIZE] != header:
         raise InvalidSeal()
     return _primitives.chunked_decrypt(key.material, context.encode(header),
-                                       sealed[HEADER_SIZE:])
+                                       memoryview(sealed)[HEADER_SIZE:])
