@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from pipeline.cli import audit, keys, meeting, tenant
+from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
+from pipeline.demo import run_demo
 
 __all__ = ["app", "main"]
 
@@ -18,6 +22,17 @@ app.add_typer(tenant.app, name="tenant")
 app.add_typer(keys.app, name="keys")
 app.add_typer(meeting.app, name="meeting")
 app.add_typer(audit.app, name="audit")
+
+
+@app.command("demo")
+@guarded
+def demo(as_json: bool = JsonOption) -> None:
+    """The embedded default, end to end on this machine."""
+    say: Callable[[str], None] = (lambda _: None) if as_json else console.print
+    result = run_demo(runtime(), say)
+    emit(as_json, result, lambda: None)
+    if not result.audit_intact or result.readable_after_delete:
+        raise typer.Exit(1)
 
 
 def main() -> None:
