@@ -8,6 +8,13 @@ SEALSCRIBE_HOME             keyring, logs, models                   ~/.sealscrib
 SEALSCRIBE_KEY_PROVIDER     who holds tenant keys: ``local``        local
 SEALSCRIBE_AUDIO_TTL        seconds audio may wait untranscribed    3600
 SEALSCRIBE_TRANSCRIPT_TTL   seconds a transcript is kept            2592000 (30 days)
+SEALSCRIBE_MODEL            ``tiny.en`` (bundled) or a CTranslate2  tiny.en
+                            model directory
+SEALSCRIBE_DEVICE           ``cpu``, ``cuda`` or ``auto``           auto
+SEALSCRIBE_BEAM_SIZE        beam search width                       5
+SEALSCRIBE_MAX_FILE_SECONDS longest file ``transcribe`` accepts     14400 (4 hours)
+SEALSCRIBE_VISIBILITY       seconds before an unacknowledged task   600
+                            is redelivered (worker died)
 ==========================  ======================================  ===========================
 """
 
@@ -47,6 +54,11 @@ class Settings:
     key_provider: str = "local"
     audio_ttl: int = 3600
     transcript_ttl: int = 30 * 24 * 3600
+    model: str = "tiny.en"
+    device: str = "auto"
+    beam_size: int = 5
+    max_file_seconds: int = 4 * 3600
+    visibility_timeout: int = 600
 
     @property
     def keyring_dir(self) -> Path:
@@ -69,12 +81,22 @@ class Settings:
             raise InvalidInput(f"SEALSCRIBE_KEY_PROVIDER must be one of "
                                f"{', '.join(KEY_PROVIDERS)}; got {provider!r}")
         home = Path(env.get("SEALSCRIBE_HOME") or DEFAULT_HOME).expanduser()
+        device = env.get("SEALSCRIBE_DEVICE") or cls.device
+        if device not in ("auto", "cpu", "cuda"):
+            raise InvalidInput(f"SEALSCRIBE_DEVICE must be auto, cpu or cuda; got {device!r}")
         return cls(
             redis_url=redis_url,
             home=home,
             key_provider=provider,
             audio_ttl=_positive_int(env, "SEALSCRIBE_AUDIO_TTL", cls.audio_ttl),
             transcript_ttl=_positive_int(env, "SEALSCRIBE_TRANSCRIPT_TTL", cls.transcript_ttl),
+            model=env.get("SEALSCRIBE_MODEL") or cls.model,
+            device=device,
+            beam_size=_positive_int(env, "SEALSCRIBE_BEAM_SIZE", cls.beam_size),
+            max_file_seconds=_positive_int(env, "SEALSCRIBE_MAX_FILE_SECONDS",
+                                           cls.max_file_seconds),
+            visibility_timeout=_positive_int(env, "SEALSCRIBE_VISIBILITY",
+                                             cls.visibility_timeout),
         )
 
 

@@ -7,12 +7,14 @@ transcription and ``keys.seal``.
 
 from __future__ import annotations
 
+import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from keys.errors import InvalidInput
 
-__all__ = ["AudioSegment", "Meeting", "SealedSegment", "Tenant"]
+__all__ = ["AudioSegment", "Meeting", "SealedSegment", "Tenant", "TranscriptSegment", "Word"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,32 @@ def parse_segment_id(sid: str) -> tuple[str, int]:
     if not participant or not seq.isdigit():
         raise InvalidInput(f"segment id {sid!r} is not of the form PARTICIPANT.SEQ")
     return participant, int(seq)
+
+
+@dataclass(frozen=True)
+class Word:
+    start_ms: int
+    end_ms: int
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    """What one audio segment said, with word timings (times from meeting start)."""
+
+    participant_id: str
+    seq: int
+    start_ms: int
+    end_ms: int
+    text: str = field(repr=False)
+    words: tuple[Word, ...] = field(default=(), repr=False)
+
+    def payload(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> TranscriptSegment:
+        doc: dict[str, Any] = json.loads(payload)
+        doc["words"] = tuple(Word(**w) for w in doc.get("words", ()))
+        return cls(**doc)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from keys import segment as sealed_format
 from keys.segment import SegmentContext, SegmentKind
 from keys.types import DataKey
-from pipeline.models import AudioSegment, SealedSegment
+from pipeline.models import AudioSegment, SealedSegment, TranscriptSegment
 
-__all__ = ["open_audio", "seal_audio"]
+__all__ = ["open_audio", "open_transcript", "seal_audio", "seal_transcript"]
 
 
 def _context(tenant_id: str, meeting_id: str, participant_id: str, seq: int,
@@ -32,3 +32,17 @@ def open_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegm
                    SegmentKind.AUDIO)
     payload = sealed_format.open(key, ctx, sealed.sealed)
     return AudioSegment.from_payload(sealed.participant_id, sealed.seq, payload)
+
+
+def seal_transcript(key: DataKey, tenant_id: str, meeting_id: str,
+                    segment: TranscriptSegment) -> SealedSegment:
+    ctx = _context(tenant_id, meeting_id, segment.participant_id, segment.seq,
+                   SegmentKind.TRANSCRIPT)
+    return SealedSegment(meeting_id, segment.participant_id, segment.seq,
+                         sealed_format.seal(key, ctx, segment.payload()))
+
+
+def open_transcript(key: DataKey, tenant_id: str, sealed: SealedSegment) -> TranscriptSegment:
+    ctx = _context(tenant_id, sealed.meeting_id, sealed.participant_id, sealed.seq,
+                   SegmentKind.TRANSCRIPT)
+    return TranscriptSegment.from_payload(sealed_format.open(key, ctx, sealed.sealed))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from pipeline.cli import audit, keys, meeting, tenant
+from pipeline.cli import audit, keys, meeting, tenant, work
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
 
@@ -22,6 +22,10 @@ app.add_typer(tenant.app, name="tenant")
 app.add_typer(keys.app, name="keys")
 app.add_typer(meeting.app, name="meeting")
 app.add_typer(audit.app, name="audit")
+app.command("worker")(work.worker)
+app.command("transcribe")(work.transcribe)
+app.command("scan")(work.scan)
+meeting.app.command("transcript")(work.transcript)
 
 
 @app.command("demo")

@@ -47,14 +47,25 @@ class SegmentStore:
         return [as_str(s) for s in self.r.zrange(schema.meeting_audio(meeting_id), 0, -1)]
 
     @redis_errors
-    def put_transcript(self, segment: SealedSegment, start_ms: int) -> str:
+    def complete(self, segment: SealedSegment, start_ms: int) -> None:
+        """Store a sealed transcript and delete its audio, in one transaction: there is
+        never a moment with both gone or (for a redelivered task) two transcripts."""
         sid = segment.segment_id
         pipe = self.r.pipeline(transaction=True)
         pipe.set(schema.transcript(segment.meeting_id, sid), segment.sealed,
                  ex=self.transcript_ttl)
         pipe.zadd(schema.meeting_transcript(segment.meeting_id), {sid: start_ms})
+        pipe.delete(schema.audio(segment.meeting_id, sid))
+        pipe.zrem(schema.meeting_audio(segment.meeting_id), sid)
         pipe.execute()
-        return sid
+
+    @redis_errors
+    def transcript_count(self, meeting_id: str) -> int:
+        return int(self.r.zcard(schema.meeting_transcript(meeting_id)))
+
+    @redis_errors
+    def pending_count(self, meeting_id: str) -> int:
+        return int(self.r.zcard(schema.meeting_audio(meeting_id)))
 
     @redis_errors
     def transcript(self, meeting_id: str) -> list[SealedSegment]:

@@ -1,0 +1,98 @@
+"""``sealscribe worker``, ``transcribe``, ``scan``, and ``meeting transcript``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from keys.errors import Conflict, InvalidInput
+from pipeline.cli.output import JsonOption, console, emit, err_console, guarded, runtime
+from pipeline.config import get_settings
+from pipeline.formats import FORMATS, render
+from pipeline.scan import scan as scan_for
+from pipeline.services.transcripts import read_transcript, submit_file, wait_for
+
+
+@guarded
+def worker(concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
+                                           help="Worker processes (default: one per core)."),
+           loglevel: str = typer.Option("info", "--loglevel", help="Celery log level."),
+           as_json: bool = JsonOption) -> None:
+    """Start a Celery worker that transcribes sealed audio."""
+    from workers.app import app as celery_app
+
+    procs = concurrency or (os.cpu_count() or 1)
+    # Split the cores between processes so they do not oversubscribe them.
+    os.environ.setdefault("SEALSCRIBE_CPU_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    celery_app.worker_main(["worker", f"--concurrency={procs}", f"--loglevel={loglevel}",
+                            "--pool=prefork", "--without-gossip", "--without-mingle",
+                            "-Q", "sealscribe"])
+
+
+@guarded
+def transcribe(file: Path = typer.Argument(..., help="Audio or video file (any format FFmpeg "
+                                                     "reads)."),
+               tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+               meeting: str | None = typer.Option(None, "--meeting", "-m",
+                                                  help="Existing meeting (default: a new one)."),
+               fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
+               timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait."),
+               as_json: bool = JsonOption) -> None:
+    """Transcribe a recorded file through the same sealed path as live audio."""
+    from workers.client import workers_alive
+
+    if fmt not in FORMATS:
+        raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}")
+    rt = runtime()
+    if not workers_alive():
+        raise Conflict("no worker is running: start one with `sealscribe worker`")
+    job = submit_file(rt, file, tenant, meeting)
+    with Progress(TextColumn("[bold]transcribing[/]"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, disable=as_json,
+                  transient=True) as bar:
+        task = bar.add_task("segments", total=max(job.segments, 1))
+        wait_for(rt, job, lambda done, total: bar.update(task, completed=done), timeout)
+    segments = read_transcript(rt, job.meeting.id)
+    if as_json:
+        emit(True, {"meeting": job.meeting.id, "segments": job.segments,
+                    "audio_seconds": job.audio_seconds, "transcript": segments}, lambda: None)
+    else:
+        err_console.print(f"meeting {job.meeting.id}: {job.segments} segments, "
+                          f"{job.audio_seconds:.1f} s of audio")
+        print(render(segments, fmt), end="")
+
+
+@guarded
+def transcript(meeting: str = typer.Argument(..., help="Meeting id."),
+               fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
+               as_json: bool = JsonOption) -> None:
+    """Export a meeting's transcript (opened with your key, purpose `deliver`)."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}")
+    segments = read_transcript(runtime(), meeting)
+    print(render(segments, "json" if as_json else fmt), end="")
+
+
+@guarded
+def scan(canary: str = typer.Option(..., "--canary", help="Text that must be found nowhere."),
+         log_dir: list[Path] = typer.Option([], "--log-dir", help="Extra log directories."),
+         as_json: bool = JsonOption) -> None:
+    """Search Redis (Celery's keys too), $SEALSCRIBE_HOME, logs and the temp directory for
+    plaintext. Exit 1 if the canary is found anywhere."""
+    settings = get_settings()
+    rt = runtime()
+    findings = scan_for(rt.store.redis, canary, settings.home, log_dir)
+
+    def human() -> None:
+        if not findings:
+            console.print("[green]canary found nowhere[/]: Redis, "
+                          f"{settings.home}, logs and temp directory are clean")
+        for f in findings:
+            console.print(f"[bold red]FOUND[/] in {f.where}: {f.name}")
+
+    emit(as_json, {"found": findings}, human)
+    if findings:
+        raise typer.Exit(1)

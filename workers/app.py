@@ -1,0 +1,42 @@
+"""The Celery application: Redis as broker and result backend, tasks that take ids only.
+
+Reliability settings (celery task guide): tasks acknowledge late and are rejected back to
+the queue when their worker process dies, one message is prefetched at a time, and an
+unacknowledged message is redelivered after ``SEALSCRIBE_VISIBILITY`` seconds (a worker
+killed with SIGKILL). Results are not stored: tasks return nothing of interest, and
+progress is read from the sealed store.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from pipeline.config import get_settings
+
+__all__ = ["app"]
+
+TRANSCRIBE = "sealscribe.transcribe"
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    celery = Celery("sealscribe", broker=settings.redis_url, backend=settings.redis_url,
+                    include=["workers.tasks"])
+    celery.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        task_default_queue="sealscribe",
+        worker_send_task_events=False,
+    )
+    return celery
+
+
+app = make_app()
