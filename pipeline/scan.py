@@ -106,8 +106,9 @@ def _scan_files(roots: Iterable[Path], needles: list[bytes]) -> Iterator[Finding
                     continue  # vanished or unreadable: not ours to read
 
 
-def scan(r: Redis, canary: str, home: Path, extra_dirs: Iterable[Path] = ()) -> list[Finding]:
-    """Every place holding ``canary`` in the clear."""
+def scan(r: Redis, canary: str, home: Path, extra_dirs: Iterable[Path] = (),
+         temp_dir: Path | None = None) -> list[Finding]:
+    """Every place holding ``canary`` in the clear (``temp_dir`` defaults to the system's)."""
     needles = _needles(canary)
-    roots = [home, *extra_dirs, Path(tempfile.gettempdir())]
+    roots = [home, *extra_dirs, temp_dir or Path(tempfile.gettempdir())]
     return [*_scan_redis(r, needles), *_scan_files(roots, needles)]

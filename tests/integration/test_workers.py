@@ -1,0 +1,262 @@
+"""The transcription worker as a real Celery subprocess against real Redis and the real
+tiny.en model: accuracy, off means off, revocation, redelivery after SIGKILL, and no
+plaintext anywhere (a spoken canary)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from keys.types import KeyUse, Purpose
+from pipeline import services
+from pipeline.cli import app as cli_app
+from pipeline.config import Settings, get_settings
+from pipeline.runtime import Runtime
+from pipeline.scan import scan
+from pipeline.services.transcripts import read_transcript, submit_file, wait_for
+from tests.conftest import shared_data
+from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, wait_until, worker_env
+from workers.app import app as celery_app
+
+pytestmark = pytest.mark.integration
+
+
+def normalise(text: str) -> list[str]:
+    """Lower case; punctuation other than apostrophes becomes a space."""
+    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
+
+
+def word_errors(ref: list[str], hyp: list[str]) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("worker-home")
+    private_tmp = tmp_path_factory.mktemp("worker-tmp")  # the worker's temp directory
+    values = worker_env(home, TMPDIR=str(private_tmp))
+    r = redis.Redis.from_url(WORKER_REDIS_URL)
+    r.flushdb()
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
+            mp.setenv(k, values[k])
+        get_settings.cache_clear()
+        celery_app.conf.broker_url = WORKER_REDIS_URL
+        celery_app.conf.result_backend = WORKER_REDIS_URL
+        yield values
+    get_settings.cache_clear()
+    r.flushdb()
+
+
+@pytest.fixture(scope="module")
+def worker(env: dict[str, str],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    w = WorkerProcess(Path(env["SEALSCRIBE_HOME"]), log)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def rt(env: dict[str, str]) -> Runtime:
+    return Runtime.from_settings(Settings.from_env(env), actor="test")
+
+
+@pytest.fixture
+def tenant(rt: Runtime) -> str:
+    return services.create_tenant(rt, "Acme")[0].id
+
+
+def transcribe_file(rt: Runtime, path: Path, tenant: str, timeout: float = 120) -> list[str]:
+    job = submit_file(rt, path, tenant)
+    wait_for(rt, job, lambda *_: None, timeout)
+    return [s.text for s in read_transcript(rt, job.meeting.id)]
+
+
+def test_jfk_gives_the_known_sentence(rt: Runtime, tenant: str, worker: WorkerProcess) -> None:
+    texts = transcribe_file(rt, shared_data("jfk", "jfk.flac"), tenant)
+    assert normalise(" ".join(texts)) == normalise(
+        "And so my fellow Americans, ask not what your country can do for you, ask what you "
+        "can do for your country.")
+
+
+def test_fleurs_wer_within_target(rt: Runtime, tenant: str, worker: WorkerProcess) -> None:
+    folder = shared_data("fleurs-en")
+    errors = words = 0
+    for audio in sorted(folder.glob("*.ogg")):
+        ref = normalise(audio.with_suffix(".txt").read_text())
+        hyp = normalise(" ".join(transcribe_file(rt, audio, tenant)))
+        errors += word_errors(ref, hyp)
+        words += len(ref)
+    assert words > 200
+    assert errors / words <= 0.081, f"WER {errors / words:.3f}"
+
+
+def _paused_submit(rt: Runtime, tenant: str, path: Path) -> tuple[str, int]:
+    """Submit a file while no worker consumes, so its segments sit in the queue."""
+    celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    job = submit_file(rt, path, tenant)
+    assert job.segments >= 1 and rt.store.segments.pending_count(job.meeting.id) == job.segments
+    return job.meeting.id, job.segments
+
+
+def _resume() -> None:
+    celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+
+
+def test_switching_off_purges_queued_segments(rt: Runtime, tenant: str,
+                                              worker: WorkerProcess) -> None:
+    meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
+    try:
+        services.set_transcription(rt, meeting_id, False)
+    finally:
+        _resume()
+    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0)
+    assert rt.store.segments.transcript_count(meeting_id) == 0
+    purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
+    assert [e.outcome for e in purges] == ["transcription-off"] * n
+    assert not [e for e in services.audit_show(rt, tenant, limit=1000)
+                if e.action == "unwrap" and e.purpose == "transcribe"
+                and e.meeting == meeting_id and e.seq > purges[0].seq - n]
+
+
+def test_revoking_purges_queued_segments(rt: Runtime, tenant: str,
+                                         worker: WorkerProcess) -> None:
+    meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
+    try:
+        services.revoke_keys(rt, tenant)
+    finally:
+        _resume()
+    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0)
+    assert rt.store.segments.transcript_count(meeting_id) == 0
+    outcomes = [(e.action, e.outcome) for e in services.audit_show(rt, tenant, limit=1000)]
+    assert outcomes[-2:] == [("unwrap", "KeyRevoked"), ("purge", "key-revoked")] * n
+
+
+def test_sigkill_mid_task_then_restart_transcribes_each_once(
+        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
+        worker: WorkerProcess) -> None:
+    worker.stop()  # this test runs its own worker with a short redelivery time
+    home = Path(env["SEALSCRIBE_HOME"])
+    log = tmp_path / "kill.log"
+    victim = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
+    files = sorted(shared_data("fleurs-en").glob("*.ogg"))[:4]
+    jobs = [submit_file(rt, f, tenant) for f in files]
+    first = jobs[0].meeting.id
+
+    def busy() -> bool:  # the first segment's key was unwrapped: transcription under way
+        return any(e.action == "unwrap" and e.purpose == "transcribe" and e.meeting == first
+                   for e in services.audit_show(rt, tenant, limit=1000))
+
+    wait_until(busy, timeout=60, poll=0.02)
+    victim.kill()
+    assert rt.store.segments.pending_count(first) >= 1
+    survivor = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
+    try:
+        for job in jobs:
+            wait_for(rt, job, lambda *_: None, timeout=120)
+    finally:
+        survivor.stop()
+        worker.proc = WorkerProcess(home, worker.log).proc  # restore the module's worker
+    for job in jobs:
+        segments = read_transcript(rt, job.meeting.id)
+        assert len(segments) == job.segments
+        assert len({(s.participant_id, s.seq) for s in segments}) == job.segments
+        assert all(s.text for s in segments)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                    reason="espeak-ng (Debian package) is needed to speak the canary; "
+                           "scripts/setup installs it")
+def test_spoken_canary_is_readable_only_through_the_transcript(
+        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
+        worker: WorkerProcess) -> None:
+    wav = tmp_path / "canary.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(wav),
+                    "The Flintwick protocol is ready"], check=True)
+    texts = transcribe_file(rt, wav, tenant)
+    assert "flintwick" in normalise(" ".join(texts))
+    wav.unlink()  # the test's own input, not something sealscribe wrote
+    home = Path(env["SEALSCRIBE_HOME"])
+    temp = Path(env["TMPDIR"])
+    assert scan(rt.store.redis, "Flintwick", home, [worker.log.parent], temp_dir=temp) == []
+    # The scan finds a planted copy in a log file and in Redis.
+    (home / "logs").mkdir(exist_ok=True)
+    (home / "logs" / "leak.log").write_text("transcript: the flintwick protocol\n")
+    rt.store.redis.set("ss:leak", "THE FLINTWICK PROTOCOL".encode("utf-16-le"))
+    try:
+        found = scan(rt.store.redis, "Flintwick", home, temp_dir=temp)
+        assert {(f.where, Path(f.name).name) for f in found} == {("file", "leak.log"),
+                                                                  ("redis", "ss:leak")}
+        result = CliRunner().invoke(cli_app, ["scan", "--canary", "Flintwick", "--json"])
+        assert result.exit_code == 1
+        assert {"where": "redis", "name": "ss:leak"} in json.loads(result.output)["found"]
+    finally:
+        (home / "logs" / "leak.log").unlink()
+        rt.store.redis.delete("ss:leak")
+
+
+def test_transcript_export_formats(rt: Runtime, tenant: str, worker: WorkerProcess) -> None:
+    job = submit_file(rt, shared_data("jfk", "jfk.flac"), tenant)
+    wait_for(rt, job, lambda *_: None, 120)
+    runner = CliRunner()
+    out = {fmt: runner.invoke(cli_app, ["meeting", "transcript", job.meeting.id, "-f", fmt])
+           for fmt in ("txt", "srt", "vtt", "json")}
+    assert all(r.exit_code == 0 for r in out.values()), {k: r.output for k, r in out.items()}
+    assert out["vtt"].output.startswith("WEBVTT\n\n00:00:00.")
+    assert "<v file>And so" in out["vtt"].output
+    assert re.search(r"^1\n00:00:0\d,\d{3} --> 00:00:1\d,\d{3}\nfile: And so", out["srt"].output)
+    assert out["txt"].output.startswith("[00:00:00] file: And so")
+    doc = json.loads(out["json"].output)
+    assert doc[0]["speaker"] == "file" and doc[0]["words"][0]["word"].strip() == "And"
+    # Delivery is audited with its purpose.
+    assert [e.purpose for e in services.audit_show(rt, tenant, limit=1000)
+            if e.action == "unwrap"][-1] == Purpose.DELIVER.value
+    key_use = services.data_key(rt, job.meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
+    assert key_use is not None
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty"),
+    (b"this is not audio at all" * 100, "is not a readable audio or video file"),
+])
+def test_bad_files_leave_nothing_behind(rt: Runtime, tenant: str, tmp_path: Path,
+                                        content: bytes, message: str,
+                                        worker: WorkerProcess) -> None:
+    bad = tmp_path / "input.wav"
+    bad.write_bytes(content)
+    before = set(rt.store.redis.scan_iter("ss:*"))
+    result = CliRunner().invoke(cli_app, ["transcribe", str(bad), "--tenant", tenant])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert set(rt.store.redis.scan_iter("ss:*")) == before
+
+
+def test_too_long_and_unknown_meeting(rt: Runtime, tenant: str, worker: WorkerProcess,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    before = set(rt.store.redis.scan_iter("ss:*"))
+    result = CliRunner().invoke(cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")),
+                                          "--tenant", tenant, "--meeting", "m_nope"])
+    assert result.exit_code == 3 and "no meeting m_nope" in result.output
+    monkeypatch.setenv("SEALSCRIBE_MAX_FILE_SECONDS", "5")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")),
+                                              "--tenant", tenant])
+    finally:
+        monkeypatch.delenv("SEALSCRIBE_MAX_FILE_SECONDS")
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "longer than the limit of 5 s" in result.output
+    assert set(rt.store.redis.scan_iter("ss:*")) == before
