@@ -1,25 +1,35 @@
 """``sealscribe demo``: the embedded default, end to end, on this machine.
 
-Today this walks the foundation: a tenant with its own key, a meeting with transcription
-off by default, audio sealed at capture (a generated tone stands in for a participant until
-the capture and worker stages land), key rotation and retirement with every segment still
-readable, a tamper-evident audit log, and a crypto-shredding delete.
+A tenant with its own key; a meeting with transcription off by default, then switched on; a
+short bundled recording (JFK's inaugural address, re-encoded, see ``demo_data/NOTICE.md``)
+decoded in memory, cut into utterances, sealed into Redis and transcribed by a real Celery
+worker (started here unless one is running); the transcript opened with the customer's key;
+a key rotation with everything still readable; a scan showing no plaintext in Redis or
+``$SEALSCRIBE_HOME``; a crypto-shredding delete; and the audit log verified.
 """
 
 from __future__ import annotations
 
-import math
-import struct
-from collections.abc import Callable
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from keys.types import KeyUse, Purpose
+from keys.errors import Conflict
 from pipeline import services
-from pipeline.models import AudioSegment
+from pipeline.formats import render
 from pipeline.runtime import Runtime
-from pipeline.sealing import open_audio, seal_audio
+from pipeline.scan import scan
+from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DEMO_CLIP", "DemoResult", "run_demo"]
+
+DEMO_CLIP = Path(__file__).with_name("demo_data") / "jfk.ogg"
+CANARY = "fellow Americans"
 
 
 @dataclass(frozen=True)
@@ -27,17 +37,44 @@ class DemoResult:
     tenant_id: str
     meeting_id: str
     segments: int
-    sealed_bytes: int
+    transcript: str
     primary_version: int
+    plaintext_found: int
     audit_entries: int
     audit_intact: bool
     readable_after_delete: bool
 
 
-def _tone(seconds: float, hz: float, rate: int = 16000) -> bytes:
-    n = int(seconds * rate)
-    return struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * hz * i / rate))
-                                   for i in range(n)))
+@contextlib.contextmanager
+def _worker(rt: Runtime, say: Callable[[str], None]) -> Iterator[None]:
+    """A worker for the demo: the running one, or one started (and stopped) here."""
+    from workers.client import workers_alive
+
+    if workers_alive():
+        say("   (using the worker that is already running)")
+        yield
+        return
+    rt.settings.log_dir.mkdir(parents=True, exist_ok=True)
+    log = (rt.settings.log_dir / "demo-worker.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--concurrency", "1",
+         "--loglevel", "warning"], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "SEALSCRIBE_REDIS_URL": rt.settings.redis_url,
+             "SEALSCRIBE_HOME": str(rt.settings.home)}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not workers_alive(timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise Conflict(f"the demo's worker did not start; see {log.name}")
+        say("   (started a Celery worker with the tiny.en model)")
+        yield
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
 
 
 def run_demo(rt: Runtime, say: Callable[[str], None] = print) -> DemoResult:
@@ -46,36 +83,34 @@ def run_demo(rt: Runtime, say: Callable[[str], None] = print) -> DemoResult:
     meeting = services.create_meeting(rt, tenant.id)
     say(f"2. meeting {meeting.id} created; transcription is "
         f"{'on' if meeting.transcription else 'OFF'} by default")
-    meeting = services.set_transcription(rt, meeting.id, True)
+    services.set_transcription(rt, meeting.id, True)
     say("3. transcription switched on by the customer")
-
-    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
-    originals = {}
-    for seq in range(5):
-        seg = AudioSegment("p_demo", seq, seq * 2000, 16000, _tone(2.0, 220 + 40 * seq))
-        sealed = seal_audio(key, tenant.id, meeting.id, seg)
-        originals[rt.store.segments.put_audio(sealed)] = seg.pcm
-    sealed_bytes = sum(len(s.sealed) for sid in originals
-                       if (s := rt.store.segments.get_audio(meeting.id, sid)) is not None)
-    say(f"4. {len(originals)} audio segments sealed into Redis ({sealed_bytes:,} bytes of "
-        "ciphertext, no plaintext)")
+    with _worker(rt, say):
+        job = submit_file(rt, DEMO_CLIP, tenant.id, meeting.id)
+        say(f"4. {job.audio_seconds:.0f} s recording sealed into Redis as {job.segments} "
+            "segment(s) and queued (ids only)")
+        wait_for(rt, job, lambda *_: None, timeout=600)
+    segments = read_transcript(rt, meeting.id)
+    text = render(segments, "txt")
+    say("5. transcribed by the worker, audio deleted; transcript opened with your key:")
+    say("   " + text.strip().replace("\n", "\n   "))
 
     report = services.rotate_keys(rt, tenant.id)
     services.retire_keys(rt, tenant.id, report.primary_version)
-    say(f"5. key rotated to version {report.primary_version} ({report.rewrapped} data keys "
-        "rewrapped, no content re-encrypted) and older versions retired")
-    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.DELIVER)
-    for sid, pcm in originals.items():
-        stored = rt.store.segments.get_audio(meeting.id, sid)
-        assert stored is not None and open_audio(key, tenant.id, stored).pcm == pcm
-    say("6. every segment still opens with the customer's key after rotation")
+    assert read_transcript(rt, meeting.id) == segments
+    say(f"6. key rotated to version {report.primary_version} ({report.rewrapped} data keys "
+        "rewrapped, no content re-encrypted), old versions retired: transcript still opens")
+
+    found = scan(rt.store.redis, CANARY, rt.settings.home, temp_dir=rt.settings.home)
+    say(f"7. plaintext scan for {CANARY!r} in Redis and {rt.settings.home}: "
+        f"{'found nowhere' if not found else f'FOUND in {len(found)} places'}")
 
     services.delete_meeting(rt, meeting.id)
-    readable = any(rt.store.segments.get_audio(meeting.id, sid) for sid in originals)
-    say("7. meeting deleted: data keys shredded, records gone, old key versions retired")
+    readable = bool(rt.store.segments.transcript(meeting.id))
+    say("8. meeting deleted: data keys shredded, records gone, old key versions retired")
     verdict = services.audit_verify(rt, tenant.id)
-    say(f"8. audit log: {verdict.entries} hash-chained entries, "
+    say(f"9. audit log: {verdict.entries} hash-chained entries, "
         f"{'intact' if verdict.ok else 'TAMPERED'}")
     primary = services.key_status(rt, tenant.id).status.primary_version
-    return DemoResult(tenant.id, meeting.id, len(originals), sealed_bytes, primary,
+    return DemoResult(tenant.id, meeting.id, job.segments, text, primary, len(found),
                       verdict.entries, verdict.ok, readable)

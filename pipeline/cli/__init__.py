@@ -35,7 +35,7 @@ def demo(as_json: bool = JsonOption) -> None:
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     result = run_demo(runtime(), say)
     emit(as_json, result, lambda: None)
-    if not result.audit_intact or result.readable_after_delete:
+    if not result.audit_intact or result.readable_after_delete or result.plaintext_found:
         raise typer.Exit(1)
 
 
