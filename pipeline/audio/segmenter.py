@@ -21,6 +21,8 @@ import numpy as np
 
 __all__ = ["Segmenter", "SegmenterConfig", "Utterance"]
 
+_INITIAL_FLOOR_DBFS = -70.0
+
 
 @dataclass(frozen=True)
 class SegmenterConfig:
@@ -77,7 +79,8 @@ class Segmenter:
         rms = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) + 1e-9
         level = float(20 * np.log10(rms / 32768.0))
         if self._floor is None:
-            self._floor = level
+            # Start from a quiet room, not from the first frame: a stream may open mid-word.
+            self._floor = min(level, _INITIAL_FLOOR_DBFS)
         speech = level > max(self._floor + cfg.threshold_db, cfg.min_level_dbfs)
         # The floor follows quiet frames quickly and loud ones slowly.
         rate = 0.2 if level < self._floor else 0.002
