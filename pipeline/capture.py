@@ -13,6 +13,7 @@ from pipeline.models import AudioSegment, Meeting
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_audio
 from pipeline.services.meetings import data_key
+from workers.client import enqueue_transcribe
 
 __all__ = ["Capture"]
 
@@ -38,8 +39,6 @@ class Capture:
 
     def submit(self, segment: AudioSegment) -> str | None:
         """Seal, store and enqueue ``segment``; None if policy dropped it."""
-        from workers.client import enqueue_transcribe
-
         meeting = self._policy()
         if not meeting.transcribes(segment.participant_id):
             self.dropped += 1

@@ -1,6 +1,7 @@
 """Sealing and opening pipeline segments: the bridge from ``models`` to ``keys.segment``.
 
-Capture seals :class:`AudioSegment` here; the worker opens it here, in memory only.
+Capture seals :class:`AudioSegment` here; the worker opens it and seals the
+:class:`TranscriptSegment`; delivery opens that. All in memory only.
 """
 
 from __future__ import annotations
@@ -13,36 +14,34 @@ from pipeline.models import AudioSegment, SealedSegment, TranscriptSegment
 __all__ = ["open_audio", "open_transcript", "seal_audio", "seal_transcript"]
 
 
-def _context(tenant_id: str, meeting_id: str, participant_id: str, seq: int,
-             kind: SegmentKind) -> SegmentContext:
-    return SegmentContext(tenant_id, meeting_id, participant_id, seq, kind)
+def _seal(key: DataKey, tenant_id: str, meeting_id: str, participant_id: str, seq: int,
+          kind: SegmentKind, payload: bytes) -> SealedSegment:
+    ctx = SegmentContext(tenant_id, meeting_id, participant_id, seq, kind)
+    return SealedSegment(meeting_id, participant_id, seq, sealed_format.seal(key, ctx, payload))
+
+
+def _open(key: DataKey, tenant_id: str, sealed: SealedSegment, kind: SegmentKind) -> bytes:
+    ctx = SegmentContext(tenant_id, sealed.meeting_id, sealed.participant_id, sealed.seq, kind)
+    return sealed_format.open(key, ctx, sealed.sealed)
 
 
 def seal_audio(key: DataKey, tenant_id: str, meeting_id: str,
                segment: AudioSegment) -> SealedSegment:
-    ctx = _context(tenant_id, meeting_id, segment.participant_id, segment.seq,
-                   SegmentKind.AUDIO)
-    return SealedSegment(meeting_id, segment.participant_id, segment.seq,
-                         sealed_format.seal(key, ctx, segment.payload()))
+    return _seal(key, tenant_id, meeting_id, segment.participant_id, segment.seq,
+                 SegmentKind.AUDIO, segment.payload())
 
 
 def open_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegment:
     """Open in memory; :class:`keys.errors.InvalidSeal` if it is not what it claims to be."""
-    ctx = _context(tenant_id, sealed.meeting_id, sealed.participant_id, sealed.seq,
-                   SegmentKind.AUDIO)
-    payload = sealed_format.open(key, ctx, sealed.sealed)
+    payload = _open(key, tenant_id, sealed, SegmentKind.AUDIO)
     return AudioSegment.from_payload(sealed.participant_id, sealed.seq, payload)
 
 
 def seal_transcript(key: DataKey, tenant_id: str, meeting_id: str,
                     segment: TranscriptSegment) -> SealedSegment:
-    ctx = _context(tenant_id, meeting_id, segment.participant_id, segment.seq,
-                   SegmentKind.TRANSCRIPT)
-    return SealedSegment(meeting_id, segment.participant_id, segment.seq,
-                         sealed_format.seal(key, ctx, segment.payload()))
+    return _seal(key, tenant_id, meeting_id, segment.participant_id, segment.seq,
+                 SegmentKind.TRANSCRIPT, segment.payload())
 
 
 def open_transcript(key: DataKey, tenant_id: str, sealed: SealedSegment) -> TranscriptSegment:
-    ctx = _context(tenant_id, sealed.meeting_id, sealed.participant_id, sealed.seq,
-                   SegmentKind.TRANSCRIPT)
-    return TranscriptSegment.from_payload(sealed_format.open(key, ctx, sealed.sealed))
+    return TranscriptSegment.from_payload(_open(key, tenant_id, sealed, SegmentKind.TRANSCRIPT))

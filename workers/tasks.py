@@ -12,6 +12,8 @@ from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, Store
 from keys.types import KeyUse, Purpose
 from pipeline.config import get_settings
 from pipeline.runtime import Runtime, default_actor
+from pipeline.sealing import open_audio, seal_transcript
+from pipeline.services.meetings import data_key
 from workers.app import TRANSCRIBE, app
 from workers.transcriber import Transcriber
 
@@ -56,9 +58,6 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     """Transcribe one sealed audio segment, seal its transcript, delete the audio.
 
     Idempotent: a redelivered task finds the audio gone and does nothing."""
-    from pipeline.sealing import open_audio, seal_transcript
-    from pipeline.services.meetings import data_key
-
     rt = runtime()
     try:
         meeting = rt.store.meetings.get(meeting_id)

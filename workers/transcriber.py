@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ class Transcriber:
     def __init__(self, settings: Settings, cpu_threads: int = 0) -> None:
         self.settings = settings
         self.cpu_threads = cpu_threads
-        self._lock = threading.Lock()
 
     def load(self) -> Any:
         return load_model(self.settings, self.cpu_threads)
@@ -27,11 +25,10 @@ class Transcriber:
                    task: str = "transcribe") -> TranscriptSegment:
         model = self.load()
         samples = np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
-        with self._lock:
-            segments, _info = model.transcribe(
-                samples, language=language, task=task, beam_size=self.settings.beam_size,
-                word_timestamps=True, condition_on_previous_text=False, vad_filter=False)
-            pieces = list(segments)  # the generator must be consumed inside the task
+        segments, _info = model.transcribe(
+            samples, language=language, task=task, beam_size=self.settings.beam_size,
+            word_timestamps=True, condition_on_previous_text=False, vad_filter=False)
+        pieces = list(segments)  # the generator must be consumed inside the task
         base = audio.start_ms
         words = tuple(
             Word(base + round(w.start * 1000), base + round(w.end * 1000), w.word,
