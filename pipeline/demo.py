@@ -10,12 +10,7 @@ a key rotation with everything still readable; a scan showing no plaintext in Re
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +20,7 @@ from pipeline.formats import render
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
+from workers.process import worker_process
 
 __all__ = ["DEMO_CLIP", "DemoResult", "run_demo"]
 
@@ -45,38 +41,6 @@ class DemoResult:
     readable_after_delete: bool
 
 
-@contextlib.contextmanager
-def _worker(rt: Runtime, say: Callable[[str], None]) -> Iterator[None]:
-    """A worker for the demo: the running one, or one started (and stopped) here."""
-    from workers.client import workers_alive
-
-    if workers_alive():
-        say("   (using the worker that is already running)")
-        yield
-        return
-    rt.settings.log_dir.mkdir(parents=True, exist_ok=True)
-    log = (rt.settings.log_dir / "demo-worker.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "worker", "--concurrency", "1",
-         "--loglevel", "warning"], stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "SEALSCRIBE_REDIS_URL": rt.settings.redis_url,
-             "SEALSCRIBE_HOME": str(rt.settings.home)}, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not workers_alive(timeout=0.5):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise Conflict(f"the demo's worker did not start; see {log.name}")
-        say("   (started a Celery worker with the tiny.en model)")
-        yield
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-
-
 def run_demo(rt: Runtime, say: Callable[[str], None] = print) -> DemoResult:
     tenant, _token = services.create_tenant(rt, "Demo tenant")
     say(f"1. tenant {tenant.id} created with its own key (provider: {rt.keys.provider.name})")
@@ -85,7 +49,9 @@ def run_demo(rt: Runtime, say: Callable[[str], None] = print) -> DemoResult:
         f"{'on' if meeting.transcription else 'OFF'} by default")
     services.set_transcription(rt, meeting.id, True)
     say("3. transcription switched on by the customer")
-    with _worker(rt, say):
+    with worker_process(rt.settings, rt.settings.log_dir / "demo-worker.log") as started:
+        say("   (started a Celery worker with the tiny.en model)" if started
+            else "   (using the worker that is already running)")
         job = submit_file(rt, DEMO_CLIP, tenant.id, meeting.id)
         say(f"4. {job.audio_seconds:.0f} s recording sealed into Redis as {job.segments} "
             "segment(s) and queued (ids only)")
