@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Segmenter", "SegmenterConfig", "Utterance"]
+__all__ = ["Segmenter", "SegmenterConfig", "Utterance", "pack"]
 
 _INITIAL_FLOOR_DBFS = -70.0
 
@@ -130,3 +130,27 @@ class Segmenter:
             drop = max(0, len(self._frames) - pad)
             del self._frames[:drop], self._levels[:drop]
             self._first_frame += drop
+
+
+def pack(utterances: list[Utterance], pcm: bytes, sample_rate: int = 16000,
+         max_ms: int = 28000, max_gap_ms: int = 3000) -> list[Utterance]:
+    """Join neighbouring utterances of a recording into windows of at most ``max_ms``.
+
+    Whisper encodes every input as a 30 s window, so ten 3 s utterances cost ten times what
+    one 30 s window does. When latency does not matter (a recorded file), neighbours are
+    joined, together with the short pauses between them (at most ``max_gap_ms``), from the
+    original ``pcm``; longer silences still separate windows and are never transcribed."""
+    bytes_per_ms = sample_rate * 2 // 1000
+    out: list[Utterance] = []
+    start = end = -1
+    for utt in utterances:
+        u_start, u_end = utt.start_ms, utt.start_ms + len(utt.pcm) // bytes_per_ms
+        if start >= 0 and u_start - end <= max_gap_ms and u_end - start <= max_ms:
+            end = max(end, u_end)
+            continue
+        if start >= 0:
+            out.append(Utterance(start, pcm[start * bytes_per_ms:end * bytes_per_ms]))
+        start, end = u_start, u_end
+    if start >= 0:
+        out.append(Utterance(start, pcm[start * bytes_per_ms:end * bytes_per_ms]))
+    return out

@@ -15,6 +15,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
+from bench.wer import normalise, word_errors
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.cli import app as cli_app
@@ -27,20 +28,6 @@ from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, wait_unti
 from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
-
-
-def normalise(text: str) -> list[str]:
-    """Lower case; punctuation other than apostrophes becomes a space."""
-    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
-
-
-def word_errors(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 @pytest.fixture(scope="module")
