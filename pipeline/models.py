@@ -31,6 +31,10 @@ class Meeting:
     created: float
     transcription: bool
     opted_out: frozenset[str] = field(default_factory=frozenset)
+    #: spoken language (ISO 639-1), or None to detect it
+    language: str | None = None
+    #: translate speech into English instead of transcribing it as spoken
+    translate: bool = False
 
     def transcribes(self, participant_id: str) -> bool:
         """The one policy rule: transcription on for the meeting and the participant in."""

@@ -79,7 +79,7 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     except (InvalidSeal, NotFound):
         return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "failed-authentication")
 
-    result = transcriber().transcribe(audio)
+    result = transcriber().transcribe(audio, meeting.language, meeting.translate)
     del audio
 
     # The switch may have flipped while we listened: check once more before keeping text.

@@ -21,9 +21,12 @@ class Transcriber:
     def load(self) -> Any:
         return load_model(self.settings, self.cpu_threads)
 
-    def transcribe(self, audio: AudioSegment, language: str | None = "en",
-                   task: str = "transcribe") -> TranscriptSegment:
+    def transcribe(self, audio: AudioSegment, language: str | None = None,
+                   translate: bool = False) -> TranscriptSegment:
         model = self.load()
+        if not model.model.is_multilingual:  # English-only: nothing else to ask of it
+            language, translate = "en", False
+        task = "translate" if translate else "transcribe"
         samples = np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
         segments, _info = model.transcribe(
             samples, language=language, task=task, beam_size=self.settings.beam_size,

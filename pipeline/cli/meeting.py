@@ -32,9 +32,15 @@ def _describe(m: Meeting) -> str:
 def create(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
            transcription: Switch = typer.Option(Switch.off, "--transcription",
                                                 help="Transcribe from the start (off by default)."),
+           language: str | None = typer.Option(None, "--language", "-l",
+                                               help="Spoken language (ISO 639-1); default: "
+                                                    "detect (English with tiny.en)."),
+           translate: bool = typer.Option(False, "--translate",
+                                          help="Translate speech into English text."),
            as_json: bool = JsonOption) -> None:
     """Create a meeting with its own data keys. Transcription is off unless switched on."""
-    meeting = services.create_meeting(runtime(), tenant, transcription is Switch.on)
+    meeting = services.create_meeting(runtime(), tenant, transcription is Switch.on, language,
+                                      translate)
     emit(as_json, meeting, lambda: console.print(_describe(meeting)))
 
 

@@ -6,11 +6,14 @@ meetings (anything else is :class:`NotFound`); deleting shreds keys before recor
 
 from __future__ import annotations
 
-from keys.errors import KeyRevoked
+import re
+
+from keys.errors import InvalidInput, KeyRevoked
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store.meetings import MeetingStore
+from workers.model import is_multilingual
 
 __all__ = [
     "create_meeting",
@@ -23,10 +26,23 @@ __all__ = [
 ]
 
 
-def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False) -> Meeting:
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
+
+
+def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False,
+                   language: str | None = None, translate: bool = False) -> Meeting:
     """A new meeting with fresh audio and transcript data keys, wrapped by the tenant key.
 
-    Transcription is **off** unless ``transcription=True``."""
+    Transcription is **off** unless ``transcription=True``. ``language`` (ISO 639-1, e.g.
+    ``fr``) skips detection; ``translate`` gives English text for speech in any language.
+    Both need a multilingual model (``SEALSCRIBE_MODEL=base``) unless the language is
+    English."""
+    if language is not None and not _LANGUAGE_RE.match(language):
+        raise InvalidInput(f"language must be an ISO 639-1 code such as 'en' or 'fr', "
+                           f"got {language!r}")
+    if (translate or language not in (None, "en")) and not is_multilingual(rt.settings.model):
+        raise InvalidInput(f"the model {rt.settings.model!r} knows English only; other "
+                           "languages and translation need SEALSCRIBE_MODEL=base")
     rt.store.tenants.get(tenant_id)  # NotFound for an unknown tenant, before any key work
     meeting_id = MeetingStore.new_id()
     wrapped = {
@@ -34,7 +50,8 @@ def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False) -> 
                           Purpose.TRANSCRIBE, rt.actor)
         for use in KeyUse
     }
-    return rt.store.meetings.create(meeting_id, tenant_id, transcription, wrapped)
+    return rt.store.meetings.create(meeting_id, tenant_id, transcription, wrapped, language,
+                                    translate)
 
 
 def get_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:

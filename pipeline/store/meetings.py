@@ -34,13 +34,15 @@ class MeetingStore:
 
     @redis_errors
     def create(self, meeting_id: str, tenant_id: str, transcription: bool,
-               wrapped: dict[KeyUse, WrappedKey]) -> Meeting:
+               wrapped: dict[KeyUse, WrappedKey], language: str | None = None,
+               translate: bool = False) -> Meeting:
         meeting = Meeting(id=meeting_id, tenant_id=tenant_id, created=time.time(),
-                          transcription=transcription)
+                          transcription=transcription, language=language, translate=translate)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(schema.meeting(meeting.id), mapping={
             "tenant": tenant_id, "created": repr(meeting.created),
-            "transcription": int(transcription)})
+            "transcription": int(transcription), "language": language or "",
+            "translate": int(translate)})
         pipe.hset(schema.meeting_keys(meeting.id),
                   mapping={use.value: w.to_str() for use, w in wrapped.items()})
         pipe.sadd(schema.tenant_meetings(tenant_id), meeting.id)
@@ -64,7 +66,9 @@ class MeetingStore:
         return Meeting(id=meeting_id, tenant_id=raw[b"tenant"].decode(),
                        created=float(raw[b"created"]),
                        transcription=raw[b"transcription"] == b"1",
-                       opted_out=frozenset(p.decode() for p in optout))
+                       opted_out=frozenset(as_str(p) for p in optout),
+                       language=as_str(raw.get(b"language", b"")) or None,
+                       translate=raw.get(b"translate") == b"1")
 
     @redis_errors
     def list(self, tenant_id: str) -> builtins.list[Meeting]:

@@ -10,7 +10,8 @@ ss:tenants                     set     tenant ids                               
 ss:tenant:{t}                  hash    name, created                              none
 ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
 ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       none
-ss:meeting:{m}                 hash    tenant, created, transcription (0/1)       none
+ss:meeting:{m}                 hash    tenant, created, transcription, language,  none
+                                       translate
 ss:meeting:{m}:optout          set     participant ids that opted out             none
 ss:meeting:{m}:keys            hash    audio / transcript -> wrapped data key     none
 ss:meeting:{m}:audio           zset    pending audio segment ids, score = seq     none

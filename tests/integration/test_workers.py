@@ -247,3 +247,34 @@ def test_too_long_and_unknown_meeting(rt: Runtime, tenant: str, worker: WorkerPr
         get_settings.cache_clear()
     assert result.exit_code == 2 and "longer than the limit of 5 s" in result.output
     assert set(rt.store.redis.scan_iter("ss:*")) == before
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                    reason="espeak-ng (Debian package) is needed to speak French; "
+                           "scripts/setup installs it")
+def test_base_model_detects_french_and_translates(
+        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
+        worker: WorkerProcess) -> None:
+    home = Path(env["SEALSCRIBE_HOME"])
+    wav = tmp_path / "fr.wav"
+    subprocess.run(["espeak-ng", "-v", "fr", "-s", "150", "-w", str(wav),
+                    "Bonjour à tous. La réunion commence maintenant. Nous parlons du budget de "
+                    "l'année prochaine."], check=True)
+    worker.stop()  # the queue must reach the base-model worker only
+    base = WorkerProcess(home, tmp_path / "base.log", SEALSCRIBE_MODEL="base")
+    try:
+        rt_base = Runtime.from_settings(Settings.from_env({**env, "SEALSCRIBE_MODEL": "base"}),
+                                        actor="test")
+        detected = services.create_meeting(rt_base, tenant, transcription=True)
+        translated = services.create_meeting(rt_base, tenant, transcription=True,
+                                             language="fr", translate=True)
+        texts = {}
+        for meeting in (detected, translated):
+            job = submit_file(rt_base, wav, tenant, meeting.id)
+            wait_for(rt_base, job, lambda *_: None, timeout=120)
+            texts[meeting.id] = " ".join(s.text for s in read_transcript(rt_base, meeting.id))
+    finally:
+        base.stop()
+        worker.proc = WorkerProcess(home, worker.log).proc
+    assert "réunion" in texts[detected.id].lower()
+    assert texts[translated.id].strip() and "réunion" not in texts[translated.id].lower()
