@@ -68,7 +68,7 @@ def run_plain(items: list[tuple[Path, str | None]]) -> dict[str, Any]:
 
 
 def run_pipeline(items: list[tuple[Path, str | None]], redis_url: str,
-                 processes: int) -> dict[str, Any]:
+                 processes: int, batch: int) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="sealscribe-bench-"))
     os.environ.update(SEALSCRIBE_REDIS_URL=redis_url, SEALSCRIBE_HOME=str(home))
     from pipeline import services
@@ -83,7 +83,7 @@ def run_pipeline(items: list[tuple[Path, str | None]], redis_url: str,
     try:
         tenant, _ = services.create_tenant(rt, "bench")
         with worker_process(settings, home / "logs" / "worker.log", concurrency=processes,
-                            reuse=False):
+                            reuse=False, extra_env={"SEALSCRIBE_BATCH": str(batch)}):
             start = time.perf_counter()
             jobs = [(path, submit_file(rt, path, tenant.id)) for path, _ in items]
             for _, job in jobs:
@@ -103,6 +103,8 @@ def main() -> None:
                         help="a Redis database the benchmark may flush")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="worker processes (default: one per core, like sealscribe worker)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="SEALSCRIBE_BATCH for the workers (segments per model call)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -111,8 +113,9 @@ def main() -> None:
     items = corpus()
     audio_s = sum(len(decode_file(p, 36000)) / 32000 for p, _ in items)
     plain = run_plain(items)
-    pipe = run_pipeline(items, args.redis_url, args.processes)
+    pipe = run_pipeline(items, args.redis_url, args.processes, args.batch)
     result: dict[str, Any] = {"audio_s": round(audio_s, 1), "processes": args.processes,
+                              "batch": args.batch,
                               "files": len(items), "segments": pipe["segments"]}
     for name, run in (("plain", plain), ("pipeline", pipe)):
         texts = run["texts"]
@@ -129,7 +132,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{result['files']} files, {audio_s:.0f} s of audio, {args.processes} worker "
-          "processes; "
+          f"processes, batch {args.batch}; "
           f"pipeline cut it into {result['segments']} sealed segments")
     print(f"{'':10} {'wall s':>8} {'audio s/wall s':>15} {'WER fleurs':>11} {'WER AMI':>8}")
     for name in ("plain", "pipeline"):

@@ -12,6 +12,8 @@ SEALSCRIBE_MODEL            ``tiny.en`` (bundled) or a CTranslate2  tiny.en
                             model directory
 SEALSCRIBE_DEVICE           ``cpu``, ``cuda`` or ``auto``           auto
 SEALSCRIBE_BEAM_SIZE        beam search width                       5
+SEALSCRIBE_BATCH            segments a worker transcribes in one    0 (auto: 1 on CPU,
+                            model call, across meetings             8 on CUDA)
 SEALSCRIBE_MAX_FILE_SECONDS longest file ``transcribe`` accepts     14400 (4 hours)
 SEALSCRIBE_VISIBILITY       seconds before an unacknowledged task   600
                             is redelivered (worker died)
@@ -34,16 +36,16 @@ KEY_PROVIDERS = ("local",)
 DEFAULT_HOME = Path("~/.sealscribe").expanduser()
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be a whole number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise InvalidInput(f"{name} must be positive, got {value}")
+        raise InvalidInput(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise InvalidInput(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -57,6 +59,7 @@ class Settings:
     model: str = "tiny.en"
     device: str = "auto"
     beam_size: int = 5
+    batch: int = 0
     max_file_seconds: int = 4 * 3600
     visibility_timeout: int = 600
 
@@ -93,6 +96,7 @@ class Settings:
             model=env.get("SEALSCRIBE_MODEL") or cls.model,
             device=device,
             beam_size=_positive_int(env, "SEALSCRIBE_BEAM_SIZE", cls.beam_size),
+            batch=_positive_int(env, "SEALSCRIBE_BATCH", cls.batch, minimum=0),
             max_file_seconds=_positive_int(env, "SEALSCRIBE_MAX_FILE_SECONDS",
                                            cls.max_file_seconds),
             visibility_timeout=_positive_int(env, "SEALSCRIBE_VISIBILITY",

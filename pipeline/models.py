@@ -114,6 +114,9 @@ class TranscriptSegment:
     end_ms: int
     text: str = field(repr=False)
     words: tuple[Word, ...] = field(default=(), repr=False)
+    #: the spoken language (given or detected), and whether ``text`` is its English translation
+    language: str | None = None
+    translated: bool = False
 
     def payload(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

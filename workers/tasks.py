@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import worker_process_init
@@ -11,6 +12,7 @@ from celery.signals import worker_process_init
 from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, StoreUnavailable
 from keys.types import KeyUse, Purpose
 from pipeline.config import get_settings
+from pipeline.models import AudioSegment, Meeting, SealedSegment, TranscriptSegment
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import data_key
@@ -18,6 +20,9 @@ from workers.app import TRANSCRIBE, app
 from workers.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
+
+#: How long a segment taken into a batch stays reserved for that worker.
+LEASE_SECONDS = 300
 
 _runtime: Runtime | None = None
 _transcriber: Transcriber | None = None
@@ -51,45 +56,79 @@ def _purge(rt: Runtime, tenant_id: str, meeting_id: str, sid: str, reason: str) 
     return reason
 
 
+@dataclass(frozen=True)
+class _Job:
+    meeting: Meeting
+    sealed: SealedSegment
+    audio: AudioSegment
+
+
+def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
+    """Policy check (fail closed), unwrap, open in memory; or the outcome if it stops here."""
+    try:
+        meeting = rt.store.meetings.get(meeting_id)
+    except NotFound:
+        rt.store.segments.delete_audio(meeting_id, sid)
+        return "meeting-gone"
+    sealed = rt.store.segments.get_audio(meeting_id, sid)
+    if sealed is None:
+        rt.store.segments.delete_audio(meeting_id, sid)  # forget an expired segment's index
+        return "already-done"
+    if not meeting.transcription:
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
+    if not meeting.transcribes(sealed.participant_id):
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "opted-out")
+    try:
+        audio_key = data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+        return _Job(meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
+    except KeyRevoked:
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
+    except (InvalidSeal, NotFound):
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "failed-authentication")
+
+
+def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
+    """Check the policy once more (the switch may have flipped while we listened), then seal
+    the transcript and, in the same transaction, delete the audio."""
+    meeting_id, sid = job.meeting.id, job.sealed.segment_id
+    meeting = rt.store.meetings.get(meeting_id)
+    if not meeting.transcribes(job.sealed.participant_id):
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
+    try:
+        text_key = data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
+    except KeyRevoked:
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
+    rt.store.segments.complete(seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
+                               result.start_ms)
+    return "transcribed"
+
+
 @app.task(name=TRANSCRIBE, bind=True, acks_late=True, reject_on_worker_lost=True,
           autoretry_for=(StoreUnavailable, KeyUnavailable), dont_autoretry_for=(KeyRevoked,),
           retry_backoff=True, retry_backoff_max=60, max_retries=10)
 def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
-    """Transcribe one sealed audio segment, seal its transcript, delete the audio.
+    """Transcribe one sealed audio segment (and, when batching, up to SEALSCRIBE_BATCH - 1
+    other pending ones of any meeting), seal each transcript, delete the audio.
 
-    Idempotent: a redelivered task finds the audio gone and does nothing."""
+    Idempotent: a redelivered task finds the audio gone and does nothing. A segment taken
+    into another worker's batch is leased; its own task waits for the lease to lapse."""
     rt = runtime()
-    try:
-        meeting = rt.store.meetings.get(meeting_id)
-    except NotFound:
-        rt.store.segments.delete_audio(meeting_id, segment_id)
-        return "meeting-gone"
-    sealed = rt.store.segments.get_audio(meeting_id, segment_id)
-    if sealed is None:
-        return "already-done"
-    if not meeting.transcription:
-        return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "transcription-off")
-    if not meeting.transcribes(sealed.participant_id):
-        return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "opted-out")
-    try:
-        audio_key = data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
-        audio = open_audio(audio_key, meeting.tenant_id, sealed)
-    except KeyRevoked:
-        return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "key-revoked")
-    except (InvalidSeal, NotFound):
-        return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "failed-authentication")
-
-    result = transcriber().transcribe(audio, meeting.language, meeting.translate)
-    del audio
-
-    # The switch may have flipped while we listened: check once more before keeping text.
-    meeting = rt.store.meetings.get(meeting_id)
-    if not meeting.transcribes(sealed.participant_id):
-        return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "transcription-off")
-    try:
-        text_key = data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
-    except KeyRevoked:
-        return _purge(rt, meeting.tenant_id, meeting_id, segment_id, "key-revoked")
-    rt.store.segments.complete(seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
-                               result.start_ms)
-    return "transcribed"
+    batch = transcriber().batch_size
+    ids = [(meeting_id, segment_id)]
+    if batch > 1:
+        owner = f"{rt.actor}:{self.request.id}"
+        if not rt.store.segments.claim(meeting_id, segment_id, owner, LEASE_SECONDS):
+            raise self.retry(countdown=LEASE_SECONDS, exc=None)
+        ids += [i for i in rt.store.segments.claim_pending(owner, batch - 1, LEASE_SECONDS)
+                if i != (meeting_id, segment_id)]
+    prepared = [_prepare(rt, m, s) for m, s in ids]
+    jobs = [p for p in prepared if isinstance(p, _Job)]
+    results = transcriber().transcribe_many(
+        [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
+    outcomes = {(j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
+                for j, r in zip(jobs, results, strict=True)}
+    del jobs, results
+    if len(ids) > 1:
+        log.info("transcribed a batch of %d segments", len(outcomes))
+    own = prepared[0]
+    return own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]

@@ -112,8 +112,12 @@ class MeetingStore:
                   schema.meeting_transcript(meeting.id)]
         for pattern in schema.meeting_pattern(meeting.id):
             doomed.extend(k.decode() for k in self.r.scan_iter(match=pattern, count=1000))
+        pending = [schema.pending_member(meeting.id, as_str(sid))
+                   for sid in self.r.zrange(schema.meeting_audio(meeting.id), 0, -1)]
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(*doomed)
+        if pending:
+            pipe.zrem(schema.PENDING, *pending)
         pipe.srem(schema.tenant_meetings(meeting.tenant_id), meeting.id)
         pipe.execute()
 

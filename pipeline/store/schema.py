@@ -18,6 +18,8 @@ ss:meeting:{m}:audio           zset    pending audio segment ids, score = seq   
 ss:audio:{m}:{segment}         string  sealed audio segment                       audio TTL
 ss:meeting:{m}:transcript      zset    transcript segment ids, score = start ms   none
 ss:transcript:{m}:{segment}    string  sealed transcript segment                  transcript TTL
+ss:pending                     zset    every pending "{m}/{segment}", score = time  none
+ss:lease:{m}:{segment}         string  worker holding a segment in a batch        lease TTL
 ss:audit:{t}                   list    audit entries (JSON, hash-chained)         none
 ss:audit:{t}:head              hash    count, hash of the last entry              none
 =============================  ======  =========================================  ===========
@@ -66,6 +68,22 @@ def audio(meeting_id: str, segment_id: str) -> str:
     return f"{PREFIX}audio:{meeting_id}:{segment_id}"
 
 
+PENDING = f"{PREFIX}pending"
+
+
+def pending_member(meeting_id: str, segment_id: str) -> str:
+    return f"{meeting_id}/{segment_id}"
+
+
+def parse_pending_member(member: str) -> tuple[str, str]:
+    meeting_id, _, segment_id = member.partition("/")
+    return meeting_id, segment_id
+
+
+def lease(meeting_id: str, segment_id: str) -> str:
+    return f"{PREFIX}lease:{meeting_id}:{segment_id}"
+
+
 def meeting_transcript(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:transcript"
 
@@ -84,4 +102,4 @@ def audit_head(tenant_id: str) -> str:
 
 def meeting_pattern(meeting_id: str) -> list[str]:
     """Patterns matching every per-segment key of a meeting (for deletion)."""
-    return [audio(meeting_id, "*"), transcript(meeting_id, "*")]
+    return [audio(meeting_id, "*"), transcript(meeting_id, "*"), lease(meeting_id, "*")]

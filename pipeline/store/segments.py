@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from pipeline.models import SealedSegment, parse_segment_id
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
@@ -22,6 +25,7 @@ class SegmentStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed, ex=self.audio_ttl)
         pipe.zadd(schema.meeting_audio(segment.meeting_id), {sid: segment.seq})
+        pipe.zadd(schema.PENDING, {schema.pending_member(segment.meeting_id, sid): time.time()})
         pipe.execute()
         return sid
 
@@ -38,9 +42,33 @@ class SegmentStore:
     def delete_audio(self, meeting_id: str, sid: str) -> bool:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(schema.audio(meeting_id, sid))
+        self._forget(pipe, meeting_id, sid)
+        return bool(pipe.execute()[0])
+
+    @staticmethod
+    def _forget(pipe: Any, meeting_id: str, sid: str) -> None:
         pipe.zrem(schema.meeting_audio(meeting_id), sid)
-        deleted, _ = pipe.execute()
-        return bool(deleted)
+        pipe.zrem(schema.PENDING, schema.pending_member(meeting_id, sid))
+        pipe.delete(schema.lease(meeting_id, sid))
+
+    @redis_errors
+    def claim(self, meeting_id: str, sid: str, owner: str, ttl: int) -> bool:
+        """Lease a segment for a batch; False if another worker holds it."""
+        key = schema.lease(meeting_id, sid)
+        return bool(self.r.set(key, owner, nx=True, ex=ttl)) or self.r.get(key) == owner.encode()
+
+    @redis_errors
+    def claim_pending(self, owner: str, n: int, ttl: int,
+                      look: int = 64) -> list[tuple[str, str]]:
+        """Lease up to ``n`` of the oldest pending segments (of any meeting)."""
+        claimed: list[tuple[str, str]] = []
+        for member in self.r.zrange(schema.PENDING, 0, look - 1):
+            if len(claimed) >= n:
+                break
+            meeting_id, sid = schema.parse_pending_member(as_str(member))
+            if self.r.set(schema.lease(meeting_id, sid), owner, nx=True, ex=ttl):
+                claimed.append((meeting_id, sid))
+        return claimed
 
     @redis_errors
     def pending_audio(self, meeting_id: str) -> list[str]:
@@ -56,7 +84,7 @@ class SegmentStore:
                  ex=self.transcript_ttl)
         pipe.zadd(schema.meeting_transcript(segment.meeting_id), {sid: start_ms})
         pipe.delete(schema.audio(segment.meeting_id, sid))
-        pipe.zrem(schema.meeting_audio(segment.meeting_id), sid)
+        self._forget(pipe, segment.meeting_id, sid)
         pipe.execute()
 
     @redis_errors

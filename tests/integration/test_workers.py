@@ -268,13 +268,54 @@ def test_base_model_detects_french_and_translates(
         detected = services.create_meeting(rt_base, tenant, transcription=True)
         translated = services.create_meeting(rt_base, tenant, transcription=True,
                                              language="fr", translate=True)
-        texts = {}
+        out = {}
         for meeting in (detected, translated):
             job = submit_file(rt_base, wav, tenant, meeting.id)
             wait_for(rt_base, job, lambda *_: None, timeout=120)
-            texts[meeting.id] = " ".join(s.text for s in read_transcript(rt_base, meeting.id))
+            out[meeting.id] = read_transcript(rt_base, meeting.id)
     finally:
         base.stop()
         worker.proc = WorkerProcess(home, worker.log).proc
-    assert "réunion" in texts[detected.id].lower()
-    assert texts[translated.id].strip() and "réunion" not in texts[translated.id].lower()
+    # espeak-ng's French is crude: Whisper falls back to sampling on it, so its words vary
+    # from run to run. Judge what is stable: the language found, and which task ran.
+    assert [(s.language, s.translated) for s in out[detected.id]] == [("fr", False)]
+    assert [(s.language, s.translated) for s in out[translated.id]] == [("fr", True)]
+    said = set(normalise(out[detected.id][0].text))
+    assert said & {"pour", "tous", "la", "le", "les", "nous", "du", "de", "des", "et"}
+    assert out[translated.id][0].text != out[detected.id][0].text
+
+
+def test_batches_across_meetings_keep_each_transcript_right(
+        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
+        worker: WorkerProcess) -> None:
+    home = Path(env["SEALSCRIBE_HOME"])
+    worker.stop()
+    log = tmp_path / "batch.log"
+    batcher = WorkerProcess(home, log, SEALSCRIBE_BATCH="4")
+    try:
+        celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+        files = [shared_data("jfk", "jfk.flac"),
+                 *sorted(shared_data("fleurs-en").glob("*.ogg"))[:5]]
+        jobs = [submit_file(rt, f, tenant) for f in files]  # six meetings
+        celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+        for job in jobs:
+            wait_for(rt, job, lambda *_: None, timeout=180)
+    finally:
+        batcher.stop()
+        worker.proc = WorkerProcess(home, worker.log).proc
+    assert b"transcribed a batch of 4 segments" in log.read_bytes()
+    texts = [" ".join(s.text for s in read_transcript(rt, j.meeting.id)) for j in jobs]
+    assert normalise(texts[0]) == normalise(
+        "And so my fellow Americans, ask not what your country can do for you, ask what you "
+        "can do for your country.")
+    errors = words = 0
+    for f, text in zip(files[1:], texts[1:], strict=True):
+        ref = normalise(f.with_suffix(".txt").read_text())
+        errors += word_errors(ref, normalise(text))
+        words += len(ref)
+    assert errors / words <= 0.15, f"WER {errors / words:.3f}"
+    for job in jobs:  # each segment once, in order, nothing left pending
+        segments = read_transcript(rt, job.meeting.id)
+        assert [s.seq for s in segments] == list(range(job.segments))
+        assert rt.store.segments.pending_count(job.meeting.id) == 0
+    assert rt.store.redis.zcard("ss:pending") == 0
