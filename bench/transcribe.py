@@ -103,8 +103,8 @@ def main() -> None:
                         help="a Redis database the benchmark may flush")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="worker processes (default: one per core, like sealscribe worker)")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="SEALSCRIBE_BATCH for the workers (segments per model call)")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="SEALSCRIBE_BATCH for the workers (0: their default, 4 on CPU)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 

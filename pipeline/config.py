@@ -12,11 +12,12 @@ SEALSCRIBE_MODEL            ``tiny.en`` (bundled) or a CTranslate2  tiny.en
                             model directory
 SEALSCRIBE_DEVICE           ``cpu``, ``cuda`` or ``auto``           auto
 SEALSCRIBE_BEAM_SIZE        beam search width                       5
-SEALSCRIBE_BATCH            segments a worker transcribes in one    0 (auto: 1 on CPU,
+SEALSCRIBE_BATCH            segments a worker transcribes in one    0 (auto: 4 on CPU,
                             model call, across meetings             8 on CUDA)
 SEALSCRIBE_MAX_FILE_SECONDS longest file ``transcribe`` accepts     14400 (4 hours)
 SEALSCRIBE_VISIBILITY       seconds before an unacknowledged task   600
-                            is redelivered (worker died)
+                            is redelivered, or a batch lease lapses
+                            (the worker died)
 ==========================  ======================================  ===========================
 """
 

@@ -21,9 +21,6 @@ from workers.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
-#: How long a segment taken into a batch stays reserved for that worker.
-LEASE_SECONDS = 300
-
 _runtime: Runtime | None = None
 _transcriber: Transcriber | None = None
 
@@ -114,12 +111,14 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     into another worker's batch is leased; its own task waits for the lease to lapse."""
     rt = runtime()
     batch = transcriber().batch_size
+    # A segment taken into a batch stays reserved as long as an unacknowledged message would.
+    lease = rt.settings.visibility_timeout
     ids = [(meeting_id, segment_id)]
     if batch > 1:
         owner = f"{rt.actor}:{self.request.id}"
-        if not rt.store.segments.claim(meeting_id, segment_id, owner, LEASE_SECONDS):
-            raise self.retry(countdown=LEASE_SECONDS, exc=None)
-        ids += [i for i in rt.store.segments.claim_pending(owner, batch - 1, LEASE_SECONDS)
+        if not rt.store.segments.claim(meeting_id, segment_id, owner, lease):
+            raise self.retry(countdown=lease, exc=None)
+        ids += [i for i in rt.store.segments.claim_pending(owner, batch - 1, lease)
                 if i != (meeting_id, segment_id)]
     prepared = [_prepare(rt, m, s) for m, s in ids]
     jobs = [p for p in prepared if isinstance(p, _Job)]
