@@ -319,3 +319,46 @@ def test_batches_across_meetings_keep_each_transcript_right(
         assert [s.seq for s in segments] == list(range(job.segments))
         assert rt.store.segments.pending_count(job.meeting.id) == 0
     assert rt.store.redis.zcard("ss:pending") == 0
+
+
+def make_video(audio: Path, out: Path) -> None:
+    """An MP4 with a video track and ``audio`` as AAC, made with PyAV."""
+    import av
+    import numpy as np
+
+    from pipeline.audio.decode import decode_file
+
+    samples = np.frombuffer(decode_file(audio, 60), "<i2").astype(np.float32) / 32768
+    with av.open(str(out), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = container.add_stream("aac", rate=16000)
+        sound.layout = "mono"
+        for i in range(len(samples) // 1600):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i % 255, np.uint8),
+                                               format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for start in range(0, len(samples), 1024):
+            chunk = np.zeros((1, 1024), np.float32)
+            piece = samples[start:start + 1024]
+            chunk[0, :len(piece)] = piece
+            aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            aframe.sample_rate = 16000
+            for packet in sound.encode(aframe):
+                container.mux(packet)
+        for stream in (video, sound):
+            for packet in stream.encode(None):
+                container.mux(packet)
+
+
+def test_cli_transcribes_a_video_file(rt: Runtime, tenant: str, tmp_path: Path,
+                                      worker: WorkerProcess) -> None:
+    clip = tmp_path / "talk.mp4"
+    make_video(shared_data("jfk", "jfk.flac"), clip)
+    result = CliRunner().invoke(cli_app, ["transcribe", str(clip), "--tenant", tenant,
+                                          "--format", "txt"])
+    assert result.exit_code == 0, result.output
+    assert "[00:00:00] file: And so" in result.output
+    assert "ask not what your country can do for you" in " ".join(normalise(result.output))
+    assert "1 segments, 11.1 s of audio" in result.output
