@@ -157,7 +157,7 @@ def test_sigkill_mid_task_then_restart_transcribes_each_once(
             wait_for(rt, job, lambda *_: None, timeout=120)
     finally:
         survivor.stop()
-        worker.proc = WorkerProcess(home, worker.log).proc  # restore the module's worker
+        worker.start()  # restore the module's worker
     for job in jobs:
         segments = read_transcript(rt, job.meeting.id)
         assert len(segments) == job.segments
@@ -275,7 +275,7 @@ def test_base_model_detects_french_and_translates(
             out[meeting.id] = read_transcript(rt_base, meeting.id)
     finally:
         base.stop()
-        worker.proc = WorkerProcess(home, worker.log).proc
+        worker.start()
     # espeak-ng's French is crude: Whisper falls back to sampling on it, so its words vary
     # from run to run. Judge what is stable: the language found, and which task ran.
     assert [(s.language, s.translated) for s in out[detected.id]] == [("fr", False)]
@@ -302,7 +302,7 @@ def test_batches_across_meetings_keep_each_transcript_right(
             wait_for(rt, job, lambda *_: None, timeout=180)
     finally:
         batcher.stop()
-        worker.proc = WorkerProcess(home, worker.log).proc
+        worker.start()
     assert b"transcribed a batch of 4 segments" in log.read_bytes()
     texts = [" ".join(s.text for s in read_transcript(rt, j.meeting.id)) for j in jobs]
     assert normalise(texts[0]) == normalise(

@@ -22,11 +22,15 @@ def worker_env(home: Path, **extra: str) -> dict[str, str]:
 
 class WorkerProcess:
     def __init__(self, home: Path, log: Path, **extra: str) -> None:
-        self.log = log
+        self.home, self.log, self.extra = home, log, extra
+        self.start()
+
+    def start(self) -> None:
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", "worker", "-c", "1", "--loglevel", "info"],
-            env=worker_env(home, **extra), stdout=log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            env=worker_env(self.home, **self.extra), stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -34,7 +38,7 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early; see {self.log}")
-            if b"ready." in self.log.read_bytes():
+            if b"ready." in self.log.read_bytes()[self._log_start:]:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout} s; see {self.log}")
