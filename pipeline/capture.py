@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from keys.errors import KeyRevoked
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline.models import AudioSegment, Meeting
 from pipeline.runtime import Runtime
@@ -34,6 +35,9 @@ class Capture:
     def _policy(self) -> Meeting:
         if time.monotonic() - self._checked >= self.policy_ttl:
             self.meeting = self.rt.store.meetings.get(self.meeting.id)
+            if self.rt.store.tenants.get(self.meeting.tenant_id).revoked:
+                self._key = None  # forget the data key: nothing more is sealed with it
+                raise KeyRevoked(f"the key of tenant {self.meeting.tenant_id} was revoked")
             self._checked = time.monotonic()
         return self.meeting
 

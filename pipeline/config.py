@@ -5,7 +5,10 @@ variable                    meaning                                 default
 ==========================  ======================================  ===========================
 SEALSCRIBE_REDIS_URL        state store, broker and result backend  redis://127.0.0.1:6379/0
 SEALSCRIBE_HOME             keyring, logs, models                   ~/.sealscribe
-SEALSCRIBE_KEY_PROVIDER     who holds tenant keys: ``local``        local
+SEALSCRIBE_KEY_PROVIDER     who holds tenant keys: ``local`` or     local
+                            ``transit`` (OpenBao / Vault; see
+                            ``keys.transit.TransitConfig`` for
+                            SEALSCRIBE_TRANSIT_ADDR, _TOKEN, ...)
 SEALSCRIBE_AUDIO_TTL        seconds audio may wait untranscribed    3600
 SEALSCRIBE_TRANSCRIPT_TTL   seconds a transcript is kept            2592000 (30 days)
 SEALSCRIBE_MODEL            ``tiny.en`` (bundled) or a CTranslate2  tiny.en
@@ -14,6 +17,8 @@ SEALSCRIBE_DEVICE           ``cpu``, ``cuda`` or ``auto``           auto
 SEALSCRIBE_BEAM_SIZE        beam search width                       5
 SEALSCRIBE_BATCH            segments a worker transcribes in one    0 (auto: 4 on CPU,
                             model call, across meetings             8 on CUDA)
+SEALSCRIBE_KEY_CACHE_SECONDS how long a worker keeps an unwrapped    60
+                            data key (0: unwrap for every segment)
 SEALSCRIBE_MAX_FILE_SECONDS longest file ``transcribe`` accepts     14400 (4 hours)
 SEALSCRIBE_VISIBILITY       seconds before an unacknowledged task   600
                             is redelivered, or a batch lease lapses
@@ -30,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keys.errors import InvalidInput
+from keys.transit import TransitConfig
 
 __all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
 
-KEY_PROVIDERS = ("local",)
+KEY_PROVIDERS = ("local", "transit")
 DEFAULT_HOME = Path("~/.sealscribe").expanduser()
 
 
@@ -63,6 +69,8 @@ class Settings:
     batch: int = 0
     max_file_seconds: int = 4 * 3600
     visibility_timeout: int = 600
+    key_cache_seconds: int = 60
+    transit: TransitConfig | None = None
 
     @property
     def keyring_dir(self) -> Path:
@@ -102,6 +110,9 @@ class Settings:
                                            cls.max_file_seconds),
             visibility_timeout=_positive_int(env, "SEALSCRIBE_VISIBILITY",
                                              cls.visibility_timeout),
+            key_cache_seconds=_positive_int(env, "SEALSCRIBE_KEY_CACHE_SECONDS",
+                                            cls.key_cache_seconds, minimum=0),
+            transit=TransitConfig.from_env(env) if provider == "transit" else None,
         )
 
 

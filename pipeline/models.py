@@ -22,6 +22,8 @@ class Tenant:
     id: str
     name: str
     created: float
+    #: the customer pulled the kill switch: nothing of this tenant is opened again
+    revoked: bool = False
 
 
 @dataclass(frozen=True)

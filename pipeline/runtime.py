@@ -15,6 +15,7 @@ from keys.audit import AuditLog
 from keys.local import LocalKeyring
 from keys.provider import KeyProvider
 from keys.service import KeyService
+from keys.transit import TransitKeyProvider
 from pipeline.config import Settings
 from pipeline.store import Store
 
@@ -25,6 +26,8 @@ def build_provider(settings: Settings) -> KeyProvider:
     """The key provider ``SEALSCRIBE_KEY_PROVIDER`` names."""
     if settings.key_provider == "local":
         return LocalKeyring(settings.keyring_dir)
+    if settings.key_provider == "transit" and settings.transit is not None:
+        return TransitKeyProvider(settings.transit)
     raise ValueError(f"unknown key provider {settings.key_provider!r}")  # config validated
 
 

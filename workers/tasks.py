@@ -10,19 +10,21 @@ from typing import Any
 from celery.signals import worker_process_init
 
 from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, StoreUnavailable
-from keys.types import KeyUse, Purpose
+from keys.types import DataKey, KeyUse, Purpose
 from pipeline.config import get_settings
 from pipeline.models import AudioSegment, Meeting, SealedSegment, TranscriptSegment
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import data_key
 from workers.app import TRANSCRIBE, app
+from workers.keycache import DataKeyCache
 from workers.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
 _runtime: Runtime | None = None
 _transcriber: Transcriber | None = None
+_keys: DataKeyCache | None = None
 
 
 def runtime() -> Runtime:
@@ -38,6 +40,21 @@ def transcriber() -> Transcriber:
         _transcriber = Transcriber(get_settings(),
                                    cpu_threads=int(os.environ.get("SEALSCRIBE_CPU_THREADS", 0)))
     return _transcriber
+
+
+def key_cache() -> DataKeyCache:
+    global _keys
+    if _keys is None:
+        _keys = DataKeyCache(get_settings().key_cache_seconds)
+    return _keys
+
+
+def _data_key(rt: Runtime, meeting: Meeting, use: KeyUse) -> DataKey:
+    """The meeting's data key for ``use``, unwrapped (purpose transcribe) at most once per
+    cache lifetime."""
+    wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
+    return key_cache().get(meeting.tenant_id, meeting.id, use, wrapped.to_str(),
+                           lambda: data_key(rt, meeting, use, Purpose.TRANSCRIBE))
 
 
 @worker_process_init.connect
@@ -71,12 +88,15 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
     if sealed is None:
         rt.store.segments.delete_audio(meeting_id, sid)  # forget an expired segment's index
         return "already-done"
+    if rt.store.tenants.get(meeting.tenant_id).revoked:
+        key_cache().forget_tenant(meeting.tenant_id)
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     if not meeting.transcription:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
     if not meeting.transcribes(sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "opted-out")
     try:
-        audio_key = data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+        audio_key = _data_key(rt, meeting, KeyUse.AUDIO)
         return _Job(meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
@@ -92,7 +112,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
     if not meeting.transcribes(job.sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
     try:
-        text_key = data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
+        text_key = _data_key(rt, meeting, KeyUse.TRANSCRIPT)
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     rt.store.segments.complete(seal_transcript(text_key, meeting.tenant_id, meeting_id, result),

@@ -46,7 +46,10 @@ def retire_keys(rt: Runtime, tenant_id: str, below: int) -> int:
 
 
 def revoke_keys(rt: Runtime, tenant_id: str) -> None:
+    """Kill switch. The tenant is marked revoked here first, so capture and workers fail
+    closed at once even if the KMS is slow to answer; then the key itself is revoked."""
     rt.store.tenants.get(tenant_id)
+    rt.store.tenants.mark_revoked(tenant_id)
     rt.keys.revoke(tenant_id, rt.actor)
 
 

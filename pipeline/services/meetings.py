@@ -43,7 +43,8 @@ def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False,
     if (translate or language not in (None, "en")) and not is_multilingual(rt.settings.model):
         raise InvalidInput(f"the model {rt.settings.model!r} knows English only; other "
                            "languages and translation need SEALSCRIBE_MODEL=base")
-    rt.store.tenants.get(tenant_id)  # NotFound for an unknown tenant, before any key work
+    if rt.store.tenants.get(tenant_id).revoked:  # NotFound for an unknown tenant, too
+        raise KeyRevoked(f"the key of tenant {tenant_id} was revoked")
     meeting_id = MeetingStore.new_id()
     wrapped = {
         use: rt.keys.wrap(KeyContext(tenant_id, meeting_id, use), DataKey.generate(),

@@ -41,7 +41,12 @@ class TenantStore:
         raw = self.r.hgetall(schema.tenant(tenant_id)) if isinstance(tenant_id, str) else {}
         if not raw:
             raise NotFound(f"no tenant {tenant_id}")
-        return Tenant(tenant_id, as_str(raw[b"name"]), float(raw[b"created"]))
+        return Tenant(tenant_id, as_str(raw[b"name"]), float(raw[b"created"]),
+                      raw.get(b"revoked") == b"1")
+
+    @redis_errors
+    def mark_revoked(self, tenant_id: str) -> None:
+        self.r.hset(schema.tenant(tenant_id), "revoked", 1)
 
     @redis_errors
     def list(self) -> builtins.list[Tenant]:

@@ -1,0 +1,136 @@
+"""The Transit key provider against a real OpenBao dev server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable
+from keys.transit import TransitConfig, TransitKeyProvider
+from keys.types import KeyContext, KeyUse, Purpose
+from pipeline import services
+from pipeline.config import Settings
+from pipeline.models import AudioSegment, Meeting
+from pipeline.runtime import Runtime
+from pipeline.sealing import open_audio, seal_audio
+from tests.integration.bao import BaoServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    server = BaoServer(tmp_path_factory.mktemp("bao"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def transit(bao: BaoServer) -> TransitKeyProvider:
+    return TransitKeyProvider(TransitConfig(url=bao.url, token=bao.token))
+
+
+@pytest.fixture
+def trt(settings: Settings, transit: TransitKeyProvider) -> Runtime:
+    return Runtime.from_settings(settings, actor="test", provider=transit)
+
+
+def put(rt: Runtime, meeting: Meeting, n: int) -> dict[str, bytes]:
+    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+    out = {}
+    for seq in range(n):
+        pcm = os.urandom(640)
+        sealed = seal_audio(key, meeting.tenant_id, meeting.id,
+                            AudioSegment("p", seq, 0, 16000, pcm))
+        out[rt.store.segments.put_audio(sealed)] = pcm
+    return out
+
+
+def read_all(rt: Runtime, meeting: Meeting, content: dict[str, bytes]) -> None:
+    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.DELIVER)
+    for sid, pcm in content.items():
+        sealed = rt.store.segments.get_audio(meeting.id, sid)
+        assert sealed is not None and open_audio(key, meeting.tenant_id, sealed).pcm == pcm
+
+
+def test_round_trip_rotation_and_retire(trt: Runtime, bao: BaoServer) -> None:
+    tenant, _ = services.create_tenant(trt, "Acme")
+    meetings = [services.create_meeting(trt, tenant.id, transcription=True) for _ in range(3)]
+    content = {m.id: put(trt, m, 10) for m in meetings}
+    wrapped = trt.store.meetings.wrapped_key(meetings[0].id, KeyUse.AUDIO)
+    assert wrapped.provider == "transit" and wrapped.ciphertext.startswith(b"vault:v1:")
+    assert services.rotate_keys(trt, tenant.id).rewrapped == 6
+    assert services.rotate_keys(trt, tenant.id).primary_version == 3
+    services.retire_keys(trt, tenant.id, below=3)
+    report = services.key_status(trt, tenant.id)
+    assert report.status.provider == "transit" and report.status.min_version == 3
+    assert report.status.versions == (3,) and report.wrapped_by_version == {3: 6}
+    for m in meetings:
+        read_all(trt, m, content[m.id])
+    key_name = report.status.details["key"]
+    # The old ciphertext no longer decrypts: version 1 is trimmed away in OpenBao.
+    with pytest.raises(KeyUnavailable, match="retired"):
+        trt.keys.provider.unwrap(tenant.id, wrapped,
+                                 KeyContext(tenant.id, meetings[0].id, KeyUse.AUDIO),
+                                 Purpose.DELIVER)
+    # OpenBao's own audit device saw exactly the decrypts our audit log recorded.
+    ours = [e for e in services.audit_show(trt, tenant.id, limit=1000)
+            if e.action == "unwrap" and e.outcome == "ok"]
+    assert bao.decrypt_calls(key_name) == len(ours) > 0
+    assert {e.purpose for e in ours} == {"transcribe", "deliver"}
+
+
+def test_tenants_are_isolated(trt: Runtime, transit: TransitKeyProvider) -> None:
+    a, _ = services.create_tenant(trt, "A")
+    b, _ = services.create_tenant(trt, "B")
+    ma = services.create_meeting(trt, a.id)
+    wrapped = trt.store.meetings.wrapped_key(ma.id, KeyUse.AUDIO)
+    # B's key with B's context, A's key with another meeting's context: both fail.
+    with pytest.raises(InvalidSeal):
+        transit.unwrap(b.id, wrapped, KeyContext(b.id, ma.id, KeyUse.AUDIO), Purpose.DELIVER)
+    with pytest.raises(InvalidSeal):
+        transit.unwrap(a.id, wrapped, KeyContext(a.id, "m_other", KeyUse.AUDIO),
+                       Purpose.DELIVER)
+    with pytest.raises(ValueError, match="another tenant"):
+        transit.unwrap(b.id, wrapped, KeyContext(a.id, ma.id, KeyUse.AUDIO), Purpose.DELIVER)
+
+
+def test_revoke_through_sealscribe(trt: Runtime) -> None:
+    tenant, _ = services.create_tenant(trt, "Acme")
+    m = services.create_meeting(trt, tenant.id, transcription=True)
+    put(trt, m, 2)
+    services.revoke_keys(trt, tenant.id)
+    with pytest.raises(KeyRevoked):
+        services.data_key(trt, m, KeyUse.AUDIO, Purpose.DELIVER)
+    assert services.key_status(trt, tenant.id).status.revoked
+    with pytest.raises(KeyRevoked):
+        services.create_meeting(trt, tenant.id)
+
+
+def test_revoke_done_in_openbao_directly(trt: Runtime, bao: BaoServer) -> None:
+    tenant, _ = services.create_tenant(trt, "Acme")
+    m = services.create_meeting(trt, tenant.id, transcription=True)
+    content = put(trt, m, 2)
+    read_all(trt, m, content)
+    name = f"sealscribe-{tenant.id}"
+    bao.client.secrets.transit.update_key_configuration(name=name, deletion_allowed=True)
+    bao.client.secrets.transit.delete_key(name=name)  # the customer, in their own KMS
+    with pytest.raises(KeyRevoked):
+        services.data_key(trt, m, KeyUse.AUDIO, Purpose.DELIVER)
+    assert services.audit_show(trt, tenant.id, limit=1000)[-1].outcome == "KeyRevoked"
+
+
+def test_kms_outage_is_key_unavailable_and_never_weaker(trt: Runtime, tmp_path: Path) -> None:
+    tenant, _ = services.create_tenant(trt, "Acme")
+    m = services.create_meeting(trt, tenant.id, transcription=True)
+    down = TransitKeyProvider(TransitConfig(url="http://127.0.0.1:9", token="x", timeout=1))
+    rt_down = Runtime(trt.settings, trt.store, trt.keys.__class__(
+        down, trt.keys.audit, trt.store.meetings), "test")
+    with pytest.raises(KeyUnavailable, match="unreachable"):
+        services.data_key(rt_down, m, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+    with pytest.raises(KeyUnavailable):
+        services.create_meeting(rt_down, tenant.id)
+    assert services.audit_show(trt, tenant.id, limit=1000)[-1].outcome == "KeyUnavailable"
