@@ -123,14 +123,14 @@ class KeyService:
         return RotationReport(version, self.rewrap_pending(tenant_id, actor, batch))
 
     def rewrap_pending(self, tenant_id: str, actor: str, batch: int = 100) -> int:
-        """Rewrap every data key not yet under the primary version.
+        """Rewrap every data key not yet under the primary version of the tenant's provider.
 
         Resumable: an interrupted run leaves each key either old or new (never lost), and
         running this again finishes the job."""
-        primary = self.provider.status(tenant_id).primary_version
+        status = self.provider.status(tenant_id)
         done = 0
         for context, wrapped in self._all_wrapped(tenant_id, batch):
-            if wrapped.version >= primary:
+            if wrapped.provider == status.provider and wrapped.version >= status.primary_version:
                 continue
             new = self._audited(
                 tenant_id, "rewrap", actor,
@@ -153,6 +153,7 @@ class KeyService:
                                f"is {status.primary_version}")
         moved = self.rewrap_pending(tenant_id, actor)
         stranded = sum(n for v, n in self.wrapped_versions(tenant_id).items() if v < version)
+        stranded += sum(1 for _, w in self._all_wrapped(tenant_id) if w.provider != status.provider)
         if stranded:
             raise Conflict(f"{stranded} data keys are still wrapped below version {version}")
         self._audited(tenant_id, "retire", actor,

@@ -112,7 +112,8 @@ class Settings:
                                              cls.visibility_timeout),
             key_cache_seconds=_positive_int(env, "SEALSCRIBE_KEY_CACHE_SECONDS",
                                             cls.key_cache_seconds, minimum=0),
-            transit=TransitConfig.from_env(env) if provider == "transit" else None,
+            transit=(TransitConfig.from_env(env) if provider == "transit"
+                     or env.get("SEALSCRIBE_TRANSIT_ADDR") else None),
         )
 
 

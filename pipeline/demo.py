@@ -43,7 +43,7 @@ class DemoResult:
 
 def run_demo(rt: Runtime, say: Callable[[str], None] = print) -> DemoResult:
     tenant, _token = services.create_tenant(rt, "Demo tenant")
-    say(f"1. tenant {tenant.id} created with its own key (provider: {rt.keys.provider.name})")
+    say(f"1. tenant {tenant.id} created with its own key (provider: {tenant.key_provider})")
     meeting = services.create_meeting(rt, tenant.id)
     say(f"2. meeting {meeting.id} created; transcription is "
         f"{'on' if meeting.transcription else 'OFF'} by default")

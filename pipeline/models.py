@@ -24,6 +24,8 @@ class Tenant:
     created: float
     #: the customer pulled the kill switch: nothing of this tenant is opened again
     revoked: bool = False
+    #: which key provider holds this tenant's key (``local`` or ``transit``)
+    key_provider: str = "local"
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from keys.audit import AuditLog
 from keys.local import LocalKeyring
 from keys.provider import KeyProvider
+from keys.router import ProviderRouter
 from keys.service import KeyService
 from keys.transit import TransitKeyProvider
 from pipeline.config import Settings
 from pipeline.store import Store
 
-__all__ = ["Runtime", "build_provider", "default_actor"]
+__all__ = ["Runtime", "build_providers", "default_actor"]
 
 
-def build_provider(settings: Settings) -> KeyProvider:
-    """The key provider ``SEALSCRIBE_KEY_PROVIDER`` names."""
-    if settings.key_provider == "local":
-        return LocalKeyring(settings.keyring_dir)
-    if settings.key_provider == "transit" and settings.transit is not None:
-        return TransitKeyProvider(settings.transit)
-    raise ValueError(f"unknown key provider {settings.key_provider!r}")  # config validated
+def build_providers(settings: Settings) -> dict[str, KeyProvider]:
+    """Every provider configured here: the local keyring always, Transit when configured.
+    ``SEALSCRIBE_KEY_PROVIDER`` picks the one new tenants get."""
+    providers: dict[str, KeyProvider] = {"local": LocalKeyring(settings.keyring_dir)}
+    if settings.transit is not None:
+        providers["transit"] = TransitKeyProvider(settings.transit)
+    return providers
 
 
 def default_actor(kind: str) -> str:
@@ -54,6 +55,8 @@ class Runtime:
     def from_settings(cls, settings: Settings, actor: str,
                       provider: KeyProvider | None = None) -> Runtime:
         store = Store.from_url(settings.redis_url, settings.audio_ttl, settings.transcript_ttl)
-        keys = KeyService(provider or build_provider(settings), AuditLog(store.audit),
-                          store.meetings)
+        if provider is None:
+            provider = ProviderRouter(build_providers(settings),
+                                      lambda tenant: store.tenants.get(tenant).key_provider)
+        keys = KeyService(provider, AuditLog(store.audit), store.meetings)
         return cls(settings, store, keys, actor)

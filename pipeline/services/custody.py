@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keys.audit import AuditEntry, VerifyReport, verify
+from keys.errors import InvalidInput, KeyRevoked
 from keys.service import RotationReport
 from keys.types import KeyStatus
+from pipeline.config import KEY_PROVIDERS
 from pipeline.runtime import Runtime
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "audit_verify",
     "import_key",
     "key_status",
+    "migrate_keys",
     "retire_keys",
     "revoke_keys",
     "rotate_keys",
@@ -51,6 +54,28 @@ def revoke_keys(rt: Runtime, tenant_id: str) -> None:
     rt.store.tenants.get(tenant_id)
     rt.store.tenants.mark_revoked(tenant_id)
     rt.keys.revoke(tenant_id, rt.actor)
+
+
+def migrate_keys(rt: Runtime, tenant_id: str, to: str) -> RotationReport:
+    """Move a tenant's key custody to provider ``to`` (``local`` or ``transit``).
+
+    The tenant gets a key at ``to``, then every data key is unwrapped from the old provider
+    and wrapped by the new one, in memory; content is never re-encrypted. Interrupted? Run
+    it again: keys already moved are skipped, and every key stays readable throughout,
+    because each is opened by the provider that wrapped it. The old provider's key is left
+    to the customer to revoke."""
+    tenant = rt.store.tenants.get(tenant_id)
+    if tenant.revoked:
+        raise KeyRevoked(f"the key of tenant {tenant_id} was revoked")
+    if to not in KEY_PROVIDERS:
+        raise InvalidInput(f"--to must be one of {', '.join(KEY_PROVIDERS)}")
+    if to == "transit" and rt.settings.transit is None:
+        raise InvalidInput("migrating to transit needs SEALSCRIBE_TRANSIT_ADDR and a token")
+    rt.store.tenants.set_key_provider(tenant_id, to)
+    version = rt.keys.create_tenant_key(tenant_id, rt.actor)
+    rt.keys.audit.record(tenant_id, "migrate", actor=rt.actor, outcome=f"to-{to}",
+                         key_version=version)
+    return RotationReport(version, rt.keys.rewrap_pending(tenant_id, rt.actor))
 
 
 def import_key(rt: Runtime, tenant_id: str, material: bytes) -> RotationReport:

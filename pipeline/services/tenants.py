@@ -10,7 +10,7 @@ __all__ = ["authenticate", "create_tenant", "get_tenant", "list_tenants"]
 
 def create_tenant(rt: Runtime, name: str) -> tuple[Tenant, str]:
     """Create a tenant and its key; returns the tenant and its API token (shown once)."""
-    tenant, token = rt.store.tenants.create(name)
+    tenant, token = rt.store.tenants.create(name, rt.settings.key_provider)
     rt.keys.create_tenant_key(tenant.id, rt.actor)
     return tenant, token
 

@@ -21,16 +21,18 @@ class TenantStore:
         self.r = r
 
     @redis_errors
-    def create(self, name: str) -> tuple[Tenant, str]:
+    def create(self, name: str, key_provider: str = "local") -> tuple[Tenant, str]:
         """A new tenant and its API token (shown once, stored hashed)."""
         name = name.strip() if isinstance(name, str) else ""
         if not name or len(name) > 200 or not name.isprintable():
             raise InvalidInput("tenant name must be 1-200 printable characters")
-        tenant = Tenant(id="t_" + secrets.token_hex(8), name=name, created=time.time())
+        tenant = Tenant(id="t_" + secrets.token_hex(8), name=name, created=time.time(),
+                        key_provider=key_provider)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(schema.tenant(tenant.id),
-                  mapping={"name": tenant.name, "created": repr(tenant.created)})
+                  mapping={"name": tenant.name, "created": repr(tenant.created),
+                           "provider": key_provider})
         pipe.set(schema.token(token), tenant.id)
         pipe.sadd(schema.TENANTS, tenant.id)
         pipe.execute()
@@ -42,7 +44,11 @@ class TenantStore:
         if not raw:
             raise NotFound(f"no tenant {tenant_id}")
         return Tenant(tenant_id, as_str(raw[b"name"]), float(raw[b"created"]),
-                      raw.get(b"revoked") == b"1")
+                      raw.get(b"revoked") == b"1", as_str(raw.get(b"provider", b"local")))
+
+    @redis_errors
+    def set_key_provider(self, tenant_id: str, provider: str) -> None:
+        self.r.hset(schema.tenant(tenant_id), "provider", provider)
 
     @redis_errors
     def mark_revoked(self, tenant_id: str) -> None:

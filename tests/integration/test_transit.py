@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,53 @@ def test_kms_outage_is_key_unavailable_and_never_weaker(trt: Runtime, tmp_path: 
     with pytest.raises(KeyUnavailable):
         services.create_meeting(rt_down, tenant.id)
     assert services.audit_show(trt, tenant.id, limit=1000)[-1].outcome == "KeyUnavailable"
+
+
+def test_migration_local_to_transit_and_back(settings: Settings, bao: BaoServer,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    both = dataclasses.replace(settings, transit=TransitConfig(url=bao.url, token=bao.token))
+    rt = Runtime.from_settings(both, actor="test")  # routes each tenant to its provider
+    tenant, _ = services.create_tenant(rt, "Acme")
+    assert tenant.key_provider == "local"
+    meetings = [services.create_meeting(rt, tenant.id, transcription=True) for _ in range(3)]
+    content = {m.id: put(rt, m, 5) for m in meetings}
+    sealed_before = {k: rt.store.redis.get(k) for k in rt.store.redis.scan_iter("ss:audio:*")}
+
+    # Interrupted after two data keys: everything stays readable, mixed as it is.
+    real = rt.store.meetings.replace_wrapped
+    calls = {"n": 0}
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ConnectionError("simulated crash mid-migration")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rt.store.meetings, "replace_wrapped", crash)
+    with pytest.raises(ConnectionError):
+        services.migrate_keys(rt, tenant.id, "transit")
+    monkeypatch.setattr(rt.store.meetings, "replace_wrapped", real)
+    providers = {w.provider for _, w in rt.store.meetings.wrapped_keys(tenant.id, 0, 100)[1]}
+    assert providers == {"local", "transit"}
+    for m in meetings:
+        read_all(rt, m, content[m.id])
+
+    report = services.migrate_keys(rt, tenant.id, "transit")  # resumes
+    assert report.rewrapped == 4
+    status = services.key_status(rt, tenant.id)
+    assert status.status.provider == "transit" and status.wrapped_by_version == {1: 6}
+    assert {w.provider for _, w in rt.store.meetings.wrapped_keys(tenant.id, 0, 100)[1]} == \
+        {"transit"}
+    for m in meetings:
+        read_all(rt, m, content[m.id])
+
+    back = services.migrate_keys(rt, tenant.id, "local")
+    assert back.rewrapped == 6
+    assert services.key_status(rt, tenant.id).status.provider == "local"
+    for m in meetings:
+        read_all(rt, m, content[m.id])
+    # Content was never re-encrypted, and nothing of it touched the disk.
+    assert {k: rt.store.redis.get(k) for k in sealed_before} == sealed_before
+    assert services.audit_verify(rt, tenant.id).ok
+    assert [e.outcome for e in services.audit_show(rt, tenant.id, limit=1000)
+            if e.action == "migrate"] == ["to-transit", "to-transit", "to-local"]

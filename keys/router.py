@@ -1,0 +1,76 @@
+"""``ProviderRouter``: several key providers at once, each tenant with its own.
+
+A tenant's new keys go to the provider its record names; a wrapped data key is always
+unwrapped by the provider that wrapped it (its text form names it). Rewrapping a key whose
+provider is not the tenant's moves it across (unwrap in memory, wrap with the other), which
+is how a tenant migrates between the local keyring and a KMS, resumably and without
+re-encrypting content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from keys.errors import InvalidInput, KeyUnavailable
+from keys.provider import KeyProvider
+from keys.types import DataKey, KeyContext, KeyStatus, Purpose, WrappedKey
+
+__all__ = ["ProviderRouter"]
+
+
+class ProviderRouter:
+    name = "router"
+
+    def __init__(self, providers: Mapping[str, KeyProvider],
+                 tenant_provider: Callable[[str], str]) -> None:
+        self.providers = dict(providers)
+        self._tenant_provider = tenant_provider
+
+    def provider_for(self, tenant_id: str) -> KeyProvider:
+        return self._named(self._tenant_provider(tenant_id))
+
+    def _named(self, name: str) -> KeyProvider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise KeyUnavailable(f"key provider {name!r} is not configured here "
+                                 "(see SEALSCRIBE_KEY_PROVIDER and SEALSCRIBE_TRANSIT_*)") from None
+
+    def create(self, tenant_id: str) -> int:
+        return self.provider_for(tenant_id).create(tenant_id)
+
+    def wrap(self, tenant_id: str, key: DataKey, context: KeyContext,
+             purpose: Purpose) -> WrappedKey:
+        return self.provider_for(tenant_id).wrap(tenant_id, key, context, purpose)
+
+    def unwrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext,
+               purpose: Purpose) -> DataKey:
+        return self._named(wrapped.provider).unwrap(tenant_id, wrapped, context, purpose)
+
+    def rewrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext) -> WrappedKey:
+        target = self.provider_for(tenant_id)
+        if wrapped.provider == target.name:
+            return target.rewrap(tenant_id, wrapped, context)
+        key = self._named(wrapped.provider).unwrap(tenant_id, wrapped, context, Purpose.REWRAP)
+        return target.wrap(tenant_id, key, context, Purpose.REWRAP)
+
+    def rotate(self, tenant_id: str) -> int:
+        return self.provider_for(tenant_id).rotate(tenant_id)
+
+    def retire_below(self, tenant_id: str, version: int) -> None:
+        self.provider_for(tenant_id).retire_below(tenant_id, version)
+
+    def revoke(self, tenant_id: str) -> None:
+        self.provider_for(tenant_id).revoke(tenant_id)
+
+    def status(self, tenant_id: str) -> KeyStatus:
+        return self.provider_for(tenant_id).status(tenant_id)
+
+    def import_key(self, tenant_id: str, material: bytes) -> int:
+        provider = self.provider_for(tenant_id)
+        importer = getattr(provider, "import_key", None)
+        if importer is None:
+            raise InvalidInput(f"the {provider.name} key provider does not import keys: "
+                               "import it into the KMS itself")
+        version: int = importer(tenant_id, material)
+        return version
