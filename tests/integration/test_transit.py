@@ -8,16 +8,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from bench.wer import normalise
 from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable
 from keys.transit import TransitConfig, TransitKeyProvider
 from keys.types import KeyContext, KeyUse, Purpose
 from pipeline import services
-from pipeline.config import Settings
+from pipeline.capture import Capture
+from pipeline.config import Settings, get_settings
 from pipeline.models import AudioSegment, Meeting
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio, seal_audio
-from tests.integration.bao import BaoServer
+from pipeline.services.transcripts import read_transcript, submit_file, wait_for
+from tests.conftest import shared_data
+from tests.integration.bao import BaoServer, TcpProxy
+from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, wait_until, worker_env
+from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +192,72 @@ def test_migration_local_to_transit_and_back(settings: Settings, bao: BaoServer,
     assert services.audit_verify(rt, tenant.id).ok
     assert [e.outcome for e in services.audit_show(rt, tenant.id, limit=1000)
             if e.action == "migrate"] == ["to-transit", "to-transit", "to-local"]
+
+
+@pytest.fixture(scope="module")
+def kms_env(bao: BaoServer, tmp_path_factory: pytest.TempPathFactory,
+            ) -> Iterator[tuple[Runtime, TcpProxy, WorkerProcess]]:
+    """A worker keyed through Transit, reaching OpenBao through a proxy we can cut."""
+    proxy = TcpProxy(bao.port)
+    home = tmp_path_factory.mktemp("kms-home")
+    extra = {"SEALSCRIBE_KEY_PROVIDER": "transit", "SEALSCRIBE_TRANSIT_ADDR": proxy.url,
+             "SEALSCRIBE_TRANSIT_TOKEN": bao.token, "SEALSCRIBE_TRANSIT_TIMEOUT": "2"}
+    env = worker_env(home, **extra)
+    redis.Redis.from_url(WORKER_REDIS_URL).flushdb()
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", *extra):
+            mp.setenv(k, env[k])
+        get_settings.cache_clear()
+        celery_app.conf.broker_url = WORKER_REDIS_URL
+        worker = WorkerProcess(home, tmp_path_factory.mktemp("kms-logs") / "worker.log", **extra)
+        try:
+            yield Runtime.from_settings(get_settings(), actor="test"), proxy, worker
+        finally:
+            worker.stop()
+            proxy.stop()
+    get_settings.cache_clear()
+    redis.Redis.from_url(WORKER_REDIS_URL).flushdb()
+
+
+def test_kms_outage_during_capture(kms_env: tuple[Runtime, TcpProxy, WorkerProcess]) -> None:
+    rt, proxy, _ = kms_env
+    tenant, _ = services.create_tenant(rt, "Acme")
+    assert tenant.key_provider == "transit"
+    running = services.create_meeting(rt, tenant.id, transcription=True)
+    capture = Capture(rt, running)
+    celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    try:
+        assert capture.submit(AudioSegment("p", 0, 0, 16000, bytes(3200)))  # keyed while up
+        proxy.stop()
+        before = set(rt.store.redis.scan_iter("ss:*"))
+        # A meeting that cannot be keyed is not created, and nothing is captured for it.
+        with pytest.raises(KeyUnavailable, match="unreachable"):
+            submit_file(rt, shared_data("jfk", "jfk.flac"), tenant.id)
+        assert set(rt.store.redis.scan_iter("ss:*")) == before
+        # The running meeting keeps sealing with the data key it already holds.
+        assert capture.submit(AudioSegment("p", 1, 100, 16000, bytes(3200)))
+        assert rt.store.segments.pending_count(running.id) == 2
+    finally:
+        proxy.start()
+        celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+    wait_until(lambda: rt.store.segments.pending_count(running.id) == 0, timeout=120)
+
+
+def test_kms_outage_during_transcription_is_retried_then_done(
+        kms_env: tuple[Runtime, TcpProxy, WorkerProcess]) -> None:
+    rt, proxy, _worker = kms_env
+    tenant, _ = services.create_tenant(rt, "Acme")
+    celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    job = submit_file(rt, shared_data("jfk", "jfk.flac"), tenant.id)
+    proxy.stop()
+    celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+    try:
+        wait_until(lambda: any(e.outcome == "KeyUnavailable"
+                               for e in services.audit_show(rt, tenant.id, limit=1000)),
+                   timeout=60)
+        assert rt.store.segments.pending_count(job.meeting.id) == 1  # kept, not purged
+    finally:
+        proxy.start()
+    wait_for(rt, job, lambda *_: None, timeout=120)
+    texts = [s.text for s in read_transcript(rt, job.meeting.id)]
+    assert "ask not what your country" in " ".join(normalise(" ".join(texts)))
