@@ -10,8 +10,8 @@ Each tenant has one Transit key, ``{prefix}{tenant_id}`` on ``mount`` (AES-256-G
 Transit derivation context rather than as associated data, because Transit cannot rewrap
 ciphertext that carries associated data. Rotation is Transit rotate; retiring below N sets
 ``min_decryption_version`` (and trims the older versions away); revocation deletes the key
-where the KMS allows it, and otherwise moves decryption past every version that ever
-wrapped anything.
+where its ``deletion_allowed`` says so, and otherwise rotates once and moves decryption
+past (and trims) every version that ever wrapped anything.
 
 Errors are translated at this boundary: an unreachable or overloaded KMS, or a refused
 token, is :class:`KeyUnavailable` (retried with backoff, never answered with anything
@@ -220,9 +220,9 @@ class TransitKeyProvider:
         transit, name, mount = self.client.secrets.transit, self._key(tenant_id), \
             self.config.mount
         try:
-            self._configure(tenant_id, deletion_allowed=True)
-            self._call(lambda: transit.delete_key(name=name, mount_point=mount))
-            return
+            if self._read(tenant_id).get("deletion_allowed"):  # the customer's choice
+                self._call(lambda: transit.delete_key(name=name, mount_point=mount))
+                return
         except KeyRevoked:
             return  # already gone
         except KeyUnavailable:

@@ -3,6 +3,7 @@ and the audit log (show, verify)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from keys.audit import AuditEntry, VerifyReport, verify
@@ -33,8 +34,11 @@ class KeyReport:
 
 
 def key_status(rt: Runtime, tenant_id: str) -> KeyReport:
-    rt.store.tenants.get(tenant_id)
-    return KeyReport(rt.keys.status(tenant_id), rt.keys.wrapped_versions(tenant_id))
+    tenant = rt.store.tenants.get(tenant_id)
+    status = rt.keys.status(tenant_id)
+    if tenant.revoked and not status.revoked:  # e.g. a KMS key kept, but unusable
+        status = dataclasses.replace(status, revoked=True)
+    return KeyReport(status, rt.keys.wrapped_versions(tenant_id))
 
 
 def rotate_keys(rt: Runtime, tenant_id: str) -> RotationReport:

@@ -81,7 +81,12 @@ def set_consent(rt: Runtime, meeting_id: str, participant_id: str, opted_out: bo
 
 
 def data_key(rt: Runtime, meeting: Meeting, use: KeyUse, purpose: Purpose) -> DataKey:
-    """Unwrap one of the meeting's data keys for ``purpose`` (audited)."""
+    """Unwrap one of the meeting's data keys for ``purpose`` (audited). Refused outright,
+    before any key use (but audited), once the tenant has revoked its key."""
+    if rt.store.tenants.get(meeting.tenant_id).revoked:
+        rt.keys.audit.record(meeting.tenant_id, "unwrap", actor=rt.actor, outcome="KeyRevoked",
+                             meeting=meeting.id, purpose=Purpose(purpose).value)
+        raise KeyRevoked(f"the key of tenant {meeting.tenant_id} was revoked")
     context = KeyContext(meeting.tenant_id, meeting.id, use)
     wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
     return rt.keys.unwrap(context, wrapped, purpose, rt.actor)

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from bench.wer import normalise
-from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable
+from keys.errors import InvalidInput, InvalidSeal, KeyRevoked, KeyUnavailable
 from keys.transit import TransitConfig, TransitKeyProvider
-from keys.types import KeyContext, KeyUse, Purpose
+from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline import services
 from pipeline.capture import Capture
 from pipeline.config import Settings, get_settings
@@ -261,3 +261,44 @@ def test_kms_outage_during_transcription_is_retried_then_done(
     wait_for(rt, job, lambda *_: None, timeout=120)
     texts = [s.text for s in read_transcript(rt, job.meeting.id)]
     assert "ask not what your country" in " ".join(normalise(" ".join(texts)))
+
+
+def test_approle_login_with_a_least_privilege_policy(bao: BaoServer) -> None:
+    """What an operator deploys: an AppRole whose policy allows only what sealscribe asks."""
+    policy = """
+path "transit/keys/sealscribe-*" { capabilities = ["create", "read", "update"] }
+path "transit/keys/sealscribe-*/*" { capabilities = ["update"] }
+path "transit/encrypt/sealscribe-*" { capabilities = ["update"] }
+path "transit/decrypt/sealscribe-*" { capabilities = ["update"] }
+path "transit/rewrap/sealscribe-*" { capabilities = ["update"] }
+"""
+    bao.client.sys.create_or_update_policy(name="sealscribe", policy=policy)
+    if "approle/" not in bao.client.sys.list_auth_methods()["data"]:
+        bao.client.sys.enable_auth_method("approle")
+    bao.client.auth.approle.create_or_update_approle("sealscribe", token_policies=["sealscribe"])
+    role_id = bao.client.auth.approle.read_role_id("sealscribe")["data"]["role_id"]
+    secret_id = bao.client.auth.approle.generate_secret_id("sealscribe")["data"]["secret_id"]
+    config = TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": bao.url,
+                                     "SEALSCRIBE_TRANSIT_ROLE_ID": role_id,
+                                     "SEALSCRIBE_TRANSIT_SECRET_ID": secret_id})
+    provider = TransitKeyProvider(config)
+    assert provider.create("t_approle") == 1
+    ctx = KeyContext("t_approle", "m_1", KeyUse.TRANSCRIPT)
+    key = DataKey.generate()
+    wrapped = provider.wrap("t_approle", key, ctx, Purpose.TRANSCRIBE)
+    assert provider.unwrap("t_approle", wrapped, ctx, Purpose.DELIVER) == key
+    assert provider.rotate("t_approle") == 2
+    assert provider.rewrap("t_approle", wrapped, ctx).version == 2
+    # The policy allows no deletion: revoke falls back to making every version unusable.
+    provider.revoke("t_approle")
+    with pytest.raises(KeyUnavailable, match="retired"):
+        provider.unwrap("t_approle", wrapped, ctx, Purpose.DELIVER)
+
+
+def test_transit_configuration_errors_are_precise() -> None:
+    with pytest.raises(InvalidInput, match="needs SEALSCRIBE_TRANSIT_ADDR"):
+        TransitConfig.from_env({})
+    with pytest.raises(InvalidInput, match="must start with http"):
+        TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": "kms:8200"})
+    with pytest.raises(InvalidInput, match="AppRole"):
+        TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": "http://127.0.0.1:1"})
