@@ -74,3 +74,9 @@ class ProviderRouter:
                                "import it into the KMS itself")
         version: int = importer(tenant_id, material)
         return version
+
+    def delete(self, tenant_id: str) -> None:
+        """Remove what is left of a revoked tenant's key, where the provider can."""
+        delete = getattr(self.provider_for(tenant_id), "delete", None)
+        if delete is not None:
+            delete(tenant_id)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
+from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 
@@ -39,3 +43,33 @@ def list_(as_json: bool = JsonOption) -> None:
         console.print(table)
 
     emit(as_json, tenants, human)
+
+
+@app.command("export")
+@guarded
+def export(tenant: str = typer.Argument(..., help="Tenant id."),
+           out: Path = typer.Option(..., "--out", "-o", help="The ZIP archive to write."),
+           as_json: bool = JsonOption) -> None:
+    """Everything the tenant owns in one archive: transcripts (JSON, WebVTT), meeting
+    metadata, audit log. Opened with the tenant's key, purpose `deliver`."""
+    report = services.export_tenant(runtime(), tenant, out)
+    emit(as_json, report, lambda: console.print(
+        f"wrote {report.path}: {report.meetings} meetings, {report.transcript_segments} "
+        f"transcript segments, {report.audit_entries} audit entries"))
+
+
+@app.command("erase")
+@guarded
+def erase(tenant: str = typer.Argument(..., help="Tenant id."),
+          yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
+          as_json: bool = JsonOption) -> None:
+    """Crypto-shred every data key, delete every record, revoke the key. Irreversible."""
+    rt = runtime()
+    services.get_tenant(rt, tenant)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("erasing is irreversible: pass --yes to confirm")
+        typer.confirm(f"Erase tenant {tenant} and everything it owns?", abort=True)
+    report = services.erase_tenant(rt, tenant)
+    emit(as_json, report, lambda: console.print(
+        f"tenant {tenant} erased: {report.meetings} meetings shredded, key revoked"))

@@ -21,7 +21,9 @@ from pipeline.services.meetings import (
     set_consent,
     set_transcription,
 )
+from pipeline.services.rights import erase_tenant, export_tenant
 from pipeline.services.tenants import authenticate, create_tenant, get_tenant, list_tenants
+from pipeline.services.transcripts import read_transcript
 
 __all__ = [
     "KeyReport",
@@ -32,6 +34,8 @@ __all__ = [
     "create_tenant",
     "data_key",
     "delete_meeting",
+    "erase_tenant",
+    "export_tenant",
     "get_meeting",
     "get_tenant",
     "import_key",
@@ -39,6 +43,7 @@ __all__ = [
     "list_meetings",
     "list_tenants",
     "migrate_keys",
+    "read_transcript",
     "retire_keys",
     "revoke_keys",
     "rotate_keys",

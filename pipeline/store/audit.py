@@ -46,3 +46,8 @@ class RedisAuditStore:
         (count, last), raw = pipe.execute()
         head = (int(count or 0), as_str(last) if last else None)
         return head, [e.decode() for e in raw]
+
+    @redis_errors
+    def audit_reset(self, tenant_id: str) -> None:
+        """Drop the tenant's whole chain (tenant erasure starts a new one)."""
+        self.r.delete(schema.audit(tenant_id), schema.audit_head(tenant_id))

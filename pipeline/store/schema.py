@@ -7,7 +7,8 @@ ids, flags, counts and times are in the clear.
 key                            type    holds                                      TTL
 =============================  ======  =========================================  ===========
 ss:tenants                     set     tenant ids                                 none
-ss:tenant:{t}                  hash    name, created, revoked, key provider       none
+ss:tenant:{t}                  hash    name, created, revoked, key provider,      none
+                                       token_key (the hashed token's key)
 ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
 ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       none
 ss:meeting:{m}                 hash    tenant, created, transcription, language,  none

@@ -32,7 +32,7 @@ class TenantStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(schema.tenant(tenant.id),
                   mapping={"name": tenant.name, "created": repr(tenant.created),
-                           "provider": key_provider})
+                           "provider": key_provider, "token_key": schema.token(token)})
         pipe.set(schema.token(token), tenant.id)
         pipe.sadd(schema.TENANTS, tenant.id)
         pipe.execute()
@@ -68,3 +68,14 @@ class TenantStore:
         if tenant_id is None:
             raise AuthenticationFailed("the API token is not valid")
         return self.get(as_str(tenant_id))
+
+    @redis_errors
+    def delete(self, tenant_id: str) -> None:
+        """Remove the tenant, its token and its meeting index (meetings are deleted first)."""
+        token_key = self.r.hget(schema.tenant(tenant_id), "token_key")
+        pipe = self.r.pipeline(transaction=True)
+        if token_key:
+            pipe.delete(as_str(token_key))
+        pipe.delete(schema.tenant(tenant_id), schema.tenant_meetings(tenant_id))
+        pipe.srem(schema.TENANTS, tenant_id)
+        pipe.execute()
