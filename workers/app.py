@@ -9,7 +9,11 @@ progress is read from the sealed store.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import Celery
+from celery.signals import setup_logging
 
 from pipeline.config import get_settings
 
@@ -40,3 +44,12 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: Any = None, **_: Any) -> None:
+    """Our logging, not Celery's: every handler carries the redaction filter."""
+    from pipeline.logs import configure_logging
+
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
+    configure_logging(get_settings().log_dir, level or logging.INFO, name="worker")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import typer
 
+from keys.errors import SealscribeError
 from pipeline.cli import audit, keys, meeting, tenant, work
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
@@ -40,4 +41,16 @@ def demo(as_json: bool = JsonOption) -> None:
 
 
 def main() -> None:
+    import logging
+
+    from pipeline.config import get_settings
+    from pipeline.logs import configure_logging
+
+    try:
+        log_dir = get_settings().log_dir
+    except SealscribeError:
+        log_dir = None  # a configuration error is reported by the command itself
+    # Commands log warnings and errors only (the worker sets its own level); every handler
+    # redacts.
+    configure_logging(log_dir, logging.WARNING, name="cli")
     app()
