@@ -29,13 +29,16 @@ class Capture:
         self.policy_ttl = policy_ttl
         self._checked = time.monotonic()
         self._key: DataKey | None = None
+        self._audio_ttl = rt.store.tenants.get(meeting.tenant_id).audio_ttl
         self.dropped = 0
         self.sealed = 0
 
     def _policy(self) -> Meeting:
         if time.monotonic() - self._checked >= self.policy_ttl:
             self.meeting = self.rt.store.meetings.get(self.meeting.id)
-            if self.rt.store.tenants.get(self.meeting.tenant_id).revoked:
+            tenant = self.rt.store.tenants.get(self.meeting.tenant_id)
+            self._audio_ttl = tenant.audio_ttl
+            if tenant.revoked:
                 self._key = None  # forget the data key: nothing more is sealed with it
                 raise KeyRevoked(f"the key of tenant {self.meeting.tenant_id} was revoked")
             self._checked = time.monotonic()
@@ -50,7 +53,7 @@ class Capture:
         if self._key is None:
             self._key = data_key(self.rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
         sealed = seal_audio(self._key, meeting.tenant_id, meeting.id, segment)
-        sid = self.rt.store.segments.put_audio(sealed)
+        sid = self.rt.store.segments.put_audio(sealed, self._audio_ttl)
         enqueue_transcribe(meeting.id, sid)
         self.sealed += 1
         return sid

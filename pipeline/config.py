@@ -19,6 +19,8 @@ SEALSCRIBE_BATCH            segments a worker transcribes in one    0 (auto: 4 o
                             model call, across meetings             8 on CUDA)
 SEALSCRIBE_KEY_CACHE_SECONDS how long a worker keeps an unwrapped    60
                             data key (0: unwrap for every segment)
+SEALSCRIBE_PURGE_INTERVAL   seconds between retention purges         300
+                            (``sealscribe worker --beat``)
 SEALSCRIBE_MAX_FILE_SECONDS longest file ``transcribe`` accepts     14400 (4 hours)
 SEALSCRIBE_VISIBILITY       seconds before an unacknowledged task   600
                             is redelivered, or a batch lease lapses
@@ -70,6 +72,7 @@ class Settings:
     max_file_seconds: int = 4 * 3600
     visibility_timeout: int = 600
     key_cache_seconds: int = 60
+    purge_interval: int = 300
     transit: TransitConfig | None = None
 
     @property
@@ -110,6 +113,7 @@ class Settings:
                                            cls.max_file_seconds),
             visibility_timeout=_positive_int(env, "SEALSCRIBE_VISIBILITY",
                                              cls.visibility_timeout),
+            purge_interval=_positive_int(env, "SEALSCRIBE_PURGE_INTERVAL", cls.purge_interval),
             key_cache_seconds=_positive_int(env, "SEALSCRIBE_KEY_CACHE_SECONDS",
                                             cls.key_cache_seconds, minimum=0),
             transit=(TransitConfig.from_env(env) if provider == "transit"

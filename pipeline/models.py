@@ -26,6 +26,9 @@ class Tenant:
     revoked: bool = False
     #: which key provider holds this tenant's key (``local`` or ``transit``)
     key_provider: str = "local"
+    #: retention overrides in seconds (None: the deployment's default)
+    transcript_ttl: int | None = None
+    audio_ttl: int | None = None
 
 
 @dataclass(frozen=True)

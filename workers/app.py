@@ -20,6 +20,7 @@ from pipeline.config import get_settings
 __all__ = ["app"]
 
 TRANSCRIBE = "sealscribe.transcribe"
+PURGE = "sealscribe.purge"
 
 
 def make_app() -> Celery:
@@ -39,6 +40,9 @@ def make_app() -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         task_default_queue="sealscribe",
         worker_send_task_events=False,
+        beat_schedule={"retention-purge": {"task": PURGE,
+                                           "schedule": float(settings.purge_interval)}},
+        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
     )
     return celery
 

@@ -12,11 +12,12 @@ from celery.signals import worker_process_init
 from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, StoreUnavailable
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline.config import get_settings
-from pipeline.models import AudioSegment, Meeting, SealedSegment, TranscriptSegment
+from pipeline.models import AudioSegment, Meeting, SealedSegment, Tenant, TranscriptSegment
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import data_key
-from workers.app import TRANSCRIBE, app
+from pipeline.services.retention import purge_expired, retention
+from workers.app import PURGE, TRANSCRIBE, app
 from workers.keycache import DataKeyCache
 from workers.transcriber import Transcriber
 
@@ -72,6 +73,7 @@ def _purge(rt: Runtime, tenant_id: str, meeting_id: str, sid: str, reason: str) 
 
 @dataclass(frozen=True)
 class _Job:
+    tenant: Tenant
     meeting: Meeting
     sealed: SealedSegment
     audio: AudioSegment
@@ -88,7 +90,8 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
     if sealed is None:
         rt.store.segments.delete_audio(meeting_id, sid)  # forget an expired segment's index
         return "already-done"
-    if rt.store.tenants.get(meeting.tenant_id).revoked:
+    tenant = rt.store.tenants.get(meeting.tenant_id)
+    if tenant.revoked:
         key_cache().forget_tenant(meeting.tenant_id)
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     if not meeting.transcription:
@@ -97,7 +100,7 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "opted-out")
     try:
         audio_key = _data_key(rt, meeting, KeyUse.AUDIO)
-        return _Job(meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
+        return _Job(tenant, meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     except (InvalidSeal, NotFound):
@@ -116,7 +119,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     rt.store.segments.complete(seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
-                               result.start_ms)
+                               result.start_ms, retention(rt, job.tenant).transcript_ttl)
     return "transcribed"
 
 
@@ -151,3 +154,13 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
         log.info("transcribed a batch of %d segments", len(outcomes))
     own = prepared[0]
     return own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]
+
+
+@app.task(name=PURGE, acks_late=True, autoretry_for=(StoreUnavailable,), retry_backoff=True,
+          max_retries=3)
+def purge() -> dict[str, int]:
+    """Periodic (Celery beat): enforce retention, crypto-shred meetings past it."""
+    report = purge_expired(runtime())
+    if report.meetings_shredded:
+        log.info("retention purge: %d meetings crypto-shredded", report.meetings_shredded)
+    return {"meetings_shredded": report.meetings_shredded}

@@ -73,3 +73,21 @@ def erase(tenant: str = typer.Argument(..., help="Tenant id."),
     report = services.erase_tenant(rt, tenant)
     emit(as_json, report, lambda: console.print(
         f"tenant {tenant} erased: {report.meetings} meetings shredded, key revoked"))
+
+
+@app.command("retention")
+@guarded
+def retention(tenant: str = typer.Argument(..., help="Tenant id."),
+              transcripts: int | None = typer.Option(None, "--transcripts",
+                                                     help="Seconds a transcript is kept."),
+              audio: int | None = typer.Option(None, "--audio",
+                                               help="Longest seconds audio may wait "
+                                                    "untranscribed."),
+              as_json: bool = JsonOption) -> None:
+    """Show or set how long the tenant's content may live (applies to new content)."""
+    from pipeline.services.retention import set_retention
+
+    kept = set_retention(runtime(), tenant, transcripts, audio)
+    emit(as_json, kept, lambda: console.print(
+        f"tenant {tenant}: transcripts kept {kept.transcript_ttl} s, audio waits at most "
+        f"{kept.audio_ttl} s"))

@@ -20,6 +20,9 @@ from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 def worker(concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
                                            help="Worker processes (default: one per core)."),
            loglevel: str = typer.Option("info", "--loglevel", help="Celery log level."),
+           beat: bool = typer.Option(False, "--beat",
+                                     help="Also run the periodic retention purge (run it in "
+                                          "exactly one worker)."),
            as_json: bool = JsonOption) -> None:
     """Start a Celery worker that transcribes sealed audio."""
     from workers.app import app as celery_app
@@ -27,9 +30,10 @@ def worker(concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
     procs = concurrency or (os.cpu_count() or 1)
     # Split the cores between processes so they do not oversubscribe them.
     os.environ.setdefault("SEALSCRIBE_CPU_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
+    get_settings().home.mkdir(parents=True, exist_ok=True)
     celery_app.worker_main(["worker", f"--concurrency={procs}", f"--loglevel={loglevel}",
                             "--pool=prefork", "--without-gossip", "--without-mingle",
-                            "-Q", "sealscribe"])
+                            "-Q", "sealscribe", *(["--beat"] if beat else [])])
 
 
 @guarded

@@ -8,7 +8,8 @@ key                            type    holds                                    
 =============================  ======  =========================================  ===========
 ss:tenants                     set     tenant ids                                 none
 ss:tenant:{t}                  hash    name, created, revoked, key provider,      none
-                                       token_key (the hashed token's key)
+                                       token_key (the hashed token's key),
+                                       transcript_ttl, audio_ttl (retention)
 ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
 ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       none
 ss:meeting:{m}                 hash    tenant, created, transcription, language,  none

@@ -19,11 +19,13 @@ class SegmentStore:
         self.transcript_ttl = transcript_ttl
 
     @redis_errors
-    def put_audio(self, segment: SealedSegment) -> str:
-        """Store a sealed audio segment (idempotent) and return its id."""
+    def put_audio(self, segment: SealedSegment, ttl: int | None = None) -> str:
+        """Store a sealed audio segment (idempotent) for at most ``ttl`` seconds (the
+        longest it may wait untranscribed) and return its id."""
         sid = segment.segment_id
         pipe = self.r.pipeline(transaction=True)
-        pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed, ex=self.audio_ttl)
+        pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed,
+                 ex=ttl or self.audio_ttl)
         pipe.zadd(schema.meeting_audio(segment.meeting_id), {sid: segment.seq})
         pipe.zadd(schema.PENDING, {schema.pending_member(segment.meeting_id, sid): time.time()})
         pipe.execute()
@@ -75,13 +77,13 @@ class SegmentStore:
         return [as_str(s) for s in self.r.zrange(schema.meeting_audio(meeting_id), 0, -1)]
 
     @redis_errors
-    def complete(self, segment: SealedSegment, start_ms: int) -> None:
+    def complete(self, segment: SealedSegment, start_ms: int, ttl: int | None = None) -> None:
         """Store a sealed transcript and delete its audio, in one transaction: there is
         never a moment with both gone or (for a redelivered task) two transcripts."""
         sid = segment.segment_id
         pipe = self.r.pipeline(transaction=True)
         pipe.set(schema.transcript(segment.meeting_id, sid), segment.sealed,
-                 ex=self.transcript_ttl)
+                 ex=ttl or self.transcript_ttl)
         pipe.zadd(schema.meeting_transcript(segment.meeting_id), {sid: start_ms})
         pipe.delete(schema.audio(segment.meeting_id, sid))
         self._forget(pipe, segment.meeting_id, sid)

@@ -43,8 +43,20 @@ class TenantStore:
         raw = self.r.hgetall(schema.tenant(tenant_id)) if isinstance(tenant_id, str) else {}
         if not raw:
             raise NotFound(f"no tenant {tenant_id}")
+        def ttl(field: bytes) -> int | None:
+            value = raw.get(field)
+            return int(value) if value else None
+
         return Tenant(tenant_id, as_str(raw[b"name"]), float(raw[b"created"]),
-                      raw.get(b"revoked") == b"1", as_str(raw.get(b"provider", b"local")))
+                      raw.get(b"revoked") == b"1", as_str(raw.get(b"provider", b"local")),
+                      ttl(b"transcript_ttl"), ttl(b"audio_ttl"))
+
+    @redis_errors
+    def set_retention(self, tenant_id: str, transcript_ttl: int | None,
+                      audio_ttl: int | None) -> None:
+        for field, value in (("transcript_ttl", transcript_ttl), ("audio_ttl", audio_ttl)):
+            if value is not None:
+                self.r.hset(schema.tenant(tenant_id), field, value)
 
     @redis_errors
     def set_key_provider(self, tenant_id: str, provider: str) -> None:

@@ -23,7 +23,13 @@ from pipeline.sealing import open_audio, seal_audio
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 from tests.conftest import shared_data
 from tests.integration.bao import BaoServer, TcpProxy
-from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, wait_until, worker_env
+from tests.integration.workers import (
+    WORKER_REDIS_URL,
+    WorkerProcess,
+    use_broker,
+    wait_until,
+    worker_env,
+)
 from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
@@ -208,8 +214,8 @@ def kms_env(bao: BaoServer, tmp_path_factory: pytest.TempPathFactory,
         for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", *extra):
             mp.setenv(k, env[k])
         get_settings.cache_clear()
-        celery_app.conf.broker_url = WORKER_REDIS_URL
-        worker = WorkerProcess(home, tmp_path_factory.mktemp("kms-logs") / "worker.log", **extra)
+        use_broker(WORKER_REDIS_URL)
+        worker = WorkerProcess(home, tmp_path_factory.mktemp("kms-logs") / "worker.log", **extra)  # type: ignore[arg-type]
         try:
             yield Runtime.from_settings(get_settings(), actor="test"), proxy, worker
         finally:

@@ -16,15 +16,23 @@ import redis
 from typer.testing import CliRunner
 
 from bench.wer import normalise, word_errors
+from keys.errors import NotFound
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.cli import app as cli_app
 from pipeline.config import Settings, get_settings
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
+from pipeline.services.retention import set_retention
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 from tests.conftest import shared_data
-from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, wait_until, worker_env
+from tests.integration.workers import (
+    WORKER_REDIS_URL,
+    WorkerProcess,
+    use_broker,
+    wait_until,
+    worker_env,
+)
 from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
@@ -41,8 +49,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
             mp.setenv(k, values[k])
         get_settings.cache_clear()
-        celery_app.conf.broker_url = WORKER_REDIS_URL
-        celery_app.conf.result_backend = WORKER_REDIS_URL
+        use_broker(WORKER_REDIS_URL)
         yield values
     get_settings.cache_clear()
     r.flushdb()
@@ -143,23 +150,26 @@ def test_sigkill_mid_task_then_restart_transcribes_each_once(
     home = Path(env["SEALSCRIBE_HOME"])
     log = tmp_path / "kill.log"
     victim = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
-    files = sorted(shared_data("fleurs-en").glob("*.ogg"))[:4]
-    jobs = [submit_file(rt, f, tenant) for f in files]
-    first = jobs[0].meeting.id
-
-    def busy() -> bool:  # the first segment's key was unwrapped: transcription under way
-        return any(e.action == "unwrap" and e.purpose == "transcribe" and e.meeting == first
-                   for e in services.audit_show(rt, tenant, limit=1000))
-
-    wait_until(busy, timeout=60, poll=0.02)
-    victim.kill()
-    assert rt.store.segments.pending_count(first) >= 1
-    survivor = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
+    survivor = None
     try:
+        files = sorted(shared_data("fleurs-en").glob("*.ogg"))[:4]
+        jobs = [submit_file(rt, f, tenant) for f in files]
+        first = jobs[0].meeting.id
+
+        def busy() -> bool:  # the first segment's key was unwrapped: transcription under way
+            return any(e.action == "unwrap" and e.purpose == "transcribe" and e.meeting == first
+                       for e in services.audit_show(rt, tenant, limit=1000))
+
+        wait_until(busy, timeout=60, poll=0.02)
+        victim.kill()
+        assert rt.store.segments.pending_count(first) >= 1
+        survivor = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
         for job in jobs:
             wait_for(rt, job, lambda *_: None, timeout=120)
     finally:
-        survivor.stop()
+        victim.kill()
+        if survivor is not None:
+            survivor.stop()
         worker.start()  # restore the module's worker
     for job in jobs:
         segments = read_transcript(rt, job.meeting.id)
@@ -365,3 +375,29 @@ def test_cli_transcribes_a_video_file(rt: Runtime, tenant: str, tmp_path: Path,
     assert "[00:00:00] file: And so" in result.output
     assert "ask not what your country can do for you" in " ".join(normalise(result.output))
     assert "1 segments, 11.1 s of audio" in result.output
+
+
+def test_beat_purges_meetings_past_retention(env: dict[str, str], rt: Runtime, tenant: str,
+                                             tmp_path: Path, worker: WorkerProcess) -> None:
+    home = Path(env["SEALSCRIBE_HOME"])
+    set_retention(rt, tenant, transcript_ttl=3)
+    worker.stop()
+    beat = WorkerProcess(home, tmp_path / "beat.log", args=("--beat",),
+                         SEALSCRIBE_PURGE_INTERVAL="1")
+    try:
+        job = submit_file(rt, shared_data("jfk", "jfk.flac"), tenant)
+        wait_for(rt, job, lambda *_: None, timeout=120)
+        assert rt.store.segments.transcript_count(job.meeting.id) == 1
+
+        def gone() -> bool:
+            try:
+                services.get_meeting(rt, job.meeting.id)
+            except NotFound:
+                return True
+            return False
+
+        wait_until(gone, timeout=30, poll=0.5)
+    finally:
+        beat.stop()
+        worker.start()
+    assert not list(rt.store.redis.scan_iter(f"ss:*{job.meeting.id}*"))

@@ -21,14 +21,15 @@ def worker_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, home: Path, log: Path, **extra: str) -> None:
-        self.home, self.log, self.extra = home, log, extra
+    def __init__(self, home: Path, log: Path, args: tuple[str, ...] = (), **extra: str) -> None:
+        self.home, self.log, self.extra, self.args = home, log, extra, args
         self.start()
 
     def start(self) -> None:
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "-c", "1", "--loglevel", "info"],
+            [sys.executable, "-m", "pipeline.cli", "worker", "-c", "1", "--loglevel", "info",
+             *self.args],
             env=worker_env(self.home, **self.extra), stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_ready()
@@ -58,3 +59,15 @@ def wait_until(predicate, timeout: float = 60, poll: float = 0.1) -> None:  # ty
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(poll)
+
+
+def use_broker(url: str) -> None:
+    """Point this test process's Celery client at ``url``, dropping connections it pooled
+    for another database (otherwise tasks would still go to the old one)."""
+    from workers.app import app
+
+    app.conf.broker_url = url
+    app.conf.result_backend = url
+    # kombu keeps its pools per connection URL: forget ours, and the new URL gets its own.
+    app._pool = None
+    app.amqp._producer_pool = None
