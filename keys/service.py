@@ -152,10 +152,11 @@ class KeyService:
             raise InvalidInput(f"cannot retire below version {version}: the primary version "
                                f"is {status.primary_version}")
         moved = self.rewrap_pending(tenant_id, actor)
-        stranded = sum(n for v, n in self.wrapped_versions(tenant_id).items() if v < version)
-        stranded += sum(1 for _, w in self._all_wrapped(tenant_id) if w.provider != status.provider)
+        stranded = sum(1 for _, w in self._all_wrapped(tenant_id)
+                       if w.version < version or w.provider != status.provider)
         if stranded:
-            raise Conflict(f"{stranded} data keys are still wrapped below version {version}")
+            raise Conflict(f"{stranded} data keys are still wrapped below version {version} "
+                           "or by another provider")
         self._audited(tenant_id, "retire", actor,
                       lambda: self.provider.retire_below(tenant_id, version), version=version)
         return moved
