@@ -95,3 +95,39 @@ def delete(meeting: str = typer.Argument(..., help="Meeting id."),
     services.delete_meeting(rt, meeting)
     emit(as_json, {"deleted": meeting}, lambda: console.print(
         f"meeting {meeting} crypto-shredded and deleted"))
+
+
+@app.command("privacy")
+@guarded
+def privacy(meeting: str = typer.Argument(..., help="Meeting id."),
+            as_json: bool = JsonOption) -> None:
+    """When transcription was on, who opened what and why, what was purged, audit status."""
+    from pipeline.services.privacy import privacy_report
+
+    report = privacy_report(runtime(), meeting)
+
+    def when(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+    def human() -> None:
+        console.print(f"[bold]privacy report for meeting {report.meeting_id}[/] "
+                      f"(tenant {report.tenant_id})")
+        console.print(f"transcription now: {'ON' if report.transcription_now else 'OFF'}")
+        for at, state, actor in report.switches:
+            console.print(f"  {when(at)}  switched {state} by {actor}")
+        for at, change, actor in report.consent_changes:
+            console.print(f"  {when(at)}  consent {change} by {actor}")
+        table = Table("key use (purpose by actor: outcome)", "count")
+        for use, n in sorted(report.key_uses.items()):
+            table.add_row(use, str(n))
+        console.print(table)
+        purged = ", ".join(f"{n} {why}" for why, n in sorted(report.purged.items())) or "none"
+        console.print(f"segments purged untranscribed: {purged}")
+        console.print(f"stored now: {report.transcript_segments} sealed transcript segments, "
+                      f"{report.audio_pending} sealed audio segments waiting")
+        chain = "[green]intact[/]" if report.audit_intact else "[bold red]TAMPERED[/]"
+        console.print(f"audit chain: {chain}")
+        for problem in report.audit_problems:
+            console.print(f"  {problem}")
+
+    emit(as_json, report, human)

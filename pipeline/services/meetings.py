@@ -67,16 +67,21 @@ def list_meetings(rt: Runtime, tenant_id: str) -> list[Meeting]:
 def set_transcription(rt: Runtime, meeting_id: str, on: bool,
                       tenant_id: str | None = None) -> Meeting:
     """Switch transcription for a meeting, also mid-call; effective for the next segment."""
-    rt.store.meetings.get(meeting_id, tenant_id)
+    meeting = rt.store.meetings.get(meeting_id, tenant_id)
     rt.store.meetings.set_transcription(meeting_id, on)
+    rt.keys.audit.record(meeting.tenant_id, "transcription", actor=rt.actor,
+                         outcome="on" if on else "off", meeting=meeting_id)
     return rt.store.meetings.get(meeting_id)
 
 
 def set_consent(rt: Runtime, meeting_id: str, participant_id: str, opted_out: bool,
                 tenant_id: str | None = None) -> Meeting:
     """A participant opts out of (or back into) having their own audio transcribed."""
-    rt.store.meetings.get(meeting_id, tenant_id)
+    meeting = rt.store.meetings.get(meeting_id, tenant_id)
     rt.store.meetings.set_opt_out(meeting_id, participant_id, opted_out)
+    rt.keys.audit.record(meeting.tenant_id, "consent", actor=rt.actor,
+                         outcome=f"{participant_id}:{'opted-out' if opted_out else 'opted-in'}",
+                         meeting=meeting_id)
     return rt.store.meetings.get(meeting_id)
 
 

@@ -147,3 +147,16 @@ def test_bad_configuration_is_explained(settings: Settings,
     monkeypatch.setenv("SEALSCRIBE_KEY_PROVIDER", "vaultish")
     get_settings.cache_clear()
     assert "SEALSCRIBE_KEY_PROVIDER must be one of local" in cli("tenant", "list", code=2)
+
+
+def test_privacy_report(tenant: str, redis_client: redis.Redis) -> None:
+    meeting = json.loads(cli("meeting", "create", "--tenant", tenant, "--json"))["id"]
+    cli("meeting", "transcription", meeting, "on")
+    cli("meeting", "transcription", meeting, "off")
+    report = json.loads(cli("meeting", "privacy", meeting, "--json"))
+    assert [s[1] for s in report["switches"]] == ["on", "off"]
+    assert report["transcription_now"] is False and report["audit_intact"] is True
+    assert report["key_uses"] == {} and report["purged"] == {}
+    assert "switched on by" in cli("meeting", "privacy", meeting)
+    redis_client.lset(f"ss:audit:{tenant}", 1, '{"seq": 1}')
+    assert json.loads(cli("meeting", "privacy", meeting, "--json"))["audit_intact"] is False

@@ -1,0 +1,55 @@
+"""The per-meeting privacy report: when transcription was on, who opened what with which
+purpose, what was purged and why, and whether the audit chain holds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from keys.audit import AuditEntry
+from pipeline.runtime import Runtime
+from pipeline.services.custody import audit_verify
+
+__all__ = ["PrivacyReport", "privacy_report"]
+
+
+@dataclass(frozen=True)
+class PrivacyReport:
+    meeting_id: str
+    tenant_id: str
+    transcription_now: bool
+    #: (time, "on" | "off", actor), oldest first; a meeting starts off unless created on
+    switches: tuple[tuple[float, str, str], ...]
+    #: (purpose, actor, outcome) -> number of data-key uses
+    key_uses: dict[str, int]
+    #: reason -> number of segments purged untranscribed
+    purged: dict[str, int]
+    consent_changes: tuple[tuple[float, str, str], ...]
+    transcript_segments: int
+    audio_pending: int
+    audit_intact: bool
+    audit_problems: tuple[str, ...]
+
+
+def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> PrivacyReport:
+    meeting = rt.store.meetings.get(meeting_id, tenant_id)
+    entries: list[AuditEntry] = [e for e in rt.keys.audit.entries(meeting.tenant_id)
+                                 if e.meeting == meeting.id]
+    verdict = audit_verify(rt, meeting.tenant_id)
+    uses = Counter(f"{e.purpose} by {e.actor}: {e.outcome}" for e in entries
+                   if e.action == "unwrap")
+    return PrivacyReport(
+        meeting_id=meeting.id,
+        tenant_id=meeting.tenant_id,
+        transcription_now=meeting.transcription,
+        switches=tuple((e.at, e.outcome, e.actor) for e in entries
+                       if e.action == "transcription"),
+        key_uses=dict(uses),
+        purged=dict(Counter(e.outcome for e in entries if e.action == "purge")),
+        consent_changes=tuple((e.at, e.outcome, e.actor) for e in entries
+                              if e.action == "consent"),
+        transcript_segments=rt.store.segments.transcript_count(meeting.id),
+        audio_pending=rt.store.segments.pending_count(meeting.id),
+        audit_intact=verdict.ok,
+        audit_problems=verdict.problems,
+    )
