@@ -137,18 +137,23 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     # A segment taken into a batch stays reserved as long as an unacknowledged message would.
     lease = rt.settings.visibility_timeout
     ids = [(meeting_id, segment_id)]
+    owner = f"{rt.actor}:{self.request.id}"
     if batch > 1:
-        owner = f"{rt.actor}:{self.request.id}"
         if not rt.store.segments.claim(meeting_id, segment_id, owner, lease):
             raise self.retry(countdown=lease, exc=None)
         ids += [i for i in rt.store.segments.claim_pending(owner, batch - 1, lease)
                 if i != (meeting_id, segment_id)]
-    prepared = [_prepare(rt, m, s) for m, s in ids]
-    jobs = [p for p in prepared if isinstance(p, _Job)]
-    results = transcriber().transcribe_many(
-        [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
-    outcomes = {(j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
-                for j, r in zip(jobs, results, strict=True)}
+    try:
+        prepared = [_prepare(rt, m, s) for m, s in ids]
+        jobs = [p for p in prepared if isinstance(p, _Job)]
+        results = transcriber().transcribe_many(
+            [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
+        outcomes = {(j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
+                    for j, r in zip(jobs, results, strict=True)}
+    except BaseException:
+        if batch > 1:  # the others' own tasks need not wait for the leases to lapse
+            rt.store.segments.release(ids, owner)
+        raise
     del jobs, results
     if len(ids) > 1:
         log.info("transcribed a batch of %d segments", len(outcomes))

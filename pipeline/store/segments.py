@@ -17,6 +17,8 @@ class SegmentStore:
         self.r = r
         self.audio_ttl = audio_ttl
         self.transcript_ttl = transcript_ttl
+        self._release = r.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end")
 
     @redis_errors
     def put_audio(self, segment: SealedSegment, ttl: int | None = None) -> str:
@@ -58,6 +60,12 @@ class SegmentStore:
         """Lease a segment for a batch; False if another worker holds it."""
         key = schema.lease(meeting_id, sid)
         return bool(self.r.set(key, owner, nx=True, ex=ttl)) or self.r.get(key) == owner.encode()
+
+    @redis_errors
+    def release(self, claims: list[tuple[str, str]], owner: str) -> None:
+        """Give back leases ``owner`` still holds (a batch that failed part-way)."""
+        for meeting_id, sid in claims:
+            self._release(keys=[schema.lease(meeting_id, sid)], args=[owner])
 
     @redis_errors
     def claim_pending(self, owner: str, n: int, ttl: int,
