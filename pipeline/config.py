@@ -25,6 +25,17 @@ SEALSCRIBE_MAX_FILE_SECONDS longest file ``transcribe`` accepts     14400 (4 hou
 SEALSCRIBE_VISIBILITY       seconds before an unacknowledged task   600
                             is redelivered, or a batch lease lapses
                             (the worker died)
+SEALSCRIBE_ICE_HOSTS        the only addresses the bot and WHIP     (every interface but
+                            offer as ICE host candidates, comma     loopback)
+                            separated (127.0.0.1 for one machine)
+SEALSCRIBE_STUN             STUN servers for ICE (none by default:  (none)
+                            no public server is contacted)
+SEALSCRIBE_CAPTURE_BACKLOG_MB sealed audio a meeting's capture may   32
+                            hold in memory while Redis is slow or
+                            down; beyond it, segments are dropped
+                            and counted
+SEALSCRIBE_MAX_SEGMENT_MS   longest live utterance before it is cut 15000
+                            (bounds caption latency)
 ==========================  ======================================  ===========================
 """
 
@@ -73,6 +84,9 @@ class Settings:
     visibility_timeout: int = 600
     key_cache_seconds: int = 60
     purge_interval: int = 300
+    ice_hosts: str = ""
+    capture_backlog_mb: int = 32
+    max_segment_ms: int = 15000
     transit: TransitConfig | None = None
 
     @property
@@ -116,6 +130,11 @@ class Settings:
             purge_interval=_positive_int(env, "SEALSCRIBE_PURGE_INTERVAL", cls.purge_interval),
             key_cache_seconds=_positive_int(env, "SEALSCRIBE_KEY_CACHE_SECONDS",
                                             cls.key_cache_seconds, minimum=0),
+            ice_hosts=env.get("SEALSCRIBE_ICE_HOSTS", ""),
+            capture_backlog_mb=_positive_int(env, "SEALSCRIBE_CAPTURE_BACKLOG_MB",
+                                             cls.capture_backlog_mb),
+            max_segment_ms=_positive_int(env, "SEALSCRIBE_MAX_SEGMENT_MS", cls.max_segment_ms,
+                                         minimum=2000),
             transit=(TransitConfig.from_env(env) if provider == "transit"
                      or env.get("SEALSCRIBE_TRANSIT_ADDR") else None),
         )

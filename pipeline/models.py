@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from keys.errors import InvalidInput
@@ -133,3 +134,36 @@ class TranscriptSegment:
         doc: dict[str, Any] = json.loads(payload)
         doc["words"] = tuple(Word(**w) for w in doc.get("words", ()))
         return cls(**doc)
+
+
+class BotState(StrEnum):
+    """Where a meeting's bot is. ``left`` and ``failed`` are final."""
+
+    REQUESTED = "requested"
+    JOINING = "joining"
+    IN_MEETING = "in_meeting"
+    RECONNECTING = "reconnecting"
+    LEFT = "left"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (BotState.LEFT, BotState.FAILED)
+
+
+@dataclass(frozen=True)
+class BotStatus:
+    meeting_id: str
+    state: BotState
+    #: the meeting's address without pin or secret
+    target: str
+    since: float
+    #: why it failed, or what it is retrying
+    reason: str = ""
+    #: display names of the participants whose audio the bot receives
+    participants: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meeting_id": self.meeting_id, "state": self.state.value,
+                "target": self.target, "since": self.since, "reason": self.reason,
+                "participants": list(self.participants)}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import typer
 
 from keys.errors import SealscribeError
-from pipeline.cli import audit, keys, meeting, tenant, work
+from pipeline.cli import audit, keys, meeting, serve, tenant, work
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
 
@@ -26,6 +26,8 @@ app.add_typer(audit.app, name="audit")
 app.command("worker")(work.worker)
 app.command("transcribe")(work.transcribe)
 app.command("scan")(work.scan)
+app.command("serve")(serve.serve)
+app.command("bots")(serve.bots)
 meeting.app.command("transcript")(work.transcript)
 
 

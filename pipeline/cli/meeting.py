@@ -12,7 +12,7 @@ from rich.table import Table
 from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
-from pipeline.models import Meeting
+from pipeline.models import BotState, BotStatus, Meeting
 
 app = typer.Typer(help="Meetings and their transcription switch.", no_args_is_help=True)
 
@@ -131,3 +131,59 @@ def privacy(meeting: str = typer.Argument(..., help="Meeting id."),
             console.print(f"  {problem}")
 
     emit(as_json, report, human)
+
+
+def _bot_line(b: BotStatus) -> str:
+    colour = {"in_meeting": "green", "failed": "red", "reconnecting": "yellow"}.get(
+        b.state.value, "white")
+    line = f"bot in {b.target}: [bold {colour}]{b.state.value.replace('_', ' ')}[/]"
+    if b.reason:
+        line += f" ({b.reason})"
+    if b.participants:
+        line += f"; hearing {', '.join(b.participants)}"
+    return line
+
+
+@app.command("join")
+@guarded
+def join(meeting: str = typer.Argument(..., help="Meeting id."),
+         url: str = typer.Argument(..., help="janus://HOST:PORT/ROOM[?pin=...&secret=...]"),
+         wait: float = typer.Option(0, "--wait", min=0,
+                                    help="Seconds to wait for the bot to be in the meeting."),
+         as_json: bool = JsonOption) -> None:
+    """Send the bot into a meeting (a `sealscribe bots` process carries it out)."""
+    from pipeline.services.bots import bot_status, join_meeting
+
+    rt = runtime()
+    status = join_meeting(rt, meeting, url)
+    deadline = time.monotonic() + wait
+    while wait and not status.state.final and status.state is not BotState.IN_MEETING:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        status = bot_status(rt, meeting)
+    emit(as_json, status, lambda: console.print(_bot_line(status)))
+    if status.state is BotState.FAILED:
+        raise typer.Exit(1)
+
+
+@app.command("leave")
+@guarded
+def leave(meeting: str = typer.Argument(..., help="Meeting id."),
+          as_json: bool = JsonOption) -> None:
+    """Call the bot back from a meeting."""
+    from pipeline.services.bots import leave_meeting
+
+    status = leave_meeting(runtime(), meeting)
+    emit(as_json, status, lambda: console.print(_bot_line(status)))
+
+
+@app.command("bot")
+@guarded
+def bot(meeting: str = typer.Argument(..., help="Meeting id."),
+        as_json: bool = JsonOption) -> None:
+    """Where the meeting's bot is: joining, in meeting, reconnecting, left, failed (why)."""
+    from pipeline.services.bots import bot_status
+
+    status = bot_status(runtime(), meeting)
+    emit(as_json, status, lambda: console.print(_bot_line(status)))

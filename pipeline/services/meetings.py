@@ -106,7 +106,8 @@ def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     rt.store.meetings.shred_keys(meeting.id)
     rt.keys.audit.record(meeting.tenant_id, "shred", actor=rt.actor, meeting=meeting.id)
-    rt.store.meetings.delete(meeting)
+    rt.store.meetings.delete(meeting)  # also tells a bot capturing it to stop
+    rt.store.bots.delete(meeting.id)
     try:
         report = rt.keys.rotate(meeting.tenant_id, rt.actor)
         rt.keys.retire_below(meeting.tenant_id, report.primary_version, rt.actor)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pipeline.store.audit import RedisAuditStore
+from pipeline.store.bots import BotStore
 from pipeline.store.connection import Redis, connect
 from pipeline.store.meetings import MeetingStore
 from pipeline.store.segments import SegmentStore
@@ -22,6 +23,7 @@ class Store:
         self.meetings = MeetingStore(r)
         self.segments = SegmentStore(r, audio_ttl, transcript_ttl)
         self.audit = RedisAuditStore(r)
+        self.bots = BotStore(r)
 
     @classmethod
     def from_url(cls, url: str, audio_ttl: int = 3600,

@@ -15,7 +15,11 @@ from pipeline.models import Meeting
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_str, redis_errors
 
-__all__ = ["MeetingStore"]
+__all__ = ["MEETING_ENDED", "POLICY_CHANGED", "MeetingStore"]
+
+#: events on a meeting's channel (see ``schema.meeting_events``): names only, never content
+POLICY_CHANGED = "policy"
+MEETING_ENDED = "ended"
 
 # Swap a wrapped key only if it is still the one we rewrapped (never resurrect a deleted one).
 _REPLACE = """
@@ -83,14 +87,25 @@ class MeetingStore:
 
     @redis_errors
     def set_transcription(self, meeting_id: str, on: bool) -> None:
-        self.r.hset(schema.meeting(meeting_id), "transcription", int(on))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(schema.meeting(meeting_id), "transcription", int(on))
+        pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
+        pipe.execute()
 
     @redis_errors
     def set_opt_out(self, meeting_id: str, participant_id: str, opted_out: bool) -> None:
+        pipe = self.r.pipeline(transaction=True)
         if opted_out:
-            self.r.sadd(schema.meeting_optout(meeting_id), participant_id)
+            pipe.sadd(schema.meeting_optout(meeting_id), participant_id)
         else:
-            self.r.srem(schema.meeting_optout(meeting_id), participant_id)
+            pipe.srem(schema.meeting_optout(meeting_id), participant_id)
+        pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
+        pipe.execute()
+
+    @redis_errors
+    def notify(self, meeting_id: str, event: str = POLICY_CHANGED) -> None:
+        """Wake whoever captures this meeting (the policy changed, or the meeting ended)."""
+        self.r.publish(schema.meeting_events(meeting_id), event)
 
     @redis_errors
     def wrapped_key(self, meeting_id: str, use: KeyUse) -> WrappedKey:
@@ -119,6 +134,7 @@ class MeetingStore:
         if pending:
             pipe.zrem(schema.PENDING, *pending)
         pipe.srem(schema.tenant_meetings(meeting.tenant_id), meeting.id)
+        pipe.publish(schema.meeting_events(meeting.id), MEETING_ENDED)
         pipe.execute()
 
     # -- keys.service.WrappedKeyStore ------------------------------------------------

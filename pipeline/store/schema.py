@@ -24,7 +24,15 @@ ss:pending                     zset    every pending "{m}/{segment}", score = ti
 ss:lease:{m}:{segment}         string  worker holding a segment in a batch        lease TTL
 ss:audit:{t}                   list    audit entries (JSON, hash-chained)         none
 ss:audit:{t}:head              hash    count, hash of the last entry              none
+ss:meeting:{m}:events          pubsub  "policy" / "leave": wakes bots at once     -
+ss:bot:{m}                     hash    state, reason, target (join URL), since,   none
+                                       described (URL without pin), participants
+ss:bot:{m}:owner               string  the bot service running this meeting's bot lease TTL
+ss:bots:wanted                 set     meetings whose bot should be in the meeting none
+ss:bots:requests               list    meeting ids, to wake a bot service          none
 =============================  ======  =========================================  ===========
+
+Pub/sub channels carry only ids and event names, never content.
 
 Deleting a meeting removes ``ss:meeting:{m}:keys`` first (crypto-shredding), then the rest.
 """
@@ -100,6 +108,22 @@ def audit(tenant_id: str) -> str:
 
 def audit_head(tenant_id: str) -> str:
     return f"{PREFIX}audit:{tenant_id}:head"
+
+
+def meeting_events(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:events"
+
+
+def bot(meeting_id: str) -> str:
+    return f"{PREFIX}bot:{meeting_id}"
+
+
+def bot_owner(meeting_id: str) -> str:
+    return f"{PREFIX}bot:{meeting_id}:owner"
+
+
+BOTS_WANTED = f"{PREFIX}bots:wanted"
+BOTS_REQUESTS = f"{PREFIX}bots:requests"
 
 
 def meeting_pattern(meeting_id: str) -> list[str]:

@@ -64,7 +64,10 @@ class TenantStore:
 
     @redis_errors
     def mark_revoked(self, tenant_id: str) -> None:
+        """Set the kill switch, then wake every bot capturing one of the tenant's meetings."""
         self.r.hset(schema.tenant(tenant_id), "revoked", 1)
+        for meeting_id in self.r.sscan_iter(schema.tenant_meetings(tenant_id), count=500):
+            self.r.publish(schema.meeting_events(as_str(meeting_id)), "policy")
 
     @redis_errors
     def list(self) -> builtins.list[Tenant]:

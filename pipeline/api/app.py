@@ -1,0 +1,50 @@
+"""The FastAPI application: routes, the error mapping, request body limits, lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from pipeline.api import meetings, problems, whip
+from pipeline.bot.ice import configure_ice
+from pipeline.bot.whip import WhipIngest
+from pipeline.config import get_settings
+from pipeline.runtime import Runtime, default_actor
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+#: JSON bodies are small; WHIP offers have their own limit
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(rt: Runtime | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = rt or Runtime.from_settings(get_settings(), default_actor("api"))
+        configure_ice(runtime.settings.ice_hosts)
+        app.state.runtime = runtime
+        app.state.whip = WhipIngest(runtime)
+        try:
+            yield
+        finally:
+            await app.state.whip.close()
+
+    app = FastAPI(title="sealscribe", version="0.1.0", lifespan=lifespan,
+                  description="Privacy-preserving meeting transcription. Every route but "
+                              "/healthz needs `Authorization: Bearer <tenant token>`.")
+    problems.register(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return problems.problem(413, f"the request body is larger than {MAX_BODY_BYTES} "
+                                         "bytes", "body-too-large")
+        return await call_next(request)
+
+    app.include_router(meetings.router)
+    app.include_router(whip.router)
+    return app

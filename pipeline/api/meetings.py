@@ -1,0 +1,121 @@
+"""Meetings: create, read, the transcription switch, participant consent, and the bot."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.problems import problem_responses
+from pipeline.models import BotStatus, Meeting
+from pipeline.services import bots, meetings
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/meetings", tags=["meetings"],
+                   responses=problem_responses(401, 404, 503))
+
+MeetingId = Annotated[str, Path(pattern=r"^m_[0-9a-f]{16}$", description="meeting id")]
+Participant = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class MeetingOut(BaseModel):
+    id: str
+    created: float
+    transcription: bool = Field(description="transcription switch; off unless switched on")
+    opted_out: list[str]
+    language: str | None
+    translate: bool
+
+    @classmethod
+    def of(cls, m: Meeting) -> MeetingOut:
+        return cls(id=m.id, created=m.created, transcription=m.transcription,
+                   opted_out=sorted(m.opted_out), language=m.language, translate=m.translate)
+
+
+class MeetingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transcription: bool = False
+    language: str | None = Field(default=None, max_length=3)
+    translate: bool = False
+
+
+class Switch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+
+
+class Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transcribe: bool = Field(description="false: this participant's audio is never stored")
+
+
+class JoinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=2048, examples=["janus://10.0.0.5:8088/1234?pin=secret"])
+
+
+class BotOut(BaseModel):
+    meeting_id: str
+    state: str
+    target: str
+    since: float
+    reason: str
+    participants: list[str]
+
+    @classmethod
+    def of(cls, b: BotStatus) -> BotOut:
+        doc: dict[str, Any] = b.to_dict()
+        return cls(**doc)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 403))
+def create(body: MeetingIn, tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
+    return MeetingOut.of(meetings.create_meeting(rt, tenant.id, body.transcription,
+                                                 body.language, body.translate))
+
+
+@router.get("")
+def list_(tenant: CurrentTenant, rt: RuntimeDep) -> list[MeetingOut]:
+    return [MeetingOut.of(m) for m in meetings.list_meetings(rt, tenant.id)]
+
+
+@router.get("/{meeting_id}")
+def get(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
+    return MeetingOut.of(meetings.get_meeting(rt, meeting_id, tenant.id))
+
+
+@router.put("/{meeting_id}/transcription")
+def set_transcription(meeting_id: MeetingId, body: Switch, tenant: CurrentTenant,
+                      rt: RuntimeDep) -> MeetingOut:
+    """Switch transcription on or off, also mid-call; a running bot obeys within a second."""
+    return MeetingOut.of(meetings.set_transcription(rt, meeting_id, body.enabled, tenant.id))
+
+
+@router.put("/{meeting_id}/participants/{participant}/consent")
+def set_consent(meeting_id: MeetingId, participant: Participant, body: Consent,
+                tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
+    """A participant opts out of (or back into) transcription of their own audio."""
+    return MeetingOut.of(meetings.set_consent(rt, meeting_id, participant,
+                                              not body.transcribe, tenant.id))
+
+
+@router.post("/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED,
+             responses=problem_responses(400, 409))
+def join(meeting_id: MeetingId, body: JoinIn, tenant: CurrentTenant,
+         rt: RuntimeDep) -> BotOut:
+    """Send the bot; follow it with ``GET .../bot``."""
+    return BotOut.of(bots.join_meeting(rt, meeting_id, body.url, tenant.id))
+
+
+@router.get("/{meeting_id}/bot")
+def bot(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
+    return BotOut.of(bots.bot_status(rt, meeting_id, tenant.id))
+
+
+@router.delete("/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED)
+def leave(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
+    """Call the bot back: it flushes what policy allows and leaves."""
+    return BotOut.of(bots.leave_meeting(rt, meeting_id, tenant.id))

@@ -1,0 +1,92 @@
+"""WHIP ingest (RFC 9725): ``POST /v1/meetings/{id}/whip`` with an SDP offer.
+
+201 with the SDP answer and, in ``Location``, the session's resource URL; ``DELETE`` on it ends
+the session. Trickle ICE and ICE restarts (``PATCH``) are not supported (405): the answer
+holds every candidate. The participant is named by ``?participant=NAME``, else "whip".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from keys.errors import InvalidInput, NotFound
+from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.meetings import MeetingId
+from pipeline.api.problems import problem, problem_responses
+from pipeline.bot.whip import MAX_OFFER_BYTES, WhipIngest
+from pipeline.services import meetings
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/meetings", tags=["whip"],
+                   responses=problem_responses(401, 404, 503))
+
+SessionId = Annotated[str, Path(pattern=r"^w_[0-9a-f]{16}$")]
+SDP = "application/sdp"
+
+
+def _ingest(request: Request) -> WhipIngest:
+    ingest: WhipIngest = request.app.state.whip
+    return ingest
+
+
+async def _body(request: Request) -> str:
+    """The offer, read with a size limit whatever Content-Length claims."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != SDP:
+        raise InvalidInput("a WHIP offer must be sent as Content-Type: application/sdp")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_OFFER_BYTES:
+            raise OfferTooLarge(f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode()
+    except UnicodeDecodeError:
+        raise InvalidInput("the SDP offer is not UTF-8 text") from None
+
+
+class OfferTooLarge(InvalidInput):
+    pass
+
+
+@router.post("/{meeting_id}/whip", status_code=status.HTTP_201_CREATED,
+             response_class=Response, responses={
+                 201: {"content": {SDP: {}}, "description": "the SDP answer"},
+                 **problem_responses(400, 413, 415)},
+             openapi_extra={"requestBody": {"required": True,
+                                            "content": {SDP: {"schema": {"type": "string"}}}}})
+async def publish(meeting_id: MeetingId, request: Request, tenant: CurrentTenant,
+                  rt: RuntimeDep,
+                  participant: Annotated[str, Query(min_length=1, max_length=64)] = "whip",
+                  ) -> Response:
+    meeting = await run_in_threadpool(meetings.get_meeting, rt, meeting_id, tenant.id)
+    try:
+        sdp = await _body(request)
+    except OfferTooLarge as exc:
+        return problem(413, str(exc), "offer-too-large")
+    session_id, answer = await _ingest(request).offer(meeting, sdp, participant)
+    location = f"/v1/meetings/{meeting_id}/whip/{session_id}"
+    return Response(answer, status_code=201, media_type=SDP,
+                    headers={"Location": location, "ETag": f'"{session_id}"'})
+
+
+@router.delete("/{meeting_id}/whip/{session_id}", status_code=status.HTTP_200_OK,
+               response_class=Response)
+async def end(meeting_id: MeetingId, session_id: SessionId, request: Request,
+              tenant: CurrentTenant) -> Response:
+    ingest = _ingest(request)
+    if ingest.get(session_id, tenant.id).meeting_id != meeting_id:
+        raise NotFound(f"WHIP session {session_id} does not exist")
+    await ingest.end(session_id)
+    return Response(status_code=200)
+
+
+@router.patch("/{meeting_id}/whip/{session_id}", status_code=405, response_class=Response,
+              responses={405: {"description": "trickle ICE is not supported"}})
+async def trickle(meeting_id: MeetingId, session_id: SessionId) -> Response:
+    return problem(405, "trickle ICE and ICE restarts are not supported; the answer holds "
+                        "every candidate", "method-not-allowed", headers={"Allow": "DELETE"})

@@ -1,0 +1,57 @@
+"""What a meeting connector is: something that joins a meeting and hands over audio tracks.
+
+A connector knows one meeting system's signalling. It does not touch audio, policy, keys or
+Redis: it tells its :class:`ParticipantSink` that a participant's audio track arrived or went,
+and the bot does the rest. :meth:`Connector.run` returns when the meeting ends, raises
+:class:`JoinRejected` when joining can never work (wrong pin, no such room: retrying is
+pointless), and raises anything else when the connection was lost (the bot reconnects with
+backoff).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from keys.errors import SealscribeError
+
+__all__ = ["Connector", "JoinRejected", "ParticipantSink"]
+
+
+class JoinRejected(SealscribeError):
+    """The meeting system refused the bot for good; the message says why, without secrets."""
+
+
+class ParticipantSink(Protocol):
+    def joined(self) -> None:
+        """The bot is in the meeting (called once per successful join, before any track)."""
+
+    def track_added(self, participant: str, track: MediaStreamTrack) -> object:
+        """``participant`` (the display name the meeting reports) is publishing ``track``.
+        The return value is ignored."""
+
+    def track_removed(self, participant: str) -> None:
+        """``participant`` stopped publishing or left."""
+
+
+class Connector(abc.ABC):
+    #: the URL scheme this connector answers to, e.g. ``janus``
+    scheme: str
+
+    @abc.abstractmethod
+    async def run(self, sink: ParticipantSink) -> None:
+        """Join, deliver tracks to ``sink`` until the meeting ends, then return."""
+
+    @abc.abstractmethod
+    async def announce(self, transcribing: bool) -> None:
+        """Show the meeting whether transcription is on (e.g. the bot's display name)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Leave the meeting and release every peer connection. Safe to call twice."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The meeting's address for state and logs, with any pin or secret removed."""

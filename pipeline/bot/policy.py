@@ -1,0 +1,112 @@
+"""A meeting's capture policy, kept current in a running bot within one second.
+
+The switch and the opt-outs live in Redis (``pipeline.store.meetings``); every change is
+published on the meeting's event channel, and this watcher re-reads the meeting the moment it
+hears one. It also re-reads every ``poll`` seconds, so a message lost while the subscription
+reconnects delays a change by at most that long. Until the first read succeeds, and whenever
+the meeting or its tenant's key is gone, the answer is no: capture fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from keys.errors import NotFound, StoreUnavailable
+from pipeline.models import Meeting
+from pipeline.runtime import Runtime
+from pipeline.store import schema
+from pipeline.store.bots import LEAVE
+from pipeline.store.meetings import MEETING_ENDED
+
+__all__ = ["MeetingPolicy"]
+
+log = logging.getLogger(__name__)
+
+
+class MeetingPolicy:
+    def __init__(self, rt: Runtime, meeting: Meeting, poll: float = 2.0) -> None:
+        self.rt = rt
+        self.meeting = meeting
+        self.revoked = rt.store.tenants.get(meeting.tenant_id).revoked
+        self.ended = False
+        self.poll = poll
+        #: called (in the event loop) after every change of the switch, opt-outs or revocation
+        self.on_change: list[Callable[[], None]] = []
+        #: called when someone asked this meeting's bot to leave
+        self.on_leave: list[Callable[[], None]] = []
+
+    @property
+    def transcribing(self) -> bool:
+        return self.meeting.transcription and not self.revoked and not self.ended
+
+    def transcribes(self, participant: str) -> bool:
+        return not self.revoked and not self.ended and self.meeting.transcribes(participant)
+
+    async def refresh(self) -> None:
+        try:
+            meeting, tenant = await asyncio.to_thread(self._read)
+        except NotFound:
+            self.ended = True  # deleted: capture nothing more
+            self._changed()
+            return
+        except StoreUnavailable:
+            return  # keep the last known policy; the bot buffers only sealed segments
+        before = (self.meeting.transcription, self.meeting.opted_out, self.revoked)
+        self.meeting, self.revoked = meeting, tenant
+        if before != (meeting.transcription, meeting.opted_out, tenant):
+            self._changed()
+
+    def _read(self) -> tuple[Meeting, bool]:
+        meeting = self.rt.store.meetings.get(self.meeting.id)
+        return meeting, self.rt.store.tenants.get(meeting.tenant_id).revoked
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
+
+    async def watch(self) -> None:
+        """Follow the meeting's channel until cancelled (reconnecting as needed)."""
+        poller = asyncio.create_task(self._poll())
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except (OSError, aioredis.ConnectionError, aioredis.TimeoutError):
+                    log.warning("policy channel of meeting %s lost; resubscribing",
+                                self.meeting.id)
+                    await asyncio.sleep(1.0)
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    async def _listen(self) -> None:
+        client = aioredis.Redis.from_url(self.rt.settings.redis_url, socket_connect_timeout=5)
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(schema.meeting_events(self.meeting.id))
+                await self.refresh()  # anything that changed before we subscribed
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    event = message["data"].decode(errors="replace")
+                    if event == LEAVE:
+                        for callback in self.on_leave:
+                            callback()
+                    elif event == MEETING_ENDED:
+                        self.ended = True
+                        self._changed()
+                    else:
+                        await self.refresh()
+        finally:
+            await client.aclose()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            await self.refresh()

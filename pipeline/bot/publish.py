@@ -1,0 +1,134 @@
+"""A WHIP publisher: sends PCM (a decoded file) into a meeting as one participant.
+
+This is a client, not part of capture: ``sealscribe demo`` uses it to publish its bundled
+meeting over real WebRTC, and the tests and benchmarks use it as a stand-in for a browser or
+OBS. :class:`PcmTrack` paces audio in real time from memory (no file is played from disk),
+then sends silence until the publisher stops, so the receiver hears a normal end of speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from urllib.parse import urljoin
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from keys.errors import InvalidInput, SealscribeError
+from pipeline.bot.ice import rtc_configuration
+
+__all__ = ["PcmTrack", "WhipPublisher"]
+
+FRAME_MS = 20
+
+
+class PcmTrack(MediaStreamTrack):
+    """Mono s16 PCM at ``sample_rate``, as 20 ms audio frames in real time."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: bytes, sample_rate: int = 16000, tail_silence: float = 1.5,
+                 speed: float = 1.0) -> None:
+        super().__init__()
+        #: >1 sends faster than real time (tests and benchmarks; the audio is unchanged)
+        self.speed = speed
+        self.samples = np.frombuffer(pcm, dtype="<i2")
+        self.rate = sample_rate
+        self.per_frame = sample_rate * FRAME_MS // 1000
+        self.tail = int(tail_silence * 1000 / FRAME_MS)
+        self._pos = 0
+        self._start: float | None = None
+        #: set once every sample was sent (and the silence after it)
+        self.finished = asyncio.Event()
+        #: wall-clock time (time.time()) at which the last sample was sent
+        self.ended_at: float | None = None
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.rate
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        index = self._pos // self.per_frame
+        wait = self._start + index * FRAME_MS / 1000 / self.speed - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        chunk = self.samples[self._pos:self._pos + self.per_frame]
+        if chunk.size < self.per_frame:
+            if self.ended_at is None:
+                self.ended_at = time.time()
+            if index * self.per_frame >= len(self.samples) + self.tail * self.per_frame:
+                self.finished.set()
+            chunk = np.concatenate([chunk, np.zeros(self.per_frame - chunk.size, np.int16)])
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        frame.pts = self._pos
+        frame.time_base = fractions.Fraction(1, self.rate)
+        self._pos += self.per_frame
+        return frame
+
+
+class WhipPublisher:
+    """One WHIP session: ``await start()`` publishes ``track``; ``await stop()`` ends it."""
+
+    def __init__(self, endpoint: str, token: str, track: MediaStreamTrack,
+                 participant: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.token = token
+        self.track = track
+        self.participant = participant
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.resource: str | None = None
+
+    async def start(self, timeout: float = 15.0) -> None:
+        self.pc.addTransceiver(self.track, direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        params = {"participant": self.participant} if self.participant else {}
+        async with aiohttp.ClientSession() as http, http.post(
+                self.endpoint, data=self.pc.localDescription.sdp, params=params,
+                headers={"Content-Type": "application/sdp",
+                         "Authorization": f"Bearer {self.token}"},
+                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.text()
+            if resp.status != 201:
+                await self.pc.close()
+                raise InvalidInput(f"the WHIP endpoint refused the offer ({resp.status}): "
+                                   f"{_detail(body)}")
+            self.resource = urljoin(self.endpoint, resp.headers.get("Location", ""))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        deadline = time.monotonic() + timeout
+        while self.pc.connectionState != "connected":
+            if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+                await self.stop()
+                raise SealscribeError(f"the WHIP connection did not come up "
+                                      f"({self.pc.connectionState})")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self.resource is not None:
+            resource, self.resource = self.resource, None
+            try:
+                async with aiohttp.ClientSession() as http, http.delete(
+                        resource, headers={"Authorization": f"Bearer {self.token}"},
+                        timeout=aiohttp.ClientTimeout(total=10)):
+                    pass
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # the server ends the session itself when the connection closes
+        await self.pc.close()
+
+
+def _detail(body: str) -> str:
+    import json
+
+    try:
+        return str(json.loads(body).get("detail", ""))[:300]
+    except (ValueError, AttributeError):
+        return body[:300]

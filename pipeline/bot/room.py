@@ -1,0 +1,123 @@
+"""One meeting as a capture sees it: its policy, its participants' tracks, its sealed output.
+
+Both ways in use it: the bot's connector (a Janus room) and the API's WHIP endpoint hand their
+participants' tracks to a :class:`MeetingRoom`, which labels each participant, runs a
+:class:`TrackCapture` per track and shares one :class:`MeetingCapture` (one data key, one
+bounded backlog, one writer) across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import unicodedata
+from collections.abc import Callable
+from types import TracebackType
+
+from aiortc.mediastreams import MediaStreamTrack
+
+from pipeline.bot.capture import MeetingCapture, TrackCapture
+from pipeline.bot.policy import MeetingPolicy
+from pipeline.models import Meeting
+from pipeline.runtime import Runtime
+
+__all__ = ["MeetingRoom", "participant_label"]
+
+log = logging.getLogger(__name__)
+
+MAX_LABEL = 64
+
+
+def participant_label(name: str | None) -> str:
+    """A display name made safe to use as a participant id: printable, one line, bounded."""
+    text = "".join(c if unicodedata.category(c)[0] not in "CZ" or c == " " else " "
+                   for c in (name or ""))
+    text = " ".join(text.split())[:MAX_LABEL].strip()
+    return text or "participant"
+
+
+class MeetingRoom:
+    def __init__(self, rt: Runtime, meeting: Meeting,
+                 on_participants: Callable[[list[str]], None] | None = None) -> None:
+        self.rt = rt
+        self.policy = MeetingPolicy(rt, meeting)
+        self.capture = MeetingCapture(rt, self.policy)
+        self.on_participants = on_participants
+        self.on_joined: Callable[[], None] | None = None
+        self._tracks: dict[str, asyncio.Task[None]] = {}
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def meeting_id(self) -> str:
+        return self.policy.meeting.id
+
+    @property
+    def participants(self) -> list[str]:
+        return sorted(self._tracks)
+
+    async def start(self) -> None:
+        self._background = [asyncio.create_task(self.policy.watch()),
+                            asyncio.create_task(self.capture.writer())]
+
+    async def __aenter__(self) -> MeetingRoom:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- ParticipantSink -----------------------------------------------------------------
+
+    def joined(self) -> None:
+        if self.on_joined is not None:
+            self.on_joined()
+
+    def track_added(self, participant: str, track: MediaStreamTrack) -> str:
+        """Start capturing ``track``; returns the label it is stored under."""
+        base = label = participant_label(participant)
+        n = 2
+        while label in self._tracks:
+            label = f"{base[:MAX_LABEL - 5]} ({n})"
+            n += 1
+        task = asyncio.create_task(TrackCapture(self.capture, label, track).run())
+        self._tracks[label] = task
+        task.add_done_callback(functools.partial(self._track_done, label))
+        self._participants_changed()
+        return label
+
+    def track_removed(self, participant: str) -> None:
+        task = self._tracks.get(participant_label(participant))
+        if task is not None:
+            task.cancel()
+
+    def _track_done(self, label: str, task: asyncio.Task[None]) -> None:
+        if self._tracks.get(label) is task:
+            del self._tracks[label]
+            self._participants_changed()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("capture of a participant in meeting %s failed: %s", self.meeting_id,
+                      type(task.exception()).__name__)
+
+    def _participants_changed(self) -> None:
+        if self.on_participants is not None:
+            self.on_participants(self.participants)
+
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Stop every track (utterances in progress are flushed, if the policy allows),
+        store what is sealed (bounded wait), then stop watching."""
+        tasks = list(self._tracks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.capture.drain(drain_timeout)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background = []

@@ -1,0 +1,117 @@
+"""``sealscribe bots``: the process that runs bots.
+
+It takes meeting ids from the join queue, and on start (and every few seconds) every meeting
+that still wants a bot and that no live bot service holds: a lease per meeting, renewed while
+its bot runs, makes sure exactly one service runs each bot, and that a bot service that dies
+has its meetings picked up by another (or by itself, restarted) within one lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+
+from keys.errors import SealscribeError, StoreUnavailable
+from pipeline.bot.bot import Bot
+from pipeline.bot.ice import configure_ice
+from pipeline.models import BotState
+from pipeline.runtime import Runtime
+
+__all__ = ["BotService"]
+
+log = logging.getLogger(__name__)
+
+
+class BotService:
+    def __init__(self, rt: Runtime, max_bots: int = 50, lease: float = 15.0,
+                 rescan: float = 5.0) -> None:
+        self.rt = rt
+        self.max_bots = max_bots
+        self.lease = lease
+        self.rescan = rescan
+        self.owner = f"bots:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.bots: dict[str, tuple[Bot, asyncio.Task[BotState]]] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        configure_ice(self.rt.settings.ice_hosts)
+        maintenance = asyncio.create_task(self._maintain())
+        try:
+            while not self._stopping.is_set():
+                try:
+                    meeting_id = await asyncio.to_thread(self.rt.store.bots.next_request, 1.0)
+                except StoreUnavailable:
+                    await asyncio.sleep(1.0)
+                    continue
+                if meeting_id is not None:
+                    await self._maybe_start(meeting_id)
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await self._shutdown()
+
+    async def _maybe_start(self, meeting_id: str) -> None:
+        if meeting_id in self.bots or len(self.bots) >= self.max_bots:
+            return  # a full service leaves it wanted: another service (or a rescan) takes it
+        store = self.rt.store.bots
+        try:
+            if not await asyncio.to_thread(store.wanted, meeting_id):
+                return
+            if not await asyncio.to_thread(store.claim, meeting_id, self.owner, self.lease):
+                return  # another bot service runs it
+            url = await asyncio.to_thread(store.target, meeting_id)
+        except StoreUnavailable:
+            return
+        if url is None:
+            await asyncio.to_thread(store.release, meeting_id, self.owner)
+            return
+        bot = Bot(self.rt, meeting_id, url)
+        task = asyncio.create_task(bot.run())
+        self.bots[meeting_id] = (bot, task)
+        log.info("bot for meeting %s started", meeting_id)
+
+    async def _maintain(self) -> None:
+        """Renew leases, reap finished bots, pick up orphaned meetings."""
+        while True:
+            await asyncio.sleep(min(self.rescan, self.lease / 3))
+            store = self.rt.store.bots
+            for meeting_id, (bot, task) in list(self.bots.items()):
+                if task.done():
+                    del self.bots[meeting_id]
+                    with contextlib.suppress(SealscribeError):
+                        await asyncio.to_thread(store.release, meeting_id, self.owner)
+                    continue
+                try:
+                    held = await asyncio.to_thread(store.renew, meeting_id, self.owner,
+                                                   self.lease)
+                except StoreUnavailable:
+                    continue  # keep running; the lease outlives a short outage
+                if not held:
+                    log.warning("lost the lease of meeting %s; stopping its bot", meeting_id)
+                    bot.leave()
+            try:
+                wanted = await asyncio.to_thread(store.all_wanted)
+            except StoreUnavailable:
+                continue
+            for meeting_id in wanted:
+                await self._maybe_start(meeting_id)
+
+    async def _shutdown(self) -> None:
+        """Stop every bot but leave its meeting wanted, so another service takes over."""
+        for bot, _task in self.bots.values():
+            bot.handoff = True
+            bot.leave()
+        for meeting_id, (_bot, task) in list(self.bots.items()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            with contextlib.suppress(SealscribeError):
+                self.rt.store.bots.release(meeting_id, self.owner)
+        self.bots.clear()
