@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from keys.errors import InvalidInput, NotFound, SealscribeError
 from pipeline.bot.connectors import Connector, JoinRejected, connector_for
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 class Bot:
     def __init__(self, rt: Runtime, meeting_id: str, url: str, *, join_attempts: int = 5,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0,
+                 connector_for: Callable[[str], Connector] = connector_for) -> None:
         self.rt = rt
+        self.connector_for = connector_for
         self.meeting_id = meeting_id
         self.url = url
         self.join_attempts = join_attempts
@@ -84,7 +87,7 @@ class Bot:
     async def run(self) -> BotState:
         """Run until called back, the meeting ends, or joining fails for good."""
         try:
-            connector = connector_for(self.url)
+            connector = self.connector_for(self.url)
         except InvalidInput as exc:
             self._set(BotState.FAILED, str(exc))
             return self.state
@@ -127,7 +130,7 @@ class Bot:
                 self._set(BotState.RECONNECTING, f"{cause}; retrying in {delay:.1f} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._leave.wait(), delay)
-                connector = connector_for(self.url)
+                connector = self.connector_for(self.url)
         finally:
             with contextlib.suppress(Exception):
                 await connector.close()

@@ -14,9 +14,11 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 
 from keys.errors import SealscribeError, StoreUnavailable
 from pipeline.bot.bot import Bot
+from pipeline.bot.connectors import Connector, connector_for
 from pipeline.bot.ice import configure_ice
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
@@ -28,8 +30,10 @@ log = logging.getLogger(__name__)
 
 class BotService:
     def __init__(self, rt: Runtime, max_bots: int = 50, lease: float = 15.0,
-                 rescan: float = 5.0) -> None:
+                 rescan: float = 5.0,
+                 connector_for: Callable[[str], Connector] = connector_for) -> None:
         self.rt = rt
+        self.connector_for = connector_for
         self.max_bots = max_bots
         self.lease = lease
         self.rescan = rescan
@@ -73,7 +77,7 @@ class BotService:
         if url is None:
             await asyncio.to_thread(store.release, meeting_id, self.owner)
             return
-        bot = Bot(self.rt, meeting_id, url)
+        bot = Bot(self.rt, meeting_id, url, connector_for=self.connector_for)
         task = asyncio.create_task(bot.run())
         self.bots[meeting_id] = (bot, task)
         log.info("bot for meeting %s started", meeting_id)

@@ -19,7 +19,7 @@ from pipeline.bot.ice import configure_ice
 from pipeline.bot.publish import PcmTrack, WhipPublisher
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
-from tests.conftest import TEST_REDIS_URL, shared_data
+from tests.conftest import TEST_REDIS_URL
 from tests.integration.api import serve_api
 from tests.integration.workers import use_broker
 

@@ -8,11 +8,9 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from typer.testing import CliRunner
 
 from bench.wer import normalise, word_errors
@@ -27,41 +25,12 @@ from pipeline.services.retention import set_retention
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 from tests.conftest import shared_data
 from tests.integration.workers import (
-    WORKER_REDIS_URL,
     WorkerProcess,
-    use_broker,
     wait_until,
-    worker_env,
 )
 from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("worker-home")
-    private_tmp = tmp_path_factory.mktemp("worker-tmp")  # the worker's temp directory
-    values = worker_env(home, TMPDIR=str(private_tmp))
-    r = redis.Redis.from_url(WORKER_REDIS_URL)
-    r.flushdb()
-    with pytest.MonkeyPatch.context() as mp:
-        for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
-            mp.setenv(k, values[k])
-        get_settings.cache_clear()
-        use_broker(WORKER_REDIS_URL)
-        yield values
-    get_settings.cache_clear()
-    r.flushdb()
-
-
-@pytest.fixture(scope="module")
-def worker(env: dict[str, str],
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    log = tmp_path_factory.mktemp("logs") / "worker.log"
-    w = WorkerProcess(Path(env["SEALSCRIBE_HOME"]), log)
-    yield w
-    w.stop()
 
 
 @pytest.fixture

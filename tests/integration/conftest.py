@@ -1,0 +1,41 @@
+"""Fixtures for tests that need a real worker: a module-scoped ``env`` (a private home and
+temp directory, the worker database) and a ``worker`` subprocess using it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import get_settings
+from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, use_broker, worker_env
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("worker-home")
+    private_tmp = tmp_path_factory.mktemp("worker-tmp")  # the worker's temp directory
+    values = worker_env(home, TMPDIR=str(private_tmp))
+    r = redis.Redis.from_url(WORKER_REDIS_URL)
+    r.flushdb()
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
+            mp.setenv(k, values[k])
+        get_settings.cache_clear()
+        use_broker(WORKER_REDIS_URL)
+        yield values
+    get_settings.cache_clear()
+    r.flushdb()
+
+
+@pytest.fixture(scope="module")
+def worker(env: dict[str, str],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    w = WorkerProcess(Path(env["SEALSCRIBE_HOME"]), log)
+    yield w
+    w.stop()
+
+
