@@ -1,0 +1,138 @@
+"""Meeting participants for Janus tests: aiortc publishers in a real VideoRoom.
+
+A :class:`Publisher` joins with a display name and publishes a file's audio over Opus (or a
+synthetic video track alone, for the "video-only participant" case), through the same Janus
+HTTP client the connector uses. Call ``configure_ice(ns.peer_addr)`` first, so its ICE
+offers only the namespace address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
+
+from pipeline.bot.connectors.janus import VIDEOROOM, JanusAddress, JanusSession, parse_janus_url
+from pipeline.bot.ice import rtc_configuration
+
+__all__ = ["Publisher", "create_room", "destroy_room", "list_participants"]
+
+
+class Publisher:
+    """One participant publishing into a VideoRoom. Use :meth:`join`, then a ``publish_*``.
+
+    Args:
+        url: the room's ``janus://`` URL (with ``?pin=`` where the room has one).
+        display: the display name the room shows.
+    """
+
+    def __init__(self, url: str, display: str) -> None:
+        self.address = parse_janus_url(url)
+        self.display = display
+        self.session = JanusSession(self.address)
+        self.handle: int | None = None
+        self.feed: int | None = None
+        self.pc: RTCPeerConnection | None = None
+        self._player: MediaPlayer | None = None
+
+    async def join(self) -> int:
+        """Join as a publisher (nothing published yet); returns the feed id."""
+        await self.session.create()
+        self.handle = await self.session.attach(VIDEOROOM)
+        body: dict[str, Any] = {"request": "join", "ptype": "publisher",
+                                "room": self.address.room, "display": self.display}
+        if self.address.pin is not None:
+            body["pin"] = self.address.pin
+        data, _ = await self.session.message(self.handle, body)
+        self.feed = int(data["id"])
+        return self.feed
+
+    async def publish_audio(self, path: Path, loop: bool = True) -> None:
+        """Publish the audio of ``path`` (wav, ogg, flac) as Opus, looping by default."""
+        self._player = MediaPlayer(str(path), loop=loop)
+        if self._player.audio is None:
+            raise ValueError(f"{path} has no audio stream")
+        await self._publish(self._player.audio)
+
+    async def publish_video_only(self) -> None:
+        """Publish a synthetic video track and no audio at all."""
+        await self._publish(VideoStreamTrack())
+
+    async def _publish(self, track: MediaStreamTrack, timeout: float = 15.0) -> None:
+        if self.handle is None:
+            await self.join()
+        assert self.handle is not None
+        pc = self.pc = RTCPeerConnection(rtc_configuration())
+        pc.addTransceiver(track, direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        _, answer = await self.session.message(
+            self.handle, {"request": "publish", "display": self.display},
+            jsep={"type": "offer", "sdp": pc.localDescription.sdp})
+        if answer is None:
+            raise RuntimeError("Janus sent no answer to the publish offer")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await self.session.trickle_completed(self.handle)
+        async with asyncio.timeout(timeout):
+            while pc.connectionState != "connected":
+                if pc.connectionState in ("failed", "closed"):
+                    raise RuntimeError(f"the publisher's ICE/DTLS {pc.connectionState}")
+                await asyncio.sleep(0.05)
+
+    async def leave(self) -> None:
+        """Leave the room cleanly (``leave``), then close the peer connection and session."""
+        if self.handle is not None:
+            with contextlib.suppress(Exception):
+                await self.session.message(self.handle, {"request": "leave"}, timeout=3)
+            self.handle = None
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+        if self._player is not None:
+            for track in (self._player.audio, self._player.video):
+                if track is not None:
+                    track.stop()
+            self._player = None
+        await self.session.destroy()
+
+    async def __aenter__(self) -> Publisher:
+        await self.join()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.leave()
+
+
+async def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    session = JanusSession(parse_janus_url(url))
+    try:
+        await session.create()
+        handle = await session.attach(VIDEOROOM)
+        data, _ = await session.message(handle, body)
+        return data
+    finally:
+        await session.destroy()
+
+
+async def list_participants(url: str) -> list[dict[str, Any]]:
+    """The room's participants as Janus lists them (``display``, ``publisher``, ...)."""
+    address: JanusAddress = parse_janus_url(url)
+    data = await _admin(url, {"request": "listparticipants", "room": address.room})
+    return list(data.get("participants", []))
+
+
+async def create_room(url: str, secret: str) -> None:
+    """Create the room named by ``url`` (not permanent), with admin ``secret``."""
+    room = parse_janus_url(url).room
+    await _admin(url, {"request": "create", "room": room, "secret": secret,
+                       "publishers": 16, "audiocodec": "opus"})
+
+
+async def destroy_room(url: str, secret: str) -> None:
+    """Destroy the room named by ``url``; its participants get a ``destroyed`` event."""
+    room = parse_janus_url(url).room
+    await _admin(url, {"request": "destroy", "room": room, "secret": secret})
