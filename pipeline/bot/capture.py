@@ -3,8 +3,8 @@
 :class:`TrackCapture` consumes one participant's WebRTC track. Frames arrive as 48 kHz Opus
 decoded by aiortc; while the policy says no for that participant they are dropped on arrival
 and the segmenter forgets what it held, so audio from an "off" period is never even cut into
-an utterance. Otherwise frames are resampled (PyAV) and fed to the voice-activity segmenter;
-each utterance is handed to the meeting's :class:`MeetingCapture`.
+an utterance. Otherwise frames are resampled (PyAV, five frames per call) and fed to the
+voice-activity segmenter; each utterance is handed to the meeting's :class:`MeetingCapture`.
 
 :class:`MeetingCapture` seals each utterance at once, in memory, with the meeting's audio data
 key, the participant and position bound in. Storing and enqueueing happen in a writer task off
@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import av
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from keys.errors import KeyRevoked, NotFound, StoreUnavailable
@@ -39,6 +40,9 @@ __all__ = ["CaptureStats", "MeetingCapture", "TrackCapture"]
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+#: frames resampled and segmented together: 5 x 20 ms costs a third of 5 separate calls
+#: and delays an utterance's end by at most 80 ms
+BATCH_FRAMES = 5
 _WRITE_BATCH = 32
 
 
@@ -180,6 +184,8 @@ class TrackCapture:
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self._segmenter: Segmenter | None = None
         self._origin_ms = 0
+        self._pending: list[np.ndarray] = []  # decoded frames not yet resampled
+        self._shape: tuple[str, str, int] | None = None
 
     def _meeting_ms(self) -> int:
         return int((time.time() - self.capture.policy.meeting.created) * 1000)
@@ -197,18 +203,39 @@ class TrackCapture:
                 if not policy.transcribes(self.participant):
                     stats.frames_off += 1
                     self._segmenter = None  # forget the utterance in progress
+                    self._pending.clear()
                     continue
                 if not isinstance(frame, av.AudioFrame):
                     continue
                 if self._segmenter is None:
                     self._segmenter = Segmenter(self.config)
                     self._origin_ms = self._meeting_ms()
-                for out in self._resampler.resample(frame):
-                    for utt in self._segmenter.feed(out.to_ndarray().tobytes()):
-                        await self.capture.submit(self.participant,
-                                                  self._origin_ms + utt.start_ms, utt.pcm)
+                    self._shape = None
+                shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if shape != self._shape:
+                    await self._process()  # one batch holds frames of one shape only
+                    self._shape = shape
+                self._pending.append(frame.to_ndarray())
+                if len(self._pending) >= BATCH_FRAMES:
+                    await self._process()
         finally:
+            await self._process()
             await self._flush()
+
+    async def _process(self) -> None:
+        """Resample and segment the frames held: one call per batch, not per frame."""
+        if not self._pending or self._shape is None or self._segmenter is None:
+            self._pending.clear()
+            return
+        fmt, layout, rate = self._shape
+        batch = av.AudioFrame.from_ndarray(np.concatenate(self._pending, axis=1), format=fmt,
+                                           layout=layout)
+        batch.sample_rate = rate
+        self._pending.clear()
+        for out in self._resampler.resample(batch):
+            for utt in self._segmenter.feed(out.to_ndarray().tobytes()):
+                await self.capture.submit(self.participant, self._origin_ms + utt.start_ms,
+                                          utt.pcm)
 
     async def _flush(self) -> None:
         segmenter, self._segmenter = self._segmenter, None

@@ -47,6 +47,8 @@ class PcmTrack(MediaStreamTrack):
         self.finished = asyncio.Event()
         #: wall-clock time (time.time()) at which the last sample was sent
         self.ended_at: float | None = None
+        #: frames sent more than 100 ms after their time (the sender could not keep up)
+        self.late = 0
 
     @property
     def duration(self) -> float:
@@ -61,6 +63,8 @@ class PcmTrack(MediaStreamTrack):
         wait = self._start + index * FRAME_MS / 1000 / self.speed - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+        elif wait < -0.1:
+            self.late += 1
         chunk = self.samples[self._pos:self._pos + self.per_frame]
         if chunk.size < self.per_frame:
             if self.ended_at is None:
