@@ -148,6 +148,14 @@ class LocalKeyring:
         self.root = Path(root)
         self._clock = clock
 
+    def health(self) -> None:
+        if self.root.exists():
+            if not self.root.is_dir():
+                raise KeyringCorrupt(f"the keyring path {self.root} is not a directory")
+            if self.root.stat().st_mode & 0o077:
+                raise KeyringPermissions(f"the keyring directory {self.root} is open to "
+                                         "other users; it must be mode 0700")
+
     # -- files -------------------------------------------------------------------------
 
     def _path(self, tenant_id: str) -> Path:

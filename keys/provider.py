@@ -28,6 +28,11 @@ class KeyProvider(Protocol):
 
     name: str
 
+    def health(self) -> None:
+        """Raise :class:`keys.errors.KeyUnavailable` (or a :class:`KeyringError`) if this
+        provider cannot serve keys right now; used by health checks."""
+        ...
+
     def create(self, tenant_id: str) -> int:
         """Create the tenant's key (version 1) and return its primary version."""
         ...

@@ -36,6 +36,10 @@ class ProviderRouter:
             raise KeyUnavailable(f"key provider {name!r} is not configured here "
                                  "(see SEALSCRIBE_KEY_PROVIDER and SEALSCRIBE_TRANSIT_*)") from None
 
+    def health(self) -> None:
+        for provider in self.providers.values():
+            provider.health()
+
     def create(self, tenant_id: str) -> int:
         return self.provider_for(tenant_id).create(tenant_id)
 

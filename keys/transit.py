@@ -111,6 +111,13 @@ class TransitKeyProvider:
             self._client = client
         return self._client
 
+    def health(self) -> None:
+        status: dict[str, Any] = self._call(
+            lambda: self.client.sys.read_health_status(method="GET"))
+        if not isinstance(status, dict) or status.get("sealed") \
+                or not status.get("initialized", True):
+            raise KeyUnavailable(f"the KMS at {self.config.url} is sealed or uninitialised")
+
     def _key(self, tenant_id: str) -> str:
         return f"{self.config.key_prefix}{tenant_id}"
 

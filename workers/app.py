@@ -16,6 +16,7 @@ from celery import Celery
 from celery.signals import setup_logging
 
 from pipeline.config import get_settings
+from pipeline.store import schema
 
 __all__ = ["app"]
 
@@ -38,7 +39,7 @@ def make_app() -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
-        task_default_queue="sealscribe",
+        task_default_queue=schema.CELERY_QUEUE,
         worker_send_task_events=False,
         beat_schedule={"retention-purge": {"task": PURGE,
                                            "schedule": float(settings.purge_interval)}},

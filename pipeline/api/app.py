@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, Metric
+from prometheus_client.registry import Collector
 
-from pipeline.api import meetings, problems, whip
+from pipeline.api import captions, health, keys, meetings, problems, tenant, whip
 from pipeline.bot.ice import configure_ice
 from pipeline.bot.whip import WhipIngest
 from pipeline.config import get_settings
+from pipeline.metrics import QueueCollector
 from pipeline.runtime import Runtime, default_actor
+from pipeline.services.health import queue_depth
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -26,6 +30,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         configure_ice(runtime.settings.ice_hosts)
         app.state.runtime = runtime
         app.state.whip = WhipIngest(runtime)
+        app.state.registry = _registry(runtime)
         try:
             yield
         finally:
@@ -45,6 +50,22 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
                                          "bytes", "body-too-large")
         return await call_next(request)
 
-    app.include_router(meetings.router)
-    app.include_router(whip.router)
+    for module in (tenant, meetings, whip, captions, keys, health):
+        app.include_router(module.router)
     return app
+
+
+def _registry(rt: Runtime) -> CollectorRegistry:
+    """The process's metrics plus queue depth read from Redis at scrape time."""
+    registry = CollectorRegistry()
+    registry.register(_Forward(REGISTRY))
+    registry.register(QueueCollector(lambda: queue_depth(rt)))
+    return registry
+
+
+class _Forward(Collector):
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()

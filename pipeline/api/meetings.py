@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.api.auth import CurrentTenant, RuntimeDep
 from pipeline.api.problems import problem_responses
+from pipeline.formats import render
 from pipeline.models import BotStatus, Meeting
 from pipeline.services import bots, meetings
+from pipeline.services.privacy import privacy_report
+from pipeline.services.transcripts import read_transcript
 
 __all__ = ["router"]
 
@@ -119,3 +123,58 @@ def bot(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
 def leave(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
     """Call the bot back: it flushes what policy allows and leaves."""
     return BotOut.of(bots.leave_meeting(rt, meeting_id, tenant.id))
+
+
+@router.delete("/{meeting_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+def delete(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> Response:
+    """Crypto-shred the meeting: its data keys are destroyed first, then every record."""
+    meetings.delete_meeting(rt, meeting_id, tenant.id)
+    return Response(status_code=204)
+
+
+class Format(StrEnum):
+    txt = "txt"
+    srt = "srt"
+    vtt = "vtt"
+    json = "json"
+
+
+MEDIA = {"txt": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
+         "vtt": "text/vtt; charset=utf-8", "json": "application/json"}
+
+
+@router.get("/{meeting_id}/transcript", response_class=Response, responses={
+    200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in MEDIA.values()},
+          "description": "the transcript, opened for you (audited with purpose deliver)"}})
+def transcript(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep,
+               format: Format = Format.txt) -> Response:
+    segments = read_transcript(rt, meeting_id, tenant.id)
+    body = render(segments, format.value)
+    return Response(body, media_type=MEDIA[format.value], headers={
+        "Content-Disposition": f'attachment; filename="{meeting_id}.{format.value}"',
+        "Cache-Control": "no-store"})
+
+
+class PrivacyOut(BaseModel):
+    meeting_id: str
+    transcription_now: bool
+    switches: list[tuple[float, str, str]]
+    consent_changes: list[tuple[float, str, str]]
+    key_uses: dict[str, int]
+    purged: dict[str, int]
+    transcript_segments: int
+    audio_pending: int
+    audit_intact: bool
+    audit_problems: list[str]
+
+
+@router.get("/{meeting_id}/privacy")
+def privacy(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> PrivacyOut:
+    """When transcription was on, who opened what with which purpose, what was purged."""
+    r = privacy_report(rt, meeting_id, tenant.id)
+    return PrivacyOut(meeting_id=r.meeting_id, transcription_now=r.transcription_now,
+                      switches=list(r.switches), consent_changes=list(r.consent_changes),
+                      key_uses=r.key_uses, purged=r.purged,
+                      transcript_segments=r.transcript_segments, audio_pending=r.audio_pending,
+                      audit_intact=r.audit_intact, audit_problems=list(r.audit_problems))

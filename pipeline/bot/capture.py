@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from keys.errors import KeyRevoked, NotFound, StoreUnavailable
 from keys.types import DataKey, KeyUse, Purpose
+from pipeline import metrics
 from pipeline.audio.segmenter import Segmenter, SegmenterConfig
 from pipeline.bot.policy import MeetingPolicy
 from pipeline.models import AudioSegment, Meeting, SealedSegment
@@ -89,6 +90,7 @@ class MeetingCapture:
             # Off means off: what waits here unstored is discarded, not stored for the
             # worker to purge later.
             self.stats.dropped_policy += len(self._backlog)
+            metrics.SEGMENTS_DROPPED.labels("policy").inc(len(self._backlog))
             self._backlog.clear()
             self._backlog_bytes = 0
 
@@ -107,30 +109,34 @@ class MeetingCapture:
     async def submit(self, participant: str, start_ms: int, pcm: bytes) -> None:
         """Seal one utterance (if the policy still allows it) and queue it for storing."""
         if not self.policy.transcribes(participant):
-            self.stats.dropped_policy += 1
-            return
+            return self._dropped("policy")
         try:
             key = await self._data_key()
         except (KeyRevoked, NotFound):
-            self.stats.dropped_policy += 1
-            return
+            return self._dropped("policy")
         except StoreUnavailable:
-            self.stats.dropped_backlog += 1  # no key without Redis: cannot seal, so drop
-            return
+            return self._dropped("backlog")  # no key without Redis: cannot seal, so drop
         if not self.policy.transcribes(participant):  # changed while we fetched the key
-            self.stats.dropped_policy += 1
-            return
+            return self._dropped("policy")
         segment = AudioSegment(participant, start_ms, start_ms, SAMPLE_RATE, pcm)
         sealed = seal_audio(key, self.tenant_id, self.meeting_id, segment)
         self.stats.sealed += 1
+        metrics.SEGMENTS_SEALED.inc()
         if self._backlog_bytes + len(sealed.sealed) > self.backlog_limit:
-            self.stats.dropped_backlog += 1
+            self._dropped("backlog")
             log.warning("meeting %s: capture backlog full (%d segments); dropped one",
                         self.meeting_id, len(self._backlog))
             return
         self._backlog.append(sealed)
         self._backlog_bytes += len(sealed.sealed)
         self._wake.set()
+
+    def _dropped(self, reason: str) -> None:
+        if reason == "policy":
+            self.stats.dropped_policy += 1
+        else:
+            self.stats.dropped_backlog += 1
+        metrics.SEGMENTS_DROPPED.labels(reason).inc()
 
     async def writer(self) -> None:
         """Store and enqueue sealed segments until cancelled; retries while Redis is away."""
@@ -154,6 +160,7 @@ class MeetingCapture:
                         self._backlog.popleft()
                         self._backlog_bytes -= len(sealed.sealed)
                         self.stats.stored += 1
+                        metrics.SEGMENTS_STORED.inc()
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait (bounded) until everything sealed so far is stored."""
@@ -193,6 +200,7 @@ class TrackCapture:
     async def run(self) -> None:
         stats = self.capture.stats
         policy = self.capture.policy
+        frames_on, frames_off = metrics.FRAMES.labels("captured"), metrics.FRAMES.labels("off")
         try:
             while True:
                 try:
@@ -202,6 +210,7 @@ class TrackCapture:
                 stats.frames += 1
                 if not policy.transcribes(self.participant):
                     stats.frames_off += 1
+                    frames_off.inc()
                     self._segmenter = None  # forget the utterance in progress
                     self._pending.clear()
                     continue
@@ -215,6 +224,7 @@ class TrackCapture:
                 if shape != self._shape:
                     await self._process()  # one batch holds frames of one shape only
                     self._shape = shape
+                frames_on.inc()
                 self._pending.append(frame.to_ndarray())
                 if len(self._pending) >= BATCH_FRAMES:
                     await self._process()

@@ -8,6 +8,7 @@ import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from keys.errors import InvalidInput, KeyRevoked
 from pipeline.formats import render
@@ -49,26 +50,37 @@ def export_tenant(rt: Runtime, tenant_id: str, out: Path) -> ExportReport:
         raise InvalidInput(f"the directory {out.parent} does not exist")
     part = out.with_name(out.name + ".part")
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    segments = 0
     try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-            meetings = rt.store.meetings.list(tenant_id)
-            zf.writestr("tenant.json", json.dumps(asdict(tenant), indent=2))
-            for m in meetings:
-                transcript = read_transcript(rt, m.id, tenant_id)
-                segments += len(transcript)
-                meta = {**asdict(m), "opted_out": sorted(m.opted_out)}
-                zf.writestr(f"meetings/{m.id}/meeting.json", json.dumps(meta, indent=2))
-                zf.writestr(f"meetings/{m.id}/transcript.json", render(transcript, "json"))
-                zf.writestr(f"meetings/{m.id}/transcript.vtt", render(transcript, "vtt"))
-            entries = rt.keys.audit.entries(tenant_id)
-            zf.writestr("audit.jsonl", "".join(e.to_json() + "\n" for e in entries))
+        with os.fdopen(fd, "wb") as fh:
+            counts = write_export(rt, tenant_id, fh)
         os.replace(part, out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         raise
-    return ExportReport(str(out), len(meetings), segments, len(entries))
+    return ExportReport(str(out), *counts)
+
+
+def write_export(rt: Runtime, tenant_id: str, fh: BinaryIO) -> tuple[int, int, int]:
+    """The export archive written to ``fh`` (a file, or memory for the API); returns the
+    numbers of meetings, transcript segments and audit entries in it."""
+    tenant = rt.store.tenants.get(tenant_id)
+    if tenant.revoked:
+        raise KeyRevoked(f"the key of tenant {tenant_id} was revoked: nothing can be opened")
+    segments = 0
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+        meetings = rt.store.meetings.list(tenant_id)
+        zf.writestr("tenant.json", json.dumps(asdict(tenant), indent=2))
+        for m in meetings:
+            transcript = read_transcript(rt, m.id, tenant_id)
+            segments += len(transcript)
+            meta = {**asdict(m), "opted_out": sorted(m.opted_out)}
+            zf.writestr(f"meetings/{m.id}/meeting.json", json.dumps(meta, indent=2))
+            zf.writestr(f"meetings/{m.id}/transcript.json", render(transcript, "json"))
+            zf.writestr(f"meetings/{m.id}/transcript.vtt", render(transcript, "vtt"))
+        entries = rt.keys.audit.entries(tenant_id)
+        zf.writestr("audit.jsonl", "".join(e.to_json() + "\n" for e in entries))
+    return len(meetings), segments, len(entries)
 
 
 def erase_tenant(rt: Runtime, tenant_id: str) -> ErasureReport:

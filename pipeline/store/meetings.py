@@ -124,7 +124,7 @@ class MeetingStore:
         """Delete every record of the meeting. Call :meth:`shred_keys` first."""
         doomed = [schema.meeting_keys(meeting.id), schema.meeting(meeting.id),
                   schema.meeting_optout(meeting.id), schema.meeting_audio(meeting.id),
-                  schema.meeting_transcript(meeting.id)]
+                  schema.meeting_transcript(meeting.id), schema.meeting_captions(meeting.id)]
         for pattern in schema.meeting_pattern(meeting.id):
             doomed.extend(k.decode() for k in self.r.scan_iter(match=pattern, count=1000))
         pending = [schema.pending_member(meeting.id, as_str(sid))

@@ -24,6 +24,8 @@ ss:pending                     zset    every pending "{m}/{segment}", score = ti
 ss:lease:{m}:{segment}         string  worker holding a segment in a batch        lease TTL
 ss:audit:{t}                   list    audit entries (JSON, hash-chained)         none
 ss:audit:{t}:head              hash    count, hash of the last entry              none
+ss:meeting:{m}:captions        stream  one entry per stored transcript segment:   transcript TTL
+                                       its id only (live captions, resumable)
 ss:meeting:{m}:events          pubsub  "policy" / "leave": wakes bots at once     -
 ss:bot:{m}                     hash    state, reason, target (join URL), since,   none
                                        described (URL without pin), participants
@@ -110,6 +112,10 @@ def audit_head(tenant_id: str) -> str:
     return f"{PREFIX}audit:{tenant_id}:head"
 
 
+def meeting_captions(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:captions"
+
+
 def meeting_events(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:events"
 
@@ -121,6 +127,9 @@ def bot(meeting_id: str) -> str:
 def bot_owner(meeting_id: str) -> str:
     return f"{PREFIX}bot:{meeting_id}:owner"
 
+
+#: Celery's queue (a Redis list named by the queue): task messages, ids only
+CELERY_QUEUE = "sealscribe"
 
 BOTS_WANTED = f"{PREFIX}bots:wanted"
 BOTS_REQUESTS = f"{PREFIX}bots:requests"

@@ -9,7 +9,10 @@ from pipeline.models import SealedSegment, parse_segment_id
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
 
-__all__ = ["SegmentStore"]
+__all__ = ["CAPTION_HISTORY", "SegmentStore"]
+
+#: caption events kept per meeting for clients that reconnect (ids only; about 1 MB)
+CAPTION_HISTORY = 10_000
 
 
 class SegmentStore:
@@ -95,6 +98,9 @@ class SegmentStore:
         pipe.zadd(schema.meeting_transcript(segment.meeting_id), {sid: start_ms})
         pipe.delete(schema.audio(segment.meeting_id, sid))
         self._forget(pipe, segment.meeting_id, sid)
+        captions = schema.meeting_captions(segment.meeting_id)
+        pipe.xadd(captions, {"sid": sid}, maxlen=CAPTION_HISTORY, approximate=True)
+        pipe.expire(captions, ttl or self.transcript_ttl)
         pipe.execute()
 
     @redis_errors
@@ -109,6 +115,11 @@ class SegmentStore:
     def transcript(self, meeting_id: str) -> list[SealedSegment]:
         """The meeting's sealed transcript segments, ordered by start time."""
         sids = [as_str(s) for s in self.r.zrange(schema.meeting_transcript(meeting_id), 0, -1)]
+        return self.transcript_segments(meeting_id, sids)
+
+    @redis_errors
+    def transcript_segments(self, meeting_id: str, sids: list[str]) -> list[SealedSegment]:
+        """Those of ``sids`` still stored, in the order given."""
         if not sids:
             return []
         blobs = self.r.mget([schema.transcript(meeting_id, s) for s in sids])

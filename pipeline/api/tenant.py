@@ -1,0 +1,72 @@
+"""The calling tenant: who it is, its retention, and the export of everything it owns."""
+
+from __future__ import annotations
+
+import io
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.problems import problem_responses
+from pipeline.services.retention import (
+    MAX_AUDIO_TTL,
+    MAX_TRANSCRIPT_TTL,
+    retention,
+    set_retention,
+)
+from pipeline.services.rights import write_export
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/tenant", tags=["tenant"], responses=problem_responses(401, 503))
+
+
+class RetentionOut(BaseModel):
+    transcript_ttl: int = Field(description="seconds a transcript is kept")
+    audio_ttl: int = Field(description="longest audio may wait untranscribed, in seconds")
+
+
+class RetentionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transcript_ttl: int | None = Field(default=None, ge=1, le=MAX_TRANSCRIPT_TTL)
+    audio_ttl: int | None = Field(default=None, ge=1, le=MAX_AUDIO_TTL)
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    created: float
+    revoked: bool
+    key_provider: str
+    retention: RetentionOut
+
+
+@router.get("")
+def me(tenant: CurrentTenant, rt: RuntimeDep) -> TenantOut:
+    r = retention(rt, tenant)
+    return TenantOut(id=tenant.id, name=tenant.name, created=tenant.created,
+                     revoked=tenant.revoked, key_provider=tenant.key_provider,
+                     retention=RetentionOut(transcript_ttl=r.transcript_ttl,
+                                            audio_ttl=r.audio_ttl))
+
+
+@router.put("/retention", responses=problem_responses(400))
+def put_retention(body: RetentionIn, tenant: CurrentTenant, rt: RuntimeDep) -> RetentionOut:
+    """Applies to content written from now on; the purge enforces it."""
+    r = set_retention(rt, tenant.id, body.transcript_ttl, body.audio_ttl)
+    return RetentionOut(transcript_ttl=r.transcript_ttl, audio_ttl=r.audio_ttl)
+
+
+@router.get("/export", response_class=Response, responses={
+    200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "every meeting's metadata and transcript (json, vtt) and the audit "
+                         "log; opened with purpose deliver, built in memory"},
+    **problem_responses(403)})
+async def export(tenant: CurrentTenant, rt: RuntimeDep) -> Response:
+    buf = io.BytesIO()
+    await run_in_threadpool(write_export, rt, tenant.id, buf)
+    return Response(buf.getvalue(), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="sealscribe-{tenant.id}.zip"',
+        "Cache-Control": "no-store"})
