@@ -1,83 +1,260 @@
-"""``sealscribe demo``: the embedded default, end to end, on this machine.
+"""``sealscribe demo``: the whole product on this machine, end to end.
 
-A tenant with its own key; a meeting with transcription off by default, then switched on; a
-short bundled recording (JFK's inaugural address, re-encoded, see ``demo_data/NOTICE.md``)
-decoded in memory, cut into utterances, sealed into Redis and transcribed by a real Celery
-worker (started here unless one is running); the transcript opened with the customer's key;
-a key rotation with everything still readable; a scan showing no plaintext in Redis or
-``$SEALSCRIBE_HOME``; a crypto-shredding delete; and the audit log verified.
+A tenant with its own key; a meeting (transcription off by default, then switched on); a
+Celery worker with tiny.en (started here unless one runs); the HTTP API on loopback; and a
+bundled four-person meeting (an AMI excerpt, see ``demo_data/NOTICE.md``) published as four
+participants over real WebRTC (WHIP, Opus) into it. Each utterance is sealed at capture,
+transcribed by the worker and printed as a live caption with its speaker's name. Then: the
+transcript opened with the customer's key, a purge report (no audio left; a word of the
+transcript searched for as a canary in Redis, logs, data and temp directories), the audit
+chain verified, and a crypto-shredding delete. With ``serve`` the API and console stay up.
+
+If Redis is not reachable at ``SEALSCRIBE_REDIS_URL``, :func:`private_redis` starts one in a
+temporary directory (``redis-server`` must be installed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from keys.errors import Conflict
+import redis
+
+from keys.errors import Conflict, StoreUnavailable
 from pipeline import services
+from pipeline.audio.decode import decode_file
 from pipeline.formats import render
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
-from pipeline.services.transcripts import read_transcript, submit_file, wait_for
+from pipeline.services.captions import follow_captions
+from pipeline.services.transcripts import read_transcript
+from pipeline.store import schema
 from workers.process import worker_process
 
-__all__ = ["DEMO_CLIP", "DemoResult", "run_demo"]
+__all__ = ["DEMO_MEETING", "DemoResult", "private_redis", "run_demo"]
 
-DEMO_CLIP = Path(__file__).with_name("demo_data") / "jfk.ogg"
-CANARY = "fellow Americans"
+DATA = Path(__file__).with_name("demo_data")
+#: the bundled meeting: participant name -> their headset track
+DEMO_MEETING = {f"Speaker {x}": DATA / f"ami-es2004-{x}.ogg" for x in "ABCD"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoResult:
     tenant_id: str
     meeting_id: str
+    participants: list[str]
+    seconds: float
+    captions: int
     segments: int
     transcript: str
-    primary_version: int
+    audio_left: int
+    canary: str
     plaintext_found: int
     audit_entries: int
     audit_intact: bool
-    readable_after_delete: bool
+    primary_version: int
+    readable_after_delete: bool | None
+    url: str | None = None
+    token: str | None = field(default=None, repr=False)
 
 
-def run_demo(rt: Runtime, say: Callable[[str], None] = print) -> DemoResult:
-    tenant, _token = services.create_tenant(rt, "Demo tenant")
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def private_redis(url: str) -> Iterator[str | None]:
+    """Yields None if Redis answers at ``url``; otherwise starts a private ``redis-server``
+    (no persistence, loopback only, in a temporary directory) and yields its URL."""
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        yield None
+        return
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        pass
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StoreUnavailable(
+            f"Redis is not reachable at {url} and redis-server is not installed: install it "
+            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set "
+            "SEALSCRIBE_REDIS_URL to a Redis you run")
+    workdir = tempfile.mkdtemp(prefix="sealscribe-redis-")
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603 - a fixed command line
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    private = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(private, socket_connect_timeout=0.5).ping()
+                break
+            except (redis.ConnectionError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise StoreUnavailable("the private redis-server did not start") from None
+                time.sleep(0.05)
+        yield private
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _canary(text: str) -> str:
+    """A word that was spoken and transcribed: it must now exist nowhere in the clear."""
+    words = sorted(set(re.findall(r"[A-Za-z]{6,}", text)), key=lambda w: (-len(w), w))
+    return words[0] if words else "sealscribe-canary"
+
+
+def run_demo(rt: Runtime, say: Callable[[str], None] = print, seconds: float | None = None,
+             serve: bool = False, host: str = "127.0.0.1", port: int = 8080) -> DemoResult:
+    """Run the demo; this process and the worker it starts use a private temporary
+    directory, which the plaintext scan searches and which is removed afterwards."""
+    temp = Path(tempfile.mkdtemp(prefix="sealscribe-demo-"))
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(temp)
+    try:
+        return asyncio.run(_run(rt, say, seconds, serve, host, port, temp))
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, serve: bool,
+               host: str, port: int, temp: Path) -> DemoResult:
+    import uvicorn
+
+    from pipeline.api.app import create_app
+    from pipeline.bot.ice import configure_ice
+    from pipeline.bot.publish import PcmTrack, WhipPublisher
+
+    configure_ice(rt.settings.ice_hosts or "127.0.0.1")
+    tenant, token = services.create_tenant(rt, "Demo tenant")
     say(f"1. tenant {tenant.id} created with its own key (provider: {tenant.key_provider})")
     meeting = services.create_meeting(rt, tenant.id)
-    say(f"2. meeting {meeting.id} created; transcription is "
-        f"{'on' if meeting.transcription else 'OFF'} by default")
+    say(f"2. meeting {meeting.id}: transcription is "
+        f"{'on' if meeting.transcription else 'OFF'} by default; the customer switches it on")
     services.set_transcription(rt, meeting.id, True)
-    say("3. transcription switched on by the customer")
-    with worker_process(rt.settings, rt.settings.log_dir / "demo-worker.log") as started:
-        say("   (started a Celery worker with the tiny.en model)" if started
-            else "   (using the worker that is already running)")
-        job = submit_file(rt, DEMO_CLIP, tenant.id, meeting.id)
-        say(f"4. {job.audio_seconds:.0f} s recording sealed into Redis as {job.segments} "
-            "segment(s) and queued (ids only)")
-        wait_for(rt, job, lambda *_: None, timeout=600)
-    segments = read_transcript(rt, meeting.id)
-    text = render(segments, "txt")
-    say("5. transcribed by the worker, audio deleted; transcript opened with your key:")
-    say("   " + text.strip().replace("\n", "\n   "))
 
-    report = services.rotate_keys(rt, tenant.id)
-    services.retire_keys(rt, tenant.id, report.primary_version)
-    if read_transcript(rt, meeting.id) != segments:
-        raise Conflict("the transcript did not survive key rotation")
-    say(f"6. key rotated to version {report.primary_version} ({report.rewrapped} data keys "
-        "rewrapped, no content re-encrypted), old versions retired: transcript still opens")
+    audio = {name: decode_file(path, 600) for name, path in DEMO_MEETING.items()}
+    if seconds is not None:
+        audio = {name: pcm[:int(seconds * 16000) * 2] for name, pcm in audio.items()}
+    length = max(len(pcm) for pcm in audio.values()) / 32000
 
-    found = scan(rt.store.redis, CANARY, rt.settings.home, temp_dir=rt.settings.home)
-    say(f"7. plaintext scan for {CANARY!r} in Redis and {rt.settings.home}: "
-        f"{'found nowhere' if not found else f'FOUND in {len(found)} places'}")
+    with worker_process(rt.settings, rt.settings.log_dir / "demo-worker.log",
+                        extra_env={"TMPDIR": str(temp)}) as started:
+        say("3. " + ("started a Celery worker (tiny.en)" if started
+                     else "using the Celery worker already running"))
+        api_port = port if serve else _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(rt), host=host, port=api_port,
+                                               log_config=None, access_log=False))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()
+                raise Conflict(f"the API could not listen on {host}:{api_port}")
+            await asyncio.sleep(0.05)
+        base = f"http://{host}:{api_port}"
+        captions = 0
 
+        async def follow() -> None:
+            nonlocal captions
+            async for caption in follow_captions(rt, meeting, "0"):
+                s = caption.segment
+                captions += 1
+                say(f"   [{s.start_ms / 1000:6.1f} s] {s.participant_id}: {s.text.strip()}")
+
+        follower = asyncio.create_task(follow())
+        publishers: list[WhipPublisher] = []
+        try:
+            say(f"4. publishing a {length:.0f} s meeting as {len(audio)} participants over "
+                "WebRTC (WHIP, Opus); live captions as the worker stores them:")
+            for name, pcm in audio.items():
+                pub = WhipPublisher(f"{base}/v1/meetings/{meeting.id}/whip", token,
+                                    PcmTrack(pcm), name)
+                await pub.start()
+                publishers.append(pub)
+            for pub in publishers:
+                assert isinstance(pub.track, PcmTrack)
+                await pub.track.finished.wait()
+            for pub in publishers:
+                await pub.stop()
+            publishers.clear()
+            deadline = time.monotonic() + 600
+            while rt.store.segments.pending_count(meeting.id) \
+                    or captions < rt.store.segments.transcript_count(meeting.id):
+                if time.monotonic() > deadline:
+                    raise Conflict("the worker did not finish in 10 minutes; see "
+                                   f"{rt.settings.log_dir / 'demo-worker.log'}")
+                await asyncio.sleep(0.2)
+        finally:
+            for pub in publishers:
+                await pub.stop()
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            if not serve:
+                server.should_exit = True
+                await serving
+
+        segments = read_transcript(rt, meeting.id)
+        text = render(segments, "txt")
+        say(f"5. transcript ({len(segments)} segments), opened with the customer's key:")
+        say("   " + text.strip().replace("\n", "\n   "))
+        report = services.rotate_keys(rt, tenant.id)
+        services.retire_keys(rt, tenant.id, report.primary_version)
+        if read_transcript(rt, meeting.id) != segments:
+            raise Conflict("the transcript did not survive key rotation")
+        say(f"6. key rotated to version {report.primary_version} ({report.rewrapped} data "
+            "keys rewrapped, no content re-encrypted): the transcript still opens")
+        audio_left = sum(1 for _ in rt.store.redis.scan_iter(schema.audio(meeting.id, "*")))
+        canary = _canary(text)
+        found = scan(rt.store.redis, canary, rt.settings.home, temp_dir=temp)
+        say(f"7. purge report: audio segments left: {audio_left}; canary {canary!r} (a "
+            "transcribed word) in Redis, Celery messages, logs, data and temp directories: "
+            + ("found nowhere" if not found else f"FOUND in {len(found)} places"))
+        verdict = services.audit_verify(rt, tenant.id)
+        say(f"8. audit log: {verdict.entries} hash-chained entries, "
+            f"{'intact' if verdict.ok else 'TAMPERED'}")
+        result = DemoResult(tenant.id, meeting.id, sorted(audio), round(length, 1), captions,
+                            len(segments), text, audio_left, canary, len(found), verdict.entries, verdict.ok,
+                            report.primary_version, None)
+        if serve:
+            result.url, result.token = base, token
+            say(f"9. serving the API and console at {base}/ (token: {token}); Ctrl-C stops")
+            await _until_interrupted()
+            server.should_exit = True
+            await serving
+            return result
     services.delete_meeting(rt, meeting.id)
-    readable = bool(rt.store.segments.transcript(meeting.id))
-    say("8. meeting deleted: data keys shredded, records gone, old key versions retired")
-    verdict = services.audit_verify(rt, tenant.id)
-    say(f"9. audit log: {verdict.entries} hash-chained entries, "
-        f"{'intact' if verdict.ok else 'TAMPERED'}")
-    primary = services.key_status(rt, tenant.id).status.primary_version
-    return DemoResult(tenant.id, meeting.id, job.segments, text, primary, len(found),
-                      verdict.entries, verdict.ok, readable)
+    result.readable_after_delete = bool(rt.store.segments.transcript(meeting.id))
+    result.primary_version = services.key_status(rt, tenant.id).status.primary_version
+    say("9. meeting deleted: data keys shredded, records gone, old key versions retired")
+    return result
+
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+

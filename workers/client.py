@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from workers.app import TRANSCRIBE, app
 
-__all__ = ["enqueue_transcribe", "workers_alive"]
+__all__ = ["enqueue_transcribe", "use_broker", "workers_alive"]
 
 
 def enqueue_transcribe(meeting_id: str, segment_id: str) -> None:
@@ -16,3 +16,13 @@ def enqueue_transcribe(meeting_id: str, segment_id: str) -> None:
 def workers_alive(timeout: float = 1.0) -> int:
     """How many workers answer a ping."""
     return len(app.control.ping(timeout=timeout) or [])
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery client at ``url`` (the demo's private Redis, a test's
+    database), dropping connections it pooled for another one."""
+    app.conf.broker_url = url
+    app.conf.result_backend = url
+    # kombu keeps its pools per connection URL: forget ours, and the new URL gets its own.
+    app._pool = None
+    app.amqp._producer_pool = None

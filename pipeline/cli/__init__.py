@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import typer
@@ -33,12 +34,33 @@ meeting.app.command("transcript")(work.transcript)
 
 @app.command("demo")
 @guarded
-def demo(as_json: bool = JsonOption) -> None:
-    """The embedded default, end to end on this machine."""
-    say: Callable[[str], None] = (lambda _: None) if as_json else console.print
-    result = run_demo(runtime(), say)
+def demo(seconds: float | None = typer.Option(None, "--seconds", min=2,
+                                               help="Publish only this much of the meeting."),
+         serve: bool = typer.Option(False, "--serve",
+                                    help="Keep the API and console running afterwards."),
+         host: str = typer.Option("127.0.0.1", "--host", help="With --serve: address."),
+         port: int = typer.Option(8080, "--port", help="With --serve: port."),
+         as_json: bool = JsonOption) -> None:
+    """The embedded default: a four-person meeting over WebRTC, sealed, transcribed live."""
+    from pipeline.config import get_settings
+    from pipeline.demo import private_redis
+    from workers.client import use_broker
+
+    def say(message: str) -> None:
+        if not as_json:  # transcript text is shown as it is, never as Rich markup
+            console.print(message, markup=False, highlight=False)
+
+    with private_redis(get_settings().redis_url) as private:
+        if private is not None:
+            say(f"(Redis is not reachable at {get_settings().redis_url}: started a private "
+                "redis-server for this demo)")
+            os.environ["SEALSCRIBE_REDIS_URL"] = private
+            get_settings.cache_clear()
+            use_broker(private)
+        result = run_demo(runtime(), say, seconds, serve, host, port)
     emit(as_json, result, lambda: None)
-    if not result.audit_intact or result.readable_after_delete or result.plaintext_found:
+    if not result.audit_intact or result.readable_after_delete or result.plaintext_found \
+            or result.audio_left:
         raise typer.Exit(1)
 
 

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from pipeline.config import get_settings
-from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, use_broker, worker_env
+from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, worker_env
+from workers.client import use_broker
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from pipeline.models import BotState
 from pipeline.runtime import Runtime
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
 from tests.conftest import TEST_REDIS_URL
-from tests.integration.workers import use_broker
+from workers.client import use_broker
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
-"""``sealscribe demo`` as a user runs it (a subprocess): real Redis, a real worker it starts,
-the real model; it prints the transcript and leaves nothing readable."""
+"""``sealscribe demo`` as a user runs it (a subprocess): real Redis (or a private one it
+starts), a real worker it starts, the real model, four participants over real WebRTC; it
+prints live captions and the transcript and leaves nothing readable behind."""
 
 from __future__ import annotations
 
@@ -7,21 +8,41 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import redis
 
 from pipeline.config import Settings
+from tests.integration.api import free_port
+
+
+def run_demo(env: dict[str, str], *args: str) -> dict[str, object]:
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--json", *args],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out: dict[str, object] = json.loads(result.stdout)
+    return out
 
 
 def test_demo_runs_end_to_end(settings: Settings, redis_client: redis.Redis) -> None:
     env = {**os.environ, "SEALSCRIBE_REDIS_URL": settings.redis_url,
            "SEALSCRIBE_HOME": str(settings.home)}
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--json"], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = json.loads(result.stdout)
-    assert "ask not what your country can do for you" in out["transcript"].lower()
-    assert out["plaintext_found"] == 0 and out["audit_intact"] is True
-    assert out["readable_after_delete"] is False
+    out = run_demo(env, "--seconds", "15")
+    transcript = str(out["transcript"])
+    speakers = {line.split("] ")[1].split(":")[0] for line in transcript.splitlines()}
+    assert len(speakers) >= 3 and speakers <= {f"Speaker {x}" for x in "ABCD"}
+    assert out["captions"] == out["segments"]  # every segment arrived as a live caption
+    assert int(str(out["segments"])) >= len(transcript.splitlines())
+    assert out["audio_left"] == 0 and out["plaintext_found"] == 0
+    assert out["audit_intact"] is True and out["readable_after_delete"] is False
     assert not list(redis_client.scan_iter(f"ss:*{out['meeting_id']}*"))
     assert out["primary_version"] == 3  # rotated once, then again by the crypto-shred
+
+
+def test_demo_starts_a_private_redis_when_none_answers(tmp_path: Path) -> None:
+    env = {**os.environ, "SEALSCRIBE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "SEALSCRIBE_HOME": str(tmp_path / "home")}
+    out = run_demo(env, "--seconds", "6")
+    assert out["audit_intact"] is True and out["audio_left"] == 0
+    leftover = subprocess.run(["pgrep", "-f", "sealscribe-redis-"], capture_output=True)
+    assert leftover.returncode == 1, "the private redis-server was left running"

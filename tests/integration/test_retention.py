@@ -16,7 +16,7 @@ from pipeline.models import AudioSegment, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
 from pipeline.services.retention import purge_expired, set_retention
-from tests.integration.workers import use_broker
+from workers.client import use_broker
 
 
 def test_content_expires_and_the_meeting_is_shredded(rt: Runtime,

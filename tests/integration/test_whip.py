@@ -21,7 +21,7 @@ from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.api import serve_api
-from tests.integration.workers import use_broker
+from workers.client import use_broker
 
 pytestmark = pytest.mark.integration
 

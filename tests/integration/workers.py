@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from workers.client import use_broker
+
 #: Worker tests get their own database: flushing one under a running worker would also
 #: delete Celery's queue bindings.
 WORKER_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_WORKER_REDIS_URL",
@@ -61,13 +63,4 @@ def wait_until(predicate, timeout: float = 60, poll: float = 0.1) -> None:  # ty
         time.sleep(poll)
 
 
-def use_broker(url: str) -> None:
-    """Point this test process's Celery client at ``url``, dropping connections it pooled
-    for another database (otherwise tasks would still go to the old one)."""
-    from workers.app import app
-
-    app.conf.broker_url = url
-    app.conf.result_backend = url
-    # kombu keeps its pools per connection URL: forget ours, and the new URL gets its own.
-    app._pool = None
-    app.amqp._producer_pool = None
+__all__ = ["WORKER_REDIS_URL", "WorkerProcess", "use_broker", "wait_until", "worker_env"]
