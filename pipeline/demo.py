@@ -235,8 +235,8 @@ async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, s
         say(f"8. audit log: {verdict.entries} hash-chained entries, "
             f"{'intact' if verdict.ok else 'TAMPERED'}")
         result = DemoResult(tenant.id, meeting.id, sorted(audio), round(length, 1), captions,
-                            len(segments), text, audio_left, canary, len(found), verdict.entries, verdict.ok,
-                            report.primary_version, None)
+                            len(segments), text, audio_left, canary, len(found),
+                            verdict.entries, verdict.ok, report.primary_version, None)
         if serve:
             result.url, result.token = base, token
             say(f"9. serving the API and console at {base}/ (token: {token}); Ctrl-C stops")

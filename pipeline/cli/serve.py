@@ -26,9 +26,18 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
 
 @guarded
 def bots(max_bots: int = typer.Option(50, "--max", min=1,
-                                      help="Most meetings this process runs bots in.")) -> None:
+                                      help="Most meetings this process runs bots in."),
+         metrics_port: int = typer.Option(0, "--metrics-port", min=0, max=65535,
+                                          help="Serve Prometheus metrics on this port "
+                                               "(0: off)."),
+         metrics_host: str = typer.Option("127.0.0.1", "--metrics-host")) -> None:
     """Run the bot service: takes join requests and keeps each bot in its meeting."""
+    from prometheus_client import start_http_server
+
     from pipeline.bot.service import BotService
+
+    if metrics_port:
+        start_http_server(metrics_port, addr=metrics_host)
 
     service = BotService(runtime(), max_bots)
 
