@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.api import captions, health, keys, meetings, problems, tenant, whip
+from pipeline.api import captions, console, health, keys, meetings, problems, tenant, whip
 from pipeline.bot.ice import configure_ice
 from pipeline.bot.whip import WhipIngest
 from pipeline.config import get_settings
@@ -27,7 +27,8 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = rt or Runtime.from_settings(get_settings(), default_actor("api"))
-        configure_ice(runtime.settings.ice_hosts)
+        if runtime.settings.ice_hosts:  # else leave the process's setting alone
+            configure_ice(runtime.settings.ice_hosts)
         app.state.runtime = runtime
         app.state.whip = WhipIngest(runtime)
         app.state.registry = _registry(runtime)
@@ -50,7 +51,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
                                          "bytes", "body-too-large")
         return await call_next(request)
 
-    for module in (tenant, meetings, whip, captions, keys, health):
+    for module in (tenant, meetings, whip, captions, keys, health, console):
         app.include_router(module.router)
     return app
 

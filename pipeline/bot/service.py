@@ -45,7 +45,8 @@ class BotService:
         self._stopping.set()
 
     async def run(self) -> None:
-        configure_ice(self.rt.settings.ice_hosts)
+        if self.rt.settings.ice_hosts:
+            configure_ice(self.rt.settings.ice_hosts)
         maintenance = asyncio.create_task(self._maintain())
         try:
             while not self._stopping.is_set():

@@ -1,0 +1,644 @@
+// sealscribe console: a thin client of the /v1 API. No framework, no build step.
+//
+// Rules kept here: the token lives in sessionStorage only (nothing persistent, no cookie);
+// content from the API (transcripts, names, errors) is only ever written with textContent;
+// the transcription switch shows what the server answered, never an optimistic guess.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "sealscribe.token";
+  const AUDIT_LIMIT = 25;
+  const BOT_POLL_MS = 2000;
+  const MAX_CAPTIONS = 500;
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    token: null,
+    tenant: null,
+    meetings: [],
+    meeting: null, // the selected meeting, as the API last returned it
+    captions: null, // {meetingId, cursor, socket, retry, timer, stopped, opened}
+    botTimer: null,
+    bot: null,
+    seen: new Set(), // participant names heard in the selected meeting
+    auditPage: null, // null: the newest page
+    auditShown: 0, // the page on screen
+    busy: new WeakSet(),
+  };
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+    }
+  }
+
+  // ---- feedback -----------------------------------------------------------------------
+
+  function showError(message) {
+    $("error-text").textContent = message;
+    $("error").hidden = false;
+  }
+
+  function clearError() {
+    $("error").hidden = true;
+    $("error-text").textContent = "";
+  }
+
+  function notify(message) {
+    $("notice").textContent = message;
+  }
+
+  // Runs a user action: clears old feedback, shows an API error's detail if it fails, and
+  // ignores repeats of the same control while the first is still under way.
+  function action(control, fn) {
+    return async (event) => {
+      if (event) event.preventDefault();
+      if (state.busy.has(control)) return;
+      state.busy.add(control);
+      control.setAttribute("aria-busy", "true");
+      clearError();
+      try {
+        await fn(event);
+      } catch (err) {
+        report(err);
+      } finally {
+        state.busy.delete(control);
+        control.removeAttribute("aria-busy");
+      }
+    };
+  }
+
+  function report(err) {
+    if (err instanceof ApiError) showError(err.message);
+    else showError(`unexpected problem in the console: ${err && err.message ? err.message : err}`);
+  }
+
+  // ---- the API ------------------------------------------------------------------------
+
+  async function api(method, path, body, raw = false) {
+    const headers = { Authorization: `Bearer ${state.token}` };
+    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, `the API cannot be reached (${err.message})`);
+    }
+    if (!resp.ok) {
+      let detail = `${resp.status} ${resp.statusText}`;
+      try {
+        const problem = await resp.json();
+        if (problem && typeof problem.detail === "string") detail = problem.detail;
+      } catch (_) { /* not problem+json: keep the status line */ }
+      if (resp.status === 401 && state.tenant !== null) {
+        logout();
+        detail = `you were logged out: ${detail}`;
+      }
+      throw new ApiError(resp.status, detail);
+    }
+    if (raw) return resp;
+    if (resp.status === 204) return null;
+    return resp.json();
+  }
+
+  const meetingPath = (id, rest = "") => `/v1/meetings/${encodeURIComponent(id)}${rest}`;
+
+  // ---- formatting ---------------------------------------------------------------------
+
+  const when = (seconds) => new Date(seconds * 1000).toLocaleString();
+
+  function clock(ms) {
+    const s = Math.floor(ms / 1000);
+    const mm = String(Math.floor(s / 60)).padStart(2, "0");
+    const ss = String(s % 60).padStart(2, "0");
+    return `${mm}:${ss}`;
+  }
+
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  // ---- log in / out -------------------------------------------------------------------
+
+  async function login(token) {
+    state.token = token;
+    let tenant;
+    try {
+      tenant = await api("GET", "/v1/tenant");
+    } catch (err) {
+      state.token = null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      throw err;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    state.tenant = tenant;
+    $("token").value = "";
+    $("tenant-name").textContent = tenant.name;
+    $("tenant-id").textContent = tenant.id;
+    $("revoke-phrase").textContent = `revoke ${tenant.id}`;
+    $("login").hidden = true;
+    $("session").hidden = false;
+    $("console").hidden = false;
+    $("meetings-title").focus();
+    await Promise.all([loadMeetings(), loadKeys(), loadAudit()]);
+  }
+
+  function logout() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    deselect();
+    state.token = null;
+    state.tenant = null;
+    state.meetings = [];
+    state.auditPage = null;
+    $("meeting-list").replaceChildren();
+    $("audit-table").tBodies[0].replaceChildren();
+    for (const id of ["tenant-name", "tenant-id", "revoke-phrase", "notice"]) {
+      $(id).textContent = "";
+    }
+    $("revoke-confirm").value = "";
+    $("revoke").disabled = true;
+    $("console").hidden = true;
+    $("session").hidden = true;
+    $("login").hidden = false;
+    $("token").focus();
+  }
+
+  // ---- meetings -----------------------------------------------------------------------
+
+  async function loadMeetings() {
+    const meetings = await api("GET", "/v1/meetings");
+    meetings.sort((a, b) => b.created - a.created);
+    state.meetings = meetings;
+    renderMeetingList();
+  }
+
+  function renderMeetingList() {
+    const list = $("meeting-list");
+    const items = state.meetings.map((m) => {
+      const button = el("button", undefined, "meeting-item");
+      button.type = "button";
+      button.dataset.id = m.id;
+      button.append(el("code", m.id), el("span", when(m.created), "meeting-created"),
+        badge(m.transcription));
+      if (state.meeting && state.meeting.id === m.id) button.setAttribute("aria-current", "true");
+      button.addEventListener("click", action(button, () => select(m.id)));
+      const li = el("li");
+      li.append(button);
+      return li;
+    });
+    list.replaceChildren(...items);
+    $("meetings-empty").hidden = items.length > 0;
+  }
+
+  function badge(on) {
+    return el("span", on ? "Transcription ON" : "Transcription OFF", on ? "badge on" : "badge off");
+  }
+
+  async function createMeeting() {
+    // no body: "transcription is off by default" is the API's rule, not the console's
+    const meeting = await api("POST", "/v1/meetings", {});
+    state.meetings.unshift(meeting);
+    notify(`Meeting ${meeting.id} created; transcription is off.`);
+    await select(meeting.id);
+    await refreshCustody();
+  }
+
+  async function select(id) {
+    const meeting = await api("GET", meetingPath(id));
+    if (!state.meeting || state.meeting.id !== id) {
+      deselect();
+      state.meeting = meeting;
+      $("captions").replaceChildren();
+      $("bot-url").value = "";
+      startCaptions(id);
+      startBotPoll(id);
+    }
+    showMeeting(meeting);
+    $("meeting").hidden = false;
+    $("meeting-title").focus();
+  }
+
+  function deselect() {
+    stopCaptions();
+    if (state.botTimer !== null) clearInterval(state.botTimer);
+    state.botTimer = null;
+    state.bot = null;
+    state.meeting = null;
+    state.seen = new Set();
+    $("meeting").hidden = true;
+    $("captions").replaceChildren();
+    $("participants").replaceChildren();
+    $("delete-confirm").hidden = true;
+    renderBot(null);
+  }
+
+  function showMeeting(meeting) {
+    state.meeting = meeting;
+    const i = state.meetings.findIndex((m) => m.id === meeting.id);
+    if (i >= 0) state.meetings[i] = meeting;
+    $("meeting-id").textContent = meeting.id;
+    $("delete-id").textContent = meeting.id;
+    $("meeting-created").textContent = when(meeting.created);
+    const on = meeting.transcription;
+    const sw = $("transcription-switch");
+    sw.setAttribute("aria-checked", on ? "true" : "false");
+    sw.classList.toggle("on", on);
+    sw.classList.toggle("off", !on);
+    $("transcription-state").textContent = on ? "ON" : "OFF";
+    const explain = $("transcription-explain");
+    explain.textContent = on
+      ? "Transcription is ON: participants' audio is sealed with your key and transcribed."
+      : "Transcription is off: no audio of this meeting is stored or transcribed.";
+    explain.classList.toggle("on", on);
+    explain.classList.toggle("off", !on);
+    renderMeetingList();
+    renderParticipants();
+  }
+
+  async function toggleTranscription() {
+    const m = state.meeting;
+    const want = $("transcription-switch").getAttribute("aria-checked") !== "true";
+    const updated = await api("PUT", meetingPath(m.id, "/transcription"), { enabled: want });
+    if (state.meeting && state.meeting.id === updated.id) showMeeting(updated);
+    notify(`Transcription switched ${updated.transcription ? "ON" : "OFF"} for ${updated.id}.`);
+    await loadAudit();
+  }
+
+  async function deleteMeeting() {
+    const id = state.meeting.id;
+    await api("DELETE", meetingPath(id));
+    deselect();
+    state.meetings = state.meetings.filter((m) => m.id !== id);
+    renderMeetingList();
+    notify(`Meeting ${id} was deleted and its keys destroyed.`);
+    $("meetings-title").focus();
+    await refreshCustody();
+  }
+
+  // ---- participants and consent -------------------------------------------------------
+
+  function renderParticipants() {
+    const m = state.meeting;
+    if (!m) return;
+    const names = new Set([...state.seen, ...m.opted_out]);
+    if (state.bot) for (const p of state.bot.participants) names.add(p);
+    const rows = [...names].sort().map((name) => {
+      const transcribed = !m.opted_out.includes(name);
+      const li = el("li", undefined, "participant");
+      const label = el("span", name, "participant-name");
+      const sw = el("button", undefined, `switch small ${transcribed ? "on" : "off"}`);
+      sw.type = "button";
+      sw.setAttribute("role", "switch");
+      sw.setAttribute("aria-checked", transcribed ? "true" : "false");
+      sw.setAttribute("aria-label", `Transcribe ${name}`);
+      sw.append(el("span", undefined, "knob"),
+        el("span", transcribed ? "Transcribed" : "Opted out", "switch-text"));
+      sw.querySelector(".knob").setAttribute("aria-hidden", "true");
+      sw.addEventListener("click", action(sw, () => setConsent(name, !transcribed)));
+      li.append(label, sw);
+      return li;
+    });
+    $("participants").replaceChildren(...rows);
+  }
+
+  async function setConsent(name, transcribe) {
+    const m = state.meeting;
+    const path = meetingPath(m.id, `/participants/${encodeURIComponent(name)}/consent`);
+    const updated = await api("PUT", path, { transcribe });
+    state.seen.add(name);
+    showMeeting(updated);
+    notify(transcribe ? `${name} is transcribed again.` : `${name} opted out.`);
+    const again = [...$("participants").querySelectorAll("button[role=switch]")]
+      .find((b) => b.getAttribute("aria-label") === `Transcribe ${name}`);
+    if (again) again.focus();
+    await loadAudit();
+  }
+
+  // ---- the bot ------------------------------------------------------------------------
+
+  function startBotPoll(id) {
+    const poll = async () => {
+      if (!state.meeting || state.meeting.id !== id || document.hidden) return;
+      try {
+        const bot = await api("GET", meetingPath(id, "/bot"));
+        if (state.meeting && state.meeting.id === id) renderBot(bot);
+      } catch (err) {
+        if (err.status === 404) renderBot(null);
+        // other errors: keep the last state; the next poll tries again
+      }
+    };
+    poll();
+    state.botTimer = setInterval(poll, BOT_POLL_MS);
+  }
+
+  function renderBot(bot) {
+    const before = state.bot ? state.bot.participants.join("\n") : "";
+    state.bot = bot;
+    const stateEl = $("bot-state");
+    stateEl.textContent = bot ? bot.state.replaceAll("_", " ") : "no bot sent";
+    stateEl.className = bot ? `bot-${bot.state}` : "";
+    $("bot-target").textContent = bot ? bot.target : "–";
+    $("bot-since").textContent = bot ? when(bot.since) : "–";
+    $("bot-reason").textContent = bot && bot.reason ? bot.reason : "–";
+    $("bot-participants").textContent =
+      bot && bot.participants.length ? bot.participants.join(", ") : "–";
+    if (bot && bot.participants.join("\n") !== before) renderParticipants();
+  }
+
+  async function sendBot() {
+    const url = $("bot-url").value.trim();
+    if (!url) throw new ApiError(0, "enter the Janus room URL, e.g. janus://HOST:PORT/ROOM");
+    const bot = await api("POST", meetingPath(state.meeting.id, "/bot"), { url });
+    renderBot(bot);
+    notify(`The bot is on its way to ${bot.target}.`);
+    await loadAudit();
+  }
+
+  async function callBotBack() {
+    const bot = await api("DELETE", meetingPath(state.meeting.id, "/bot"));
+    renderBot(bot);
+    notify("The bot was called back.");
+    await loadAudit();
+  }
+
+  // ---- live captions ------------------------------------------------------------------
+
+  function startCaptions(meetingId) {
+    const c = { meetingId, cursor: "0", socket: null, retry: 0, timer: null, stopped: false };
+    state.captions = c;
+    connectCaptions(c);
+  }
+
+  function stopCaptions() {
+    const c = state.captions;
+    state.captions = null;
+    if (!c) return;
+    c.stopped = true;
+    if (c.timer !== null) clearTimeout(c.timer);
+    if (c.socket) c.socket.close(1000);
+    $("captions-state").textContent = "not connected";
+  }
+
+  function connectCaptions(c) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    // browsers cannot set headers on a WebSocket: the API takes the token as access_token
+    const query = new URLSearchParams({ cursor: c.cursor, access_token: state.token });
+    const url = `${scheme}//${location.host}${meetingPath(c.meetingId, "/captions")}?${query}`;
+    const ws = new WebSocket(url);
+    c.socket = ws;
+    c.opened = false;
+    $("captions-state").textContent = c.retry ? "reconnecting…" : "connecting…";
+    ws.addEventListener("open", () => {
+      c.opened = true;
+      c.retry = 0;
+      if (state.captions === c) $("captions-state").textContent = "live";
+    });
+    ws.addEventListener("message", (event) => {
+      if (state.captions !== c) return;
+      let caption;
+      try {
+        caption = JSON.parse(event.data);
+      } catch (_) {
+        return;
+      }
+      if (typeof caption.cursor === "string") c.cursor = caption.cursor;
+      addCaption(caption);
+    });
+    ws.addEventListener("close", (event) => {
+      if (c.stopped || state.captions !== c) return;
+      captionsClosed(c, event).catch(report);
+    });
+  }
+
+  async function captionsClosed(c, event) {
+    // The API names a refusal with a close code (4401, 4404, 4400, 4403); a refusal before the
+    // handshake reaches the browser as 1006 only, so ask the API what is wrong.
+    if (event.code === 4403) { // the tenant revoked its key: nothing more can be opened
+      $("captions-state").textContent = `stopped: ${event.reason || "the key was revoked"}`;
+      return;
+    }
+    if (event.code === 4401 || event.code === 4404 || event.code === 4400 || !c.opened) {
+      try {
+        await api("GET", meetingPath(c.meetingId));
+      } catch (err) {
+        if (err.status === 401 || err.status === 404) {
+          $("captions-state").textContent = `stopped: ${err.message}`;
+          if (err.status === 404) showError(err.message);
+          return;
+        }
+      }
+      if (event.code === 4400) {
+        $("captions-state").textContent = `stopped: ${event.reason || "bad cursor"}`;
+        return;
+      }
+    }
+    if (c.stopped || state.captions !== c) return;
+    c.retry += 1;
+    const delay = Math.min(10000, 500 * 2 ** Math.min(c.retry - 1, 5));
+    $("captions-state").textContent =
+      `disconnected; reconnecting in ${Math.round(delay / 100) / 10} s`;
+    c.timer = setTimeout(() => {
+      c.timer = null;
+      if (!c.stopped && state.captions === c) connectCaptions(c);
+    }, delay);
+  }
+
+  function addCaption(caption) {
+    const name = String(caption.participant);
+    const li = el("li", undefined, "caption");
+    li.dataset.cursor = String(caption.cursor);
+    li.append(el("span", clock(Number(caption.start_ms) || 0), "caption-time"),
+      el("span", name, "speaker"), el("span", String(caption.text), "caption-text"));
+    const list = $("captions");
+    list.append(li);
+    while (list.childElementCount > MAX_CAPTIONS) list.firstElementChild.remove();
+    if (!state.seen.has(name)) {
+      state.seen.add(name);
+      renderParticipants();
+    }
+  }
+
+  // ---- transcript ---------------------------------------------------------------------
+
+  async function downloadTranscript() {
+    const id = state.meeting.id;
+    const format = $("transcript-format").value;
+    // a plain link cannot carry the bearer header: fetch it and hand over a Blob
+    const resp = await api("GET", meetingPath(id, `/transcript?format=${encodeURIComponent(format)}`),
+      undefined, true);
+    const blob = await resp.blob();
+    const href = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = href;
+    a.download = `${id}.${format}`;
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 30000);
+    notify(`Transcript of ${id} downloaded as ${format}.`);
+  }
+
+  // ---- keys ---------------------------------------------------------------------------
+
+  async function loadKeys() {
+    const k = await api("GET", "/v1/keys");
+    $("key-provider").textContent = k.provider;
+    $("key-version").textContent = String(k.primary_version);
+    $("key-versions").textContent = k.versions.join(", ") || "–";
+    $("key-min").textContent = String(k.min_version);
+    const wrapped = Object.entries(k.wrapped_by_version).map(([v, n]) => `v${v}: ${n}`);
+    $("key-wrapped").textContent = wrapped.join(", ") || "none";
+    const revoked = $("key-revoked");
+    revoked.textContent = k.revoked ? "YES: nothing can be opened" : "no";
+    revoked.className = k.revoked ? "bad" : "";
+    return k;
+  }
+
+  async function rotate() {
+    const r = await api("POST", "/v1/keys/rotate");
+    notify(`Key rotated to version ${r.primary_version}; ${r.rewrapped} data keys rewrapped.`);
+    await refreshCustody();
+  }
+
+  async function retire() {
+    const below = Number.parseInt($("retire-below").value, 10);
+    if (!Number.isInteger(below) || below < 1) {
+      throw new ApiError(0, "enter the version below which to retire, e.g. 2");
+    }
+    const r = await api("POST", "/v1/keys/retire", { below });
+    notify(`Versions below ${r.retired_below} retired; oldest usable is now ${r.min_version}.`);
+    await refreshCustody();
+  }
+
+  function revokeReady() {
+    return state.tenant !== null && $("revoke-confirm").value === `revoke ${state.tenant.id}`;
+  }
+
+  async function revoke() {
+    if (!revokeReady()) {
+      throw new ApiError(0, `type "revoke ${state.tenant.id}" exactly to confirm`);
+    }
+    await api("POST", "/v1/keys/revoke", { confirm: $("revoke-confirm").value });
+    $("revoke-confirm").value = "";
+    $("revoke").disabled = true;
+    notify("The key was revoked: nothing of this tenant can be opened again.");
+    await refreshCustody();
+  }
+
+  // keys and audit change with most actions (new data keys, rotations, key uses)
+  async function refreshCustody() {
+    await Promise.all([loadKeys(), loadAudit()]);
+  }
+
+  // ---- audit --------------------------------------------------------------------------
+
+  async function loadAudit() {
+    const v = await api("GET", "/v1/audit/verify");
+    const verify = $("audit-verify");
+    if (v.ok) {
+      verify.textContent = `Hash chain intact: ${plural(v.entries, "entry", "entries")} verified.`;
+      verify.className = "verify ok";
+    } else {
+      verify.textContent =
+        `Hash chain BROKEN (${plural(v.entries, "entry", "entries")}): ${v.problems.join("; ")}`;
+      verify.className = "verify bad";
+    }
+    const pages = Math.max(1, Math.ceil(v.entries / AUDIT_LIMIT));
+    let page = state.auditPage === null ? pages - 1 : Math.min(state.auditPage, pages - 1);
+    page = Math.max(0, page);
+    const data = await api("GET", `/v1/audit?offset=${page * AUDIT_LIMIT}&limit=${AUDIT_LIMIT}`);
+    const rows = data.entries.slice().reverse().map((e) => {
+      const tr = el("tr");
+      for (const value of [e.seq, when(e.at), e.action, e.outcome, e.purpose ?? "–",
+        e.key_version ?? "–", e.meeting ?? "–", e.actor]) {
+        tr.append(el("td", String(value)));
+      }
+      return tr;
+    });
+    $("audit-table").tBodies[0].replaceChildren(...rows);
+    $("audit-page").textContent = `Page ${page + 1} of ${pages}`;
+    $("audit-prev").disabled = page <= 0;
+    $("audit-next").disabled = page >= pages - 1;
+    state.auditPage = page >= pages - 1 ? null : page; // on the newest page, stay there
+    state.auditShown = page;
+  }
+
+  function auditStep(delta) {
+    return async () => {
+      state.auditPage = Math.max(0, (state.auditShown ?? 0) + delta);
+      await loadAudit();
+    };
+  }
+
+  // ---- wiring -------------------------------------------------------------------------
+
+  function on(id, type, fn) {
+    const node = $(id);
+    node.addEventListener(type, action(node, fn));
+  }
+
+  function start() {
+    on("login-form", "submit", async () => {
+      const token = $("token").value.trim();
+      if (!token) throw new ApiError(0, "enter your tenant API token");
+      await login(token);
+      notify(`Logged in as ${state.tenant.name}.`);
+    });
+    $("logout").addEventListener("click", () => {
+      clearError();
+      logout();
+      notify("Logged out; the token was removed from this tab.");
+    });
+    $("error-dismiss").addEventListener("click", clearError);
+    on("create-meeting", "click", createMeeting);
+    on("refresh-meetings", "click", loadMeetings);
+    on("transcription-switch", "click", toggleTranscription);
+    on("bot-form", "submit", sendBot);
+    on("bot-leave", "click", callBotBack);
+    on("transcript-form", "submit", downloadTranscript);
+    on("consent-form", "submit", async () => {
+      const name = $("participant-name").value.trim();
+      if (!name) throw new ApiError(0, "enter the participant's name as shown in the meeting");
+      // the API addresses a participant by a path segment, which cannot hold a slash
+      if (name.includes("/")) throw new ApiError(0, "a participant name cannot contain '/'");
+      await setConsent(name, false);
+      $("participant-name").value = "";
+    });
+    $("delete-start").addEventListener("click", () => {
+      $("delete-confirm").hidden = false;
+      $("delete-no").focus();
+    });
+    $("delete-no").addEventListener("click", () => {
+      $("delete-confirm").hidden = true;
+      $("delete-start").focus();
+    });
+    on("delete-yes", "click", deleteMeeting);
+    on("rotate", "click", rotate);
+    on("refresh-keys", "click", loadKeys);
+    on("retire-form", "submit", retire);
+    on("revoke-form", "submit", revoke);
+    $("revoke-confirm").addEventListener("input", () => { $("revoke").disabled = !revokeReady(); });
+    on("audit-refresh", "click", loadAudit);
+    on("audit-prev", "click", auditStep(-1));
+    on("audit-next", "click", auditStep(1));
+
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) login(saved).catch(report);
+    else $("token").focus();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,288 @@
+"""The web console in a real browser (Debian's Chromium, headless, driven by Playwright)
+against the real API, a real WHIP publisher and a real worker: log in with the keyboard,
+create a meeting, switch transcription on, watch the captions of a spoken clip arrive under
+the speaker's name, switch it off, rotate keys, download the transcript, and use it all at a
+phone's width."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline import services
+from pipeline.api.app import create_app
+from pipeline.api.console import CSP
+from pipeline.audio.decode import decode_file
+from pipeline.bot.ice import configure_ice
+from pipeline.bot.publish import PcmTrack, WhipPublisher
+from pipeline.config import Settings
+from pipeline.runtime import Runtime
+from tests.integration.api import serve_api
+from tests.integration.workers import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CLIP = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
+SPEAKER = "Kennedy"
+
+playwright_api = pytest.importorskip("playwright.async_api",
+                                     reason="the console test needs the dev extra (playwright)")
+from playwright.async_api import (  # noqa: E402
+    BrowserContext,
+    Page,
+    WebSocketRoute,
+    async_playwright,
+    expect,
+)
+
+STATIC = Path(__file__).resolve().parents[2] / "pipeline" / "api" / "console_static"
+
+
+@pytest.fixture
+def loopback_ice() -> Iterator[None]:
+    configure_ice("127.0.0.1")
+    yield
+    configure_ice("")
+
+
+@pytest.fixture
+def rt(env: dict[str, str]) -> Runtime:
+    # the worker's database and home; the API's lifespan applies ice_hosts, so say loopback
+    return Runtime.from_settings(Settings.from_env({**env, "SEALSCRIBE_ICE_HOSTS": "127.0.0.1"}),
+                                 actor="test")
+
+
+async def tab_to(page: Page, element_id: str, limit: int = 60) -> None:
+    """Press Tab until the element with ``element_id`` has the focus, as a keyboard user."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement && document.activeElement.id") \
+                == element_id:
+            return
+    raise AssertionError(f"#{element_id} is not reachable with Tab")
+
+
+async def no_horizontal_scroll(page: Page) -> None:
+    widths = await page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}"
+
+
+async def publish(base: str, token: str, meeting_id: str, pcm: bytes) -> None:
+    pub = WhipPublisher(f"{base}/v1/meetings/{meeting_id}/whip", token,
+                        PcmTrack(pcm, speed=2.0), SPEAKER)
+    await pub.start()
+    try:
+        assert isinstance(pub.track, PcmTrack)
+        await asyncio.wait_for(pub.track.finished.wait(), 60)
+    finally:
+        await pub.stop()
+
+
+async def transcribed(rt: Runtime, meeting_id: str, timeout: float = 60) -> int:
+    """Waits for the worker to finish the meeting's audio; the transcript's segment count."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        pending = rt.store.segments.pending_count(meeting_id)
+        done = rt.store.segments.transcript_count(meeting_id)
+        if pending == 0 and done > 0:
+            return done
+        if loop.time() > deadline:
+            raise TimeoutError(f"{pending} segments still untranscribed after {timeout} s")
+        await asyncio.sleep(0.2)
+
+
+async def scenario(rt: Runtime, token: str, tenant_id: str, pcm: bytes) -> None:
+    async with serve_api(rt) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900},
+                                                accept_downloads=True)
+            page = await context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("console", lambda m: problems.append(m.text)
+                    if "Content Security Policy" in m.text else None)
+            await drive(page, context, rt, base, token, tenant_id, pcm)
+            assert not problems, problems
+        finally:
+            await browser.close()
+
+
+async def drive(page: Page, context: BrowserContext, rt: Runtime, base: str, token: str,
+                tenant_id: str, pcm: bytes) -> None:
+    # captions go through a pass-through route, so the test can drop the connection
+    sockets: list[WebSocketRoute] = []
+
+    def pass_through(route: WebSocketRoute) -> None:
+        route.connect_to_server()
+        sockets.append(route)
+
+    await page.route_web_socket(re.compile(r"/captions\?"), pass_through)
+    response = await page.goto(f"{base}/")
+    assert response is not None and response.ok
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+    # a wrong token is refused with the API's own words
+    await page.get_by_label("Tenant API token").fill("sst_not-a-real-token")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#error")).to_be_visible()
+    await expect(page.locator("#error-text")).not_to_be_empty()
+    await page.get_by_label("Tenant API token").fill("")
+
+    # log in with the keyboard only
+    await page.locator("body").focus()
+    await tab_to(page, "token")
+    await page.keyboard.type(token)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#console")).to_be_visible()
+    await expect(page.locator("#tenant-id")).to_have_text(tenant_id)
+    await expect(page.locator("#error")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.getItem('sealscribe.token')") == token
+    assert await page.evaluate("localStorage.length") == 0
+    assert await context.cookies() == []
+
+    # a new meeting: transcription is OFF, said three ways
+    await page.get_by_role("button", name="New meeting").click()
+    switch = page.get_by_role("switch", name="Transcription")
+    await expect(switch).to_be_visible()
+    meeting_id = (await page.locator("#meeting-id").text_content()) or ""
+    assert re.fullmatch(r"m_[0-9a-f]{16}", meeting_id), meeting_id
+    await expect(switch).to_have_attribute("aria-checked", "false")
+    await expect(switch).to_have_text("OFF")
+    await expect(switch).to_have_class(re.compile(r"\boff\b"))
+    assert not services.get_meeting(rt, meeting_id).transcription
+
+    # switch it ON with the keyboard (Space)
+    await tab_to(page, "transcription-switch")
+    await page.keyboard.press("Space")
+    await expect(switch).to_have_attribute("aria-checked", "true")
+    await expect(switch).to_have_text("ON")
+    await expect(switch).to_have_class(re.compile(r"\bon\b"))
+    assert services.get_meeting(rt, meeting_id).transcription
+
+    # a participant speaks: their caption arrives over the WebSocket, under their name
+    await expect(page.locator("#captions-state")).to_have_text("live")
+    publishing = asyncio.create_task(publish(base, token, meeting_id, pcm))
+    caption = page.locator("#captions .caption").filter(has_text="country")
+    await expect(caption).to_be_visible(timeout=60_000)
+    await expect(caption.locator(".speaker")).to_have_text(SPEAKER)
+    await publishing
+
+    # every segment shows once; a dropped connection resumes from the last cursor
+    stored = await transcribed(rt, meeting_id)
+    captions = page.locator("#captions .caption")
+    await expect(captions).to_have_count(stored)
+    last_cursor = await captions.last.get_attribute("data-cursor")
+    assert last_cursor and re.fullmatch(r"\d+-\d+", last_cursor), last_cursor
+    opened = len(sockets)
+    await sockets[-1].close(code=1012, reason="service restart")  # the page's side drops
+    for _ in range(200):
+        if len(sockets) > opened:
+            break
+        await asyncio.sleep(0.05)
+    assert len(sockets) == opened + 1, "the console did not reconnect"
+    await expect(page.locator("#captions-state")).to_have_text("live")
+    assert parse_qs(urlsplit(sockets[-1].url).query)["cursor"] == [last_cursor]
+    await page.wait_for_timeout(500)
+    await expect(captions).to_have_count(stored)
+
+    # and OFF again (Enter, the focus is still on the switch)
+    assert await page.evaluate("document.activeElement.id") == "transcription-switch"
+    await page.keyboard.press("Enter")
+    await expect(switch).to_have_attribute("aria-checked", "false")
+    await expect(switch).to_have_text("OFF")
+    assert not services.get_meeting(rt, meeting_id).transcription
+
+    # rotate the key: the version goes up by one
+    version = int((await page.locator("#key-version").text_content()) or "0")
+    await page.get_by_role("button", name="Rotate key").click()
+    await expect(page.locator("#key-version")).to_have_text(str(version + 1))
+
+    # the transcript as WebVTT, fetched with the bearer header and saved from a Blob
+    await page.get_by_label("Format").select_option("vtt")
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Download transcript").click()
+    download = await download_info.value
+    assert download.suggested_filename == f"{meeting_id}.vtt"
+    vtt = Path(await download.path()).read_text()
+    assert vtt.startswith("WEBVTT"), vtt[:40]
+    assert "country" in vtt.lower()
+
+    # consent: the speaker heard in the captions can be opted out
+    consent = page.get_by_role("switch", name=f"Transcribe {SPEAKER}")
+    await expect(consent).to_have_attribute("aria-checked", "true")
+    await consent.click()
+    await expect(consent).to_have_attribute("aria-checked", "false")
+    assert SPEAKER in services.get_meeting(rt, meeting_id).opted_out
+
+    # the audit log lists what happened, and its chain verifies
+    await expect(page.locator("#audit-verify")).to_have_text(re.compile("intact"))
+    await expect(page.locator("#audit-table tbody tr").first).to_be_visible()
+
+    # API errors are shown as the problem's detail
+    await page.get_by_label("Janus room URL").fill("http://example.invalid/1")
+    await page.get_by_role("button", name="Send bot").click()
+    await expect(page.locator("#error-text")).to_contain_text("janus://")
+
+    # a phone's width: nothing scrolls sideways
+    await page.set_viewport_size({"width": 375, "height": 812})
+    await page.wait_for_timeout(100)
+    await no_horizontal_scroll(page)
+
+    # log out: the token is gone from the tab
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_label("Tenant API token")).to_be_focused()
+    assert await page.evaluate("sessionStorage.length") == 0
+    await no_horizontal_scroll(page)
+
+
+def test_console_end_to_end(rt: Runtime, worker: WorkerProcess, loopback_ice: None) -> None:
+    if not CHROMIUM.exists():  # scripts/setup installs it
+        pytest.skip(f"the console test needs Debian's chromium at {CHROMIUM}")
+    tenant, token = services.create_tenant(rt, "acme")
+    pcm = decode_file(CLIP, 60)
+    asyncio.run(asyncio.wait_for(scenario(rt, token, tenant.id, pcm), 120))
+
+
+def test_console_is_served_with_a_strict_policy() -> None:
+    client = TestClient(create_app())  # no lifespan: the console needs no runtime
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == CSP
+    assert "'unsafe-inline'" not in CSP and "default-src 'none'" in CSP
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"),
+                       ("icon.svg", "image/svg+xml")):
+        r = client.get(f"/console/{name}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
+        assert r.headers["content-security-policy"] == CSP
+    for path in ("/console/console.py", "/console/..%2Fconsole.py", "/console/%2e%2e/app.py",
+                 "/console/index.htm"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("application/problem+json"), path
+
+
+def test_console_sources_keep_the_rules() -> None:
+    html = (STATIC / "index.html").read_text()
+    js = (STATIC / "app.js").read_text()
+    # no inline script or style, nothing from another origin
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)
+    assert not re.search(r"\son[a-z]+=", html) and " style=" not in html
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    assert "http://" not in js and "https://" not in js
+    # content is written as text; the token lives in sessionStorage only
+    assert "innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
+    assert "localStorage" not in js and "document.cookie" not in js
+    assert "sessionStorage" in js
