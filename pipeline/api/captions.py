@@ -5,7 +5,7 @@ cannot set headers on a WebSocket), the RFC 6750 ``access_token`` query paramete
 message is one JSON caption: ``{"cursor", "participant", "start_ms", "end_ms", "text",
 "language"}``; reconnect with the last ``cursor`` received to miss nothing and get nothing
 twice. Errors close the socket with code 4401 (unauthenticated), 4404 (not found), 4400
-(bad cursor) or 1011 (store unavailable), and a reason.
+(bad cursor), 4403 (the tenant revoked its key) or 1011 (store unavailable), and a reason.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import contextlib
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
-from keys.errors import AuthenticationFailed, InvalidInput, NotFound, SealscribeError
+from keys.errors import AuthenticationFailed, InvalidInput, KeyRevoked, NotFound, SealscribeError
 from pipeline.runtime import Runtime
 from pipeline.services.captions import follow_captions, parse_cursor
 from pipeline.services.meetings import get_meeting
@@ -26,7 +26,11 @@ __all__ = ["router"]
 router = APIRouter()
 
 CLOSE_CODES: list[tuple[type[SealscribeError], int]] = [
-    (AuthenticationFailed, 4401), (NotFound, 4404), (InvalidInput, 4400)]
+    (AuthenticationFailed, 4401), (NotFound, 4404), (InvalidInput, 4400), (KeyRevoked, 4403)]
+
+
+def _close_code(exc: SealscribeError) -> int:
+    return next((c for kind, c in CLOSE_CODES if isinstance(exc, kind)), 1011)
 
 
 def _token(ws: WebSocket) -> str:
@@ -47,8 +51,7 @@ async def captions(ws: WebSocket, meeting_id: str, cursor: str = "0") -> None:
         meeting = await run_in_threadpool(get_meeting, rt, meeting_id, tenant.id)
         cursor = parse_cursor(cursor)
     except SealscribeError as exc:
-        code = next((c for kind, c in CLOSE_CODES if isinstance(exc, kind)), 1011)
-        await ws.close(code=code, reason=str(exc)[:120])
+        await ws.close(code=_close_code(exc), reason=str(exc)[:120])
         return
     await ws.accept()
     feed = follow_captions(rt, meeting, cursor)
@@ -65,9 +68,9 @@ async def captions(ws: WebSocket, meeting_id: str, cursor: str = "0") -> None:
             await ws.send_json(nxt.result().to_dict())
     except WebSocketDisconnect:
         return
-    except SealscribeError as exc:
+    except SealscribeError as exc:  # e.g. revoked while following: the key is refused
         with contextlib.suppress(Exception):
-            await ws.close(code=1011, reason=str(exc)[:120])
+            await ws.close(code=_close_code(exc), reason=str(exc)[:120])
     finally:
         closed.cancel()
         await feed.aclose()

@@ -8,8 +8,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from redis import ConnectionError as RedisConnectionError
+from redis import TimeoutError as RedisTimeoutError
 
+from keys.errors import StoreUnavailable
 from pipeline.api.auth import RuntimeDep
+from pipeline.api.problems import problem, problem_responses
 from pipeline.services.health import Health, check_health
 
 __all__ = ["router"]
@@ -40,8 +44,13 @@ async def healthz(request: Request, rt: RuntimeDep, response: Response) -> Healt
 
 
 @router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **problem_responses(503)})
 async def metrics(request: Request) -> Response:
-    """Counters and histograms; labels name kinds and reasons only, never content."""
-    body = await run_in_threadpool(generate_latest, request.app.state.registry)
+    """Counters and histograms; labels name kinds and reasons only, never content. 503 while
+    Redis, where the queue depth is read at scrape time, is unreachable."""
+    try:
+        body = await run_in_threadpool(generate_latest, request.app.state.registry)
+    except (StoreUnavailable, RedisConnectionError, RedisTimeoutError):
+        return problem(503, "Redis is unreachable: the queue depth cannot be read",
+                       "store-unavailable")
     return Response(body, media_type=CONTENT_TYPE_LATEST)

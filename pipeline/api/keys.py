@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from keys.audit import AuditEntry
 from keys.errors import InvalidInput
 from pipeline.api.auth import CurrentTenant, RuntimeDep
-from pipeline.api.problems import problem_responses
+from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.services import custody
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["keys"], responses=problem_responses(401, 503))
+router = APIRouter(prefix="/v1", tags=["keys"], max_body_size=MAX_JSON_BYTES,
+                   responses=problem_responses(401, 503))
 
 
 class KeysOut(BaseModel):
@@ -33,18 +34,17 @@ class RotationOut(BaseModel):
     rewrapped: int
 
 
-class RetireIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RetireIn(StrictBody):
     below: int = Field(ge=1, description="retire every version below this one")
 
 
 class RetireOut(BaseModel):
-    min_version: int
+    min_version: int = Field(description="the oldest version still usable")
     retired_below: int
+    rewrapped: int = Field(description="data keys moved off the retired versions first")
 
 
-class RevokeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RevokeIn(StrictBody):
     confirm: str = Field(description='must be "revoke TENANT_ID": revocation is irreversible')
 
 
@@ -101,8 +101,9 @@ def rotate(tenant: CurrentTenant, rt: RuntimeDep) -> RotationOut:
 @router.post("/keys/retire", responses=problem_responses(400, 403, 409))
 def retire(body: RetireIn, tenant: CurrentTenant, rt: RuntimeDep) -> RetireOut:
     """Retire old versions once nothing is wrapped under them."""
-    minimum = custody.retire_keys(rt, tenant.id, body.below)
-    return RetireOut(min_version=minimum, retired_below=body.below)
+    moved = custody.retire_keys(rt, tenant.id, body.below)
+    status = custody.key_status(rt, tenant.id).status
+    return RetireOut(min_version=status.min_version, retired_below=body.below, rewrapped=moved)
 
 
 @router.post("/keys/revoke", responses=problem_responses(400))

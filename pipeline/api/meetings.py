@@ -6,10 +6,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from pipeline.api.auth import CurrentTenant, RuntimeDep
-from pipeline.api.problems import problem_responses
+from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.formats import render
 from pipeline.models import BotStatus, Meeting
 from pipeline.services import bots, meetings
@@ -18,7 +18,7 @@ from pipeline.services.transcripts import read_transcript
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/meetings", tags=["meetings"],
+router = APIRouter(prefix="/v1/meetings", tags=["meetings"], max_body_size=MAX_JSON_BYTES,
                    responses=problem_responses(401, 404, 503))
 
 MeetingId = Annotated[str, Path(pattern=r"^m_[0-9a-f]{16}$", description="meeting id")]
@@ -39,25 +39,21 @@ class MeetingOut(BaseModel):
                    opted_out=sorted(m.opted_out), language=m.language, translate=m.translate)
 
 
-class MeetingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MeetingIn(StrictBody):
     transcription: bool = False
     language: str | None = Field(default=None, max_length=3)
     translate: bool = False
 
 
-class Switch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Switch(StrictBody):
     enabled: bool
 
 
-class Consent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Consent(StrictBody):
     transcribe: bool = Field(description="false: this participant's audio is never stored")
 
 
-class JoinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JoinIn(StrictBody):
     url: str = Field(max_length=2048, examples=["janus://10.0.0.5:8088/1234?pin=secret"])
 
 
@@ -143,10 +139,28 @@ class Format(StrEnum):
 MEDIA = {"txt": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
          "vtt": "text/vtt; charset=utf-8", "json": "application/json"}
 
+_INT = {"type": "integer"}
+#: what ``format=json`` returns (pipeline.formats.render): one object per segment
+TRANSCRIPT_JSON: dict[str, Any] = {"type": "array", "items": {
+    "type": "object",
+    "required": ["participant_id", "seq", "start_ms", "end_ms", "text", "words", "language",
+                 "translated", "speaker"],
+    "properties": {
+        "participant_id": {"type": "string"}, "seq": _INT, "start_ms": _INT, "end_ms": _INT,
+        "text": {"type": "string"},
+        "words": {"type": "array", "items": {
+            "type": "object", "required": ["start_ms", "end_ms", "word", "probability"],
+            "properties": {"start_ms": _INT, "end_ms": _INT, "word": {"type": "string"},
+                           "probability": {"type": "number"}}}},
+        "language": {"type": ["string", "null"]}, "translated": {"type": "boolean"},
+        "speaker": {"type": "string"}}}}
+
 
 @router.get("/{meeting_id}/transcript", response_class=Response, responses={
-    200: {"content": {m.split(";")[0]: {"schema": {"type": "string"}} for m in MEDIA.values()},
-          "description": "the transcript, opened for you (audited with purpose deliver)"}})
+    200: {"content": {m.split(";")[0]: {"schema": TRANSCRIPT_JSON if f == "json"
+                                        else {"type": "string"}} for f, m in MEDIA.items()},
+          "description": "the transcript, opened for you (audited with purpose deliver)"},
+    **problem_responses(403)})
 def transcript(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep,
                format: Format = Format.txt) -> Response:
     segments = read_transcript(rt, meeting_id, tenant.id)
@@ -156,11 +170,19 @@ def transcript(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep,
         "Cache-Control": "no-store"})
 
 
+#: ``[time, what, actor]`` events. Described without ``prefixItems`` (JSON Schema 2020-12
+#: tuples), which OpenAPI tools widely mishandle (schemathesis 4 rejects the document)
+Events = Annotated[list[tuple[float, str, str]], WithJsonSchema({
+    "type": "array", "description": "[time, what, actor], oldest first",
+    "items": {"type": "array", "minItems": 3, "maxItems": 3,
+              "items": {"type": ["number", "string"]}}})]
+
+
 class PrivacyOut(BaseModel):
     meeting_id: str
     transcription_now: bool
-    switches: list[tuple[float, str, str]]
-    consent_changes: list[tuple[float, str, str]]
+    switches: Events
+    consent_changes: Events
     key_uses: dict[str, int]
     purged: dict[str, int]
     transcript_segments: int

@@ -6,10 +6,10 @@ import io
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from pipeline.api.auth import CurrentTenant, RuntimeDep
-from pipeline.api.problems import problem_responses
+from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.services.retention import (
     MAX_AUDIO_TTL,
     MAX_TRANSCRIPT_TTL,
@@ -20,7 +20,8 @@ from pipeline.services.rights import write_export
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/tenant", tags=["tenant"], responses=problem_responses(401, 503))
+router = APIRouter(prefix="/v1/tenant", tags=["tenant"], max_body_size=MAX_JSON_BYTES,
+                   responses=problem_responses(401, 503))
 
 
 class RetentionOut(BaseModel):
@@ -28,8 +29,7 @@ class RetentionOut(BaseModel):
     audio_ttl: int = Field(description="longest audio may wait untranscribed, in seconds")
 
 
-class RetentionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RetentionIn(StrictBody):  # strict: true is not a one-second retention
     transcript_ttl: int | None = Field(default=None, ge=1, le=MAX_TRANSCRIPT_TTL)
     audio_ttl: int | None = Field(default=None, ge=1, le=MAX_AUDIO_TTL)
 

@@ -3,6 +3,8 @@
 201 with the SDP answer and, in ``Location``, the session's resource URL; ``DELETE`` on it ends
 the session. Trickle ICE and ICE restarts (``PATCH``) are not supported (405): the answer
 holds every candidate. The participant is named by ``?participant=NAME``, else "whip".
+An offer sent as anything but ``application/sdp`` gets 415; a revoked tenant gets 403 (nothing
+it sends could be sealed).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from keys.errors import InvalidInput, NotFound
+from keys.errors import InvalidInput, KeyRevoked, NotFound
 from pipeline.api.auth import CurrentTenant, RuntimeDep
 from pipeline.api.meetings import MeetingId
 from pipeline.api.problems import problem, problem_responses
@@ -33,10 +35,12 @@ def _ingest(request: Request) -> WhipIngest:
     return ingest
 
 
+def _is_sdp(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == SDP
+
+
 async def _body(request: Request) -> str:
     """The offer, read with a size limit whatever Content-Length claims."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != SDP:
-        raise InvalidInput("a WHIP offer must be sent as Content-Type: application/sdp")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -56,7 +60,7 @@ class OfferTooLarge(InvalidInput):
 @router.post("/{meeting_id}/whip", status_code=status.HTTP_201_CREATED,
              response_class=Response, responses={
                  201: {"content": {SDP: {}}, "description": "the SDP answer"},
-                 **problem_responses(400, 413, 415)},
+                 **problem_responses(400, 403, 413, 415)},
              openapi_extra={"requestBody": {"required": True,
                                             "content": {SDP: {"schema": {"type": "string"}}}}})
 async def publish(meeting_id: MeetingId, request: Request, tenant: CurrentTenant,
@@ -64,6 +68,11 @@ async def publish(meeting_id: MeetingId, request: Request, tenant: CurrentTenant
                   participant: Annotated[str, Query(min_length=1, max_length=64)] = "whip",
                   ) -> Response:
     meeting = await run_in_threadpool(meetings.get_meeting, rt, meeting_id, tenant.id)
+    if tenant.revoked:
+        raise KeyRevoked(f"the key of tenant {tenant.id} was revoked: nothing can be captured")
+    if not _is_sdp(request):
+        return problem(415, "a WHIP offer must be sent as Content-Type: application/sdp",
+                       "unsupported-media-type", headers={"Accept-Post": SDP})
     try:
         sdp = await _body(request)
     except OfferTooLarge as exc:
@@ -86,7 +95,12 @@ async def end(meeting_id: MeetingId, session_id: SessionId, request: Request,
 
 
 @router.patch("/{meeting_id}/whip/{session_id}", status_code=405, response_class=Response,
-              responses={405: {"description": "trickle ICE is not supported"}})
-async def trickle(meeting_id: MeetingId, session_id: SessionId) -> Response:
+              responses={405: {**problem_responses(405)[405],
+                               "description": "trickle ICE is not supported"}})
+async def trickle(meeting_id: MeetingId, session_id: SessionId, request: Request,
+                  tenant: CurrentTenant) -> Response:
+    """Authenticated like every route: 404 for a session that is not the caller's."""
+    if _ingest(request).get(session_id, tenant.id).meeting_id != meeting_id:
+        raise NotFound(f"WHIP session {session_id} does not exist")
     return problem(405, "trickle ICE and ICE restarts are not supported; the answer holds "
                         "every candidate", "method-not-allowed", headers={"Allow": "DELETE"})

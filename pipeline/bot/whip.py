@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import exceptions as rtc_errors
 from aiortc.mediastreams import MediaStreamTrack
 
 from keys.errors import InvalidInput, NotFound
@@ -90,9 +92,9 @@ class WhipIngest:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
-        except (ValueError, KeyError, IndexError) as exc:
+        except _OFFER_REFUSED as exc:
             await self.end(session.id)
-            raise InvalidInput(f"the SDP offer was refused: {_reason(exc)}") from None
+            raise InvalidInput(f"the SDP offer was refused: {_reason(exc, sdp)}") from None
         except BaseException:
             await self.end(session.id)
             raise
@@ -133,7 +135,19 @@ class WhipIngest:
             await self.end(session_id)
 
 
-def _reason(exc: BaseException) -> str:
-    """aiortc's parse errors name the SDP field at fault; they never carry media."""
-    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+#: what aiortc raises for an offer it cannot take: its parser asserts, converts with int() and
+#: looks codecs up by name; negotiation raises its own errors
+_OFFER_REFUSED = (ValueError, KeyError, IndexError, TypeError, AssertionError,
+                  rtc_errors.InternalError, rtc_errors.InvalidAccessError,
+                  rtc_errors.InvalidStateError, rtc_errors.OperationError)
+
+
+def _reason(exc: BaseException, sdp: str) -> str:
+    """aiortc's message when it names what is wrong; never one that quotes the offer (int()
+    and KeyError messages do), so an error does not repeat what the caller sent."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    sent = set(re.findall(r"[^\s:/=,;]{4,}", sdp))
+    said = set(re.findall(r"[^\s:/=,;]{4,}", text))
+    if not text or "'" in text or '"' in text or said & sent:
+        return f"it is malformed ({type(exc).__name__})"
     return text

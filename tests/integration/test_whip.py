@@ -155,7 +155,7 @@ def test_switching_off_mid_call_takes_effect_within_a_second(
     ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
      "application/sdp", 400, "no audio"),
     ("v=0\r\n" + "a=x\r\n" * 40000, "application/sdp", 413, "larger than"),
-    ('{"sdp": "v=0"}', "application/json", 400, "application/sdp"),
+    ('{"sdp": "v=0"}', "application/json", 415, "application/sdp"),
     ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n", "application/sdp",
      400, "refused"),
 ])
