@@ -39,7 +39,8 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
 
     app = FastAPI(title="sealscribe", version="0.1.0", lifespan=lifespan,
                   description="Privacy-preserving meeting transcription. Every route but "
-                              "/healthz needs `Authorization: Bearer <tenant token>`.")
+                              "/healthz, /metrics and the console needs `Authorization: "
+                              "Bearer <tenant token>`.")
     problems.register(app)
 
     @app.middleware("http")

@@ -46,6 +46,9 @@ def _token(ws: WebSocket) -> str:
 @router.websocket("/v1/meetings/{meeting_id}/captions")
 async def captions(ws: WebSocket, meeting_id: str, cursor: str = "0") -> None:
     rt: Runtime = ws.app.state.runtime
+    # Accept first: a socket refused before the handshake completes reaches the client as a
+    # bare HTTP 403, so the close code and reason below would be lost.
+    await ws.accept()
     try:
         tenant = await run_in_threadpool(rt.store.tenants.authenticate, _token(ws))
         meeting = await run_in_threadpool(get_meeting, rt, meeting_id, tenant.id)
@@ -53,7 +56,6 @@ async def captions(ws: WebSocket, meeting_id: str, cursor: str = "0") -> None:
     except SealscribeError as exc:
         await ws.close(code=_close_code(exc), reason=str(exc)[:120])
         return
-    await ws.accept()
     feed = follow_captions(rt, meeting, cursor)
     closed = asyncio.create_task(_closed(ws))
     try:

@@ -8,8 +8,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from redis import ConnectionError as RedisConnectionError
-from redis import TimeoutError as RedisTimeoutError
 
 from keys.errors import StoreUnavailable
 from pipeline.api.auth import RuntimeDep
@@ -50,7 +48,7 @@ async def metrics(request: Request) -> Response:
     Redis, where the queue depth is read at scrape time, is unreachable."""
     try:
         body = await run_in_threadpool(generate_latest, request.app.state.registry)
-    except (StoreUnavailable, RedisConnectionError, RedisTimeoutError):
+    except StoreUnavailable:
         return problem(503, "Redis is unreachable: the queue depth cannot be read",
                        "store-unavailable")
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -94,7 +94,7 @@ def set_transcription(meeting_id: MeetingId, body: Switch, tenant: CurrentTenant
     return MeetingOut.of(meetings.set_transcription(rt, meeting_id, body.enabled, tenant.id))
 
 
-@router.put("/{meeting_id}/participants/{participant}/consent")
+@router.put("/{meeting_id}/participants/{participant:path}/consent")
 def set_consent(meeting_id: MeetingId, participant: Participant, body: Consent,
                 tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
     """A participant opts out of (or back into) transcription of their own audio."""

@@ -8,7 +8,7 @@ with :func:`bot_status`.
 
 from __future__ import annotations
 
-from keys.errors import Conflict, NotFound
+from keys.errors import Conflict, KeyRevoked, NotFound
 from pipeline.models import BotStatus
 from pipeline.runtime import Runtime
 
@@ -21,6 +21,9 @@ def join_meeting(rt: Runtime, meeting_id: str, url: str,
 
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     described = connector_for(url).describe()  # InvalidInput names what is wrong
+    if rt.store.tenants.get(meeting.tenant_id).revoked:
+        raise KeyRevoked(f"the key of tenant {meeting.tenant_id} was revoked: nothing can be "
+                         "captured")
     current = rt.store.bots.get(meeting.id)
     if current is not None and not current.state.final and rt.store.bots.wanted(meeting.id):
         raise Conflict(f"a bot is already {current.state.value} for meeting {meeting.id}; "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from keys.errors import SealscribeError
 from pipeline.runtime import Runtime
 from pipeline.store import schema
+from pipeline.store.connection import redis_errors
 
 __all__ = ["Health", "check_health", "queue_depth"]
 
@@ -42,6 +43,7 @@ def check_health(rt: Runtime, worker_timeout: float = 1.0) -> Health:
     return Health(redis_state, workers, providers, redis_state == "ok" and providers == "ok")
 
 
+@redis_errors
 def queue_depth(rt: Runtime) -> tuple[int, int]:
     """(sealed segments waiting for a worker, Celery messages in the queue)."""
     pipe = rt.store.redis.pipeline(transaction=False)

@@ -422,13 +422,20 @@ def test_meeting_lifecycle(api: Api, a: T) -> None:
     assert r.json()["opted_out"] == []
     assert_problem(api("PUT", consent, a.token, path={**where, "participant": "x" * 65},
                        json={"transcribe": False}), 422)
+    # Janus display names may hold a slash: the name is the rest of the path
+    slashed = api("PUT", consent, a.token, path={**where, "participant": "R&D / Ann"},
+                  json={"transcribe": False})
+    assert slashed.json()["opted_out"] == ["R&D / Ann"]
+    api("PUT", consent, a.token, path={**where, "participant": "R&D / Ann"},
+        json={"transcribe": True})
 
     privacy = api("GET", "/v1/meetings/{meeting_id}/privacy", a.token,
                   path={"meeting_id": m}).json()
     assert privacy["meeting_id"] == m and privacy["transcription_now"] is False
     assert [s[1] for s in privacy["switches"]] == ["on", "off"]
-    assert [c[1] for c in privacy["consent_changes"]] == ["Zed Speaker:opted-out",
-                                                          "Zed Speaker:opted-in"]
+    assert [c[1] for c in privacy["consent_changes"]] == [
+        "Zed Speaker:opted-out", "Zed Speaker:opted-in", "R&D / Ann:opted-out",
+        "R&D / Ann:opted-in"]
     assert privacy["audit_intact"] is True and privacy["audit_problems"] == []
 
     r = api("DELETE", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m})
