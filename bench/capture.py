@@ -157,7 +157,13 @@ async def _publish(port: int, tracks: int, seconds: float, token: str, meeting: 
     return {"publisher_late_frames": late}
 
 
-def run(n: int, seconds: float, redis_url: str) -> dict[str, Any]:
+def _loop_factory(name: str) -> Any:
+    from pipeline.aio import loop_factory
+
+    return loop_factory() if name == "uvloop" else None
+
+
+def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[str, Any]:
     from pipeline import services
     from pipeline.audio.decode import decode_file
     from pipeline.bot.ice import configure_ice
@@ -177,7 +183,8 @@ def run(n: int, seconds: float, redis_url: str) -> dict[str, Any]:
     port = free_port()
     out = home / "stats.json"
     child = subprocess.Popen([sys.executable, "-m", "bench.capture", "--child", str(port),
-                              "--tracks", str(n), "--seconds", str(seconds), "--out", str(out)],
+                              "--tracks", str(n), "--seconds", str(seconds), "--out", str(out),
+                              "--loop", loop],
                              env=env)
     try:
         time.sleep(3)
@@ -202,6 +209,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop",
+                        help="the capture process's event loop (uvloop, as in production)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -209,9 +218,11 @@ def main() -> None:
         from pipeline.bot.ice import configure_ice
 
         configure_ice("127.0.0.1")
-        asyncio.run(_capture(args.child, int(args.tracks), args.seconds, args.out))
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            runner.run(_capture(args.child, int(args.tracks), args.seconds, args.out))
         return
-    results = [run(int(n), args.seconds, args.redis_url) for n in args.tracks.split(",")]
+    results = [run(int(n), args.seconds, args.redis_url, args.loop)
+               for n in args.tracks.split(",")]
     if args.json:
         print(json.dumps(results, indent=2))
         return

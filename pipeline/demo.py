@@ -32,6 +32,7 @@ import redis
 
 from keys.errors import Conflict, StoreUnavailable
 from pipeline import services
+from pipeline.aio import run
 from pipeline.audio.decode import decode_file
 from pipeline.formats import render
 from pipeline.runtime import Runtime
@@ -132,7 +133,7 @@ def run_demo(rt: Runtime, say: Callable[[str], None] = print, seconds: float | N
     previous = tempfile.tempdir
     tempfile.tempdir = str(temp)
     try:
-        return asyncio.run(_run(rt, say, seconds, serve, host, port, temp))
+        return run(_run(rt, say, seconds, serve, host, port, temp))
     finally:
         tempfile.tempdir = previous
         shutil.rmtree(temp, ignore_errors=True)

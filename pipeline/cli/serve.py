@@ -7,6 +7,7 @@ import signal
 
 import typer
 
+from pipeline.aio import run
 from pipeline.cli.output import guarded, runtime
 
 
@@ -47,4 +48,4 @@ def bots(max_bots: int = typer.Option(50, "--max", min=1,
             loop.add_signal_handler(sig, service.stop)
         await service.run()
 
-    asyncio.run(main())
+    run(main())
