@@ -1,9 +1,10 @@
 """Meeting participants for Janus tests: aiortc publishers in a real VideoRoom.
 
-A :class:`Publisher` joins with a display name and publishes a file's audio over Opus (or a
-synthetic video track alone, for the "video-only participant" case), through the same Janus
-HTTP client the connector uses. Call ``configure_ice(ns.peer_addr)`` first, so its ICE
-offers only the namespace address.
+A :class:`Publisher` joins with a display name and publishes a file's audio over Opus, PCM
+from memory (:meth:`Publisher.publish_pcm`, paced by :class:`~pipeline.bot.publish.PcmTrack`:
+nothing is written to disk), or a synthetic video track alone (the "video-only participant"
+case), through the same Janus HTTP client the connector uses. Call
+``configure_ice(ns.peer_addr)`` first, so its ICE offers only the namespace address.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from pipeline.bot.connectors.janus import VIDEOROOM, JanusAddress, JanusSession, parse_janus_url
 from pipeline.bot.ice import rtc_configuration
+from pipeline.bot.publish import PcmTrack
 
 __all__ = ["Publisher", "create_room", "destroy_room", "list_participants"]
 
@@ -39,6 +41,7 @@ class Publisher:
         self.feed: int | None = None
         self.pc: RTCPeerConnection | None = None
         self._player: MediaPlayer | None = None
+        self._track: MediaStreamTrack | None = None
 
     async def join(self) -> int:
         """Join as a publisher (nothing published yet); returns the feed id."""
@@ -59,6 +62,15 @@ class Publisher:
             raise ValueError(f"{path} has no audio stream")
         await self._publish(self._player.audio)
 
+    async def publish_pcm(self, pcm: bytes, speed: float = 1.0,
+                          sample_rate: int = 16000) -> PcmTrack:
+        """Publish mono s16 ``pcm`` from memory as Opus, in real time (or ``speed`` times
+        faster), then silence until :meth:`leave`; returns the track (``finished`` is set
+        once every sample went out)."""
+        track = PcmTrack(pcm, sample_rate=sample_rate, speed=speed)
+        await self._publish(track)
+        return track
+
     async def publish_video_only(self) -> None:
         """Publish a synthetic video track and no audio at all."""
         await self._publish(VideoStreamTrack())
@@ -68,6 +80,7 @@ class Publisher:
             await self.join()
         assert self.handle is not None
         pc = self.pc = RTCPeerConnection(rtc_configuration())
+        self._track = track
         pc.addTransceiver(track, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         _, answer = await self.session.message(
@@ -97,6 +110,9 @@ class Publisher:
                 if track is not None:
                     track.stop()
             self._player = None
+        if self._track is not None:
+            self._track.stop()
+            self._track = None
         await self.session.destroy()
 
     async def __aenter__(self) -> Publisher:
