@@ -103,11 +103,14 @@ class Bot:
         room.policy.on_change.append(self._leave_if_ended)
         await room.start()
         final, reason = BotState.LEFT, "called back"
+        cause = ""
         try:
             while not self._leave.is_set():
                 self._connector = connector
-                self._set(BotState.RECONNECTING if self._ever_joined else BotState.JOINING,
-                          "" if not self._attempt else f"attempt {self._attempt + 1}")
+                if not self._attempt:
+                    self._set(BotState.RECONNECTING if self._ever_joined else BotState.JOINING)
+                else:  # keep saying why: retrying is still reconnecting
+                    self._set(BotState.RECONNECTING, f"{cause}; attempt {self._attempt + 1}")
                 outcome = await self._run_once(connector)
                 await connector.close()
                 if self._leave.is_set():
