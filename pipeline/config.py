@@ -36,6 +36,7 @@ SEALSCRIBE_CAPTURE_BACKLOG_MB sealed audio a meeting's capture may   32
                             and counted
 SEALSCRIBE_MAX_SEGMENT_MS   longest live utterance before it is cut 15000
                             (bounds caption latency)
+SEALSCRIBE_END_SILENCE_MS   pause that ends a live utterance        500
 ==========================  ======================================  ===========================
 """
 
@@ -49,6 +50,7 @@ from pathlib import Path
 
 from keys.errors import InvalidInput
 from keys.transit import TransitConfig
+from pipeline import faults
 
 __all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
 
@@ -87,6 +89,7 @@ class Settings:
     ice_hosts: str = ""
     capture_backlog_mb: int = 32
     max_segment_ms: int = 15000
+    end_silence_ms: int = 500
     transit: TransitConfig | None = None
 
     @property
@@ -100,6 +103,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        faults.parse(env)  # SEALSCRIBE_FAULTS without the tests-only consent: refuse to start
         redis_url = env.get("SEALSCRIBE_REDIS_URL") or cls.redis_url
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInput(
@@ -135,6 +139,8 @@ class Settings:
                                              cls.capture_backlog_mb),
             max_segment_ms=_positive_int(env, "SEALSCRIBE_MAX_SEGMENT_MS", cls.max_segment_ms,
                                          minimum=2000),
+            end_silence_ms=_positive_int(env, "SEALSCRIBE_END_SILENCE_MS", cls.end_silence_ms,
+                                         minimum=100),
             transit=(TransitConfig.from_env(env) if provider == "transit"
                      or env.get("SEALSCRIBE_TRANSIT_ADDR") else None),
         )

@@ -186,8 +186,9 @@ class TrackCapture:
         self.capture = capture
         self.participant = participant
         self.track = track
-        self.config = config or SegmenterConfig(
-            max_utterance_ms=capture.rt.settings.max_segment_ms)
+        settings = capture.rt.settings
+        self.config = config or SegmenterConfig(max_utterance_ms=settings.max_segment_ms,
+                                                end_silence_ms=settings.end_silence_ms)
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self._segmenter: Segmenter | None = None
         self._origin_ms = 0

@@ -92,7 +92,8 @@ class Sink:
     def __init__(self, on: bool) -> None:
         self.policy = Policy(on)
         self.stats = type("S", (), {"frames": 0, "frames_off": 0})()
-        self.rt = type("R", (), {"settings": type("T", (), {"max_segment_ms": 15000})()})()
+        self.rt = type("R", (), {"settings": type("T", (), {"max_segment_ms": 15000,
+                                                           "end_silence_ms": 500})()})()
         self.got: list[tuple[int, int]] = []
 
     async def submit(self, participant: str, start_ms: int, pcm: bytes) -> None:
