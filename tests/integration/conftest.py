@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from pipeline.bot.ice import configure_ice
 from pipeline.config import get_settings
 from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, worker_env
 from workers.client import use_broker
@@ -40,3 +41,11 @@ def worker(env: dict[str, str],
     w.stop()
 
 
+
+
+@pytest.fixture
+def loopback_ice() -> Iterator[None]:
+    """WebRTC on loopback only: aioice offers 127.0.0.1 and nothing else."""
+    configure_ice("127.0.0.1")
+    yield
+    configure_ice("")

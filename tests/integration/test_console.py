@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +18,6 @@ from pipeline import services
 from pipeline.api.app import create_app
 from pipeline.api.console import CSP
 from pipeline.audio.decode import decode_file
-from pipeline.bot.ice import configure_ice
 from pipeline.bot.publish import PcmTrack, WhipPublisher
 from pipeline.config import Settings
 from pipeline.runtime import Runtime
@@ -43,13 +41,6 @@ from playwright.async_api import (  # noqa: E402
 )
 
 STATIC = Path(__file__).resolve().parents[2] / "pipeline" / "api" / "console_static"
-
-
-@pytest.fixture
-def loopback_ice() -> Iterator[None]:
-    configure_ice("127.0.0.1")
-    yield
-    configure_ice("")
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ the whole WebRTC path (Opus on the wire) on fleurs-en."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from bench.wer import normalise, word_errors
 from pipeline import services
 from pipeline.audio.decode import decode_file
-from pipeline.bot.ice import configure_ice
 from pipeline.bot.publish import PcmTrack, WhipPublisher
 from pipeline.config import Settings
 from pipeline.runtime import Runtime
@@ -21,16 +19,9 @@ from tests.conftest import shared_data
 from tests.integration.api import serve_api
 from tests.integration.workers import WorkerProcess, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("loopback_ice")]
 
 SILENCE_1S = bytes(32000)
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice() -> Iterator[None]:
-    configure_ice("127.0.0.1")
-    yield
-    configure_ice("")
 
 
 @pytest.fixture
@@ -64,7 +55,7 @@ async def publish_all(rt: Runtime, token: str, meeting_id: str,
             await pub.stop()
 
 
-def transcribed(rt: Runtime, meeting_id: str, timeout: float = 180) -> None:
+def transcribed(rt: Runtime, meeting_id: str, timeout: float = 300) -> None:
     def done() -> bool:
         return (rt.store.segments.pending_count(meeting_id) == 0
                 and rt.store.segments.transcript_count(meeting_id) > 0)

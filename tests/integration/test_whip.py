@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +14,6 @@ import pytest
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.audio.decode import decode_file
-from pipeline.bot.ice import configure_ice
 from pipeline.bot.publish import PcmTrack, WhipPublisher
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
@@ -29,11 +27,8 @@ JFK = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
 
 
 @pytest.fixture(autouse=True)
-def loopback_ice() -> Iterator[None]:
-    configure_ice("127.0.0.1")
+def test_broker(loopback_ice: None) -> None:
     use_broker(TEST_REDIS_URL)  # queued tasks land in the flushed test database
-    yield
-    configure_ice("")
 
 
 @pytest.fixture
