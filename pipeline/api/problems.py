@@ -21,6 +21,7 @@ from keys.errors import (
     AuthenticationFailed,
     Conflict,
     InvalidInput,
+    InvalidSeal,
     KeyRevoked,
     KeyUnavailable,
     NotFound,
@@ -63,7 +64,12 @@ PROBLEM_TYPES: list[tuple[type[SealscribeError], int, str]] = [
     (KeyRevoked, 403, "key-revoked"),
     (KeyUnavailable, 503, "key-unavailable"),
     (StoreUnavailable, 503, "store-unavailable"),
+    # stored content that fails authentication was moved or altered: it is never delivered
+    (InvalidSeal, 409, "invalid-seal"),
 ]
+
+_FIXED_DETAIL: dict[type[SealscribeError], str] = {
+    InvalidSeal: "stored content failed authentication (moved or altered) and was not opened"}
 
 
 def problem(status: int, detail: str, slug: str | None = None,
@@ -78,7 +84,8 @@ def _ours(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, slug in PROBLEM_TYPES:
         if isinstance(exc, kind):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return problem(status, str(exc) or slug.replace("-", " "), slug, headers)
+            detail = _FIXED_DETAIL.get(kind) or str(exc) or slug.replace("-", " ")
+            return problem(status, detail, slug, headers)
     return problem(500, f"internal error ({type(exc).__name__})", "internal")
 
 
