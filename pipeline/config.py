@@ -50,6 +50,7 @@ from pathlib import Path
 
 from keys.errors import InvalidInput
 from keys.transit import TransitConfig
+from pipeline import faults
 
 __all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
 
@@ -102,6 +103,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        faults.parse(env)  # SEALSCRIBE_FAULTS without the tests-only consent: refuse to start
         redis_url = env.get("SEALSCRIBE_REDIS_URL") or cls.redis_url
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInput(

@@ -3,11 +3,13 @@
 Searches every key of the Redis database (ours and Celery's: strings, lists, hashes, sets,
 sorted sets, streams), every file under ``$SEALSCRIBE_HOME`` (keyring, logs, models), any
 extra log directories, and the temporary directory. Matching is case-insensitive, on UTF-8
-and UTF-16 encodings. Findings name the place, never the content around the match.
+and UTF-16 encodings, and on the canary's UTF-8 in base64 (Celery's Redis transport stores
+message bodies base64-encoded). Findings name the place, never the content around the match.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -38,7 +40,21 @@ def _needles(canary: str) -> list[bytes]:
     for f in forms:
         out.add(f.encode("utf-8"))
         out.add(f.encode("utf-16-le"))
+        out.update(_base64_forms(f.encode("utf-8")))
     return sorted(out)
+
+
+def _base64_forms(data: bytes) -> set[bytes]:
+    """What ``data`` looks like inside any base64 text, at each of the three alignments:
+    the characters that depend on ``data`` alone (not on the bytes around it)."""
+    forms = set()
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + data)
+        start = -(-4 * shift // 3)  # characters that also hold the bytes before it
+        whole = (shift + len(data)) // 3 * 4  # the last group may hold the bytes after it
+        if whole - start >= 4:
+            forms.add(encoded[start:whole])
+    return forms
 
 
 def _contains(blob: bytes, needles: list[bytes]) -> bool:

@@ -6,22 +6,34 @@ Capture seals :class:`AudioSegment` here; the worker opens it and seals the
 
 from __future__ import annotations
 
+import logging
+
 from keys import segment as sealed_format
 from keys.segment import SegmentContext, SegmentKind
 from keys.types import DataKey
+from pipeline import faults
 from pipeline.models import AudioSegment, SealedSegment, TranscriptSegment
 
 __all__ = ["open_audio", "open_transcript", "seal_audio", "seal_transcript"]
 
+log = logging.getLogger(__name__)
+
+
+def _context(tenant_id: str, meeting_id: str, participant_id: str, seq: int,
+             kind: SegmentKind) -> SegmentContext:
+    if faults.on("skip-seal-context"):
+        return SegmentContext("-", "-", "-", 0, kind)
+    return SegmentContext(tenant_id, meeting_id, participant_id, seq, kind)
+
 
 def _seal(key: DataKey, tenant_id: str, meeting_id: str, participant_id: str, seq: int,
           kind: SegmentKind, payload: bytes) -> SealedSegment:
-    ctx = SegmentContext(tenant_id, meeting_id, participant_id, seq, kind)
+    ctx = _context(tenant_id, meeting_id, participant_id, seq, kind)
     return SealedSegment(meeting_id, participant_id, seq, sealed_format.seal(key, ctx, payload))
 
 
 def _open(key: DataKey, tenant_id: str, sealed: SealedSegment, kind: SegmentKind) -> bytes:
-    ctx = SegmentContext(tenant_id, sealed.meeting_id, sealed.participant_id, sealed.seq, kind)
+    ctx = _context(tenant_id, sealed.meeting_id, sealed.participant_id, sealed.seq, kind)
     return sealed_format.open(key, ctx, sealed.sealed)
 
 
@@ -39,6 +51,8 @@ def open_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegm
 
 def seal_transcript(key: DataKey, tenant_id: str, meeting_id: str,
                     segment: TranscriptSegment) -> SealedSegment:
+    if faults.on("log-plaintext"):
+        log.warning("sealing the transcript %s", segment.text)
     return _seal(key, tenant_id, meeting_id, segment.participant_id, segment.seq,
                  SegmentKind.TRANSCRIPT, segment.payload())
 

@@ -3,8 +3,8 @@
 Reliability settings (celery task guide): tasks acknowledge late and are rejected back to
 the queue when their worker process dies, one message is prefetched at a time, and an
 unacknowledged message is redelivered after ``SEALSCRIBE_VISIBILITY`` seconds (a worker
-killed with SIGKILL). Results are not stored: tasks return nothing of interest, and
-progress is read from the sealed store.
+killed with SIGKILL), found by a sweep every tenth of that (at most every 10 s). Results are
+not stored: tasks return nothing of interest, and progress is read from the sealed store.
 """
 
 from __future__ import annotations
@@ -38,7 +38,14 @@ def make_app() -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # kombu sweeps for messages a dead worker left unacknowledged only every
+            # interval * throttle seconds (100 s by default): sweep often enough that they
+            # come back soon after the visibility timeout (one cheap ZRANGE per sweep).
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
+        },
         task_default_queue=schema.CELERY_QUEUE,
         worker_send_task_events=False,
         beat_schedule={"retention-purge": {"task": PURGE,

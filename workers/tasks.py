@@ -11,12 +11,14 @@ from celery.signals import worker_process_init
 
 from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, StoreUnavailable
 from keys.types import DataKey, KeyUse, Purpose
+from pipeline import faults
 from pipeline.config import get_settings
 from pipeline.models import AudioSegment, Meeting, SealedSegment, Tenant, TranscriptSegment
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import data_key
 from pipeline.services.retention import purge_expired, retention
+from workers import metrics
 from workers.app import PURGE, TRANSCRIBE, app
 from workers.keycache import DataKeyCache
 from workers.transcriber import Transcriber
@@ -54,8 +56,12 @@ def _data_key(rt: Runtime, meeting: Meeting, use: KeyUse) -> DataKey:
     """The meeting's data key for ``use``, unwrapped (purpose transcribe) at most once per
     cache lifetime."""
     wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
-    return key_cache().get(meeting.tenant_id, meeting.id, use, wrapped.to_str(),
-                           lambda: data_key(rt, meeting, use, Purpose.TRANSCRIBE))
+
+    def unwrap() -> DataKey:
+        metrics.count_unwrap(Purpose.TRANSCRIBE)
+        return data_key(rt, meeting, use, Purpose.TRANSCRIBE)
+
+    return key_cache().get(meeting.tenant_id, meeting.id, use, wrapped.to_str(), unwrap)
 
 
 @worker_process_init.connect
@@ -68,6 +74,7 @@ def _purge(rt: Runtime, tenant_id: str, meeting_id: str, sid: str, reason: str) 
     rt.store.segments.delete_audio(meeting_id, sid)
     rt.keys.audit.record(tenant_id, "purge", actor=rt.actor, outcome=reason, meeting=meeting_id)
     log.info("segment %s of meeting %s purged untranscribed: %s", sid, meeting_id, reason)
+    metrics.count_purge(reason)
     return reason
 
 
@@ -85,12 +92,14 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
         meeting = rt.store.meetings.get(meeting_id)
     except NotFound:
         rt.store.segments.delete_audio(meeting_id, sid)
+        metrics.count_purge("meeting-gone")
         return "meeting-gone"
     sealed = rt.store.segments.get_audio(meeting_id, sid)
     if sealed is None:
         rt.store.segments.delete_audio(meeting_id, sid)  # forget an expired segment's index
         return "already-done"
     tenant = rt.store.tenants.get(meeting.tenant_id)
+    meeting, tenant = faults.permitted(meeting, "worker-ignores-policy"), faults.unrevoked(tenant)
     if tenant.revoked:
         key_cache().forget_tenant(meeting.tenant_id)
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
@@ -111,7 +120,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
     """Check the policy once more (the switch may have flipped while we listened), then seal
     the transcript and, in the same transaction, delete the audio."""
     meeting_id, sid = job.meeting.id, job.sealed.segment_id
-    meeting = rt.store.meetings.get(meeting_id)
+    meeting = faults.permitted(rt.store.meetings.get(meeting_id), "worker-ignores-policy")
     if not meeting.transcribes(job.sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
     try:
@@ -120,6 +129,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     rt.store.segments.complete(seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
                                result.start_ms, retention(rt, job.tenant).transcript_ttl)
+    metrics.count_transcribed(job.audio.duration_ms / 1000)
     return "transcribed"
 
 
@@ -140,14 +150,16 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     owner = f"{rt.actor}:{self.request.id}"
     if batch > 1:
         if not rt.store.segments.claim(meeting_id, segment_id, owner, lease):
+            metrics.count_task("deferred")
             raise self.retry(countdown=lease, exc=None)
         ids += [i for i in rt.store.segments.claim_pending(owner, batch - 1, lease)
                 if i != (meeting_id, segment_id)]
     try:
         prepared = [_prepare(rt, m, s) for m, s in ids]
         jobs = [p for p in prepared if isinstance(p, _Job)]
-        results = transcriber().transcribe_many(
-            [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
+        with metrics.timed_model_call(sum(j.audio.duration_ms for j in jobs) / 1000):
+            results = transcriber().transcribe_many(
+                [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
         outcomes = {(j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
                     for j, r in zip(jobs, results, strict=True)}
     except BaseException:
@@ -158,7 +170,9 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     if len(ids) > 1:
         log.info("transcribed a batch of %d segments", len(outcomes))
     own = prepared[0]
-    return own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]
+    outcome = own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]
+    metrics.count_task(outcome)
+    return outcome
 
 
 @app.task(name=PURGE, acks_late=True, autoretry_for=(StoreUnavailable,), retry_backoff=True,

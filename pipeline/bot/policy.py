@@ -17,6 +17,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from keys.errors import NotFound, StoreUnavailable
+from pipeline import faults
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store import schema
@@ -39,15 +40,23 @@ class MeetingPolicy:
         self.on_change: list[Callable[[], None]] = []
         #: called when someone asked this meeting's bot to leave
         self.on_leave: list[Callable[[], None]] = []
+        # One read at a time: a periodic read that began before a switch and returned after
+        # the switch event's read would otherwise put the old answer back.
+        self._reading = asyncio.Lock()
 
     @property
     def transcribing(self) -> bool:
         return self.meeting.transcription and not self.revoked and not self.ended
 
     def transcribes(self, participant: str) -> bool:
-        return not self.revoked and not self.ended and self.meeting.transcribes(participant)
+        return not self.revoked and not self.ended and faults.permitted(
+            self.meeting, "capture-ignores-policy").transcribes(participant)
 
     async def refresh(self) -> None:
+        async with self._reading:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         try:
             meeting, tenant = await asyncio.to_thread(self._read)
         except NotFound:

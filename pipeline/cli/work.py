@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import typer
@@ -23,17 +25,46 @@ def worker(concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
            beat: bool = typer.Option(False, "--beat",
                                      help="Also run the periodic retention purge (run it in "
                                           "exactly one worker)."),
+           metrics_port: int = typer.Option(0, "--metrics-port", min=0, max=65535,
+                                            help="Serve Prometheus metrics, summed over the "
+                                                 "worker's processes, on this port (0: off)."),
+           metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
            as_json: bool = JsonOption) -> None:
     """Start a Celery worker that transcribes sealed audio."""
+    made = _multiprocess_metrics_dir() if metrics_port else None
     from workers.app import app as celery_app
 
     procs = concurrency or (os.cpu_count() or 1)
     # Split the cores between processes so they do not oversubscribe them.
     os.environ.setdefault("SEALSCRIBE_CPU_THREADS", str(max(1, (os.cpu_count() or 1) // procs)))
     get_settings().home.mkdir(parents=True, exist_ok=True)
-    celery_app.worker_main(["worker", f"--concurrency={procs}", f"--loglevel={loglevel}",
-                            "--pool=prefork", "--without-gossip", "--without-mingle",
-                            "-Q", "sealscribe", *(["--beat"] if beat else [])])
+    try:
+        if metrics_port:
+            from workers.metrics import serve as serve_metrics
+
+            serve_metrics(metrics_port, metrics_host)
+        celery_app.worker_main(["worker", f"--concurrency={procs}", f"--loglevel={loglevel}",
+                                "--pool=prefork", "--without-gossip", "--without-mingle",
+                                "-Q", "sealscribe", *(["--beat"] if beat else [])])
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _multiprocess_metrics_dir() -> Path | None:
+    """Point prometheus-client's multiprocess mode at an empty directory, before anything
+    imports it: ``PROMETHEUS_MULTIPROC_DIR`` if set (emptied of old counts), else a new one
+    in the temp directory. Returns the directory if it made it (to remove at exit)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):
+            old.unlink()
+        return None
+    made = Path(tempfile.mkdtemp(prefix="sealscribe-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(made)
+    return made
 
 
 @guarded

@@ -10,6 +10,7 @@ import re
 
 from keys.errors import InvalidInput, KeyRevoked
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
+from pipeline import faults
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store.meetings import MeetingStore
@@ -108,6 +109,8 @@ def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
     rt.keys.audit.record(meeting.tenant_id, "shred", actor=rt.actor, meeting=meeting.id)
     rt.store.meetings.delete(meeting)  # also tells a bot capturing it to stop
     rt.store.bots.delete(meeting.id)
+    if faults.on("no-rotate-on-delete"):
+        return  # the old key versions stay: a backup's wrapped keys still open
     try:
         report = rt.keys.rotate(meeting.tenant_id, rt.actor)
         rt.keys.retire_below(meeting.tenant_id, report.primary_version, rt.actor)

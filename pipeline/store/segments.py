@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pipeline import faults
 from pipeline.models import SealedSegment, parse_segment_id
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
@@ -96,7 +97,8 @@ class SegmentStore:
         pipe.set(schema.transcript(segment.meeting_id, sid), segment.sealed,
                  ex=ttl or self.transcript_ttl)
         pipe.zadd(schema.meeting_transcript(segment.meeting_id), {sid: start_ms})
-        pipe.delete(schema.audio(segment.meeting_id, sid))
+        if not faults.on("keep-audio"):
+            pipe.delete(schema.audio(segment.meeting_id, sid))
         self._forget(pipe, segment.meeting_id, sid)
         captions = schema.meeting_captions(segment.meeting_id)
         pipe.xadd(captions, {"sid": sid}, maxlen=CAPTION_HISTORY, approximate=True)

@@ -1,0 +1,257 @@
+"""Scale-out: throughput with 1, 2 and 3 worker processes on one machine, same corpus.
+
+    .venv/bin/python -m bench.scale [--workers 1,2,3] [--mode live|file] [--threads N]
+
+Each worker is its own ``sealscribe worker -c 1`` process (as one pod or container each would
+be), started fresh for every row, all against one Redis database that the benchmark flushes
+(``--redis-url``, default db 11). The corpus is bench/transcribe.py's (the ten fleurs-en
+clips and the four AMI ES2004 headset sources), one meeting per file:
+
+* ``--mode live`` (default) cuts each file into voice-activity utterances, as the bot's
+  capture does in a meeting, and seals and queues every one at once: a backlog of short
+  segments, what workers drain when many meetings speak at the same time;
+* ``--mode file`` submits each file as ``sealscribe transcribe`` does (utterances joined into
+  windows of up to 28 s): few, long segments.
+
+Timed from the first submit until the last transcript is stored, workers already loaded.
+Reports audio seconds per wall second, segments per second, and for each worker process
+(Celery main process plus its prefork child): the CPU it used (cores, averaged over the
+run), its peak resident memory (VmHWM, summed over both processes: what a pod's memory
+request must cover), and how many segments it transcribed (from its ``--metrics-port``).
+Also reports the busy cores of everything else on the machine during the run (Redis, and
+any other load: compare runs only where it is small). Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.transcribe import corpus
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+
+    def pids(self) -> list[int]:
+        """The main process and its children (the prefork pool)."""
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / TICK
+
+    def memory_mib(self, field: str) -> float:
+        """VmRSS or VmHWM (peak), summed over the worker's processes."""
+        kib = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(field + ":"):
+                        kib += int(line.split()[1])
+        return kib / 1024
+
+    def transcribed(self) -> int:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name == "sealscribe_segments_transcribed":
+                return int(sum(s.value for s in family.samples if s.name.endswith("_total")))
+        return 0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy so far (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def workers(n: int, env: dict[str, str], logs: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    try:
+        for i in range(n):
+            log = logs / f"worker{i}.log"
+            port = free_port()
+            proc = subprocess.Popen(  # our own interpreter and fixed arguments
+                [sys.executable, "-m", "pipeline.cli", "worker", "-c", "1", "--loglevel",
+                 "info", "--metrics-port", str(port)],
+                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                start_new_session=True)
+            started.append(Worker(proc, log, port))
+        deadline = time.monotonic() + 180
+        for w in started:  # loaded in parallel; ready once its child has loaded the model
+            while b"ready." not in w.log.read_bytes():
+                if w.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker did not start; see {w.log}")
+                time.sleep(0.2)
+        yield started
+    finally:
+        for w in started:  # warm shutdown of the main process only, as Kubernetes does
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in started:
+            try:
+                w.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.proc.pid, signal.SIGKILL)
+                w.proc.wait()
+
+
+def submit(rt: Any, tenant_id: str, path: Path, mode: str,
+           participant: str = "speaker") -> tuple[str, int]:
+    """Seal and queue one file as one meeting; (meeting id, segments)."""
+    from pipeline.audio.decode import SAMPLE_RATE, decode_file
+    from pipeline.audio.segmenter import Segmenter
+    from pipeline.capture import Capture
+    from pipeline.models import AudioSegment
+    from pipeline.services.meetings import create_meeting
+    from pipeline.services.transcripts import submit_file
+
+    if mode == "file":
+        job = submit_file(rt, path, tenant_id)
+        return job.meeting.id, job.segments
+    meeting = create_meeting(rt, tenant_id, transcription=True)
+    capture = Capture(rt, meeting)
+    pcm = decode_file(path, 36000)
+    segmenter = Segmenter()
+    for seq, utt in enumerate([*segmenter.feed(pcm), *segmenter.flush()]):
+        capture.submit(AudioSegment(participant, seq, utt.start_ms, SAMPLE_RATE, utt.pcm))
+    return meeting.id, capture.sealed
+
+
+def run(n: int, mode: str, threads: int, redis_url: str,
+        items: list[Path]) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="sealscribe-scale-"))
+    env = {**os.environ, "SEALSCRIBE_REDIS_URL": redis_url, "SEALSCRIBE_HOME": str(home),
+           "SEALSCRIBE_KEY_PROVIDER": "local"}
+    if threads:
+        env["SEALSCRIBE_CPU_THREADS"] = str(threads)
+    os.environ.update(SEALSCRIBE_REDIS_URL=redis_url, SEALSCRIBE_HOME=str(home),
+                      SEALSCRIBE_KEY_PROVIDER="local")
+    from pipeline import services
+    from pipeline.config import get_settings
+    from pipeline.runtime import Runtime
+    from workers.client import use_broker
+
+    get_settings.cache_clear()
+    use_broker(redis_url)
+    rt = Runtime.from_settings(get_settings(), actor="bench")
+    rt.store.redis.flushdb()
+    logs = home / "logs"
+    logs.mkdir(parents=True)
+    try:
+        tenant, _ = services.create_tenant(rt, "bench")
+        with workers(n, env, logs) as ws:
+            idle_rss = [w.memory_mib("VmRSS") for w in ws]
+            cpu0 = [w.cpu_seconds() for w in ws]
+            busy0, own0 = machine_busy_seconds(), time.process_time()
+            start = time.perf_counter()
+            meetings = [submit(rt, tenant.id, path, mode) for path in items]
+            while any(rt.store.segments.pending_count(m) for m, _ in meetings):
+                if time.perf_counter() - start > 3600:
+                    raise RuntimeError("not done after an hour")
+                time.sleep(0.05)
+            wall = time.perf_counter() - start
+            cpu = [w.cpu_seconds() - c for w, c in zip(ws, cpu0, strict=True)]
+            busy, own = machine_busy_seconds() - busy0, time.process_time() - own0
+            peak = [w.memory_mib("VmHWM") for w in ws]
+            done = [w.transcribed() for w in ws]
+        segments = sum(s for _, s in meetings)
+        stored = sum(rt.store.segments.transcript_count(m) for m, _ in meetings)
+        if stored != segments:
+            raise RuntimeError(f"{stored} transcripts stored for {segments} segments")
+        return {"workers": n, "wall_s": wall, "segments": segments,
+                # the machine's busy cores beside the workers and this client: Redis, and
+                # anything else running (a benchmark wants it near zero)
+                "other_cores": max(0.0, (busy - sum(cpu) - own) / wall),
+                "per_worker": [{"cpu_cores": c / wall, "peak_rss_mib": p, "idle_rss_mib": r,
+                                "segments": d}
+                               for c, p, r, d in zip(cpu, peak, idle_rss, done, strict=True)]}
+    finally:
+        rt.store.redis.flushdb()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,3",
+                        help="comma-separated worker process counts (default 1,2,3)")
+    parser.add_argument("--mode", choices=("live", "file"), default="live")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="SEALSCRIBE_CPU_THREADS per worker (0: the worker's default, one "
+                             "per core for -c 1)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11",
+                        help="a Redis database the benchmark may flush")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from pipeline.audio.decode import decode_file
+
+    items = [path for path, _ in corpus()]
+    audio_s = sum(len(decode_file(p, 36000)) / 32000 for p in items)
+    rows = [run(int(n), args.mode, args.threads, args.redis_url, items)
+            for n in args.workers.split(",")]
+    for row in rows:
+        row["audio_s_per_wall_s"] = audio_s / row["wall_s"]
+        row["segments_per_s"] = row["segments"] / row["wall_s"]
+    result = {"audio_s": audio_s, "files": len(items), "mode": args.mode,
+              "threads": args.threads or "default", "cores": os.cpu_count(), "rows": rows}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{len(items)} files, {audio_s:.0f} s of audio, mode {args.mode}, "
+          f"{rows[0]['segments']} segments; {os.cpu_count()} cores; threads per worker: "
+          f"{args.threads or 'default'}")
+    print(f"{'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
+          f"{'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} {'segments per worker':>20} "
+          f"{'other cores':>11}")
+    for row in rows:
+        per = row["per_worker"]
+        cores = "/".join(f"{p['cpu_cores']:.2f}" for p in per)
+        peak = "/".join(f"{p['peak_rss_mib']:.0f}" for p in per)
+        done = "/".join(str(p["segments"]) for p in per)
+        print(f"{row['workers']:>7} {row['wall_s']:>7.1f} {row['audio_s_per_wall_s']:>15.1f} "
+              f"{row['segments_per_s']:>11.2f} "
+              f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Guarantee 6: purge is real. Sealed audio is gone once transcribed; transcripts expire at
+the tenant's retention (real time, shortened by configuration); deleting a meeting destroys
+its data keys and retires the tenant key versions that wrapped them, so a Redis backup
+taken before the delete cannot be opened afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+
+from keys.errors import KeyUnavailable, NotFound
+from keys.types import KeyUse, Purpose
+from pipeline import services
+from pipeline.services.retention import purge_expired
+from pipeline.store import schema
+from tests.privacy.deployment import Api, Deployment, wait_until
+from tests.privacy.live import participant, settled, words
+from tests.privacy.sampler import Sampler
+from tests.privacy.speech import PHRASES, require_espeak
+
+
+def _speak(api: Api, said: dict[str, str]) -> None:
+    async def meeting() -> None:
+        async def one(meeting_id: str, phrase: str) -> None:
+            async with participant(api, meeting_id, "Alice") as alice:
+                await alice.says(phrase)
+
+        await asyncio.gather(*(one(m, p) for m, p in said.items()))
+
+    asyncio.run(meeting())
+
+
+def _keys_of(r: redis.Redis, meeting_id: str) -> list[bytes]:
+    """Every key naming the meeting: what a backup of it holds."""
+    return sorted(r.scan_iter(match=f"*{meeting_id}*"))
+
+
+def test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting(
+        deployment: Deployment, sampler: Sampler) -> None:
+    require_espeak()
+    a = deployment.tenant("a")
+    api = deployment.api(a)
+    r = deployment.redis()
+    doomed, kept = api.meeting(), api.meeting()
+    _speak(api, {doomed: PHRASES["Flintwick"], kept: PHRASES["Wimbledon"]})
+    settled(r, doomed)
+    settled(r, kept)
+    # Transcribed audio is deleted with the transcript's arrival: no sealed audio is left.
+    assert not list(r.scan_iter(match=schema.audio(doomed, "*")))
+    assert not list(r.scan_iter(match=schema.audio(kept, "*")))
+    assert sampler.segments(doomed, "audio"), "the sampler saw the sealed audio while it lived"
+
+    backup = {k: r.dump(k) for k in _keys_of(r, doomed)}  # an operator's backup
+    assert any(b"transcript" in k for k in backup) and schema.meeting_keys(doomed).encode() \
+        in backup
+    assert api("DELETE", f"/v1/meetings/{doomed}").status_code == 204
+    assert _keys_of(r, doomed) == []
+    assert "wimbledon" in words(api.transcript(kept))  # the other meeting is untouched
+    status = api.ok("GET", "/v1/keys")
+    assert status["versions"] == [status["primary_version"]], "old key versions survive"
+
+    try:  # restore the backup: wrapped keys, sealed transcript, meeting record
+        for k, v in backup.items():
+            assert v is not None
+            r.restore(k, 0, v, replace=True)
+        r.sadd(schema.tenant_meetings(a.id), doomed)
+        got = api("GET", f"/v1/meetings/{doomed}/transcript")
+        assert got.status_code == 503 and "flintwick" not in got.text.lower(), \
+            f"a backup taken before the delete opened: {got.status_code}"
+        assert "retired" in got.json()["detail"]
+        if deployment.local is not None:
+            rt = deployment.local.rt
+            with pytest.raises(KeyUnavailable, match="retired"):
+                services.data_key(rt, rt.store.meetings.get(doomed), KeyUse.TRANSCRIPT,
+                                  Purpose.DELIVER)
+    finally:
+        for k in backup:
+            r.delete(k)
+        r.srem(schema.tenant_meetings(a.id), doomed)
+
+
+def test_transcripts_expire_at_the_tenants_retention(deployment: Deployment,
+                                                     sampler: Sampler) -> None:
+    require_espeak()
+    a = deployment.tenant("a")
+    api = deployment.api(a)
+    r = deployment.redis()
+    before = api.ok("GET", "/v1/tenant")["retention"]
+    api.ok("PUT", "/v1/tenant/retention", json={"transcript_ttl": 3})
+    try:
+        m = api.meeting()
+        _speak(api, {m: PHRASES["Copperfield"]})
+        settled(r, m, quiet=0.2)
+        stored = [*r.scan_iter(match=schema.transcript(m, "*")), schema.meeting_captions(m)]
+        assert all(0 < r.ttl(k) <= 3 for k in stored), [r.ttl(k) for k in stored]
+        wait_until(lambda: not r.exists(*stored), 6, "transcripts past retention expire")
+        assert api.transcript(m) == ""
+        if deployment.local is not None:  # the beat's purge then shreds the empty meeting
+            assert purge_expired(deployment.local.rt).meetings_shredded >= 1
+            with pytest.raises(NotFound):
+                services.get_meeting(deployment.local.rt, m)
+            assert _keys_of(r, m) == []
+    finally:
+        api.ok("PUT", "/v1/tenant/retention", json=before)
