@@ -216,6 +216,21 @@ async def drive(page: Page, context: BrowserContext, rt: Runtime, base: str, tok
     await expect(consent).to_have_attribute("aria-checked", "false")
     assert SPEAKER in services.get_meeting(rt, meeting_id).opted_out
 
+    # the meeting's privacy report: switched on then off, transcribed with the audited key
+    await page.get_by_role("button", name="Show privacy report").click()
+    await expect(page.locator("#privacy-audit")).to_have_text("intact")
+    await expect(page.locator("#privacy-switches")).to_contain_text(" on by ")
+    await expect(page.locator("#privacy-switches")).to_contain_text(" off by ")
+    await expect(page.locator("#privacy-uses")).to_contain_text("transcribe")
+
+    # retention: a day for transcripts, ten minutes for audio, saved for the tenant
+    await page.get_by_label("Keep transcripts for (days)").fill("1")
+    await page.get_by_label("Longest audio may wait untranscribed (minutes)").fill("10")
+    await page.get_by_role("button", name="Save retention").click()
+    await expect(page.locator("#notice")).to_contain_text("Retention saved")
+    tenant = services.get_tenant(rt, services.get_meeting(rt, meeting_id).tenant_id)
+    assert (tenant.transcript_ttl, tenant.audio_ttl) == (86400, 600)
+
     # the audit log lists what happened, and its chain verifies
     await expect(page.locator("#audit-verify")).to_have_text(re.compile("intact"))
     await expect(page.locator("#audit-table tbody tr").first).to_be_visible()

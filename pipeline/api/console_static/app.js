@@ -151,7 +151,48 @@
     $("session").hidden = false;
     $("console").hidden = false;
     $("meetings-title").focus();
+    showRetention(tenant.retention);
     await Promise.all([loadMeetings(), loadKeys(), loadAudit()]);
+  }
+
+  // ---- retention ----------------------------------------------------------------------
+
+  function showRetention(r) {
+    $("retention-transcripts").value = String(+(r.transcript_ttl / 86400).toFixed(4));
+    $("retention-audio").value = String(+(r.audio_ttl / 60).toFixed(2));
+  }
+
+  async function saveRetention() {
+    const days = Number.parseFloat($("retention-transcripts").value);
+    const minutes = Number.parseFloat($("retention-audio").value);
+    if (!(days > 0) || !(minutes > 0)) {
+      throw new ApiError(0, "enter positive numbers of days and minutes");
+    }
+    const r = await api("PUT", "/v1/tenant/retention", {
+      transcript_ttl: Math.max(1, Math.round(days * 86400)),
+      audio_ttl: Math.max(1, Math.round(minutes * 60)),
+    });
+    showRetention(r);
+    notify(`Retention saved: transcripts ${r.transcript_ttl} s, audio wait ${r.audio_ttl} s.`);
+  }
+
+  // ---- privacy report -----------------------------------------------------------------
+
+  async function loadPrivacy() {
+    if (!state.meeting) return;
+    const p = await api("GET", `${meetingPath(state.meeting.id)}/privacy`);
+    const audit = $("privacy-audit");
+    audit.textContent = p.audit_intact ? "intact" : `BROKEN: ${p.audit_problems.join("; ")}`;
+    audit.className = p.audit_intact ? "" : "bad";
+    const list = (items) => items.map(([at, what, who]) => `${when(at)} ${what} by ${who}`)
+      .join("; ") || "never";
+    $("privacy-switches").textContent = list(p.switches);
+    $("privacy-consent").textContent = list(p.consent_changes);
+    const counts = (o) => Object.entries(o).map(([k, n]) => `${k}: ${n}`).join("; ") || "none";
+    $("privacy-uses").textContent = counts(p.key_uses);
+    $("privacy-purged").textContent = counts(p.purged);
+    $("privacy-stored").textContent =
+      `${p.transcript_segments} sealed transcript segments, ${p.audio_pending} sealed audio waiting`;
   }
 
   function logout() {
@@ -626,6 +667,8 @@
     });
     on("delete-yes", "click", deleteMeeting);
     on("rotate", "click", rotate);
+    on("retention-form", "submit", saveRetention);
+    on("privacy-refresh", "click", loadPrivacy);
     on("refresh-keys", "click", loadKeys);
     on("retire-form", "submit", retire);
     on("revoke-form", "submit", revoke);
