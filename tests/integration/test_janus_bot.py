@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bench.wer import normalise, word_errors
+from bench.wer import normalise
 from keys.errors import InvalidInput, NotFound
 from keys.types import KeyUse, Purpose
 from pipeline import services
@@ -41,6 +41,7 @@ from pipeline.sealing import open_audio
 from pipeline.services.bots import bot_status, join_meeting
 from pipeline.store import schema
 from tests.conftest import shared_data
+from tests.integration.fleurs import fleurs_concatenation, transcript_wer
 from tests.integration.janus import DEFAULT_ROOMS, OPEN_ROOM, PIN_ROOM, Room
 from tests.integration.meeting_ns import (
     MeetingStack,
@@ -52,7 +53,6 @@ from tests.integration.meeting_ns import (
     until,
 )
 from tests.integration.publishers import Publisher
-from tests.integration.test_live import fleurs_concatenation
 
 pytestmark = pytest.mark.integration
 
@@ -390,8 +390,7 @@ def test_fleurs_through_janus_keeps_accuracy(stack: MeetingStack, tenant_id: str
     run(scenario())  # the worker transcribes live, as the reader speaks
     segments = drained(rt, meeting.id)
     assert {s.participant_id for s in segments} == {"reader"}
-    hypothesis = normalise(" ".join(s.text for s in segments))
-    wer = word_errors(reference, hypothesis) / len(reference)
+    wer = transcript_wer(segments, reference)
     print(f"fleurs-en through Janus at {SPEED:g}x real time: WER {wer:.3f} over "
           f"{len(reference)} words, {len(segments)} segments, {late[0]} late frames")
     assert wer <= 0.085, f"WER {wer:.3f}"

@@ -17,26 +17,15 @@ from pipeline.runtime import Runtime
 from pipeline.services.transcripts import read_transcript
 from tests.conftest import shared_data
 from tests.integration.api import serve_api
+from tests.integration.fleurs import fleurs_concatenation, transcript_wer
 from tests.integration.workers import WorkerProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("loopback_ice")]
-
-SILENCE_1S = bytes(32000)
 
 
 @pytest.fixture
 def rt(env: dict[str, str]) -> Runtime:
     return Runtime.from_settings(Settings.from_env(env), actor="test")
-
-
-def fleurs_concatenation() -> tuple[bytes, list[str]]:
-    """The ten fleurs-en clips one after another, a second of silence between them."""
-    folder = shared_data("fleurs-en")
-    pcm, words = b"", []
-    for clip in sorted(folder.glob("*.ogg")):
-        pcm += decode_file(clip, 60) + SILENCE_1S
-        words += normalise(clip.with_suffix(".txt").read_text())
-    return pcm, words
 
 
 async def publish_all(rt: Runtime, token: str, meeting_id: str,
@@ -71,8 +60,7 @@ def test_fleurs_through_whip_keeps_accuracy(rt: Runtime, worker: WorkerProcess) 
     transcribed(rt, meeting.id)
     segments = read_transcript(rt, meeting.id)
     assert {s.participant_id for s in segments} == {"reader"}
-    hypothesis = normalise(" ".join(s.text for s in segments))
-    wer = word_errors(reference, hypothesis) / len(reference)
+    wer = transcript_wer(segments, reference)
     print(f"fleurs-en through WHIP: WER {wer:.3f} over {len(reference)} words, "
           f"{len(segments)} segments")
     assert wer <= 0.085, f"WER {wer:.3f}"
