@@ -45,6 +45,8 @@ class SegmentContext:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
+            if any("\ud800" <= c <= "\udfff" for c in value):
+                raise ValueError(f"{name} must be text without lone surrogates")
         if isinstance(self.seq, bool) or not isinstance(self.seq, int):
             raise TypeError("seq must be an int")
         if not 0 <= self.seq < 2**64:

@@ -99,7 +99,7 @@ def segment_id(participant_id: str, seq: int) -> str:
 
 def parse_segment_id(sid: str) -> tuple[str, int]:
     participant, _, seq = sid.rpartition(".")
-    if not participant or not seq.isdigit():
+    if not participant or not (seq.isascii() and seq.isdigit()):
         raise InvalidInput(f"segment id {sid!r} is not of the form PARTICIPANT.SEQ")
     return participant, int(seq)
 
@@ -131,9 +131,14 @@ class TranscriptSegment:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> TranscriptSegment:
-        doc: dict[str, Any] = json.loads(payload)
-        doc["words"] = tuple(Word(**w) for w in doc.get("words", ()))
-        return cls(**doc)
+        """Parse an opened payload; :class:`InvalidInput` (a ``ValueError``) if it is not a
+        transcript segment."""
+        doc: Any = json.loads(payload)
+        try:
+            doc["words"] = tuple(Word(**w) for w in doc.get("words", ()))
+            return cls(**doc)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise InvalidInput(f"not a transcript segment ({type(exc).__name__})") from None
 
 
 class BotState(StrEnum):

@@ -46,7 +46,11 @@ class WhipSession:
 def check_offer(sdp: str) -> None:
     """Refuse what cannot be an audio publisher's offer, with the reason, before aiortc
     sees it."""
-    if len(sdp.encode()) > MAX_OFFER_BYTES:
+    try:
+        size = len(sdp.encode())
+    except UnicodeEncodeError:
+        raise InvalidInput("the SDP offer is not valid UTF-8 text") from None
+    if size > MAX_OFFER_BYTES:
         raise InvalidInput(f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
     lines = [line.strip() for line in sdp.splitlines() if line.strip()]
     if not lines or lines[0] != "v=0":
@@ -137,7 +141,7 @@ class WhipIngest:
 
 #: what aiortc raises for an offer it cannot take: its parser asserts, converts with int() and
 #: looks codecs up by name; negotiation raises its own errors
-_OFFER_REFUSED = (ValueError, KeyError, IndexError, TypeError, AssertionError,
+_OFFER_REFUSED = (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError,
                   rtc_errors.InternalError, rtc_errors.InvalidAccessError,
                   rtc_errors.InvalidStateError, rtc_errors.OperationError)
 

@@ -29,7 +29,7 @@ from pipeline.store.connection import as_str
 
 __all__ = ["Caption", "follow_captions", "parse_cursor"]
 
-_CURSOR = re.compile(r"^(0|\$|\d{1,20}-\d{1,20})$")
+_CURSOR = re.compile(r"\A(0|\$|[0-9]{1,20}-[0-9]{1,20})\Z")
 
 
 @dataclass(frozen=True)
