@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -92,8 +93,10 @@ def transcribe(file: Path = typer.Argument(..., help="Audio or video file (any f
         wait_for(rt, job, lambda done, total: bar.update(task, completed=done), timeout)
     segments = read_transcript(rt, job.meeting.id)
     if as_json:
+        # the transcript in its JSON export format (text included: the user asked for it)
         emit(True, {"meeting": job.meeting.id, "segments": job.segments,
-                    "audio_seconds": job.audio_seconds, "transcript": segments}, lambda: None)
+                    "audio_seconds": job.audio_seconds,
+                    "transcript": json.loads(render(segments, "json"))}, lambda: None)
     else:
         err_console.print(f"meeting {job.meeting.id}: {job.segments} segments, "
                           f"{job.audio_seconds:.1f} s of audio")

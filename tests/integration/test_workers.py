@@ -213,6 +213,15 @@ def test_bad_files_leave_nothing_behind(rt: Runtime, tenant: str, tmp_path: Path
     assert set(rt.store.redis.scan_iter("ss:*")) == before
 
 
+def test_transcribe_json_gives_the_text(tenant: str, worker: WorkerProcess) -> None:
+    result = CliRunner().invoke(cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")),
+                                          "--tenant", tenant, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert "your country" in " ".join(s["text"] for s in out["transcript"]).lower()
+    assert out["transcript"][0]["speaker"]
+
+
 def test_too_long_and_unknown_meeting(rt: Runtime, tenant: str, worker: WorkerProcess,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     before = set(rt.store.redis.scan_iter("ss:*"))
