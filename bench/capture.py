@@ -178,7 +178,7 @@ def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[s
     tenant, token = services.create_tenant(rt, "bench")
     meeting = services.create_meeting(rt, tenant.id, transcription=True)
     configure_ice("127.0.0.1")
-    from tests.integration.api import free_port
+    from pipeline.net import free_port
 
     port = free_port()
     out = home / "stats.json"

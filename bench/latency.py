@@ -130,8 +130,8 @@ def run(participants: int, clips: int, redis_url: str) -> dict[str, Any]:
     from pipeline import services
     from pipeline.bot.ice import configure_ice
     from pipeline.config import Settings
+    from pipeline.net import free_port
     from pipeline.runtime import Runtime
-    from tests.integration.api import free_port
     from workers.client import use_broker
     from workers.process import worker_process
 

@@ -20,7 +20,6 @@ import contextlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pipeline import services
 from pipeline.aio import run
 from pipeline.audio.decode import decode_file
 from pipeline.formats import render
+from pipeline.net import free_port
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
 from pipeline.services.captions import follow_captions
@@ -69,13 +69,6 @@ class DemoResult:
     token: str | None = field(default=None, repr=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def private_redis(url: str) -> Iterator[str | None]:
     """Yields None if Redis answers at ``url``; otherwise starts a private ``redis-server``
@@ -93,7 +86,7 @@ def private_redis(url: str) -> Iterator[str | None]:
             "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set "
             "SEALSCRIBE_REDIS_URL to a Redis you run")
     workdir = tempfile.mkdtemp(prefix="sealscribe-redis-")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - a fixed command line
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
          "no", "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -164,7 +157,7 @@ async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, s
                         extra_env={"TMPDIR": str(temp)}) as started:
         say("3. " + ("started a Celery worker (tiny.en)" if started
                      else "using the Celery worker already running"))
-        api_port = port if serve else _free_port()
+        api_port = port if serve else free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(rt), host=host, port=api_port,
                                                log_config=None, access_log=False))
         serving = asyncio.create_task(server.serve())

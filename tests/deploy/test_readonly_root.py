@@ -26,8 +26,8 @@ import pytest
 import redis
 
 from bench.wer import normalise
+from pipeline.net import free_port
 from tests.conftest import shared_data
-from tests.integration.bao import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,7 @@ from pathlib import Path
 
 import hvac
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from pipeline.net import free_port
 
 
 class BaoServer:

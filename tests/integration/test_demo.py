@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 
 from pipeline.config import Settings
-from tests.integration.api import free_port
+from pipeline.net import free_port
 
 
 def run_demo(env: dict[str, str], *args: str) -> dict[str, object]:

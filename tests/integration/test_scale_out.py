@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 import redis
 
-from bench.scale import free_port, submit
+from bench.scale import submit
 from pipeline import services
 from pipeline.config import Settings, get_settings
+from pipeline.net import free_port
 from pipeline.runtime import Runtime
 from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema

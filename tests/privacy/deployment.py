@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import redis
 
 from pipeline import services
 from pipeline.config import Settings
+from pipeline.net import free_port
 from pipeline.runtime import Runtime
 from pipeline.store import schema
 from tests.integration.workers import WorkerProcess
@@ -40,13 +40,6 @@ __all__ = ["TOKEN_OPTIONS", "Api", "Deployment", "LocalStack", "T", "free_port",
 #: tenant role -> the option that gives its token when running against a deployment
 TOKEN_OPTIONS = {"a": "--deployment-token", "b": "--deployment-other-token",
                  "revoke": "--deployment-revoke-token"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
