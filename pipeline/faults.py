@@ -1,7 +1,10 @@
-"""Deliberate faults, for proving that the privacy tests can fail. Never for production.
+"""Deliberate faults, for proving that the privacy and fault tests can fail. Never for
+production.
 
-Each fault switches off one privacy mechanism at its one-line hook, so that a test suite can
-show the test guarding that mechanism fails without it (``tests/privacy/test_mutations.py``).
+Each fault switches off one mechanism at its one-line hook, so that a test suite can show
+the test guarding that mechanism fails without it: the privacy mechanisms
+(:data:`PRIVACY`, ``tests/privacy/test_mutations.py``) and the recovery mechanisms
+(:data:`RECOVERY`, ``tests/faults/test_mutations.py``).
 Faults are named in ``SEALSCRIBE_FAULTS`` (comma separated) and are read **only** when
 ``SEALSCRIBE_ALLOW_FAULTS`` is also set to :data:`CONSENT`; a process that finds
 ``SEALSCRIBE_FAULTS`` without that consent, or an unknown fault name, refuses to start
@@ -19,8 +22,8 @@ from collections.abc import Mapping
 from keys.errors import InvalidInput
 from pipeline.models import Meeting, Tenant
 
-__all__ = ["ALLOW_VAR", "CONSENT", "FAULTS", "FAULTS_VAR", "active", "on", "parse",
-           "permitted", "unrevoked"]
+__all__ = ["ALLOW_VAR", "CONSENT", "FAULTS", "FAULTS_VAR", "PRIVACY", "RECOVERY", "active",
+           "on", "parse", "permitted", "unrevoked"]
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,8 @@ FAULTS_VAR = "SEALSCRIBE_FAULTS"
 ALLOW_VAR = "SEALSCRIBE_ALLOW_FAULTS"
 CONSENT = "i-understand-this-breaks-privacy"
 
-#: every fault, and the mechanism it breaks (see PRIVACY.md for the test that catches it)
-FAULTS: dict[str, str] = {
+#: the privacy faults, and the mechanism each breaks (PRIVACY.md names the test that catches it)
+PRIVACY: dict[str, str] = {
     "log-plaintext": "the worker logs the transcript text it seals",
     "capture-ignores-policy": "capture seals and stores audio whatever the switch and the "
                               "opt-outs say",
@@ -43,6 +46,21 @@ FAULTS: dict[str, str] = {
     "audit-skip": "unwraps of data keys are not written to the audit log",
     "no-tenant-check": "a meeting is found whichever tenant asks for it",
 }
+
+#: the recovery faults, and the mechanism each breaks (tests/faults names the test)
+RECOVERY: dict[str, str] = {
+    "capture-drops-on-outage": "capture drops sealed segments it cannot store, instead of "
+                               "holding them (bounded) until Redis returns",
+    "worker-owns-work": "a worker acknowledges a task when it takes it and its batch leases "
+                        "never lapse, so work held by a killed worker is never redone",
+    "bot-gives-up": "the bot leaves for good when its connection to the meeting is lost",
+    "captions-ignore-cursor": "the caption socket ignores the client's cursor and starts "
+                              "from what comes next",
+    "logs-unguarded": "log files are written by the standard handler, which dumps every "
+                      "record it cannot write to stderr",
+}
+
+FAULTS: dict[str, str] = PRIVACY | RECOVERY
 
 
 def parse(env: Mapping[str, str]) -> frozenset[str]:

@@ -16,16 +16,20 @@ What the filter does to each record, before any handler formats it:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import logging.handlers
 import re
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 from keys.errors import SealscribeError
+from pipeline import faults
 
-__all__ = ["RedactingFilter", "configure_logging", "redact_text"]
+__all__ = ["GuardedFileHandler", "RedactingFilter", "configure_logging", "redact_text"]
 
 ALLOWED_LOGGERS = ("keys", "pipeline", "workers", "celery", "kombu", "faster_whisper",
                    "redis", "hvac", "urllib3", "py.warnings", "root")
@@ -97,6 +101,48 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class GuardedFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file that a full or failing disk cannot turn into a problem.
+
+    A record that cannot be written (``OSError``: no space, quota, read-only, I/O error) is
+    dropped and counted; the first drop of an outage prints one line to stderr naming the
+    file and the error (never a record), instead of the standard handler's traceback and
+    record dump for every record. The next record tries the file again, and the first one
+    that lands is preceded by a line saying how many were dropped. Nothing falls back to
+    another file."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.dropped:
+            lost = self.dropped
+            super().emit(logging.LogRecord(
+                __name__, logging.WARNING, __file__, 0, "log file writable again; %d records "
+                "were dropped while it was not", (lost,), None))
+            if self.dropped == lost:  # the note landed: the outage is over
+                self.dropped = 0
+            else:
+                self.dropped = lost  # the note is not a record; still out
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if self.stream is not None:  # reopen on the next record: space may have come back
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
+            self.stream = None
+        if not self.dropped:
+            reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            sys.stderr.write(f"sealscribe: cannot write the log file {self.baseFilename} "
+                             f"({reason}); dropping log records until it can\n")
+        self.dropped += 1
+
+
 def configure_logging(log_dir: Path | None, level: int = logging.INFO,
                       name: str = "sealscribe") -> None:
     """Root logging to stderr and, given ``log_dir``, to ``log_dir/NAME.log`` (rotated),
@@ -109,8 +155,10 @@ def configure_logging(log_dir: Path | None, level: int = logging.INFO,
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handlers.append(logging.handlers.RotatingFileHandler(
-            log_dir / f"{name}.log", maxBytes=10 << 20, backupCount=5, delay=True))
+        file_handler = logging.handlers.RotatingFileHandler if faults.on("logs-unguarded") \
+            else GuardedFileHandler
+        handlers.append(file_handler(log_dir / f"{name}.log", maxBytes=10 << 20,
+                                     backupCount=5, delay=True))
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(fmt)

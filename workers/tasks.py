@@ -19,7 +19,7 @@ from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import data_key
 from pipeline.services.retention import purge_expired, retention
 from workers import metrics
-from workers.app import PURGE, TRANSCRIBE, app
+from workers.app import LEASED, PURGE, TRANSCRIBE, app
 from workers.keycache import DataKeyCache
 from workers.transcriber import Transcriber
 
@@ -133,7 +133,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
     return "transcribed"
 
 
-@app.task(name=TRANSCRIBE, bind=True, acks_late=True, reject_on_worker_lost=True,
+@app.task(name=TRANSCRIBE, bind=True, acks_late=LEASED, reject_on_worker_lost=True,
           autoretry_for=(StoreUnavailable, KeyUnavailable), dont_autoretry_for=(KeyRevoked,),
           retry_backoff=True, retry_backoff_max=60, max_retries=10)
 def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from keys.errors import InvalidInput, NotFound, SealscribeError
+from pipeline import faults
 from pipeline.bot.connectors import Connector, JoinRejected, connector_for
 from pipeline.bot.room import MeetingRoom
 from pipeline.models import BotState
@@ -120,6 +121,9 @@ class Bot:
                     break
                 if isinstance(outcome, JoinRejected):
                     final, reason = BotState.FAILED, str(outcome)
+                    break
+                if faults.on("bot-gives-up"):
+                    final, reason = BotState.FAILED, _describe(outcome)
                     break
                 self._attempt += 1
                 if self._ever_joined and self._lost_at is None:

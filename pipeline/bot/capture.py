@@ -27,7 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from keys.errors import KeyRevoked, NotFound, StoreUnavailable
 from keys.types import DataKey, KeyUse, Purpose
-from pipeline import metrics
+from pipeline import faults, metrics
 from pipeline.audio.segmenter import Segmenter, SegmenterConfig
 from pipeline.bot.policy import MeetingPolicy
 from pipeline.models import AudioSegment, Meeting, SealedSegment
@@ -131,6 +131,11 @@ class MeetingCapture:
         self._backlog_bytes += len(sealed.sealed)
         self._wake.set()
 
+    def _drop_oldest(self) -> None:
+        sealed = self._backlog.popleft()
+        self._backlog_bytes -= len(sealed.sealed)
+        self._dropped("backlog")
+
     def _dropped(self, reason: str) -> None:
         if reason == "policy":
             self.stats.dropped_policy += 1
@@ -149,6 +154,10 @@ class MeetingCapture:
                 try:
                     await asyncio.to_thread(self._store, batch)
                 except StoreUnavailable:
+                    if faults.on("capture-drops-on-outage"):
+                        for _ in batch:
+                            self._drop_oldest()
+                        continue
                     log.warning("meeting %s: Redis unavailable; holding %d sealed segments",
                                 self.meeting_id, len(self._backlog))
                     await asyncio.sleep(delay)

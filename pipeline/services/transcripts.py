@@ -11,7 +11,6 @@ from keys.errors import Conflict
 from keys.types import KeyUse, Purpose
 from pipeline.audio.decode import SAMPLE_RATE, decode_file
 from pipeline.audio.segmenter import Segmenter, pack
-from pipeline.capture import Capture
 from pipeline.models import AudioSegment, Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
@@ -41,6 +40,8 @@ def submit_file(rt: Runtime, path: Path, tenant_id: str,
         if not meeting.transcription:
             raise Conflict(f"transcription is off for meeting {meeting_id}; switch it on "
                            "first (sealscribe meeting transcription MEETING on)")
+    from pipeline.capture import Capture  # capture needs this package: import it late
+
     pcm = decode_file(path, rt.settings.max_file_seconds)  # before creating anything
     if meeting_id is None:
         meeting = create_meeting(rt, tenant_id, transcription=True)

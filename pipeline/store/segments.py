@@ -63,7 +63,8 @@ class SegmentStore:
     def claim(self, meeting_id: str, sid: str, owner: str, ttl: int) -> bool:
         """Lease a segment for a batch; False if another worker holds it."""
         key = schema.lease(meeting_id, sid)
-        return bool(self.r.set(key, owner, nx=True, ex=ttl)) or self.r.get(key) == owner.encode()
+        return bool(self.r.set(key, owner, nx=True, ex=_lease(ttl))) or \
+            self.r.get(key) == owner.encode()
 
     @redis_errors
     def release(self, claims: list[tuple[str, str]], owner: str) -> None:
@@ -80,7 +81,7 @@ class SegmentStore:
             if len(claimed) >= n:
                 break
             meeting_id, sid = schema.parse_pending_member(as_str(member))
-            if self.r.set(schema.lease(meeting_id, sid), owner, nx=True, ex=ttl):
+            if self.r.set(schema.lease(meeting_id, sid), owner, nx=True, ex=_lease(ttl)):
                 claimed.append((meeting_id, sid))
         return claimed
 
@@ -131,3 +132,9 @@ class SegmentStore:
                 participant, seq = parse_segment_id(sid)
                 out.append(SealedSegment(meeting_id, participant, seq, as_bytes(blob)))
         return out
+
+
+def _lease(ttl: int) -> int | None:
+    """A batch lease lapses after ``ttl`` seconds (never, with the ``worker-owns-work``
+    fault: then a killed worker's batch stays taken for good)."""
+    return None if faults.on("worker-owns-work") else ttl

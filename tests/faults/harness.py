@@ -1,0 +1,54 @@
+"""What the fault tests share: a whole sealscribe on loopback whose processes they kill and
+restart (:class:`tests.stack.LocalStack`), and speech whose every word they can account for."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.bot.ice import configure_ice
+from pipeline.capture import Capture
+from pipeline.config import get_settings
+from pipeline.models import AudioSegment, Meeting
+from pipeline.services.transcripts import read_transcript
+from tests.privacy.speech import PHRASES, RATE, require_espeak, speak
+from tests.stack import LocalStack
+
+__all__ = ["PHRASES", "heard", "running", "submit_spoken"]
+
+
+@contextlib.contextmanager
+def running(root: Path, durable_redis: bool = False, **env: str) -> Iterator[LocalStack]:
+    """A started stack; this process's settings and Celery client point at it."""
+    require_espeak()  # every fault test speaks; without it they would prove nothing
+    stack = LocalStack(root, durable_redis=durable_redis, env=env)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in stack.env.items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        configure_ice("127.0.0.1")
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+            configure_ice("")
+    get_settings.cache_clear()
+
+
+def submit_spoken(stack: LocalStack, meeting: Meeting, texts: list[str],
+                  participant: str = "alice", first: int = 0, repeat: int = 1) -> None:
+    """Seal each text, spoken ``repeat`` times, as one segment and queue it (what capture
+    does), at 10 s intervals of meeting time from segment ``first`` on."""
+    capture = Capture(stack.rt, meeting)
+    for i, text in enumerate(texts, first):
+        capture.submit(AudioSegment(participant, i, i * 10_000, RATE, speak(text) * repeat))
+
+
+def heard(stack: LocalStack, meeting: Meeting) -> set[str]:
+    """The canary words in the meeting's transcript, opened for the customer."""
+    text = " ".join(segment.text for segment in read_transcript(stack.rt, meeting.id)).lower()
+    return {canary for canary in PHRASES if canary.lower() in text}
