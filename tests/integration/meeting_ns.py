@@ -21,24 +21,34 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
+from keys.types import KeyUse, Purpose
+from pipeline import faults, services
+from pipeline.audio.decode import decode_file
 from pipeline.bot.ice import configure_ice
+from pipeline.bot.publish import PcmTrack
 from pipeline.config import Settings
-from pipeline.models import BotState, BotStatus
+from pipeline.models import AudioSegment, BotState, BotStatus, Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
+from pipeline.sealing import open_audio
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
 from tests.integration.janus import DEFAULT_ROOMS, JanusServer, Room, janus_server, require_janus
 from tests.integration.netns import NetNs, network_namespace, require_netns
+from tests.integration.publishers import Publisher
 from tests.integration.workers import WorkerProcess, use_broker
 
-__all__ = ["BotsProcess", "MeetingStack", "RedisServer", "StateTrail", "meeting_stack",
-           "paused", "recall_bot", "require_redis_server", "send_bot", "until"]
+__all__ = ["SECOND", "BotsProcess", "MeetingStack", "RedisServer", "SealedAudio", "StateTrail",
+           "at_ms", "drained", "hears", "leave_all", "meeting_stack", "paused", "recall_bot",
+           "require_redis_server", "run", "send_bot", "speaking", "talk", "until"]
+
+T = TypeVar("T")
 
 REDIS_PORT = 6390  # inside the namespace: any port is free there
 
@@ -175,8 +185,9 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
         with ns.entered():
             redis_server.start()
         # Nothing of the caller's own sealscribe configuration (a Transit address, STUN
-        # servers) leaks into the namespace's processes.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SEALSCRIBE_")}
+        # servers) leaks into the namespace's processes; injected faults do (tests/faults).
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SEALSCRIBE_")
+                     or k in (faults.FAULTS_VAR, faults.ALLOW_VAR)}
         env = {**inherited, "SEALSCRIBE_REDIS_URL": redis_server.url,
                "SEALSCRIBE_HOME": str(home), "SEALSCRIBE_KEY_PROVIDER": "local",
                "SEALSCRIBE_ICE_HOSTS": ns.peer_addr, "TMPDIR": str(tmp),
@@ -275,3 +286,92 @@ class StateTrail:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+# -- participants, stored audio and transcripts --------------------------------------------
+
+JFK = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
+SECOND = 32000  # bytes of 16 kHz s16 mono
+
+def run(scenario: Coroutine[Any, Any, T], timeout: float = 150.0) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await scenario
+
+    return asyncio.run(bounded())
+
+
+def talk(seconds: float) -> bytes:
+    """About ``seconds`` of talking: 2.5 s pieces of the jfk clip, each followed by a second
+    of silence, so that an utterance ends (and is stored) every 3.5 s."""
+    jfk = decode_file(JFK, 60)
+    piece = int(2.5 * SECOND) // 2 * 2
+    pieces = [jfk[i:i + piece] + bytes(SECOND) for i in range(0, len(jfk) - piece + 1, piece)]
+    out = b""
+    while len(out) < seconds * SECOND:
+        out += b"".join(pieces)
+    return out
+
+
+def at_ms(meeting: Meeting, t: float) -> int:
+    """A wall-clock time as milliseconds from the meeting's start (segments' time base)."""
+    return int((t - meeting.created) * 1000)
+
+
+class SealedAudio:
+    """Opens the sealed audio segments a meeting has stored (the test holds the tenant's
+    key, as the worker would)."""
+
+    def __init__(self, rt: Runtime, meeting: Meeting) -> None:
+        self.rt, self.meeting = rt, meeting
+        self.key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+
+    def segments(self) -> list[AudioSegment]:
+        out = []
+        for sid in self.rt.store.segments.pending_audio(self.meeting.id):
+            sealed = self.rt.store.segments.get_audio(self.meeting.id, sid)
+            if sealed is None:
+                continue
+            segment = open_audio(self.key, self.meeting.tenant_id, sealed)
+            middle = len(segment.pcm) // 2 // 2 * 2
+            assert segment.pcm[middle:middle + 64] not in sealed.sealed  # no samples in clear
+            out.append(segment)
+        return out
+
+    def of(self, participant: str) -> list[AudioSegment]:
+        return [s for s in self.segments() if s.participant_id == participant]
+
+
+def drained(rt: Runtime, meeting_id: str, timeout: float = 120.0) -> list[TranscriptSegment]:
+    """Wait until the worker has worked through the meeting's audio; its transcript."""
+    deadline = time.monotonic() + timeout
+    while rt.store.segments.pending_count(meeting_id):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{rt.store.segments.pending_count(meeting_id)} segments "
+                                 f"still pending after {timeout:g} s")
+        time.sleep(0.2)
+    return services.read_transcript(rt, meeting_id)
+
+
+async def speaking(url: str, name: str, pcm: bytes,
+                   speed: float = 1.0) -> tuple[Publisher, PcmTrack]:
+    """A participant joined and talking (from memory); silent once ``pcm`` is said."""
+    publisher = Publisher(url, name)
+    try:
+        return publisher, await publisher.publish_pcm(pcm, speed=speed)
+    except BaseException:
+        await leave_all([publisher])
+        raise
+
+
+async def leave_all(publishers: list[Publisher]) -> None:
+    for publisher in publishers:
+        with contextlib.suppress(Exception):
+            await publisher.leave()
+
+
+def hears(rt: Runtime, meeting_id: str, *names: str) -> bool:
+    status = bot_status(rt, meeting_id)
+    return status.state is BotState.IN_MEETING and status.participants == tuple(sorted(names))
+
+

@@ -21,6 +21,7 @@ import pytest
 
 from pipeline.bot.ice import configure_ice
 from pipeline.config import get_settings
+from tests import mutations
 from tests.privacy.deployment import Deployment, LocalStack, is_loopback
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import CANARIES
@@ -64,25 +65,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "tests/privacy/" not in report.nodeid:
-        return
-    if report.failed:
-        OUTCOMES[report.nodeid] = "failed"
-    elif report.skipped:
-        OUTCOMES.setdefault(report.nodeid, "skipped")
-    elif report.when == "call":
-        OUTCOMES.setdefault(report.nodeid, "passed")
+    mutations.record(OUTCOMES, report, "tests/privacy/")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not MUTATION_TABLE:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("privacy mutations: fault -> test (without the fault)")
-    for fault, test, result, why, baseline in MUTATION_TABLE:
-        write(f"{fault:27} {result.upper():7} {test} ({baseline} without)")
-        if why:
-            write(f"{'':35} {why}")
+    mutations.summary(terminalreporter, "privacy mutations: fault -> test (without the fault)",
+                      MUTATION_TABLE)
 
 
 def _option(config: pytest.Config, name: str) -> object:

@@ -1,0 +1,31 @@
+"""The fault tests' session bookkeeping: each test's outcome here is the baseline of the
+mutation run (``test_mutations.py``), which therefore runs last."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import mutations
+
+#: outcome of each fault test in this session
+OUTCOMES: dict[str, str] = {}
+#: (fault, test, outcome with the fault, first line of its failure, outcome without)
+MUTATION_TABLE: list[tuple[str, str, str, str, str]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mutation: runs tests against a build with one "
+                                       "fault injected (slow; needs the local stack)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("mutation") is not None)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    mutations.record(OUTCOMES, report, "tests/faults/")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    mutations.summary(terminalreporter, "recovery mutations: fault -> test (without the "
+                                        "fault)", MUTATION_TABLE)
