@@ -24,7 +24,8 @@ import pytest
 import redis
 
 from pipeline import services
-from pipeline.config import Settings
+from pipeline.bot.ice import configure_ice
+from pipeline.config import Settings, get_settings
 from pipeline.net import free_port
 from pipeline.runtime import Runtime
 from pipeline.store import schema
@@ -135,6 +136,23 @@ class LocalStack:
 
     def stop_redis(self, sig: int = signal.SIGKILL) -> None:
         _stop(self._redis, sig)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalStack]:
+        """Started for the block, with this process's settings (and WebRTC host addresses)
+        pointing at it; stopped after it, whatever happened."""
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in self.env.items():
+                mp.setenv(name, value)
+            get_settings.cache_clear()
+            configure_ice("127.0.0.1")
+            try:
+                self.start()
+                yield self
+            finally:
+                self.stop()
+                configure_ice("")
+        get_settings.cache_clear()
 
     def start(self) -> None:
         self.start_api()

@@ -7,11 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from pipeline.bot.ice import configure_ice
 from pipeline.capture import Capture
-from pipeline.config import get_settings
 from pipeline.models import AudioSegment, Meeting
 from pipeline.services.transcripts import read_transcript
 from tests.privacy.speech import PHRASES, RATE, require_espeak, speak
@@ -24,19 +20,8 @@ __all__ = ["PHRASES", "heard", "running", "submit_spoken"]
 def running(root: Path, durable_redis: bool = False, **env: str) -> Iterator[LocalStack]:
     """A started stack; this process's settings and Celery client point at it."""
     require_espeak()  # every fault test speaks; without it they would prove nothing
-    stack = LocalStack(root, durable_redis=durable_redis, env=env)
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in stack.env.items():
-            mp.setenv(name, value)
-        get_settings.cache_clear()
-        configure_ice("127.0.0.1")
-        try:
-            stack.start()
-            yield stack
-        finally:
-            stack.stop()
-            configure_ice("")
-    get_settings.cache_clear()
+    with LocalStack(root, durable_redis=durable_redis, env=env).running() as stack:
+        yield stack
 
 
 def submit_spoken(stack: LocalStack, meeting: Meeting, texts: list[str],

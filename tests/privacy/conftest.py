@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.bot.ice import configure_ice
-from pipeline.config import get_settings
 from tests import mutations
 from tests.privacy.deployment import Deployment, LocalStack, is_loopback
 from tests.privacy.sampler import Sampler
@@ -104,20 +103,10 @@ def deployment(request: pytest.FixtureRequest,
         return
     local = LocalStack(tmp_path_factory.mktemp("sealscribe"),
                        os.environ.get("SEALSCRIBE_PRIVACY_REDIS_URL"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in local.env.items():
-            mp.setenv(name, value)
-        get_settings.cache_clear()
-        configure_ice("127.0.0.1")
-        try:
-            local.start()
-            found = Deployment(local.api_url, local.redis_url, local, {}, local.scan_dirs)
-            yield found
-            found.close()
-        finally:
-            local.stop()
-            configure_ice("")
-    get_settings.cache_clear()
+    with local.running():
+        found = Deployment(local.api_url, local.redis_url, local, {}, local.scan_dirs)
+        yield found
+        found.close()
 
 
 @pytest.fixture
