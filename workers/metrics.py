@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 PURGE_REASONS = frozenset({"transcription-off", "opted-out", "key-revoked",
-                           "failed-authentication", "meeting-gone"})
+                           "failed-authentication", "meeting-gone", "audio-expired"})
 TASK_OUTCOMES = PURGE_REASONS | {"transcribed", "already-done", "deferred"}
 _PURPOSES = frozenset(p.value for p in Purpose)
 

@@ -25,6 +25,9 @@ from workers.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
+#: a task whose segment is in another worker's batch looks again after this many seconds
+DEFER_S = 10
+
 _runtime: Runtime | None = None
 _transcriber: Transcriber | None = None
 _keys: DataKeyCache | None = None
@@ -96,8 +99,11 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
         return "meeting-gone"
     sealed = rt.store.segments.get_audio(meeting_id, sid)
     if sealed is None:
-        rt.store.segments.delete_audio(meeting_id, sid)  # forget an expired segment's index
-        return "already-done"
+        if not rt.store.segments.forget(meeting_id, sid):
+            return "already-done"  # transcribed or purged by another task
+        log.warning("segment %s of meeting %s waited longer than its audio TTL and expired "
+                    "untranscribed (raise SEALSCRIBE_AUDIO_TTL or add workers)", sid, meeting_id)
+        return _purge(rt, meeting.tenant_id, meeting_id, sid, "audio-expired")
     tenant = rt.store.tenants.get(meeting.tenant_id)
     meeting, tenant = faults.permitted(meeting, "worker-ignores-policy"), faults.unrevoked(tenant)
     if tenant.revoked:
@@ -137,26 +143,37 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
           autoretry_for=(StoreUnavailable, KeyUnavailable), dont_autoretry_for=(KeyRevoked,),
           retry_backoff=True, retry_backoff_max=60, max_retries=10)
 def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
-    """Transcribe one sealed audio segment (and, when batching, up to SEALSCRIBE_BATCH - 1
-    other pending ones of any meeting), seal each transcript, delete the audio.
+    """Transcribe one sealed audio segment (and, when batching, other pending ones of any
+    meeting, up to SEALSCRIBE_BATCH segments to transcribe), seal each transcript, delete the
+    audio.
 
     Idempotent: a redelivered task finds the audio gone and does nothing. A segment taken
-    into another worker's batch is leased; its own task waits for the lease to lapse."""
+    into another worker's batch is leased; its own task looks again every ``DEFER_S``
+    seconds until that batch is done or, its worker dead, the lease lapses."""
     rt = runtime()
     batch = transcriber().batch_size
     # A segment taken into a batch stays reserved as long as an unacknowledged message would.
     lease = rt.settings.visibility_timeout
     ids = [(meeting_id, segment_id)]
     owner = f"{rt.actor}:{self.request.id}"
-    if batch > 1:
-        if not rt.store.segments.claim(meeting_id, segment_id, owner, lease):
-            metrics.count_task("deferred")
-            raise self.retry(countdown=lease, exc=None)
-        ids += [i for i in rt.store.segments.claim_pending(owner, batch - 1, lease)
-                if i != (meeting_id, segment_id)]
+    if batch > 1 and not rt.store.segments.claim(meeting_id, segment_id, owner, lease):
+        # in another worker's batch: look again soon (it is most likely done by then); if
+        # that worker died, the lease lapses and this task takes the segment
+        metrics.count_task("deferred")
+        raise self.retry(countdown=min(lease, DEFER_S), exc=None, max_retries=None)
     try:
-        prepared = [_prepare(rt, m, s) for m, s in ids]
-        jobs = [p for p in prepared if isinstance(p, _Job)]
+        prepared = {i: _prepare(rt, *i) for i in ids}
+        # Fill the batch with other pending segments. Under a backlog this task's own segment
+        # is usually done already (batched by another task): claim again for the room left.
+        for _ in range(3):
+            room = batch - sum(isinstance(p, _Job) for p in prepared.values())
+            more = [i for i in rt.store.segments.claim_pending(owner, room, lease)
+                    if i not in prepared] if room > 0 and batch > 1 else []
+            if not more:
+                break
+            ids += more
+            prepared |= {i: _prepare(rt, *i) for i in more}
+        jobs = [p for p in prepared.values() if isinstance(p, _Job)]
         with metrics.timed_model_call(sum(j.audio.duration_ms for j in jobs) / 1000):
             results = transcriber().transcribe_many(
                 [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
@@ -169,7 +186,7 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     del jobs, results
     if len(ids) > 1:
         log.info("transcribed a batch of %d segments", len(outcomes))
-    own = prepared[0]
+    own = prepared[(meeting_id, segment_id)]
     outcome = own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]
     metrics.count_task(outcome)
     return outcome

@@ -53,6 +53,15 @@ class SegmentStore:
         self._forget(pipe, meeting_id, sid)
         return bool(pipe.execute()[0])
 
+    @redis_errors
+    def forget(self, meeting_id: str, sid: str) -> bool:
+        """Drop the index entries of a segment whose audio key is gone; True if it was still
+        indexed, that is, its audio expired before a worker took it (a segment transcribed
+        or purged leaves no index entry)."""
+        pipe = self.r.pipeline(transaction=True)
+        self._forget(pipe, meeting_id, sid)
+        return bool(pipe.execute()[0])
+
     @staticmethod
     def _forget(pipe: Any, meeting_id: str, sid: str) -> None:
         pipe.zrem(schema.meeting_audio(meeting_id), sid)

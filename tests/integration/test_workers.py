@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,19 @@ def test_revoking_purges_queued_segments(rt: Runtime, tenant: str,
     after = [(e.action, e.outcome) for e in entries if e.seq > revoked_at]
     # The worker sees the tenant's revocation before it asks for any key: no key use at all.
     assert after == [("purge", "key-revoked")] * n
+
+
+def test_audio_that_expired_in_the_queue_is_reported_lost(rt: Runtime, tenant: str,
+                                                          worker: WorkerProcess) -> None:
+    set_retention(rt, tenant, audio_ttl=1)  # sealed audio may wait one second
+    meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
+    time.sleep(1.5)  # ... and waited longer: Redis expired it
+    _resume()
+    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0)
+    assert rt.store.segments.transcript_count(meeting_id) == 0
+    purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
+    assert [e.outcome for e in purges] == ["audio-expired"] * n  # audited, not "already done"
+    assert b"expired untranscribed" in worker.log.read_bytes()
 
 
 def test_sigkill_mid_task_then_restart_transcribes_each_once(
