@@ -49,16 +49,20 @@ async def _capture(port: int, tracks: int, seconds: float, out: Path) -> None:
 
     rt = Runtime.from_settings(Settings.from_env(), actor="bench")
     app = create_app(rt)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
     ingest: WhipIngest = app.state.whip
 
     def frames() -> tuple[int, Any]:
-        rooms = [r for r in (ingest.room(m) for m in {s.meeting_id for s in
-                                                      ingest._sessions.values()}) if r]
+        rooms = [
+            r
+            for r in (ingest.room(m) for m in {s.meeting_id for s in ingest._sessions.values()})
+            if r
+        ]
         return sum(r.capture.stats.frames for r in rooms), [r.capture.stats for r in rooms]
 
     deadline = time.monotonic() + 120
@@ -73,11 +77,19 @@ async def _capture(port: int, tracks: int, seconds: float, out: Path) -> None:
     await asyncio.sleep(seconds)
     f1, stats = frames()
     c1, t1 = _cpu(), time.monotonic()
-    out.write_text(json.dumps({
-        "cpu_s": c1 - c0, "wall_s": t1 - t0, "frames": f1 - f0,
-        "sealed": sum(s.sealed for s in stats), "stored": sum(s.stored for s in stats),
-        "dropped": sum(s.dropped_backlog for s in stats),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    out.write_text(
+        json.dumps(
+            {
+                "cpu_s": c1 - c0,
+                "wall_s": t1 - t0,
+                "frames": f1 - f0,
+                "sealed": sum(s.sealed for s in stats),
+                "stored": sum(s.stored for s in stats),
+                "dropped": sum(s.dropped_backlog for s in stats),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
     server.should_exit = True
     await serving
 
@@ -91,8 +103,9 @@ def opus_packets(pcm: bytes) -> list[bytes]:
     enc.sample_rate, enc.layout, enc.format = 48000, "stereo", "s16"
     enc.bit_rate = 64000
     up = av.AudioResampler(format="s16", layout="stereo", rate=48000, frame_size=960)
-    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, "<i2").reshape(1, -1), format="s16",
-                                       layout="mono")
+    frame = av.AudioFrame.from_ndarray(
+        np.frombuffer(pcm, "<i2").reshape(1, -1), format="s16", layout="mono"
+    )
     frame.sample_rate = 16000
     packets = []
     for chunk in [*up.resample(frame), *up.resample(None)]:
@@ -110,8 +123,9 @@ class OpusTrack:
     def __init__(self, packets: list[bytes], shift: int) -> None:
         from aiortc.mediastreams import MediaStreamTrack
 
-        self.track = type("OpusPackets", (MediaStreamTrack,), {"kind": "audio",
-                                                                "recv": self._recv})()
+        self.track = type(
+            "OpusPackets", (MediaStreamTrack,), {"kind": "audio", "recv": self._recv}
+        )()
         self.packets, self.i, self.shift = packets, 0, shift
         self.start: float | None = None
         self.late = 0
@@ -134,8 +148,9 @@ class OpusTrack:
         return packet
 
 
-async def _publish(port: int, tracks: int, seconds: float, token: str, meeting: str,
-                   speech: bytes) -> dict[str, int]:
+async def _publish(
+    port: int, tracks: int, seconds: float, token: str, meeting: str, speech: bytes
+) -> dict[str, int]:
     from pipeline.bot.publish import WhipPublisher
 
     url = f"http://127.0.0.1:{port}/v1/meetings/{meeting}/whip"
@@ -172,8 +187,13 @@ def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[s
 
     redis.Redis.from_url(redis_url).flushdb()
     home = Path(tempfile.mkdtemp(prefix="bench-capture-"))
-    env = {**os.environ, "SEALSCRIBE_REDIS_URL": redis_url, "SEALSCRIBE_HOME": str(home),
-           "SEALSCRIBE_KEY_PROVIDER": "local", "SEALSCRIBE_ICE_HOSTS": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "SEALSCRIBE_REDIS_URL": redis_url,
+        "SEALSCRIBE_HOME": str(home),
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+        "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+    }
     rt = Runtime.from_settings(Settings.from_env(env), actor="bench")
     tenant, token = services.create_tenant(rt, "bench")
     meeting = services.create_meeting(rt, tenant.id, transcription=True)
@@ -182,14 +202,27 @@ def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[s
 
     port = free_port()
     out = home / "stats.json"
-    child = subprocess.Popen([sys.executable, "-m", "bench.capture", "--child", str(port),
-                              "--tracks", str(n), "--seconds", str(seconds), "--out", str(out),
-                              "--loop", loop],
-                             env=env)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.capture",
+            "--child",
+            str(port),
+            "--tracks",
+            str(n),
+            "--seconds",
+            str(seconds),
+            "--out",
+            str(out),
+            "--loop",
+            loop,
+        ],
+        env=env,
+    )
     try:
         time.sleep(3)
-        pub = asyncio.run(_publish(port, n, seconds, token, meeting.id,
-                                   decode_file(SPEECH, 60)))
+        pub = asyncio.run(_publish(port, n, seconds, token, meeting.id, decode_file(SPEECH, 60)))
         child.wait(timeout=120)
     finally:
         if child.poll() is None:
@@ -197,10 +230,14 @@ def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[s
     stats = json.loads(out.read_text())
     expected = n * FRAMES_PER_S * stats["wall_s"]
     redis.Redis.from_url(redis_url).flushdb()
-    return {"tracks": n, **pub, **stats,
-            "cpu_per_track_pct": round(100 * stats["cpu_s"] / stats["wall_s"] / n, 2),
-            "cpu_total_pct": round(100 * stats["cpu_s"] / stats["wall_s"], 1),
-            "frames_received_pct": round(100 * stats["frames"] / expected, 2)}
+    return {
+        "tracks": n,
+        **pub,
+        **stats,
+        "cpu_per_track_pct": round(100 * stats["cpu_s"] / stats["wall_s"] / n, 2),
+        "cpu_total_pct": round(100 * stats["cpu_s"] / stats["wall_s"], 1),
+        "frames_received_pct": round(100 * stats["frames"] / expected, 2),
+    }
 
 
 def main() -> None:
@@ -209,8 +246,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop",
-                        help="the capture process's event loop (uvloop, as in production)")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="uvloop",
+        help="the capture process's event loop (uvloop, as in production)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,17 +262,20 @@ def main() -> None:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
             runner.run(_capture(args.child, int(args.tracks), args.seconds, args.out))
         return
-    results = [run(int(n), args.seconds, args.redis_url, args.loop)
-               for n in args.tracks.split(",")]
+    results = [run(int(n), args.seconds, args.redis_url, args.loop) for n in args.tracks.split(",")]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'tracks':>6} {'CPU/track':>10} {'CPU total':>10} {'frames in':>10} "
-          f"{'sealed':>7} {'stored':>7} {'dropped':>8} {'RSS MB':>7} {'pub late':>9}")
+    print(
+        f"{'tracks':>6} {'CPU/track':>10} {'CPU total':>10} {'frames in':>10} "
+        f"{'sealed':>7} {'stored':>7} {'dropped':>8} {'RSS MB':>7} {'pub late':>9}"
+    )
     for r in results:
-        print(f"{r['tracks']:>6} {r['cpu_per_track_pct']:>9.2f}% {r['cpu_total_pct']:>9.1f}% "
-              f"{r['frames_received_pct']:>9.1f}% {r['sealed']:>7} {r['stored']:>7} "
-              f"{r['dropped']:>8} {r['peak_rss_mb']:>7.0f} {r['publisher_late_frames']:>9}")
+        print(
+            f"{r['tracks']:>6} {r['cpu_per_track_pct']:>9.2f}% {r['cpu_total_pct']:>9.1f}% "
+            f"{r['frames_received_pct']:>9.1f}% {r['sealed']:>7} {r['stored']:>7} "
+            f"{r['dropped']:>8} {r['peak_rss_mb']:>7.0f} {r['publisher_late_frames']:>9}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def _load_atheris() -> Any:
     try:
         return importlib.import_module("atheris")
     except ImportError:
-        sys.exit("atheris is not installed: .venv/bin/pip install atheris "
-                 "(or install the dev extra)")
+        sys.exit(
+            "atheris is not installed: .venv/bin/pip install atheris (or install the dev extra)"
+        )
 
 
 def _payload(size: int) -> bytes:
@@ -56,9 +57,10 @@ def write_seed_corpus(directory: Path) -> None:
         as_is, body = 3 * n, 3 * n + 1  # selector // 3 picks this blob
         if body < 256:
             (directory / f"as_is_{n}").write_bytes(bytes([as_is]) + blob)
-            (directory / f"body_{n}").write_bytes(bytes([body]) + blob[segment.HEADER_SIZE:])
-        for k, script in enumerate((b"", b"\x00\x80\x00\x01", b"\x01\xff\x00\x00",
-                                    b"\x03\x00\x10\x41\x02\x40\x00\x00")):
+            (directory / f"body_{n}").write_bytes(bytes([body]) + blob[segment.HEADER_SIZE :])
+        for k, script in enumerate(
+            (b"", b"\x00\x80\x00\x01", b"\x01\xff\x00\x00", b"\x03\x00\x10\x41\x02\x40\x00\x00")
+        ):
             (directory / f"edit_{n}_{k}").write_bytes(bytes([2, n]) + script)
     (directory / "empty").write_bytes(b"")
 
@@ -71,15 +73,20 @@ def _sealed() -> list[tuple[Any, bytes, bytes]]:
     from keys.types import DataKey
 
     key = DataKey(KEY_MATERIAL)
-    return [(ctx, _payload(size), segment.seal(key, ctx, _payload(size)))
-            for ctx in _contexts() for size in SEED_SIZES]
+    return [
+        (ctx, _payload(size), segment.seal(key, ctx, _payload(size)))
+        for ctx in _contexts()
+        for size in SEED_SIZES
+    ]
 
 
 def _contexts() -> list[Any]:
     from keys.segment import SegmentContext, SegmentKind
 
-    return [SegmentContext("t_fuzz", "m_fuzz", "alice", 7, SegmentKind.AUDIO),
-            SegmentContext("t_fuzz", "m_fuzz", "alice", 7, SegmentKind.TRANSCRIPT)]
+    return [
+        SegmentContext("t_fuzz", "m_fuzz", "alice", 7, SegmentKind.AUDIO),
+        SegmentContext("t_fuzz", "m_fuzz", "alice", 7, SegmentKind.TRANSCRIPT),
+    ]
 
 
 def _edit(blob: bytes, ops: bytes) -> bytes:
@@ -88,7 +95,7 @@ def _edit(blob: bytes, ops: bytes) -> bytes:
     extensions deep inside a well-formed message, where the AEAD checks run."""
     out = bytearray(blob)
     for i in range(0, len(ops) - 3, 4):
-        op, pos, value = ops[i] % 4, int.from_bytes(ops[i + 1:i + 3], "big"), ops[i + 3]
+        op, pos, value = ops[i] % 4, int.from_bytes(ops[i + 1 : i + 3], "big"), ops[i + 3]
         if not out:
             out.append(value)
             continue
@@ -146,8 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     atheris = _load_atheris()
     args = list(sys.argv if argv is None else argv)
     if "keys.segment" in sys.modules:  # imported before instrumenting: no coverage feedback
-        print("warning: keys.segment was imported before atheris could instrument it",
-              file=sys.stderr)
+        print(
+            "warning: keys.segment was imported before atheris could instrument it", file=sys.stderr
+        )
     with atheris.instrument_imports(include=["keys"]):
         import keys._primitives
         import keys.segment  # noqa: F401
@@ -162,8 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         temp = tempfile.TemporaryDirectory(prefix="fuzz_segment_")
         write_seed_corpus(Path(temp.name))
         args.append(temp.name)
-    elif len(positional) == 1 and os.path.isdir(positional[0]) \
-            and not os.listdir(positional[0]):
+    elif len(positional) == 1 and os.path.isdir(positional[0]) and not os.listdir(positional[0]):
         write_seed_corpus(Path(positional[0]))
     atheris.Setup(args, target)
     atheris.Fuzz()

@@ -59,7 +59,7 @@ def speech_bounds(pcm: bytes, rate: int = 16000) -> tuple[float, float]:
     """First and last 10 ms frame within 35 dB of the clip's loudest (its speech)."""
     x = np.frombuffer(pcm, "<i2").astype(np.float32)
     frames = x[: len(x) // 160 * 160].reshape(-1, 160)
-    level = 20 * np.log10(np.sqrt((frames ** 2).mean(axis=1)) + 1e-3)
+    level = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-3)
     loud = np.nonzero(level > level.max() - 35)[0]
     return loud[0] * 0.01, (loud[-1] + 1) * 0.01
 
@@ -94,16 +94,19 @@ def wer(captions: dict[str, list[tuple[float, str]]], clips: int) -> float | Non
 
     if not captions:
         return None
-    reference = [w for clip in clip_files(clips)
-                 for w in normalise(clip.with_suffix(".txt").read_text())]
-    errors = sum(word_errors(reference, normalise(" ".join(t for _, t in sorted(caps))))
-                 for caps in captions.values())
+    reference = [
+        w for clip in clip_files(clips) for w in normalise(clip.with_suffix(".txt").read_text())
+    ]
+    errors = sum(
+        word_errors(reference, normalise(" ".join(t for _, t in sorted(caps))))
+        for caps in captions.values()
+    )
     return errors / (len(reference) * len(captions))
 
 
-async def measure(base: str, token: str, meeting_id: str, participants: int,
-                  clips: int, created: float
-                  ) -> tuple[list[Utterance], dict[str, list[tuple[float, str]]]]:
+async def measure(
+    base: str, token: str, meeting_id: str, participants: int, clips: int, created: float
+) -> tuple[list[Utterance], dict[str, list[tuple[float, str]]]]:
     import aiohttp
 
     from pipeline.bot.publish import PcmTrack, WhipPublisher
@@ -113,8 +116,10 @@ async def measure(base: str, token: str, meeting_id: str, participants: int,
     texts: dict[str, list[tuple[float, str]]] = {}
     pubs: list[tuple[str, WhipPublisher, PcmTrack]] = []
     ws_url = base.replace("http", "ws") + f"/v1/meetings/{meeting_id}/captions"
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-            ws_url, params={"access_token": token}) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url, params={"access_token": token}) as ws,
+    ):
         for i in range(participants):
             name = f"p{i:02d}"
             silence = lead(i)
@@ -123,8 +128,10 @@ async def measure(base: str, token: str, meeting_id: str, participants: int,
             await pub.start()
             pubs.append((name, pub, track))
             texts[name] = []
-            utts += [Utterance(name, len(silence) / 32000 + s, len(silence) / 32000 + e)
-                     for s, e in bounds]
+            utts += [
+                Utterance(name, len(silence) / 32000 + s, len(silence) / 32000 + e)
+                for s, e in bounds
+            ]
         done = asyncio.Event()
 
         async def receive() -> None:
@@ -136,9 +143,10 @@ async def measure(base: str, token: str, meeting_id: str, participants: int,
                 c0, c1 = cap["start_ms"] / 1000, cap["end_ms"] / 1000
                 # caption times are meeting-relative; convert to stream time
                 stream0 = origin - created
-                best = max((u for u in utts if u.participant == cap["participant"]),
-                           key=lambda u: min(u.end_s, c1 - stream0) - max(u.start_s,
-                                                                            c0 - stream0))
+                best = max(
+                    (u for u in utts if u.participant == cap["participant"]),
+                    key=lambda u: min(u.end_s, c1 - stream0) - max(u.start_s, c0 - stream0),
+                )
                 best.caption_at = now  # the last caption of an utterance wins
                 texts[cap["participant"]].append((c0 - stream0, cap.get("text") or ""))
                 if all(u.caption_at for u in utts):
@@ -168,25 +176,30 @@ def stats(lat: list[float]) -> dict[str, float | None]:
     lat = sorted(lat)
     if not lat:
         return {"p50_s": None, "p95_s": None, "max_s": None}
-    q = (statistics.quantiles(lat, n=20, method="inclusive") if len(lat) >= 2
-         else [lat[0]] * 19)
-    return {"p50_s": round(statistics.median(lat), 2), "p95_s": round(q[18], 2),
-            "max_s": round(lat[-1], 2)}
+    q = statistics.quantiles(lat, n=20, method="inclusive") if len(lat) >= 2 else [lat[0]] * 19
+    return {
+        "p50_s": round(statistics.median(lat), 2),
+        "p95_s": round(q[18], 2),
+        "max_s": round(lat[-1], 2),
+    }
 
 
 def knob_env(args: argparse.Namespace) -> dict[str, str]:
     """Our segmenting and decoding knobs, for the API (capture) and worker subprocesses."""
     env = {}
-    for name, value in (("SEALSCRIBE_END_SILENCE_MS", args.end_silence_ms),
-                        ("SEALSCRIBE_MAX_SEGMENT_MS", args.max_segment_ms),
-                        ("SEALSCRIBE_BEAM_SIZE", args.beam_size)):
+    for name, value in (
+        ("SEALSCRIBE_END_SILENCE_MS", args.end_silence_ms),
+        ("SEALSCRIBE_MAX_SEGMENT_MS", args.max_segment_ms),
+        ("SEALSCRIBE_BEAM_SIZE", args.beam_size),
+    ):
         if value is not None:
             env[name] = str(value)
     return env
 
 
-def run(participants: int, clips: int, redis_url: str,
-        knobs: dict[str, str] | None = None) -> dict[str, Any]:
+def run(
+    participants: int, clips: int, redis_url: str, knobs: dict[str, str] | None = None
+) -> dict[str, Any]:
     from pipeline import services
     from pipeline.bot.ice import configure_ice
     from pipeline.config import Settings
@@ -197,9 +210,14 @@ def run(participants: int, clips: int, redis_url: str,
 
     redis.Redis.from_url(redis_url).flushdb()
     home = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    env = {**os.environ, "SEALSCRIBE_REDIS_URL": redis_url, "SEALSCRIBE_HOME": str(home),
-           "SEALSCRIBE_KEY_PROVIDER": "local", "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
-           **(knobs or {})}
+    env = {
+        **os.environ,
+        "SEALSCRIBE_REDIS_URL": redis_url,
+        "SEALSCRIBE_HOME": str(home),
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+        "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+        **(knobs or {}),
+    }
     settings = Settings.from_env(env)
     rt = Runtime.from_settings(settings, actor="bench")
     use_broker(redis_url)
@@ -207,8 +225,12 @@ def run(participants: int, clips: int, redis_url: str,
     tenant, token = services.create_tenant(rt, "bench")
     meeting = services.create_meeting(rt, tenant.id, transcription=True)
     port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with worker_process(settings, home / "worker.log", reuse=False, extra_env=knobs):
             import urllib.request
@@ -219,20 +241,30 @@ def run(participants: int, clips: int, redis_url: str,
                     break
                 except OSError:
                     time.sleep(0.1)
-            utts, texts = asyncio.run(measure(f"http://127.0.0.1:{port}", token, meeting.id,
-                                              participants, clips, meeting.created))
+            utts, texts = asyncio.run(
+                measure(
+                    f"http://127.0.0.1:{port}",
+                    token,
+                    meeting.id,
+                    participants,
+                    clips,
+                    meeting.created,
+                )
+            )
     finally:
         api.terminate()
         api.wait(timeout=30)
     redis.Redis.from_url(redis_url).flushdb()
-    return {"participants": participants, "utterances": len(utts),
-            "uncaptioned": sum(1 for u in utts if u.caption_at is None),
-            **stats([u.caption_at - u.sent_end for u in utts if u.caption_at]),
-            "wer": wer(texts, clips)}
+    return {
+        "participants": participants,
+        "utterances": len(utts),
+        "uncaptioned": sum(1 for u in utts if u.caption_at is None),
+        **stats([u.caption_at - u.sent_end for u in utts if u.caption_at]),
+        "wer": wer(texts, clips),
+    }
 
 
-def run_whisperlive(participants: int, clips: int, chunk_ms: int,
-                    threads: int) -> dict[str, Any]:
+def run_whisperlive(participants: int, clips: int, chunk_ms: int, threads: int) -> dict[str, Any]:
     """The same participants through WhisperLive (bench/whisperlive.py)."""
     from bench import whisperlive
     from pipeline.config import Settings
@@ -242,19 +274,28 @@ def run_whisperlive(participants: int, clips: int, chunk_ms: int,
     model_dir = resolve_model_path(settings.model, settings.home)  # what our worker loads
     pcm, bounds = program(clips)
     streams = [(f"p{i:02d}", lead(i) + pcm) for i in range(participants)]
-    utts = [whisperlive.LiveUtterance(name, (len(s) - len(pcm)) / 32000 + b0,
-                                      (len(s) - len(pcm)) / 32000 + b1)
-            for name, s in streams for b0, b1 in bounds]
+    utts = [
+        whisperlive.LiveUtterance(
+            name, (len(s) - len(pcm)) / 32000 + b0, (len(s) - len(pcm)) / 32000 + b1
+        )
+        for name, s in streams
+        for b0, b1 in bounds
+    ]
     log = Path(tempfile.mkdtemp(prefix="bench-whisperlive-")) / "server.log"
     with whisperlive.server(model_dir, log, threads, max(32, 2 * participants)) as port:
-        finals = asyncio.run(whisperlive.measure(port, model_dir, streams, utts, chunk_ms,
-                                                 TAIL_S, WAIT_S))
+        finals = asyncio.run(
+            whisperlive.measure(port, model_dir, streams, utts, chunk_ms, TAIL_S, WAIT_S)
+        )
     final = stats([u.final_at - u.sent_end for u in utts if u.final_at])
     partial = stats([u.partial_at - u.sent_end for u in utts if u.partial_at])
-    return {"uncaptioned": sum(1 for u in utts if u.final_at is None), **final,
-            "partial_p50_s": partial["p50_s"], "partial_p95_s": partial["p95_s"],
-            "no_partial": sum(1 for u in utts if u.partial_at is None),
-            "wer": wer(finals, clips)}
+    return {
+        "uncaptioned": sum(1 for u in utts if u.final_at is None),
+        **final,
+        "partial_p50_s": partial["p50_s"],
+        "partial_p95_s": partial["p95_s"],
+        "no_partial": sum(1 for u in utts if u.partial_at is None),
+        "wer": wer(finals, clips),
+    }
 
 
 def _cell(value: Any, width: int) -> str:
@@ -267,24 +308,31 @@ def _pct(value: float | None) -> str:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     if not any("whisperlive" in r for r in results):
-        print(f"{'participants':>12} {'utterances':>10} {'p50 s':>6} {'p95 s':>6} "
-              f"{'max s':>6} {'uncaptioned':>11}")
+        print(
+            f"{'participants':>12} {'utterances':>10} {'p50 s':>6} {'p95 s':>6} "
+            f"{'max s':>6} {'uncaptioned':>11}"
+        )
         for r in results:
-            print(f"{r['participants']:>12} {r['utterances']:>10} {_cell(r['p50_s'], 6)} "
-                  f"{_cell(r['p95_s'], 6)} {_cell(r['max_s'], 6)} {r['uncaptioned']:>11}")
+            print(
+                f"{r['participants']:>12} {r['utterances']:>10} {_cell(r['p50_s'], 6)} "
+                f"{_cell(r['p95_s'], 6)} {_cell(r['max_s'], 6)} {r['uncaptioned']:>11}"
+            )
         return
-    print(f"{'':>17}|{'ours (final)':^32}|{'WhisperLive final':^32}|"
-          f"{'WL partial':^13}|{'WER':^15}")
-    print(f"{'participants':>12} {'utts':>4}|{'p50 s':>6} {'p95 s':>6} {'max s':>6} "
-          f"{'uncapt.':>11}|{'p50 s':>6} {'p95 s':>6} {'max s':>6} {'uncapt.':>11}|"
-          f"{'p50 s':>6} {'p95 s':>6}|{'ours':>7} {'WL':>7}")
+    print(f"{'':>17}|{'ours (final)':^32}|{'WhisperLive final':^32}|{'WL partial':^13}|{'WER':^15}")
+    print(
+        f"{'participants':>12} {'utts':>4}|{'p50 s':>6} {'p95 s':>6} {'max s':>6} "
+        f"{'uncapt.':>11}|{'p50 s':>6} {'p95 s':>6} {'max s':>6} {'uncapt.':>11}|"
+        f"{'p50 s':>6} {'p95 s':>6}|{'ours':>7} {'WL':>7}"
+    )
     for r in results:
         w = r["whisperlive"]
-        print(f"{r['participants']:>12} {r['utterances']:>4}|{_cell(r['p50_s'], 6)} "
-              f"{_cell(r['p95_s'], 6)} {_cell(r['max_s'], 6)} {r['uncaptioned']:>11}|"
-              f"{_cell(w['p50_s'], 6)} {_cell(w['p95_s'], 6)} {_cell(w['max_s'], 6)} "
-              f"{w['uncaptioned']:>11}|{_cell(w['partial_p50_s'], 6)} "
-              f"{_cell(w['partial_p95_s'], 6)}|{_pct(r['wer']):>7} {_pct(w['wer']):>7}")
+        print(
+            f"{r['participants']:>12} {r['utterances']:>4}|{_cell(r['p50_s'], 6)} "
+            f"{_cell(r['p95_s'], 6)} {_cell(r['max_s'], 6)} {r['uncaptioned']:>11}|"
+            f"{_cell(w['p50_s'], 6)} {_cell(w['p95_s'], 6)} {_cell(w['max_s'], 6)} "
+            f"{w['uncaptioned']:>11}|{_cell(w['partial_p50_s'], 6)} "
+            f"{_cell(w['partial_p95_s'], 6)}|{_pct(r['wer']):>7} {_pct(w['wer']):>7}"
+        )
 
 
 def main() -> None:
@@ -293,13 +341,24 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--whisperlive", action="store_true",
-                        help="also measure WhisperLive (run bench/setup-whisperlive first)")
-    parser.add_argument("--whisperlive-chunk-ms", type=int, default=100,
-                        help="audio per WebSocket message to WhisperLive (its own client: 256)")
-    parser.add_argument("--whisperlive-threads", type=int, default=os.cpu_count() or 1,
-                        help="CTranslate2 threads for WhisperLive (default: as our worker, "
-                             "one process using every core)")
+    parser.add_argument(
+        "--whisperlive",
+        action="store_true",
+        help="also measure WhisperLive (run bench/setup-whisperlive first)",
+    )
+    parser.add_argument(
+        "--whisperlive-chunk-ms",
+        type=int,
+        default=100,
+        help="audio per WebSocket message to WhisperLive (its own client: 256)",
+    )
+    parser.add_argument(
+        "--whisperlive-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CTranslate2 threads for WhisperLive (default: as our worker, "
+        "one process using every core)",
+    )
     parser.add_argument("--end-silence-ms", type=int, help="SEALSCRIBE_END_SILENCE_MS")
     parser.add_argument("--max-segment-ms", type=int, help="SEALSCRIBE_MAX_SEGMENT_MS")
     parser.add_argument("--beam-size", type=int, help="SEALSCRIBE_BEAM_SIZE (WhisperLive: 5)")
@@ -312,13 +371,15 @@ def main() -> None:
     for n in (int(n) for n in args.participants.split(",")):
         result = run(n, args.clips, args.redis_url, knob_env(args))
         if args.whisperlive:
-            result["whisperlive"] = run_whisperlive(n, args.clips, args.whisperlive_chunk_ms,
-                                                    args.whisperlive_threads)
+            result["whisperlive"] = run_whisperlive(
+                n, args.clips, args.whisperlive_chunk_ms, args.whisperlive_threads
+            )
         results.append(result)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print_table(results)
+
 
 if __name__ == "__main__":
     main()

@@ -65,6 +65,7 @@ FRAME_S = 0.02  # one Opus packet, one captured frame
 
 # -- the publisher subprocess -----------------------------------------------------------------
 
+
 def _usage() -> dict[str, float]:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return {"at": time.time(), "cpu_s": r.ru_utime + r.ru_stime}
@@ -107,9 +108,12 @@ async def _publish(cfg: dict[str, Any], status: Path) -> dict[str, Any]:
     mark("stopping")
     await asyncio.gather(*(pub.stop() for pub in pubs))
     mark("stopped")
-    return {"tracks": len(sources), "frames_sent": sum(s.i for s in sources),
-            "late_frames": sum(s.late for s in sources),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "tracks": len(sources),
+        "frames_sent": sum(s.i for s in sources),
+        "late_frames": sum(s.late for s in sources),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def publisher_main(config: Path) -> None:
@@ -123,6 +127,7 @@ def publisher_main(config: Path) -> None:
 
 
 # -- the benchmark ----------------------------------------------------------------------------
+
 
 def scrape(url: str, timeout: float = 30) -> dict[str, float]:
     """Prometheus samples as {'name{label="v"}': value} (label sets sorted)."""
@@ -208,10 +213,13 @@ class Probe:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: the API, each worker, the whole machine, this process."""
-        return {"api": self.api.cpu_seconds(),
-                **{f"worker{i}": w.cpu_seconds() for i, w in enumerate(self.ws)},
-                "machine": machine_busy_seconds(), "bench": time.process_time(),
-                "wall": time.time()}
+        return {
+            "api": self.api.cpu_seconds(),
+            **{f"worker{i}": w.cpu_seconds() for i, w in enumerate(self.ws)},
+            "machine": machine_busy_seconds(),
+            "bench": time.process_time(),
+            "wall": time.time(),
+        }
 
 
 def cores(a: dict[str, float], b: dict[str, float], pub: float) -> dict[str, float]:
@@ -220,8 +228,12 @@ def cores(a: dict[str, float], b: dict[str, float], pub: float) -> dict[str, flo
     wall = b["wall"] - a["wall"]
     d = {k: (b[k] - a[k]) / wall for k in a if k != "wall"}
     ws = sum(v for k, v in d.items() if k.startswith("worker"))
-    out = {"publishers": pub / wall, "api": d["api"], "workers": ws,
-           **{k: v for k, v in d.items() if k.startswith("worker")}}
+    out = {
+        "publishers": pub / wall,
+        "api": d["api"],
+        "workers": ws,
+        **{k: v for k, v in d.items() if k.startswith("worker")},
+    }
     out["other"] = max(0.0, d["machine"] - ws - d["api"] - pub / wall - d["bench"])
     return {k: round(v, 2) for k, v in out.items()}
 
@@ -238,12 +250,25 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
             time.sleep(0.2)
 
 
-def run(meetings: int, participants: int, minutes: float, n_workers: int, nice: int,
-        redis_url: str, sample_s: float, drain_timeout: float) -> dict[str, Any]:
+def run(
+    meetings: int,
+    participants: int,
+    minutes: float,
+    n_workers: int,
+    nice: int,
+    redis_url: str,
+    sample_s: float,
+    drain_timeout: float,
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    env = {**os.environ, "SEALSCRIBE_REDIS_URL": redis_url, "SEALSCRIBE_HOME": str(home),
-           "SEALSCRIBE_KEY_PROVIDER": "local", "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
-           "SEALSCRIBE_CPU_THREADS": os.environ.get("SEALSCRIBE_CPU_THREADS", "1")}
+    env = {
+        **os.environ,
+        "SEALSCRIBE_REDIS_URL": redis_url,
+        "SEALSCRIBE_HOME": str(home),
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+        "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+        "SEALSCRIBE_CPU_THREADS": os.environ.get("SEALSCRIBE_CPU_THREADS", "1"),
+    }
     from pipeline import services
     from pipeline.config import Settings
     from pipeline.net import free_port
@@ -261,34 +286,52 @@ def run(meetings: int, participants: int, minutes: float, n_workers: int, nice: 
     ok = False
     try:
         tenant, token = services.create_tenant(rt, "bench")
-        ids = [services.create_meeting(rt, tenant.id, transcription=True).id
-               for _ in range(meetings)]
+        ids = [
+            services.create_meeting(rt, tenant.id, transcription=True).id for _ in range(meetings)
+        ]
         port = free_port()
         api_log = logs / "api.log"
         api_proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], env=env,
-            stdout=api_log.open("wb"), stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=api_log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         api = Worker(api_proc, api_log, port)  # a process tree with CPU and memory readings
         wait_healthy(port, api_proc, api_log)
         with workers(n_workers, env, logs) as ws:
             renice(ws, nice)
             probe = Probe(rt, api, ws)
             cfg_path, status, out = home / "pub.json", home / "pub.status", home / "pub.out"
-            cfg_path.write_text(json.dumps({
-                "meetings": ids, "participants": participants, "seconds": minutes * 60,
-                "base": f"http://127.0.0.1:{port}", "token": token, "status": str(status),
-                "out": str(out)}))
+            cfg_path.write_text(
+                json.dumps(
+                    {
+                        "meetings": ids,
+                        "participants": participants,
+                        "seconds": minutes * 60,
+                        "base": f"http://127.0.0.1:{port}",
+                        "token": token,
+                        "status": str(status),
+                        "out": str(out),
+                    }
+                )
+            )
             pub_proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.load", "--publisher", str(cfg_path)], env=env,
-                stdout=(logs / "publisher.log").open("wb"), stderr=subprocess.STDOUT)
+                [sys.executable, "-m", "bench.load", "--publisher", str(cfg_path)],
+                env=env,
+                stdout=(logs / "publisher.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
             # transcription waits while meetings are live, then takes the cores back
-            result = observe(probe, pub_proc, status, sample_s, drain_timeout,
-                             lambda: renice(ws, 0))
+            result = observe(
+                probe, pub_proc, status, sample_s, drain_timeout, lambda: renice(ws, 0)
+            )
             result["publisher"] = json.loads(out.read_text())
             result["peak_rss_mib"] = {
                 "api": round(api.memory_mib("VmHWM")),
                 "workers": [round(w.memory_mib("VmHWM")) for w in ws],
-                "publishers": round(result["publisher"]["peak_rss_mib"])}
+                "publishers": round(result["publisher"]["peak_rss_mib"]),
+            }
         transcribed = sum(rt.store.segments.transcript_count(m) for m in ids)
         ok = True
         return summarize(result, transcribed, settings.audio_ttl, probe.redis_peak)
@@ -314,8 +357,14 @@ def snapshot(probe: Probe) -> dict[str, dict[str, float]]:
     return {"cpu": probe.cpu(), "workers": probe.workers(), "api": api or {}}
 
 
-def observe(probe: Probe, pub: subprocess.Popen[bytes], status: Path, sample_s: float,
-            drain_timeout: float, on_stop: Callable[[], None]) -> dict[str, Any]:
+def observe(
+    probe: Probe,
+    pub: subprocess.Popen[bytes],
+    status: Path,
+    sample_s: float,
+    drain_timeout: float,
+    on_stop: Callable[[], None],
+) -> dict[str, Any]:
     """Sample until the publishers have stopped and the queue has drained (or timed out)."""
     events: dict[str, dict[str, float]] = {}  # the publishers' marks: up, stopping, stopped
     snaps: dict[str, dict[str, dict[str, float]]] = {}  # ours at each mark
@@ -343,21 +392,28 @@ def observe(probe: Probe, pub: subprocess.Popen[bytes], status: Path, sample_s: 
             api = fresh or api
             wm = probe.workers()
             next_sample = now + sample_s
-            phase = ("drain" if "stopping" in events else "live" if "up" in events
-                     else "joining")
-            series.append({
-                "t": round(now - events.get("up", {"at": start})["at"], 1), "phase": phase,
-                "pending": pending, "messages": messages, "oldest_wait_s": round(oldest, 1),
-                "api_answer_s": answered,
-                "sealed": int(total(api, "sealscribe_segments_sealed_total")),
-                "transcribed": int(total(wm, "sealscribe_segments_transcribed_total")),
-                "audio_s": round(total(wm, "sealscribe_audio_transcribed_seconds_total"), 1)})
+            phase = "drain" if "stopping" in events else "live" if "up" in events else "joining"
+            series.append(
+                {
+                    "t": round(now - events.get("up", {"at": start})["at"], 1),
+                    "phase": phase,
+                    "pending": pending,
+                    "messages": messages,
+                    "oldest_wait_s": round(oldest, 1),
+                    "api_answer_s": answered,
+                    "sealed": int(total(api, "sealscribe_segments_sealed_total")),
+                    "transcribed": int(total(wm, "sealscribe_segments_transcribed_total")),
+                    "audio_s": round(total(wm, "sealscribe_audio_transcribed_seconds_total"), 1),
+                }
+            )
         if stopped:
             if "stopped" not in events:
                 raise RuntimeError("the publishers exited early; see their log")
-            held = (total(api, "sealscribe_segments_sealed_total")
-                    - total(api, "sealscribe_segments_queued_total")
-                    - total(api, "sealscribe_segments_dropped_total"))
+            held = (
+                total(api, "sealscribe_segments_sealed_total")
+                - total(api, "sealscribe_segments_queued_total")
+                - total(api, "sealscribe_segments_dropped_total")
+            )
             quiet = quiet + 1 if fresh and pending == messages == held == 0 else 0
             # twice in a row: the captures flush their last utterances as sessions close
             if quiet >= 2:
@@ -369,8 +425,9 @@ def observe(probe: Probe, pub: subprocess.Popen[bytes], status: Path, sample_s: 
     return {"events": events, "snaps": snaps, "series": series, "drained_at": drained_at}
 
 
-def summarize(r: dict[str, Any], transcribed: int, audio_ttl: int,
-              redis_peak: int) -> dict[str, Any]:
+def summarize(
+    r: dict[str, Any], transcribed: int, audio_ttl: int, redis_peak: int
+) -> dict[str, Any]:
     events, snaps, series, pub = r["events"], r["snaps"], r["series"], r["publisher"]
     up, stop = events["up"], events["stopping"]
     live_s = stop["at"] - up["at"]
@@ -396,15 +453,21 @@ def summarize(r: dict[str, Any], transcribed: int, audio_ttl: int,
         "tracks": pub["tracks"],
         "frames_sent": pub["frames_sent"],
         "frames_captured": int(total(api, "sealscribe_capture_frames_total")),
-        "frames_captured_pct": round(100 * total(api, "sealscribe_capture_frames_total")
-                                     / pub["frames_sent"], 2),
+        "frames_captured_pct": round(
+            100 * total(api, "sealscribe_capture_frames_total") / pub["frames_sent"], 2
+        ),
         "publisher_late_frames": pub["late_frames"],
-        "segments": {"produced": sealed, "queued": queued, "dropped_by_capture": dropped,
-                     "transcribed": transcribed, "purged_by_policy": purged,
-                     # queued, neither transcribed nor purged, not pending: its audio expired
-                     "expired": max(0, queued - transcribed - sum(purged.values())
-                                    - pending_left),
-                     "pending_at_end": pending_left, "lost": lost},
+        "segments": {
+            "produced": sealed,
+            "queued": queued,
+            "dropped_by_capture": dropped,
+            "transcribed": transcribed,
+            "purged_by_policy": purged,
+            # queued, neither transcribed nor purged, not pending: its audio expired
+            "expired": max(0, queued - transcribed - sum(purged.values()) - pending_left),
+            "pending_at_end": pending_left,
+            "lost": lost,
+        },
         "tasks": by_label(wm, "sealscribe_transcribe_tasks_total"),
         "stream_s_published": round(stream_s),
         "audio_s_transcribed": round(audio_s, 1),
@@ -412,31 +475,46 @@ def summarize(r: dict[str, Any], transcribed: int, audio_ttl: int,
             "stream_s_per_s": round(stream_rate, 1),
             # the share of the stream that capture cut into utterances, at the live rate
             "speech_s_produced_per_s": round(stream_rate * audio_s / stream_s, 1)
-            if not lost else None,
-            "segments_produced_per_s": round(delta("sealscribe_segments_sealed_total", "api",
-                                                   "up", "stopping") / live_s, 2),
-            "segments_transcribed_per_s": round(delta(seg, "workers", "up", "stopping")
-                                                / live_s, 2),
-            "audio_s_transcribed_per_s": round(delta(aud, "workers", "up", "stopping")
-                                               / live_s, 1)},
+            if not lost
+            else None,
+            "segments_produced_per_s": round(
+                delta("sealscribe_segments_sealed_total", "api", "up", "stopping") / live_s, 2
+            ),
+            "segments_transcribed_per_s": round(
+                delta(seg, "workers", "up", "stopping") / live_s, 2
+            ),
+            "audio_s_transcribed_per_s": round(delta(aud, "workers", "up", "stopping") / live_s, 1),
+        },
         "rates_drain": {
-            "segments_transcribed_per_s": round(delta(seg, "workers", "stopping", "drained")
-                                                / drain_s, 2),
-            "audio_s_transcribed_per_s": round(delta(aud, "workers", "stopping", "drained")
-                                               / drain_s, 1)} if drain_s else {},
-        "queue_max": {"pending": max(s["pending"] for s in series),
-                      "messages": max(s["messages"] for s in series),
-                      "oldest_wait_s": max(s["oldest_wait_s"] for s in series)},
+            "segments_transcribed_per_s": round(
+                delta(seg, "workers", "stopping", "drained") / drain_s, 2
+            ),
+            "audio_s_transcribed_per_s": round(
+                delta(aud, "workers", "stopping", "drained") / drain_s, 1
+            ),
+        }
+        if drain_s
+        else {},
+        "queue_max": {
+            "pending": max(s["pending"] for s in series),
+            "messages": max(s["messages"] for s in series),
+            "oldest_wait_s": max(s["oldest_wait_s"] for s in series),
+        },
         "api_answer_s_max": max((s["api_answer_s"] or 0) for s in series),
         "api_unanswered": sum(1 for s in series if s["api_answer_s"] is None),
         "audio_ttl_s": audio_ttl,
-        "cpu_cores_live": cores(snaps["up"]["cpu"], snaps["stopping"]["cpu"],
-                                stop["cpu_s"] - up["cpu_s"]),
-        "cpu_cores_drain": cores(snaps["stopping"]["cpu"], snaps["drained"]["cpu"],
-                                 events["stopped"]["cpu_s"] - stop["cpu_s"]),
+        "cpu_cores_live": cores(
+            snaps["up"]["cpu"], snaps["stopping"]["cpu"], stop["cpu_s"] - up["cpu_s"]
+        ),
+        "cpu_cores_drain": cores(
+            snaps["stopping"]["cpu"],
+            snaps["drained"]["cpu"],
+            events["stopped"]["cpu_s"] - stop["cpu_s"],
+        ),
         "peak_rss_mib": r["peak_rss_mib"],
         "redis_peak_used_mib": round(redis_peak / 2**20),
-        "series": series}
+        "series": series,
+    }
 
 
 def headroom(res: dict[str, Any]) -> float | None:
@@ -452,52 +530,76 @@ def headroom(res: dict[str, Any]) -> float | None:
 
 def print_report(res: dict[str, Any], every: float) -> None:
     a, seg, live, drain = res["args"], res["segments"], res["rates_live"], res["rates_drain"]
-    print(f"{a['meetings']} meetings x {a['participants']} participants = {res['tracks']} "
-          f"tracks, {a['minutes']} min; {a['workers']} workers (nice {a['worker_nice']} while "
-          f"publishing); {res['cores']} cores; audio TTL {res['audio_ttl_s']} s")
-    print(f"segments: produced {seg['produced']}, queued {seg['queued']}, dropped by capture "
-          f"{seg['dropped_by_capture'] or 0}, transcribed {seg['transcribed']}, purged by "
-          f"policy {seg['purged_by_policy'] or 0}, expired {seg['expired']}, pending at end "
-          f"{seg['pending_at_end']}: LOST {seg['lost']}")
-    print(f"frames: {res['frames_sent']} sent, {res['frames_captured']} captured "
-          f"({res['frames_captured_pct']} %), {res['publisher_late_frames']} sent late")
-    drained = ("did not drain within --drain-timeout" if res["drain_s"] is None
-               else f"drained {res['drain_s']} s after the publishers stopped")
+    print(
+        f"{a['meetings']} meetings x {a['participants']} participants = {res['tracks']} "
+        f"tracks, {a['minutes']} min; {a['workers']} workers (nice {a['worker_nice']} while "
+        f"publishing); {res['cores']} cores; audio TTL {res['audio_ttl_s']} s"
+    )
+    print(
+        f"segments: produced {seg['produced']}, queued {seg['queued']}, dropped by capture "
+        f"{seg['dropped_by_capture'] or 0}, transcribed {seg['transcribed']}, purged by "
+        f"policy {seg['purged_by_policy'] or 0}, expired {seg['expired']}, pending at end "
+        f"{seg['pending_at_end']}: LOST {seg['lost']}"
+    )
+    print(
+        f"frames: {res['frames_sent']} sent, {res['frames_captured']} captured "
+        f"({res['frames_captured_pct']} %), {res['publisher_late_frames']} sent late"
+    )
+    drained = (
+        "did not drain within --drain-timeout"
+        if res["drain_s"] is None
+        else f"drained {res['drain_s']} s after the publishers stopped"
+    )
     print(f"publishing {res['live_s']} s (all tracks up); {drained}")
-    print(f"while publishing, per wall s: {live['stream_s_per_s']} s of stream, "
-          f"{live['speech_s_produced_per_s']} s of speech cut into "
-          f"{live['segments_produced_per_s']} segments; transcribed "
-          f"{live['segments_transcribed_per_s']} segments ({live['audio_s_transcribed_per_s']}"
-          f" s of audio)")
+    print(
+        f"while publishing, per wall s: {live['stream_s_per_s']} s of stream, "
+        f"{live['speech_s_produced_per_s']} s of speech cut into "
+        f"{live['segments_produced_per_s']} segments; transcribed "
+        f"{live['segments_transcribed_per_s']} segments ({live['audio_s_transcribed_per_s']}"
+        f" s of audio)"
+    )
     if drain:
-        print(f"while draining, per wall s: transcribed {drain['segments_transcribed_per_s']} "
-              f"segments ({drain['audio_s_transcribed_per_s']} s of audio); "
-              f"{res['audio_s_transcribed']} s of audio transcribed in all")
+        print(
+            f"while draining, per wall s: transcribed {drain['segments_transcribed_per_s']} "
+            f"segments ({drain['audio_s_transcribed_per_s']} s of audio); "
+            f"{res['audio_s_transcribed']} s of audio transcribed in all"
+        )
     q = res["queue_max"]
-    print(f"queue max: {q['pending']} segments pending, {q['messages']} Celery messages, "
-          f"oldest waited {q['oldest_wait_s']} s; /metrics answered within "
-          f"{res['api_answer_s_max']} s ({res['api_unanswered']} times not within 30 s)")
+    print(
+        f"queue max: {q['pending']} segments pending, {q['messages']} Celery messages, "
+        f"oldest waited {q['oldest_wait_s']} s; /metrics answered within "
+        f"{res['api_answer_s_max']} s ({res['api_unanswered']} times not within 30 s)"
+    )
     minutes = headroom(res)
-    print("the queue did not grow" if minutes is None else
-          f"at these rates a meeting load like this one could last {minutes} min before "
-          f"its last segments waited past the audio TTL (lost)")
+    print(
+        "the queue did not grow"
+        if minutes is None
+        else f"at these rates a meeting load like this one could last {minutes} min before "
+        f"its last segments waited past the audio TTL (lost)"
+    )
     for phase in ("live", "drain"):
         c = res[f"cpu_cores_{phase}"]
         print(f"CPU cores {phase}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
     m = res["peak_rss_mib"]
-    print(f"peak RSS MiB: api {m['api']}, workers {'/'.join(map(str, m['workers']))}, "
-          f"publishers {m['publishers']}; Redis used {res['redis_peak_used_mib']} MiB at most "
-          "(the whole server)")
-    print(f"{'t s':>6} {'phase':>7} {'pending':>8} {'messages':>8} {'oldest s':>8} "
-          f"{'sealed':>7} {'transcr':>7} {'audio s':>8} {'API s':>6}")
+    print(
+        f"peak RSS MiB: api {m['api']}, workers {'/'.join(map(str, m['workers']))}, "
+        f"publishers {m['publishers']}; Redis used {res['redis_peak_used_mib']} MiB at most "
+        "(the whole server)"
+    )
+    print(
+        f"{'t s':>6} {'phase':>7} {'pending':>8} {'messages':>8} {'oldest s':>8} "
+        f"{'sealed':>7} {'transcr':>7} {'audio s':>8} {'API s':>6}"
+    )
     shown = float("-inf")
     for i, s in enumerate(res["series"]):
         if s["t"] - shown >= every or i == len(res["series"]) - 1:
             shown = s["t"]
             answered = "-" if s["api_answer_s"] is None else f"{s['api_answer_s']:.2f}"
-            print(f"{s['t']:>6.0f} {s['phase']:>7} {s['pending']:>8} {s['messages']:>8} "
-                  f"{s['oldest_wait_s']:>8.0f} {s['sealed']:>7} {s['transcribed']:>7} "
-                  f"{s['audio_s']:>8.0f} {answered:>6}")
+            print(
+                f"{s['t']:>6.0f} {s['phase']:>7} {s['pending']:>8} {s['messages']:>8} "
+                f"{s['oldest_wait_s']:>8.0f} {s['sealed']:>7} {s['transcribed']:>7} "
+                f"{s['audio_s']:>8.0f} {answered:>6}"
+            )
 
 
 def main() -> None:
@@ -505,30 +607,66 @@ def main() -> None:
     parser.add_argument("--meetings", type=int, default=10)
     parser.add_argument("--participants", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="sealscribe worker -c 1 processes (default 2: one per core; a "
-                             "third only shares the cores, see bench/scale.py)")
-    parser.add_argument("--worker-nice", type=int, default=10,
-                        help="the workers' nice value (0: same priority as capture)")
-    parser.add_argument("--sample", type=float, default=5.0,
-                        help="seconds between samples of the queue")
-    parser.add_argument("--print-every", type=float, default=30.0,
-                        help="seconds between the rows of the queue series printed")
-    parser.add_argument("--drain-timeout", type=float, default=3900.0,
-                        help="give up this long after the publishers stop")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11",
-                        help="a Redis database the benchmark may flush")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="sealscribe worker -c 1 processes (default 2: one per core; a "
+        "third only shares the cores, see bench/scale.py)",
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        help="the workers' nice value (0: same priority as capture)",
+    )
+    parser.add_argument(
+        "--sample", type=float, default=5.0, help="seconds between samples of the queue"
+    )
+    parser.add_argument(
+        "--print-every",
+        type=float,
+        default=30.0,
+        help="seconds between the rows of the queue series printed",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=3900.0,
+        help="give up this long after the publishers stop",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/11",
+        help="a Redis database the benchmark may flush",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--publisher", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:
         publisher_main(args.publisher)
         return
-    res = run(args.meetings, args.participants, args.minutes, args.workers, args.worker_nice,
-              args.redis_url, args.sample, args.drain_timeout)
-    res = {"args": {"meetings": args.meetings, "participants": args.participants,
-                    "minutes": args.minutes, "workers": args.workers,
-                    "worker_nice": args.worker_nice}, "cores": os.cpu_count(), **res}
+    res = run(
+        args.meetings,
+        args.participants,
+        args.minutes,
+        args.workers,
+        args.worker_nice,
+        args.redis_url,
+        args.sample,
+        args.drain_timeout,
+    )
+    res = {
+        "args": {
+            "meetings": args.meetings,
+            "participants": args.participants,
+            "minutes": args.minutes,
+            "workers": args.workers,
+            "worker_nice": args.worker_nice,
+        },
+        "cores": os.cpu_count(),
+        **res,
+    }
     res["headroom_minutes"] = headroom(res)
     if args.json:
         print(json.dumps(res, indent=2))

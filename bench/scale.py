@@ -105,10 +105,23 @@ def workers(n: int, env: dict[str, str], logs: Path) -> Iterator[list[Worker]]:
             log = logs / f"worker{i}.log"
             port = free_port()
             proc = subprocess.Popen(  # our own interpreter and fixed arguments
-                [sys.executable, "-m", "pipeline.cli", "worker", "-c", "1", "--loglevel",
-                 "info", "--metrics-port", str(port)],
-                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline.cli",
+                    "worker",
+                    "-c",
+                    "1",
+                    "--loglevel",
+                    "info",
+                    "--metrics-port",
+                    str(port),
+                ],
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             started.append(Worker(proc, log, port))
         deadline = time.monotonic() + 180
         for w in started:  # loaded in parallel; ready once its child has loaded the model
@@ -129,8 +142,9 @@ def workers(n: int, env: dict[str, str], logs: Path) -> Iterator[list[Worker]]:
                 w.proc.wait()
 
 
-def submit(rt: Any, tenant_id: str, path: Path, mode: str,
-           participant: str = "speaker") -> tuple[str, int]:
+def submit(
+    rt: Any, tenant_id: str, path: Path, mode: str, participant: str = "speaker"
+) -> tuple[str, int]:
     """Seal and queue one file as one meeting; (meeting id, segments)."""
     from pipeline.audio.decode import SAMPLE_RATE, decode_file
     from pipeline.audio.segmenter import Segmenter
@@ -151,15 +165,19 @@ def submit(rt: Any, tenant_id: str, path: Path, mode: str,
     return meeting.id, capture.sealed
 
 
-def run(n: int, mode: str, threads: int, redis_url: str,
-        items: list[Path]) -> dict[str, Any]:
+def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="sealscribe-scale-"))
-    env = {**os.environ, "SEALSCRIBE_REDIS_URL": redis_url, "SEALSCRIBE_HOME": str(home),
-           "SEALSCRIBE_KEY_PROVIDER": "local"}
+    env = {
+        **os.environ,
+        "SEALSCRIBE_REDIS_URL": redis_url,
+        "SEALSCRIBE_HOME": str(home),
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+    }
     if threads:
         env["SEALSCRIBE_CPU_THREADS"] = str(threads)
-    os.environ.update(SEALSCRIBE_REDIS_URL=redis_url, SEALSCRIBE_HOME=str(home),
-                      SEALSCRIBE_KEY_PROVIDER="local")
+    os.environ.update(
+        SEALSCRIBE_REDIS_URL=redis_url, SEALSCRIBE_HOME=str(home), SEALSCRIBE_KEY_PROVIDER="local"
+    )
     from pipeline import services
     from pipeline.config import get_settings
     from pipeline.runtime import Runtime
@@ -192,13 +210,18 @@ def run(n: int, mode: str, threads: int, redis_url: str,
         stored = sum(rt.store.segments.transcript_count(m) for m, _ in meetings)
         if stored != segments:
             raise RuntimeError(f"{stored} transcripts stored for {segments} segments")
-        return {"workers": n, "wall_s": wall, "segments": segments,
-                # the machine's busy cores beside the workers and this client: Redis, and
-                # anything else running (a benchmark wants it near zero)
-                "other_cores": max(0.0, (busy - sum(cpu) - own) / wall),
-                "per_worker": [{"cpu_cores": c / wall, "peak_rss_mib": p, "idle_rss_mib": r,
-                                "segments": d}
-                               for c, p, r, d in zip(cpu, peak, idle_rss, done, strict=True)]}
+        return {
+            "workers": n,
+            "wall_s": wall,
+            "segments": segments,
+            # the machine's busy cores beside the workers and this client: Redis, and
+            # anything else running (a benchmark wants it near zero)
+            "other_cores": max(0.0, (busy - sum(cpu) - own) / wall),
+            "per_worker": [
+                {"cpu_cores": c / wall, "peak_rss_mib": p, "idle_rss_mib": r, "segments": d}
+                for c, p, r, d in zip(cpu, peak, idle_rss, done, strict=True)
+            ],
+        }
     finally:
         rt.store.redis.flushdb()
         shutil.rmtree(home, ignore_errors=True)
@@ -206,14 +229,21 @@ def run(n: int, mode: str, threads: int, redis_url: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default="1,2,3",
-                        help="comma-separated worker process counts (default 1,2,3)")
+    parser.add_argument(
+        "--workers", default="1,2,3", help="comma-separated worker process counts (default 1,2,3)"
+    )
     parser.add_argument("--mode", choices=("live", "file"), default="live")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="SEALSCRIBE_CPU_THREADS per worker (0: the worker's default, one "
-                             "per core for -c 1)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11",
-                        help="a Redis database the benchmark may flush")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="SEALSCRIBE_CPU_THREADS per worker (0: the worker's default, one per core for -c 1)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/11",
+        help="a Redis database the benchmark may flush",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -221,30 +251,43 @@ def main() -> None:
 
     items = [path for path, _ in corpus()]
     audio_s = sum(len(decode_file(p, 36000)) / 32000 for p in items)
-    rows = [run(int(n), args.mode, args.threads, args.redis_url, items)
-            for n in args.workers.split(",")]
+    rows = [
+        run(int(n), args.mode, args.threads, args.redis_url, items) for n in args.workers.split(",")
+    ]
     for row in rows:
         row["audio_s_per_wall_s"] = audio_s / row["wall_s"]
         row["segments_per_s"] = row["segments"] / row["wall_s"]
-    result = {"audio_s": audio_s, "files": len(items), "mode": args.mode,
-              "threads": args.threads or "default", "cores": os.cpu_count(), "rows": rows}
+    result = {
+        "audio_s": audio_s,
+        "files": len(items),
+        "mode": args.mode,
+        "threads": args.threads or "default",
+        "cores": os.cpu_count(),
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{len(items)} files, {audio_s:.0f} s of audio, mode {args.mode}, "
-          f"{rows[0]['segments']} segments; {os.cpu_count()} cores; threads per worker: "
-          f"{args.threads or 'default'}")
-    print(f"{'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
-          f"{'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} {'segments per worker':>20} "
-          f"{'other cores':>11}")
+    print(
+        f"{len(items)} files, {audio_s:.0f} s of audio, mode {args.mode}, "
+        f"{rows[0]['segments']} segments; {os.cpu_count()} cores; threads per worker: "
+        f"{args.threads or 'default'}"
+    )
+    print(
+        f"{'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
+        f"{'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} {'segments per worker':>20} "
+        f"{'other cores':>11}"
+    )
     for row in rows:
         per = row["per_worker"]
         cores = "/".join(f"{p['cpu_cores']:.2f}" for p in per)
         peak = "/".join(f"{p['peak_rss_mib']:.0f}" for p in per)
         done = "/".join(str(p["segments"]) for p in per)
-        print(f"{row['workers']:>7} {row['wall_s']:>7.1f} {row['audio_s_per_wall_s']:>15.1f} "
-              f"{row['segments_per_s']:>11.2f} "
-              f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f}")
+        print(
+            f"{row['workers']:>7} {row['wall_s']:>7.1f} {row['audio_s_per_wall_s']:>15.1f} "
+            f"{row['segments_per_s']:>11.2f} "
+            f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,12 @@ from keys import segment
 from keys.segment import SegmentContext, SegmentKind
 from keys.types import DataKey
 
-SIZES = {"transcript 1 KB": 1024, "utterance 3 s": 96_000, "utterance 10 s": 320_000,
-         "long 30 s": 960_000}
+SIZES = {
+    "transcript 1 KB": 1024,
+    "utterance 3 s": 96_000,
+    "utterance 10 s": 320_000,
+    "long 30 s": 960_000,
+}
 
 
 def rate(fn: Callable[[], object], nbytes: int, seconds: float) -> float:
@@ -76,16 +80,21 @@ def transit_unwrap(n: int) -> dict[str, float]:
     finally:
         server.stop()
     q = statistics.quantiles(times, n=20)
-    return {"unwrap_p50_ms": statistics.median(times), "unwrap_p95_ms": q[18],
-            "cached_per_segment_ms": cached_ms, "kms_calls_for_segments": calls,
-            "segments": n}
+    return {
+        "unwrap_p50_ms": statistics.median(times),
+        "unwrap_p95_ms": q[18],
+        "cached_per_segment_ms": cached_ms,
+        "kms_calls_for_segments": calls,
+        "segments": n,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
-    parser.add_argument("--unwraps", type=int, default=300,
-                        help="unwraps through Transit to time (0 to skip)")
+    parser.add_argument(
+        "--unwraps", type=int, default=300, help="unwraps through Transit to time (0 to skip)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args()
 
@@ -109,24 +118,42 @@ def main() -> None:
         rows.append(row)
     transit = transit_unwrap(args.unwraps) if args.unwraps else None
     if args.json:
-        print(json.dumps({"machine": platform.processor() or platform.machine(),
-                          "cpus": os.cpu_count(), "rows": rows, "transit": transit}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "machine": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "rows": rows,
+                    "transit": transit,
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"{'payload':<16} {'seal':>9} {'open':>9} {'AES-GCM enc':>12} {'AES-GCM dec':>12}"
-          "   (MB/s)")
+    print(
+        f"{'payload':<16} {'seal':>9} {'open':>9} {'AES-GCM enc':>12} {'AES-GCM dec':>12}   (MB/s)"
+    )
     for r in rows:
-        print(f"{r['payload']:<16} {r['seal_MBps']:>9.0f} {r['open_MBps']:>9.0f} "
-              f"{r['aesgcm_encrypt_MBps']:>12.0f} {r['aesgcm_decrypt_MBps']:>12.0f}")
+        print(
+            f"{r['payload']:<16} {r['seal_MBps']:>9.0f} {r['open_MBps']:>9.0f} "
+            f"{r['aesgcm_encrypt_MBps']:>12.0f} {r['aesgcm_decrypt_MBps']:>12.0f}"
+        )
     ten = next(r for r in rows if r["payload"] == "utterance 10 s")
     audio_mbps = 16000 * 2 / 1e6
-    print(f"\nOne core seals {ten['seal_MBps'] / audio_mbps:,.0f}x real time of 16 kHz audio "
-          f"({ten['seal_MBps'] / ten['aesgcm_encrypt_MBps']:.0%} of raw AES-GCM speed).")
+    print(
+        f"\nOne core seals {ten['seal_MBps'] / audio_mbps:,.0f}x real time of 16 kHz audio "
+        f"({ten['seal_MBps'] / ten['aesgcm_encrypt_MBps']:.0%} of raw AES-GCM speed)."
+    )
     if transit:
-        print(f"\nUnwrap through OpenBao Transit (loopback, {transit['segments']} calls): "
-              f"p50 {transit['unwrap_p50_ms']:.2f} ms, p95 {transit['unwrap_p95_ms']:.2f} ms")
-        print(f"With the worker's data-key cache, {transit['segments']} segments of one "
-              f"meeting made {transit['kms_calls_for_segments']} KMS call(s): "
-              f"{transit['cached_per_segment_ms']:.3f} ms of key cost per segment")
+        print(
+            f"\nUnwrap through OpenBao Transit (loopback, {transit['segments']} calls): "
+            f"p50 {transit['unwrap_p50_ms']:.2f} ms, p95 {transit['unwrap_p95_ms']:.2f} ms"
+        )
+        print(
+            f"With the worker's data-key cache, {transit['segments']} segments of one "
+            f"meeting made {transit['kms_calls_for_segments']} KMS call(s): "
+            f"{transit['cached_per_segment_ms']:.3f} ms of key cost per segment"
+        )
 
 
 if __name__ == "__main__":

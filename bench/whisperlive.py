@@ -55,8 +55,10 @@ class _Client:
 def venv_python() -> Path:
     python = VENV / "bin" / "python"
     if not python.is_file():
-        raise SystemExit(f"WhisperLive is not installed for the benchmark ({VENV} is missing): "
-                         "run bench/setup-whisperlive first")
+        raise SystemExit(
+            f"WhisperLive is not installed for the benchmark ({VENV} is missing): "
+            "run bench/setup-whisperlive first"
+        )
     return python
 
 
@@ -70,10 +72,23 @@ def server(model_dir: Path, log_path: Path, threads: int, max_clients: int) -> I
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [str(venv_python()), str(BENCH / "whisperlive_server.py"), "--port", str(port),
-             "--model", str(model_dir), "--threads", str(threads),
-             "--max-clients", str(max_clients)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                str(venv_python()),
+                str(BENCH / "whisperlive_server.py"),
+                "--port",
+                str(port),
+                "--model",
+                str(model_dir),
+                "--threads",
+                str(threads),
+                "--max-clients",
+                str(max_clients),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -82,8 +97,9 @@ def server(model_dir: Path, log_path: Path, threads: int, max_clients: int) -> I
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"WhisperLive's server did not start; see {log_path}"
-                                       ) from None
+                    raise RuntimeError(
+                        f"WhisperLive's server did not start; see {log_path}"
+                    ) from None
                 time.sleep(0.1)
         yield port
     finally:
@@ -101,10 +117,21 @@ def _overlap(u: LiveUtterance, c0: float, c1: float) -> float:
 
 def _handshake(name: str, model_dir: Path) -> dict[str, Any]:
     """whisper_live.client.Client's handshake, with that client's defaults."""
-    return {"uid": name, "language": "en", "task": "transcribe", "model": str(model_dir),
-            "use_vad": True, "send_last_n_segments": 10, "no_speech_thresh": 0.45,
-            "clip_audio": False, "same_output_threshold": 10, "enable_translation": False,
-            "word_timestamps": False, "initial_prompt": None, "vad_parameters": None}
+    return {
+        "uid": name,
+        "language": "en",
+        "task": "transcribe",
+        "model": str(model_dir),
+        "use_vad": True,
+        "send_last_n_segments": 10,
+        "no_speech_thresh": 0.45,
+        "clip_audio": False,
+        "same_output_threshold": 10,
+        "enable_translation": False,
+        "word_timestamps": False,
+        "initial_prompt": None,
+        "vad_parameters": None,
+    }
 
 
 def _on_segments(client: _Client, segments: list[dict[str, Any]], now: float) -> None:
@@ -133,15 +160,22 @@ def _on_segments(client: _Client, segments: list[dict[str, Any]], now: float) ->
         best.final_at = now  # as for ours: the last caption of an utterance wins
 
 
-async def measure(port: int, model_dir: Path, streams: list[tuple[str, bytes]],
-                  utts: list[LiveUtterance], chunk_ms: int, tail_s: float,
-                  timeout_s: float) -> dict[str, list[tuple[float, str]]]:
+async def measure(
+    port: int,
+    model_dir: Path,
+    streams: list[tuple[str, bytes]],
+    utts: list[LiveUtterance],
+    chunk_ms: int,
+    tail_s: float,
+    timeout_s: float,
+) -> dict[str, list[tuple[float, str]]]:
     """Stream each (name, s16 PCM) in real time over its own WebSocket; fill in the
     utterances' partial and final times. Returns each participant's completed segments."""
     import aiohttp
 
-    clients = {name: _Client(name, [u for u in utts if u.participant == name])
-               for name, _ in streams}
+    clients = {
+        name: _Client(name, [u for u in utts if u.participant == name]) for name, _ in streams
+    }
     per_chunk = 16000 * chunk_ms // 1000
     ended = {name: asyncio.Event() for name, _ in streams}
     stop = asyncio.Event()
@@ -158,8 +192,9 @@ async def measure(port: int, model_dir: Path, streams: list[tuple[str, bytes]],
                 _on_segments(client, data["segments"], time.time())
                 changed.set()
 
-    async def send(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, t0: float,
-                   ended: asyncio.Event) -> None:
+    async def send(
+        ws: aiohttp.ClientWebSocketResponse, pcm: bytes, t0: float, ended: asyncio.Event
+    ) -> None:
         samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
         end = len(samples) + int(tail_s * 16000)
         k = 0
@@ -168,7 +203,7 @@ async def measure(port: int, model_dir: Path, streams: list[tuple[str, bytes]],
             wait = t0 + k * chunk_ms / 1000 - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            piece = samples[k * per_chunk:(k + 1) * per_chunk]
+            piece = samples[k * per_chunk : (k + 1) * per_chunk]
             if piece.size < per_chunk:  # after the program: silence, as our track sends
                 piece = np.concatenate([piece, np.zeros(per_chunk - piece.size, np.float32)])
             await ws.send_bytes(piece.tobytes())
@@ -181,7 +216,8 @@ async def measure(port: int, model_dir: Path, streams: list[tuple[str, bytes]],
         sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
         for name, _ in streams:
             ws = await stack.enter_async_context(
-                http.ws_connect(f"ws://127.0.0.1:{port}", max_msg_size=0, heartbeat=None))
+                http.ws_connect(f"ws://127.0.0.1:{port}", max_msg_size=0, heartbeat=None)
+            )
             await ws.send_str(json.dumps(_handshake(name, model_dir)))
             while True:  # the first connection waits for the model to load
                 msg = await ws.receive(timeout=120)
@@ -198,12 +234,12 @@ async def measure(port: int, model_dir: Path, streams: list[tuple[str, bytes]],
         origin = time.time() + (t0 - time.monotonic())
         for u in utts:
             u.sent_end = origin + u.end_s
-        senders = [asyncio.create_task(send(sockets[name], pcm, t0, ended[name]))
-                   for name, pcm in streams]
+        senders = [
+            asyncio.create_task(send(sockets[name], pcm, t0, ended[name])) for name, pcm in streams
+        ]
 
         def done() -> bool:
-            return (all(u.final_at for u in utts)
-                    and not any(c.pending for c in clients.values()))
+            return all(u.final_at for u in utts) and not any(c.pending for c in clients.values())
 
         for event in ended.values():
             await event.wait()

@@ -28,8 +28,10 @@ from typing import Any, NoReturn
 
 def _torch_stand_in() -> types.ModuleType:
     def missing(name: str) -> NoReturn:
-        raise AttributeError(f"torch.{name} is not available: the benchmark runs WhisperLive "
-                             "without torch (see bench/whisperlive_server.py)")
+        raise AttributeError(
+            f"torch.{name} is not available: the benchmark runs WhisperLive "
+            "without torch (see bench/whisperlive_server.py)"
+        )
 
     cuda = types.ModuleType("torch.cuda")
     cuda.is_available = lambda: False  # type: ignore[attr-defined]
@@ -58,8 +60,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9090)
     parser.add_argument("--model", help="CTranslate2 model directory")
     parser.add_argument("--max-clients", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="OMP_NUM_THREADS for CTranslate2 (0: leave as is)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="OMP_NUM_THREADS for CTranslate2 (0: leave as is)"
+    )
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -70,9 +73,15 @@ def main() -> None:
         print(f"whisper_live {__version__}: faster-whisper server path imports")
         return
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    server_cls().run("127.0.0.1", port=args.port, backend="faster_whisper",
-                     faster_whisper_custom_model_path=args.model, single_model=True,
-                     max_clients=args.max_clients, max_connection_time=3600)
+    server_cls().run(
+        "127.0.0.1",
+        port=args.port,
+        backend="faster_whisper",
+        faster_whisper_custom_model_path=args.model,
+        single_model=True,
+        max_clients=args.max_clients,
+        max_connection_time=3600,
+    )
 
 
 if __name__ == "__main__":

@@ -62,10 +62,10 @@ def chunked_encrypt(key: bytes, context: bytes, plaintext: bytes, prefix: bytes 
     enc = Cobblestone256Encryptor(key, context)
     out = bytearray(len(prefix) + chunked_size(len(plaintext)))
     view = memoryview(out)
-    view[:len(prefix)] = prefix
-    written = len(prefix) + enc.update_into(plaintext, view[len(prefix):])
+    view[: len(prefix)] = prefix
+    written = len(prefix) + enc.update_into(plaintext, view[len(prefix) :])
     tail = enc.finalize()
-    view[written:written + len(tail)] = tail
+    view[written : written + len(tail)] = tail
     view.release()
     if written + len(tail) != len(out):
         raise RuntimeError("Cobblestone output length differs from the computed size")
@@ -82,8 +82,8 @@ def chunked_decrypt(key: bytes, context: bytes, ciphertext: bytes | memoryview) 
         tail = dec.finalize()
     except (InvalidTag, ValueError):
         raise InvalidSeal() from None
-    out[written:written + len(tail)] = tail
-    del out[written + len(tail):]
+    out[written : written + len(tail)] = tail
+    del out[written + len(tail) :]
     return bytes(out)
 
 

@@ -81,15 +81,31 @@ class AuditLog:
         self.store = store
         self._clock = clock
 
-    def record(self, tenant_id: str, action: str, *, actor: str, outcome: str = "ok",
-               meeting: str | None = None, purpose: str | None = None,
-               key_version: int | None = None) -> AuditEntry:
+    def record(
+        self,
+        tenant_id: str,
+        action: str,
+        *,
+        actor: str,
+        outcome: str = "ok",
+        meeting: str | None = None,
+        purpose: str | None = None,
+        key_version: int | None = None,
+    ) -> AuditEntry:
         for _ in range(100):
             count, last = self.store.audit_head(tenant_id)
-            entry = AuditEntry(seq=count, at=round(self._clock(), 6), tenant=tenant_id,
-                               action=action, outcome=outcome, actor=actor, meeting=meeting,
-                               purpose=purpose, key_version=key_version,
-                               prev=last or genesis_hash(tenant_id))
+            entry = AuditEntry(
+                seq=count,
+                at=round(self._clock(), 6),
+                tenant=tenant_id,
+                action=action,
+                outcome=outcome,
+                actor=actor,
+                meeting=meeting,
+                purpose=purpose,
+                key_version=key_version,
+                prev=last or genesis_hash(tenant_id),
+            )
             entry = _with_hash(entry)
             if self.store.audit_append(tenant_id, entry):
                 return entry
@@ -118,8 +134,9 @@ class VerifyReport:
     problems: tuple[str, ...]
 
 
-def verify(tenant_id: str, raw_entries: Sequence[str | bytes],
-           head: tuple[int, str | None]) -> VerifyReport:
+def verify(
+    tenant_id: str, raw_entries: Sequence[str | bytes], head: tuple[int, str | None]
+) -> VerifyReport:
     """Check a tenant's chain end to end and name each entry that was tampered with."""
     problems: list[str] = []
     prev_hash = genesis_hash(tenant_id)
@@ -137,25 +154,33 @@ def verify(tenant_id: str, raw_entries: Sequence[str | bytes],
         if entry.compute_hash() != entry.hash:
             problems.append(f"entry {entry.seq} was edited")
         if entry.seq < expected_seq:
-            problems.append(f"entry {entry.seq} at position {pos} was inserted "
-                            f"(expected entry {expected_seq})")
+            problems.append(
+                f"entry {entry.seq} at position {pos} was inserted (expected entry {expected_seq})"
+            )
             continue
         if entry.seq > expected_seq:
-            missing = (f"entry {expected_seq}" if entry.seq == expected_seq + 1
-                       else f"entries {expected_seq} to {entry.seq - 1}")
+            missing = (
+                f"entry {expected_seq}"
+                if entry.seq == expected_seq + 1
+                else f"entries {expected_seq} to {entry.seq - 1}"
+            )
             problems.append(f"{missing} deleted")
         elif entry.prev != prev_hash:
-            problems.append(f"entry {entry.seq} does not follow entry {entry.seq - 1}: "
-                            "an entry before it was edited or replaced")
+            problems.append(
+                f"entry {entry.seq} does not follow entry {entry.seq - 1}: "
+                "an entry before it was edited or replaced"
+            )
         prev_hash = entry.hash
         expected_seq = entry.seq + 1
     count, last = head
     if count > expected_seq:
-        problems.append(f"the last {count - expected_seq} entries (from entry {expected_seq}) "
-                        "were deleted")
+        problems.append(
+            f"the last {count - expected_seq} entries (from entry {expected_seq}) were deleted"
+        )
     elif count < expected_seq:
-        problems.append(f"the chain has {expected_seq - count} more entries than its head "
-                        "records (inserted)")
+        problems.append(
+            f"the chain has {expected_seq - count} more entries than its head records (inserted)"
+        )
     elif count and last != prev_hash:
         problems.append("the last entry does not match the chain's recorded head (edited)")
     return VerifyReport(not problems, len(raw_entries), tuple(problems))

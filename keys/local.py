@@ -82,22 +82,27 @@ class _Ring:
     versions: dict[int, _Version] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return json.dumps({
-            "format": _FORMAT,
-            "tenant": self.tenant_id,
-            "primary": self.primary,
-            "min_version": self.min_version,
-            "revoked": self.revoked,
-            "versions": [
-                {
-                    "version": v.version,
-                    "key": None if v.material is None else base64.b64encode(v.material).decode(),
-                    "created": v.created,
-                    "source": v.source,
-                }
-                for v in sorted(self.versions.values(), key=lambda v: v.version)
-            ],
-        }, indent=1).encode()
+        return json.dumps(
+            {
+                "format": _FORMAT,
+                "tenant": self.tenant_id,
+                "primary": self.primary,
+                "min_version": self.min_version,
+                "revoked": self.revoked,
+                "versions": [
+                    {
+                        "version": v.version,
+                        "key": None
+                        if v.material is None
+                        else base64.b64encode(v.material).decode(),
+                        "created": v.created,
+                        "source": v.source,
+                    }
+                    for v in sorted(self.versions.values(), key=lambda v: v.version)
+                ],
+            },
+            indent=1,
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes, where: Path, tenant_id: str) -> _Ring:
@@ -113,15 +118,17 @@ class _Ring:
         if doc.get("tenant") != tenant_id:
             raise bad("it belongs to another tenant")
         try:
-            ring = cls(tenant_id, int(doc["primary"]), int(doc["min_version"]),
-                       bool(doc["revoked"]))
+            ring = cls(
+                tenant_id, int(doc["primary"]), int(doc["min_version"]), bool(doc["revoked"])
+            )
             for item in doc["versions"]:
                 key = item["key"]
                 material = None if key is None else base64.b64decode(key, validate=True)
                 if material is not None and len(material) != _primitives.KEY_SIZE:
                     raise bad(f"version {item['version']} has a key of the wrong length")
-                v = _Version(int(item["version"]), material, float(item["created"]),
-                             str(item["source"]))
+                v = _Version(
+                    int(item["version"]), material, float(item["created"]), str(item["source"])
+                )
                 ring.versions[v.version] = v
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             if isinstance(exc, KeyringCorrupt):
@@ -153,8 +160,10 @@ class LocalKeyring:
             if not self.root.is_dir():
                 raise KeyringCorrupt(f"the keyring path {self.root} is not a directory")
             if self.root.stat().st_mode & 0o077:
-                raise KeyringPermissions(f"the keyring directory {self.root} is open to "
-                                         "other users; it must be mode 0700")
+                raise KeyringPermissions(
+                    f"the keyring directory {self.root} is open to "
+                    "other users; it must be mode 0700"
+                )
 
     # -- files -------------------------------------------------------------------------
 
@@ -245,18 +254,19 @@ class LocalKeyring:
             raise ValueError("the key context names another tenant")
         return encode_fields(b"sealscribe.wrap.local.v1", tenant_id, version) + context.encode()
 
-    def wrap(self, tenant_id: str, key: DataKey, context: KeyContext,
-             purpose: Purpose) -> WrappedKey:
+    def wrap(
+        self, tenant_id: str, key: DataKey, context: KeyContext, purpose: Purpose
+    ) -> WrappedKey:
         Purpose(purpose)
         ring = self._usable(tenant_id)
         kek = ring.versions[ring.primary].material
         assert kek is not None
-        blob = _primitives.gcm_wrap(kek, self._aad(tenant_id, ring.primary, context),
-                                    key.material)
+        blob = _primitives.gcm_wrap(kek, self._aad(tenant_id, ring.primary, context), key.material)
         return WrappedKey(self.name, ring.primary, blob)
 
-    def unwrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext,
-               purpose: Purpose) -> DataKey:
+    def unwrap(
+        self, tenant_id: str, wrapped: WrappedKey, context: KeyContext, purpose: Purpose
+    ) -> DataKey:
         Purpose(purpose)
         ring = self._usable(tenant_id)
         if wrapped.provider != self.name:

@@ -37,13 +37,15 @@ class KeyProvider(Protocol):
         """Create the tenant's key (version 1) and return its primary version."""
         ...
 
-    def wrap(self, tenant_id: str, key: DataKey, context: KeyContext,
-             purpose: Purpose) -> WrappedKey:
+    def wrap(
+        self, tenant_id: str, key: DataKey, context: KeyContext, purpose: Purpose
+    ) -> WrappedKey:
         """Encrypt a data key under the tenant's primary version, bound to ``context``."""
         ...
 
-    def unwrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext,
-               purpose: Purpose) -> DataKey:
+    def unwrap(
+        self, tenant_id: str, wrapped: WrappedKey, context: KeyContext, purpose: Purpose
+    ) -> DataKey:
         """Decrypt a wrapped data key; :class:`keys.errors.InvalidSeal` if it does not
         belong to ``context`` or was altered."""
         ...

@@ -21,8 +21,9 @@ __all__ = ["ProviderRouter"]
 class ProviderRouter:
     name = "router"
 
-    def __init__(self, providers: Mapping[str, KeyProvider],
-                 tenant_provider: Callable[[str], str]) -> None:
+    def __init__(
+        self, providers: Mapping[str, KeyProvider], tenant_provider: Callable[[str], str]
+    ) -> None:
         self.providers = dict(providers)
         self._tenant_provider = tenant_provider
 
@@ -33,8 +34,10 @@ class ProviderRouter:
         try:
             return self.providers[name]
         except KeyError:
-            raise KeyUnavailable(f"key provider {name!r} is not configured here "
-                                 "(see SEALSCRIBE_KEY_PROVIDER and SEALSCRIBE_TRANSIT_*)") from None
+            raise KeyUnavailable(
+                f"key provider {name!r} is not configured here "
+                "(see SEALSCRIBE_KEY_PROVIDER and SEALSCRIBE_TRANSIT_*)"
+            ) from None
 
     def health(self) -> None:
         for provider in self.providers.values():
@@ -43,12 +46,14 @@ class ProviderRouter:
     def create(self, tenant_id: str) -> int:
         return self.provider_for(tenant_id).create(tenant_id)
 
-    def wrap(self, tenant_id: str, key: DataKey, context: KeyContext,
-             purpose: Purpose) -> WrappedKey:
+    def wrap(
+        self, tenant_id: str, key: DataKey, context: KeyContext, purpose: Purpose
+    ) -> WrappedKey:
         return self.provider_for(tenant_id).wrap(tenant_id, key, context, purpose)
 
-    def unwrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext,
-               purpose: Purpose) -> DataKey:
+    def unwrap(
+        self, tenant_id: str, wrapped: WrappedKey, context: KeyContext, purpose: Purpose
+    ) -> DataKey:
         return self._named(wrapped.provider).unwrap(tenant_id, wrapped, context, purpose)
 
     def rewrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext) -> WrappedKey:
@@ -74,8 +79,10 @@ class ProviderRouter:
         provider = self.provider_for(tenant_id)
         importer = getattr(provider, "import_key", None)
         if importer is None:
-            raise InvalidInput(f"the {provider.name} key provider does not import keys: "
-                               "import it into the KMS itself")
+            raise InvalidInput(
+                f"the {provider.name} key provider does not import keys: "
+                "import it into the KMS itself"
+            )
         version: int = importer(tenant_id, material)
         return version
 

@@ -56,8 +56,9 @@ class SegmentContext:
         return MAGIC + bytes([VERSION, int(self.kind), 0, 0])
 
     def encode(self, header: bytes) -> bytes:
-        return encode_fields(_CONTEXT_LABEL, header, self.tenant_id, self.meeting_id,
-                             self.participant_id, self.seq)
+        return encode_fields(
+            _CONTEXT_LABEL, header, self.tenant_id, self.meeting_id, self.participant_id, self.seq
+        )
 
 
 def seal(key: DataKey, context: SegmentContext, plaintext: bytes) -> bytes:
@@ -77,8 +78,9 @@ def seal(key: DataKey, context: SegmentContext, plaintext: bytes) -> bytes:
     if not isinstance(plaintext, (bytes, bytearray, memoryview)):
         raise TypeError(f"plaintext must be bytes, not {type(plaintext).__name__}")
     header = context.header()
-    return _primitives.chunked_encrypt(key.material, context.encode(header), bytes(plaintext),
-                                       prefix=header)
+    return _primitives.chunked_encrypt(
+        key.material, context.encode(header), bytes(plaintext), prefix=header
+    )
 
 
 def open(key: DataKey, context: SegmentContext, sealed: bytes) -> bytes:
@@ -90,5 +92,6 @@ def open(key: DataKey, context: SegmentContext, sealed: bytes) -> bytes:
     header = context.header()
     if sealed[:HEADER_SIZE] != header:
         raise InvalidSeal()
-    return _primitives.chunked_decrypt(key.material, context.encode(header),
-                                       memoryview(sealed)[HEADER_SIZE:])
+    return _primitives.chunked_decrypt(
+        key.material, context.encode(header), memoryview(sealed)[HEADER_SIZE:]
+    )

@@ -26,8 +26,9 @@ T = TypeVar("T")
 class WrappedKeyStore(Protocol):
     """Where the wrapped data keys of a tenant are kept."""
 
-    def wrapped_keys(self, tenant_id: str, cursor: int,
-                     count: int) -> tuple[int, list[tuple[KeyContext, WrappedKey]]]:
+    def wrapped_keys(
+        self, tenant_id: str, cursor: int, count: int
+    ) -> tuple[int, list[tuple[KeyContext, WrappedKey]]]:
         """One batch of the tenant's wrapped keys; a returned cursor of 0 means done."""
         ...
 
@@ -56,43 +57,74 @@ class KeyService:
         self.audit = audit
         self.store = store
 
-    def _audited(self, tenant_id: str, action: str, actor: str, call: Callable[[], T], *,
-                 meeting: str | None = None, purpose: Purpose | None = None,
-                 version: Callable[[T], int | None] | int | None = None) -> T:
+    def _audited(
+        self,
+        tenant_id: str,
+        action: str,
+        actor: str,
+        call: Callable[[], T],
+        *,
+        meeting: str | None = None,
+        purpose: Purpose | None = None,
+        version: Callable[[T], int | None] | int | None = None,
+    ) -> T:
         try:
             result = call()
         except InvalidInput:
             raise  # a malformed request never reached a key: nothing to audit
         except SealscribeError as exc:
-            self.audit.record(tenant_id, action, actor=actor, outcome=type(exc).__name__,
-                              meeting=meeting, purpose=purpose.value if purpose else None,
-                              key_version=version if isinstance(version, int) else None)
+            self.audit.record(
+                tenant_id,
+                action,
+                actor=actor,
+                outcome=type(exc).__name__,
+                meeting=meeting,
+                purpose=purpose.value if purpose else None,
+                key_version=version if isinstance(version, int) else None,
+            )
             raise
         v = version(result) if callable(version) else version
-        self.audit.record(tenant_id, action, actor=actor, meeting=meeting,
-                          purpose=purpose.value if purpose else None, key_version=v)
+        self.audit.record(
+            tenant_id,
+            action,
+            actor=actor,
+            meeting=meeting,
+            purpose=purpose.value if purpose else None,
+            key_version=v,
+        )
         return result
 
     # -- data keys ---------------------------------------------------------------------
 
     def create_tenant_key(self, tenant_id: str, actor: str) -> int:
-        return self._audited(tenant_id, "create", actor,
-                             lambda: self.provider.create(tenant_id), version=lambda v: v)
-
-    def wrap(self, context: KeyContext, key: DataKey, purpose: Purpose,
-             actor: str) -> WrappedKey:
         return self._audited(
-            context.tenant_id, "wrap", actor,
-            lambda: self.provider.wrap(context.tenant_id, key, context, purpose),
-            meeting=context.meeting_id, purpose=purpose, version=lambda w: w.version)
+            tenant_id, "create", actor, lambda: self.provider.create(tenant_id), version=lambda v: v
+        )
 
-    def unwrap(self, context: KeyContext, wrapped: WrappedKey, purpose: Purpose,
-               actor: str) -> DataKey:
+    def wrap(self, context: KeyContext, key: DataKey, purpose: Purpose, actor: str) -> WrappedKey:
+        return self._audited(
+            context.tenant_id,
+            "wrap",
+            actor,
+            lambda: self.provider.wrap(context.tenant_id, key, context, purpose),
+            meeting=context.meeting_id,
+            purpose=purpose,
+            version=lambda w: w.version,
+        )
+
+    def unwrap(
+        self, context: KeyContext, wrapped: WrappedKey, purpose: Purpose, actor: str
+    ) -> DataKey:
         """Unwrap a meeting data key for ``purpose``; audited whether it works or not."""
         return self._audited(
-            context.tenant_id, "unwrap", actor,
+            context.tenant_id,
+            "unwrap",
+            actor,
             lambda: self.provider.unwrap(context.tenant_id, wrapped, context, purpose),
-            meeting=context.meeting_id, purpose=Purpose(purpose), version=wrapped.version)
+            meeting=context.meeting_id,
+            purpose=Purpose(purpose),
+            version=wrapped.version,
+        )
 
     # -- tenant key lifecycle ----------------------------------------------------------
 
@@ -108,18 +140,21 @@ class KeyService:
 
     def rotate(self, tenant_id: str, actor: str, batch: int = 100) -> RotationReport:
         """New primary version, then every data key rewrapped under it."""
-        version = self._audited(tenant_id, "rotate", actor,
-                                lambda: self.provider.rotate(tenant_id), version=lambda v: v)
+        version = self._audited(
+            tenant_id, "rotate", actor, lambda: self.provider.rotate(tenant_id), version=lambda v: v
+        )
         return RotationReport(version, self.rewrap_pending(tenant_id, actor, batch))
 
-    def import_key(self, tenant_id: str, material: bytes, actor: str,
-                   batch: int = 100) -> RotationReport:
+    def import_key(
+        self, tenant_id: str, material: bytes, actor: str, batch: int = 100
+    ) -> RotationReport:
         """Bring your own key: it becomes the primary version and every key is rewrapped."""
         importer = getattr(self.provider, "import_key", None)
         if importer is None:
             raise InvalidInput(f"the {self.provider.name} key provider does not import keys")
-        version: int = self._audited(tenant_id, "import", actor,
-                                     lambda: importer(tenant_id, material), version=lambda v: v)
+        version: int = self._audited(
+            tenant_id, "import", actor, lambda: importer(tenant_id, material), version=lambda v: v
+        )
         return RotationReport(version, self.rewrap_pending(tenant_id, actor, batch))
 
     def rewrap_pending(self, tenant_id: str, actor: str, batch: int = 100) -> int:
@@ -133,10 +168,14 @@ class KeyService:
             if wrapped.provider == status.provider and wrapped.version >= status.primary_version:
                 continue
             new = self._audited(
-                tenant_id, "rewrap", actor,
+                tenant_id,
+                "rewrap",
+                actor,
                 functools.partial(self.provider.rewrap, tenant_id, wrapped, context),
-                meeting=context.meeting_id, purpose=Purpose.REWRAP,
-                version=lambda w: w.version)
+                meeting=context.meeting_id,
+                purpose=Purpose.REWRAP,
+                version=lambda w: w.version,
+            )
             if self.store.replace_wrapped(context, wrapped, new):
                 done += 1
         return done
@@ -149,28 +188,40 @@ class KeyService:
             raise InvalidInput("the version to retire below must be a positive integer")
         status = self.provider.status(tenant_id)
         if version > status.primary_version:
-            raise InvalidInput(f"cannot retire below version {version}: the primary version "
-                               f"is {status.primary_version}")
+            raise InvalidInput(
+                f"cannot retire below version {version}: the primary version "
+                f"is {status.primary_version}"
+            )
         moved = self.rewrap_pending(tenant_id, actor)
-        stranded = sum(1 for _, w in self._all_wrapped(tenant_id)
-                       if w.version < version or w.provider != status.provider)
+        stranded = sum(
+            1
+            for _, w in self._all_wrapped(tenant_id)
+            if w.version < version or w.provider != status.provider
+        )
         if stranded:
-            raise Conflict(f"{stranded} data keys are still wrapped below version {version} "
-                           "or by another provider")
-        self._audited(tenant_id, "retire", actor,
-                      lambda: self.provider.retire_below(tenant_id, version), version=version)
+            raise Conflict(
+                f"{stranded} data keys are still wrapped below version {version} "
+                "or by another provider"
+            )
+        self._audited(
+            tenant_id,
+            "retire",
+            actor,
+            lambda: self.provider.retire_below(tenant_id, version),
+            version=version,
+        )
         return moved
 
     def revoke(self, tenant_id: str, actor: str) -> None:
         """Kill switch: after this nothing of the tenant can be opened."""
         self._audited(tenant_id, "revoke", actor, lambda: self.provider.revoke(tenant_id))
 
-    def _all_wrapped(self, tenant_id: str,
-                     batch: int = 100) -> Iterator[tuple[KeyContext, WrappedKey]]:
+    def _all_wrapped(
+        self, tenant_id: str, batch: int = 100
+    ) -> Iterator[tuple[KeyContext, WrappedKey]]:
         cursor = 0
         while True:
             cursor, items = self.store.wrapped_keys(tenant_id, cursor, batch)
             yield from items
             if cursor == 0:
                 return
-

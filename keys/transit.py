@@ -60,23 +60,35 @@ class TransitConfig:
 
         url = get("ADDR")
         if not url:
-            raise InvalidInput("SEALSCRIBE_KEY_PROVIDER=transit needs SEALSCRIBE_TRANSIT_ADDR "
-                               "(or VAULT_ADDR), e.g. https://kms.example:8200")
+            raise InvalidInput(
+                "SEALSCRIBE_KEY_PROVIDER=transit needs SEALSCRIBE_TRANSIT_ADDR "
+                "(or VAULT_ADDR), e.g. https://kms.example:8200"
+            )
         if not url.startswith(("http://", "https://")):
             raise InvalidInput("SEALSCRIBE_TRANSIT_ADDR must start with http:// or https://")
         token, role_id, secret_id = get("TOKEN"), get("ROLE_ID"), get("SECRET_ID")
         if not token and not (role_id and secret_id):
-            raise InvalidInput("Transit needs SEALSCRIBE_TRANSIT_TOKEN, or an AppRole as "
-                               "SEALSCRIBE_TRANSIT_ROLE_ID and SEALSCRIBE_TRANSIT_SECRET_ID")
+            raise InvalidInput(
+                "Transit needs SEALSCRIBE_TRANSIT_TOKEN, or an AppRole as "
+                "SEALSCRIBE_TRANSIT_ROLE_ID and SEALSCRIBE_TRANSIT_SECRET_ID"
+            )
         try:
             timeout = float(env.get("SEALSCRIBE_TRANSIT_TIMEOUT") or 5.0)
         except ValueError:
             raise InvalidInput("SEALSCRIBE_TRANSIT_TIMEOUT must be a number of seconds") from None
-        return cls(url=url, token=token, role_id=role_id, secret_id=secret_id,
-                   mount=env.get("SEALSCRIBE_TRANSIT_MOUNT") or "transit",
-                   key_prefix=env.get("SEALSCRIBE_TRANSIT_KEY_PREFIX", "sealscribe-"),
-                   ca_cert=get("CACERT"), client_cert=get("CLIENT_CERT"),
-                   client_key=get("CLIENT_KEY"), timeout=timeout, namespace=get("NAMESPACE"))
+        return cls(
+            url=url,
+            token=token,
+            role_id=role_id,
+            secret_id=secret_id,
+            mount=env.get("SEALSCRIBE_TRANSIT_MOUNT") or "transit",
+            key_prefix=env.get("SEALSCRIBE_TRANSIT_KEY_PREFIX", "sealscribe-"),
+            ca_cert=get("CACERT"),
+            client_cert=get("CLIENT_CERT"),
+            client_key=get("CLIENT_KEY"),
+            timeout=timeout,
+            namespace=get("NAMESPACE"),
+        )
 
 
 def _b64(data: bytes) -> str:
@@ -101,21 +113,31 @@ class TransitKeyProvider:
 
             cfg = self.config
             verify: bool | str = cfg.ca_cert or True
-            cert = (cfg.client_cert, cfg.client_key) if cfg.client_cert and cfg.client_key \
-                else None
-            client = hvac.Client(url=cfg.url, token=cfg.token, verify=verify, cert=cert,
-                                 timeout=cfg.timeout, namespace=cfg.namespace)
+            cert = (cfg.client_cert, cfg.client_key) if cfg.client_cert and cfg.client_key else None
+            client = hvac.Client(
+                url=cfg.url,
+                token=cfg.token,
+                verify=verify,
+                cert=cert,
+                timeout=cfg.timeout,
+                namespace=cfg.namespace,
+            )
             if not cfg.token:
-                self._call(lambda: client.auth.approle.login(role_id=cfg.role_id,
-                                                             secret_id=cfg.secret_id))
+                self._call(
+                    lambda: client.auth.approle.login(role_id=cfg.role_id, secret_id=cfg.secret_id)
+                )
             self._client = client
         return self._client
 
     def health(self) -> None:
         status: dict[str, Any] = self._call(
-            lambda: self.client.sys.read_health_status(method="GET"))
-        if not isinstance(status, dict) or status.get("sealed") \
-                or not status.get("initialized", True):
+            lambda: self.client.sys.read_health_status(method="GET")
+        )
+        if (
+            not isinstance(status, dict)
+            or status.get("sealed")
+            or not status.get("initialized", True)
+        ):
             raise KeyUnavailable(f"the KMS at {self.config.url} is sealed or uninitialised")
 
     def _key(self, tenant_id: str) -> str:
@@ -128,28 +150,41 @@ class TransitKeyProvider:
 
         try:
             return fn()
-        except (requests.ConnectionError, requests.Timeout, hv.VaultDown,
-                hv.InternalServerError, hv.BadGateway, hv.RateLimitExceeded) as exc:
-            raise KeyUnavailable(f"the KMS at {self.config.url} is unreachable or failing "
-                                 f"({type(exc).__name__})") from None
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            hv.VaultDown,
+            hv.InternalServerError,
+            hv.BadGateway,
+            hv.RateLimitExceeded,
+        ) as exc:
+            raise KeyUnavailable(
+                f"the KMS at {self.config.url} is unreachable or failing ({type(exc).__name__})"
+            ) from None
         except hv.Forbidden:
-            raise KeyUnavailable("the KMS refused the request (permission denied): check "
-                                 "the token's policy") from None
+            raise KeyUnavailable(
+                "the KMS refused the request (permission denied): check the token's policy"
+            ) from None
         except (hv.InvalidRequest, hv.InvalidPath) as exc:
             text = str(exc).lower()
             if "not found" in text or isinstance(exc, hv.InvalidPath):
                 raise KeyRevoked("the tenant's key no longer exists in the KMS") from None
             if "disallowed by policy" in text or "too old" in text:
                 raise KeyUnavailable("that key version is retired in the KMS") from None
-            if "authentication failed" in text or "invalid ciphertext" in text \
-                    or "unable to decrypt" in text:
+            if (
+                "authentication failed" in text
+                or "invalid ciphertext" in text
+                or "unable to decrypt" in text
+            ):
                 raise InvalidSeal() from None
-            raise KeyUnavailable(f"the KMS rejected the request ({type(exc).__name__})") \
-                from None
+            raise KeyUnavailable(f"the KMS rejected the request ({type(exc).__name__})") from None
 
     def _read(self, tenant_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._call(lambda: self.client.secrets.transit.read_key(
-            name=self._key(tenant_id), mount_point=self.config.mount))["data"]
+        data: dict[str, Any] = self._call(
+            lambda: self.client.secrets.transit.read_key(
+                name=self._key(tenant_id), mount_point=self.config.mount
+            )
+        )["data"]
         return data
 
     @staticmethod
@@ -161,29 +196,46 @@ class TransitKeyProvider:
     # -- KeyProvider -------------------------------------------------------------------
 
     def create(self, tenant_id: str) -> int:
-        self._call(lambda: self.client.secrets.transit.create_key(
-            name=self._key(tenant_id), derived=True, key_type="aes256-gcm96",
-            mount_point=self.config.mount))
+        self._call(
+            lambda: self.client.secrets.transit.create_key(
+                name=self._key(tenant_id),
+                derived=True,
+                key_type="aes256-gcm96",
+                mount_point=self.config.mount,
+            )
+        )
         return int(self._read(tenant_id)["latest_version"])
 
-    def wrap(self, tenant_id: str, key: DataKey, context: KeyContext,
-             purpose: Purpose) -> WrappedKey:
+    def wrap(
+        self, tenant_id: str, key: DataKey, context: KeyContext, purpose: Purpose
+    ) -> WrappedKey:
         Purpose(purpose)
         ctx = self._check(tenant_id, context)
-        reply = self._call(lambda: self.client.secrets.transit.encrypt_data(
-            name=self._key(tenant_id), plaintext=_b64(key.material), context=ctx,
-            mount_point=self.config.mount))
+        reply = self._call(
+            lambda: self.client.secrets.transit.encrypt_data(
+                name=self._key(tenant_id),
+                plaintext=_b64(key.material),
+                context=ctx,
+                mount_point=self.config.mount,
+            )
+        )
         return self._wrapped(reply["data"]["ciphertext"])
 
-    def unwrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext,
-               purpose: Purpose) -> DataKey:
+    def unwrap(
+        self, tenant_id: str, wrapped: WrappedKey, context: KeyContext, purpose: Purpose
+    ) -> DataKey:
         Purpose(purpose)
         ctx = self._check(tenant_id, context)
         if wrapped.provider != self.name:
             raise KeyUnavailable(f"this data key is wrapped by provider {wrapped.provider!r}")
-        reply = self._call(lambda: self.client.secrets.transit.decrypt_data(
-            name=self._key(tenant_id), ciphertext=wrapped.ciphertext.decode(), context=ctx,
-            mount_point=self.config.mount))
+        reply = self._call(
+            lambda: self.client.secrets.transit.decrypt_data(
+                name=self._key(tenant_id),
+                ciphertext=wrapped.ciphertext.decode(),
+                context=ctx,
+                mount_point=self.config.mount,
+            )
+        )
         try:
             return DataKey(base64.b64decode(reply["data"]["plaintext"]))
         except (ValueError, TypeError):
@@ -191,9 +243,14 @@ class TransitKeyProvider:
 
     def rewrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext) -> WrappedKey:
         ctx = self._check(tenant_id, context)
-        reply = self._call(lambda: self.client.secrets.transit.rewrap_data(
-            name=self._key(tenant_id), ciphertext=wrapped.ciphertext.decode(), context=ctx,
-            mount_point=self.config.mount))
+        reply = self._call(
+            lambda: self.client.secrets.transit.rewrap_data(
+                name=self._key(tenant_id),
+                ciphertext=wrapped.ciphertext.decode(),
+                context=ctx,
+                mount_point=self.config.mount,
+            )
+        )
         return self._wrapped(reply["data"]["ciphertext"])
 
     def _wrapped(self, ciphertext: str) -> WrappedKey:
@@ -203,19 +260,24 @@ class TransitKeyProvider:
         return WrappedKey(self.name, int(m.group(1)), ciphertext.encode())
 
     def rotate(self, tenant_id: str) -> int:
-        self._call(lambda: self.client.secrets.transit.rotate_key(
-            name=self._key(tenant_id), mount_point=self.config.mount))
+        self._call(
+            lambda: self.client.secrets.transit.rotate_key(
+                name=self._key(tenant_id), mount_point=self.config.mount
+            )
+        )
         return int(self._read(tenant_id)["latest_version"])
 
     def retire_below(self, tenant_id: str, version: int) -> None:
         latest = int(self._read(tenant_id)["latest_version"])
         if not 1 <= version <= latest:
             raise InvalidInput(f"can only retire below a version from 1 to the primary ({latest})")
-        self._configure(tenant_id, min_decryption_version=version,
-                        min_encryption_version=version)
+        self._configure(tenant_id, min_decryption_version=version, min_encryption_version=version)
         # Trim destroys the retired versions' material (the key's archive keeps it otherwise).
-        self._call(lambda: self.client.secrets.transit.trim_key(
-            name=self._key(tenant_id), min_version=version, mount_point=self.config.mount))
+        self._call(
+            lambda: self.client.secrets.transit.trim_key(
+                name=self._key(tenant_id), min_version=version, mount_point=self.config.mount
+            )
+        )
 
     def _configure(self, tenant_id: str, **params: Any) -> None:
         # hvac refuses min_encryption_version == min_decryption_version, which Transit allows
@@ -224,8 +286,7 @@ class TransitKeyProvider:
         self._call(lambda: self.client.adapter.post(url, json=params))
 
     def revoke(self, tenant_id: str) -> None:
-        transit, name, mount = self.client.secrets.transit, self._key(tenant_id), \
-            self.config.mount
+        transit, name, mount = self.client.secrets.transit, self._key(tenant_id), self.config.mount
         try:
             if self._read(tenant_id).get("deletion_allowed"):  # the customer's choice
                 self._call(lambda: transit.delete_key(name=name, mount_point=mount))
@@ -235,18 +296,31 @@ class TransitKeyProvider:
         except KeyUnavailable:
             pass  # not allowed to delete: make every existing version undecryptable instead
         latest = self.rotate(tenant_id)
-        self._configure(tenant_id, min_decryption_version=latest,
-                        min_encryption_version=latest)
+        self._configure(tenant_id, min_decryption_version=latest, min_encryption_version=latest)
         self._call(lambda: transit.trim_key(name=name, min_version=latest, mount_point=mount))
 
     def status(self, tenant_id: str) -> KeyStatus:
         try:
             data = self._read(tenant_id)
         except KeyRevoked:
-            return KeyStatus(tenant_id, self.name, 0, 0, (), True,
-                             {"key": self._key(tenant_id), "mount": self.config.mount})
+            return KeyStatus(
+                tenant_id,
+                self.name,
+                0,
+                0,
+                (),
+                True,
+                {"key": self._key(tenant_id), "mount": self.config.mount},
+            )
         latest = int(data["latest_version"])
         min_dec = int(data["min_decryption_version"])
         versions = tuple(sorted(int(v) for v in data["keys"] if int(v) >= min_dec))
-        return KeyStatus(tenant_id, self.name, latest, min_dec, versions, False,
-                         {"key": self._key(tenant_id), "mount": self.config.mount})
+        return KeyStatus(
+            tenant_id,
+            self.name,
+            latest,
+            min_dec,
+            versions,
+            False,
+            {"key": self._key(tenant_id), "mount": self.config.mount},
+        )

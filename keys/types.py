@@ -70,8 +70,9 @@ class KeyContext:
     use: KeyUse
 
     def encode(self) -> bytes:
-        return encode_fields(b"sealscribe.datakey.v1", self.tenant_id, self.meeting_id,
-                             self.use.value)
+        return encode_fields(
+            b"sealscribe.datakey.v1", self.tenant_id, self.meeting_id, self.use.value
+        )
 
 
 class DataKey:

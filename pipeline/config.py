@@ -108,11 +108,14 @@ class Settings:
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInput(
                 f"SEALSCRIBE_REDIS_URL must start with redis://, rediss:// or unix://, "
-                f"got {redis_url!r}")
+                f"got {redis_url!r}"
+            )
         provider = env.get("SEALSCRIBE_KEY_PROVIDER") or cls.key_provider
         if provider not in KEY_PROVIDERS:
-            raise InvalidInput(f"SEALSCRIBE_KEY_PROVIDER must be one of "
-                               f"{', '.join(KEY_PROVIDERS)}; got {provider!r}")
+            raise InvalidInput(
+                f"SEALSCRIBE_KEY_PROVIDER must be one of "
+                f"{', '.join(KEY_PROVIDERS)}; got {provider!r}"
+            )
         home = Path(env.get("SEALSCRIBE_HOME") or DEFAULT_HOME).expanduser()
         device = env.get("SEALSCRIBE_DEVICE") or cls.device
         if device not in ("auto", "cpu", "cuda"):
@@ -127,22 +130,29 @@ class Settings:
             device=device,
             beam_size=_positive_int(env, "SEALSCRIBE_BEAM_SIZE", cls.beam_size),
             batch=_positive_int(env, "SEALSCRIBE_BATCH", cls.batch, minimum=0),
-            max_file_seconds=_positive_int(env, "SEALSCRIBE_MAX_FILE_SECONDS",
-                                           cls.max_file_seconds),
-            visibility_timeout=_positive_int(env, "SEALSCRIBE_VISIBILITY",
-                                             cls.visibility_timeout),
+            max_file_seconds=_positive_int(
+                env, "SEALSCRIBE_MAX_FILE_SECONDS", cls.max_file_seconds
+            ),
+            visibility_timeout=_positive_int(env, "SEALSCRIBE_VISIBILITY", cls.visibility_timeout),
             purge_interval=_positive_int(env, "SEALSCRIBE_PURGE_INTERVAL", cls.purge_interval),
-            key_cache_seconds=_positive_int(env, "SEALSCRIBE_KEY_CACHE_SECONDS",
-                                            cls.key_cache_seconds, minimum=0),
+            key_cache_seconds=_positive_int(
+                env, "SEALSCRIBE_KEY_CACHE_SECONDS", cls.key_cache_seconds, minimum=0
+            ),
             ice_hosts=env.get("SEALSCRIBE_ICE_HOSTS", ""),
-            capture_backlog_mb=_positive_int(env, "SEALSCRIBE_CAPTURE_BACKLOG_MB",
-                                             cls.capture_backlog_mb),
-            max_segment_ms=_positive_int(env, "SEALSCRIBE_MAX_SEGMENT_MS", cls.max_segment_ms,
-                                         minimum=2000),
-            end_silence_ms=_positive_int(env, "SEALSCRIBE_END_SILENCE_MS", cls.end_silence_ms,
-                                         minimum=100),
-            transit=(TransitConfig.from_env(env) if provider == "transit"
-                     or env.get("SEALSCRIBE_TRANSIT_ADDR") else None),
+            capture_backlog_mb=_positive_int(
+                env, "SEALSCRIBE_CAPTURE_BACKLOG_MB", cls.capture_backlog_mb
+            ),
+            max_segment_ms=_positive_int(
+                env, "SEALSCRIBE_MAX_SEGMENT_MS", cls.max_segment_ms, minimum=2000
+            ),
+            end_silence_ms=_positive_int(
+                env, "SEALSCRIBE_END_SILENCE_MS", cls.end_silence_ms, minimum=100
+            ),
+            transit=(
+                TransitConfig.from_env(env)
+                if provider == "transit" or env.get("SEALSCRIBE_TRANSIT_ADDR")
+                else None
+            ),
         )
 
 

@@ -84,13 +84,28 @@ def private_redis(url: str) -> Iterator[str | None]:
         raise StoreUnavailable(
             f"Redis is not reachable at {url} and redis-server is not installed: install it "
             "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set "
-            "SEALSCRIBE_REDIS_URL to a Redis you run")
+            "SEALSCRIBE_REDIS_URL to a Redis you run"
+        )
     workdir = tempfile.mkdtemp(prefix="sealscribe-redis-")
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - a fixed command line
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     private = f"redis://127.0.0.1:{port}/0"
     try:
         deadline = time.monotonic() + 10
@@ -118,8 +133,14 @@ def _canary(text: str) -> str:
     return words[0] if words else "sealscribe-canary"
 
 
-def run_demo(rt: Runtime, say: Callable[[str], None] = print, seconds: float | None = None,
-             serve: bool = False, host: str = "127.0.0.1", port: int = 8080) -> DemoResult:
+def run_demo(
+    rt: Runtime,
+    say: Callable[[str], None] = print,
+    seconds: float | None = None,
+    serve: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> DemoResult:
     """Run the demo; this process and the worker it starts use a private temporary
     directory, which the plaintext scan searches and which is removed afterwards."""
     temp = Path(tempfile.mkdtemp(prefix="sealscribe-demo-"))
@@ -132,8 +153,15 @@ def run_demo(rt: Runtime, say: Callable[[str], None] = print, seconds: float | N
         shutil.rmtree(temp, ignore_errors=True)
 
 
-async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, serve: bool,
-               host: str, port: int, temp: Path) -> DemoResult:
+async def _run(
+    rt: Runtime,
+    say: Callable[[str], None],
+    seconds: float | None,
+    serve: bool,
+    host: str,
+    port: int,
+    temp: Path,
+) -> DemoResult:
     import uvicorn
 
     from pipeline.api.app import create_app
@@ -144,22 +172,34 @@ async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, s
     tenant, token = services.create_tenant(rt, "Demo tenant")
     say(f"1. tenant {tenant.id} created with its own key (provider: {tenant.key_provider})")
     meeting = services.create_meeting(rt, tenant.id)
-    say(f"2. meeting {meeting.id}: transcription is "
-        f"{'on' if meeting.transcription else 'OFF'} by default; the customer switches it on")
+    say(
+        f"2. meeting {meeting.id}: transcription is "
+        f"{'on' if meeting.transcription else 'OFF'} by default; the customer switches it on"
+    )
     services.set_transcription(rt, meeting.id, True)
 
     audio = {name: decode_file(path, 600) for name, path in DEMO_MEETING.items()}
     if seconds is not None:
-        audio = {name: pcm[:int(seconds * 16000) * 2] for name, pcm in audio.items()}
+        audio = {name: pcm[: int(seconds * 16000) * 2] for name, pcm in audio.items()}
     length = max(len(pcm) for pcm in audio.values()) / 32000
 
-    with worker_process(rt.settings, rt.settings.log_dir / "demo-worker.log",
-                        extra_env={"TMPDIR": str(temp)}) as started:
-        say("3. " + ("started a Celery worker (tiny.en)" if started
-                     else "using the Celery worker already running"))
+    with worker_process(
+        rt.settings, rt.settings.log_dir / "demo-worker.log", extra_env={"TMPDIR": str(temp)}
+    ) as started:
+        say(
+            "3. "
+            + (
+                "started a Celery worker (tiny.en)"
+                if started
+                else "using the Celery worker already running"
+            )
+        )
         api_port = port if serve else free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(rt), host=host, port=api_port,
-                                               log_config=None, access_log=False))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(rt), host=host, port=api_port, log_config=None, access_log=False
+            )
+        )
         serving = asyncio.create_task(server.serve())
         while not server.started:
             if serving.done():
@@ -179,11 +219,14 @@ async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, s
         follower = asyncio.create_task(follow())
         publishers: list[WhipPublisher] = []
         try:
-            say(f"4. publishing a {length:.0f} s meeting as {len(audio)} participants over "
-                "WebRTC (WHIP, Opus); live captions as the worker stores them:")
+            say(
+                f"4. publishing a {length:.0f} s meeting as {len(audio)} participants over "
+                "WebRTC (WHIP, Opus); live captions as the worker stores them:"
+            )
             for name, pcm in audio.items():
-                pub = WhipPublisher(f"{base}/v1/meetings/{meeting.id}/whip", token,
-                                    PcmTrack(pcm), name)
+                pub = WhipPublisher(
+                    f"{base}/v1/meetings/{meeting.id}/whip", token, PcmTrack(pcm), name
+                )
                 await pub.start()
                 publishers.append(pub)
             for pub in publishers:
@@ -193,11 +236,14 @@ async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, s
                 await pub.stop()
             publishers.clear()
             deadline = time.monotonic() + 600
-            while rt.store.segments.pending_count(meeting.id) \
-                    or captions < rt.store.segments.transcript_count(meeting.id):
+            while rt.store.segments.pending_count(
+                meeting.id
+            ) or captions < rt.store.segments.transcript_count(meeting.id):
                 if time.monotonic() > deadline:
-                    raise Conflict("the worker did not finish in 10 minutes; see "
-                                   f"{rt.settings.log_dir / 'demo-worker.log'}")
+                    raise Conflict(
+                        "the worker did not finish in 10 minutes; see "
+                        f"{rt.settings.log_dir / 'demo-worker.log'}"
+                    )
                 await asyncio.sleep(0.2)
         finally:
             for pub in publishers:
@@ -217,20 +263,39 @@ async def _run(rt: Runtime, say: Callable[[str], None], seconds: float | None, s
         services.retire_keys(rt, tenant.id, report.primary_version)
         if read_transcript(rt, meeting.id) != segments:
             raise Conflict("the transcript did not survive key rotation")
-        say(f"6. key rotated to version {report.primary_version} ({report.rewrapped} data "
-            "keys rewrapped, no content re-encrypted): the transcript still opens")
+        say(
+            f"6. key rotated to version {report.primary_version} ({report.rewrapped} data "
+            "keys rewrapped, no content re-encrypted): the transcript still opens"
+        )
         audio_left = sum(1 for _ in rt.store.redis.scan_iter(schema.audio(meeting.id, "*")))
         canary = _canary(text)
         found = scan(rt.store.redis, canary, rt.settings.home, temp_dir=temp)
-        say(f"7. purge report: audio segments left: {audio_left}; canary {canary!r} (a "
+        say(
+            f"7. purge report: audio segments left: {audio_left}; canary {canary!r} (a "
             "transcribed word) in Redis, Celery messages, logs, data and temp directories: "
-            + ("found nowhere" if not found else f"FOUND in {len(found)} places"))
+            + ("found nowhere" if not found else f"FOUND in {len(found)} places")
+        )
         verdict = services.audit_verify(rt, tenant.id)
-        say(f"8. audit log: {verdict.entries} hash-chained entries, "
-            f"{'intact' if verdict.ok else 'TAMPERED'}")
-        result = DemoResult(tenant.id, meeting.id, sorted(audio), round(length, 1), captions,
-                            len(segments), text, audio_left, canary, len(found),
-                            verdict.entries, verdict.ok, report.primary_version, None)
+        say(
+            f"8. audit log: {verdict.entries} hash-chained entries, "
+            f"{'intact' if verdict.ok else 'TAMPERED'}"
+        )
+        result = DemoResult(
+            tenant.id,
+            meeting.id,
+            sorted(audio),
+            round(length, 1),
+            captions,
+            len(segments),
+            text,
+            audio_left,
+            canary,
+            len(found),
+            verdict.entries,
+            verdict.ok,
+            report.primary_version,
+            None,
+        )
         if serve:
             result.url, result.token = base, token
             say(f"9. serving the API and console at {base}/ (token: {token}); Ctrl-C stops")
@@ -251,4 +316,3 @@ async def _until_interrupted() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-

@@ -22,8 +22,19 @@ from collections.abc import Mapping
 from keys.errors import InvalidInput
 from pipeline.models import Meeting, Tenant
 
-__all__ = ["ALLOW_VAR", "CONSENT", "FAULTS", "FAULTS_VAR", "PRIVACY", "RECOVERY", "active",
-           "on", "parse", "permitted", "unrevoked"]
+__all__ = [
+    "ALLOW_VAR",
+    "CONSENT",
+    "FAULTS",
+    "FAULTS_VAR",
+    "PRIVACY",
+    "RECOVERY",
+    "active",
+    "on",
+    "parse",
+    "permitted",
+    "unrevoked",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +46,11 @@ CONSENT = "i-understand-this-breaks-privacy"
 PRIVACY: dict[str, str] = {
     "log-plaintext": "the worker logs the transcript text it seals",
     "capture-ignores-policy": "capture seals and stores audio whatever the switch and the "
-                              "opt-outs say",
+    "opt-outs say",
     "worker-ignores-policy": "the worker transcribes whatever the switch and the opt-outs say",
     "worker-ignores-revocation": "the worker does not check whether the tenant revoked its key",
     "skip-seal-context": "segments are sealed and opened under one fixed context, so a "
-                         "segment moved to another participant or position still opens",
+    "segment moved to another participant or position still opens",
     "rotate-skips-rewrap": "rotation does not rewrap the stored data keys",
     "keep-audio": "transcribing a segment leaves its sealed audio in Redis",
     "no-rotate-on-delete": "deleting a meeting does not rotate and retire the tenant key",
@@ -50,14 +61,14 @@ PRIVACY: dict[str, str] = {
 #: the recovery faults, and the mechanism each breaks (tests/faults names the test)
 RECOVERY: dict[str, str] = {
     "capture-drops-on-outage": "capture drops sealed segments it cannot store, instead of "
-                               "holding them (bounded) until Redis returns",
+    "holding them (bounded) until Redis returns",
     "worker-owns-work": "a worker acknowledges a task when it takes it and its batch leases "
-                        "never lapse, so work held by a killed worker is never redone",
+    "never lapse, so work held by a killed worker is never redone",
     "bot-gives-up": "the bot leaves for good when its connection to the meeting is lost",
     "captions-ignore-cursor": "the caption socket ignores the client's cursor and starts "
-                              "from what comes next",
+    "from what comes next",
     "logs-unguarded": "log files are written by the standard handler, which dumps every "
-                      "record it cannot write to stderr",
+    "record it cannot write to stderr",
 }
 
 FAULTS: dict[str, str] = PRIVACY | RECOVERY
@@ -69,13 +80,17 @@ def parse(env: Mapping[str, str]) -> frozenset[str]:
     if not names:
         return names
     if env.get(ALLOW_VAR) != CONSENT:
-        raise InvalidInput(f"{FAULTS_VAR} is set, and it disables privacy mechanisms: refusing "
-                           f"to start. Fault injection is for the privacy test suite only; "
-                           f"unset {FAULTS_VAR}, or (tests only) set {ALLOW_VAR}={CONSENT}")
+        raise InvalidInput(
+            f"{FAULTS_VAR} is set, and it disables privacy mechanisms: refusing "
+            f"to start. Fault injection is for the privacy test suite only; "
+            f"unset {FAULTS_VAR}, or (tests only) set {ALLOW_VAR}={CONSENT}"
+        )
     unknown = sorted(names - FAULTS.keys())
     if unknown:
-        raise InvalidInput(f"{FAULTS_VAR} names unknown faults: {', '.join(unknown)} "
-                           f"(known: {', '.join(sorted(FAULTS))})")
+        raise InvalidInput(
+            f"{FAULTS_VAR} names unknown faults: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(FAULTS))})"
+        )
     return names
 
 
@@ -84,8 +99,10 @@ def active() -> frozenset[str]:
     """The faults of this process, read from the environment once."""
     names = parse(os.environ)
     if names:
-        log.warning("FAULTS INJECTED, privacy guarantees are broken on purpose: %s",
-                    ", ".join(sorted(names)))
+        log.warning(
+            "FAULTS INJECTED, privacy guarantees are broken on purpose: %s",
+            ", ".join(sorted(names)),
+        )
     return names
 
 
@@ -105,5 +122,4 @@ def permitted(meeting: Meeting, fault: str) -> Meeting:
 
 def unrevoked(tenant: Tenant) -> Tenant:
     """``tenant``, or (with ``worker-ignores-revocation``) the tenant as if never revoked."""
-    return dataclasses.replace(tenant, revoked=False) if on("worker-ignores-revocation") \
-        else tenant
+    return dataclasses.replace(tenant, revoked=False) if on("worker-ignores-revocation") else tenant

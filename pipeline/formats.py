@@ -25,26 +25,36 @@ def _cue_text(text: str) -> str:
     return " ".join(text.split()).replace("-->", "->")
 
 
-def render(segments: Sequence[TranscriptSegment], fmt: str,
-           names: Mapping[str, str] | None = None) -> str:
+def render(
+    segments: Sequence[TranscriptSegment], fmt: str, names: Mapping[str, str] | None = None
+) -> str:
     """``segments`` in time order as ``fmt``; ``names`` maps participant ids to labels."""
     names = names or {}
     label = {s.participant_id: names.get(s.participant_id, s.participant_id) for s in segments}
     spoken = [s for s in segments if s.text.strip()]
     if fmt == "txt":
-        return "".join(f"[{_clock(s.start_ms, '.')[:-4]}] {label[s.participant_id]}: "
-                       f"{_cue_text(s.text)}\n" for s in spoken)
+        return "".join(
+            f"[{_clock(s.start_ms, '.')[:-4]}] {label[s.participant_id]}: {_cue_text(s.text)}\n"
+            for s in spoken
+        )
     if fmt == "srt":
         return "\n".join(
             f"{i}\n{_clock(s.start_ms, ',')} --> {_clock(s.end_ms, ',')}\n"
             f"{label[s.participant_id]}: {_cue_text(s.text)}\n"
-            for i, s in enumerate(spoken, 1))
+            for i, s in enumerate(spoken, 1)
+        )
     if fmt == "vtt":
         cues = "".join(
             f"\n{_clock(s.start_ms, '.')} --> {_clock(s.end_ms, '.')}\n"
-            f"<v {label[s.participant_id]}>{_cue_text(s.text)}\n" for s in spoken)
+            f"<v {label[s.participant_id]}>{_cue_text(s.text)}\n"
+            for s in spoken
+        )
         return "WEBVTT\n" + cues
     if fmt == "json":
-        return json.dumps([{**asdict(s), "speaker": label[s.participant_id]} for s in segments],
-                          indent=2) + "\n"
+        return (
+            json.dumps(
+                [{**asdict(s), "speaker": label[s.participant_id]} for s in segments], indent=2
+            )
+            + "\n"
+        )
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

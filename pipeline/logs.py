@@ -31,8 +31,19 @@ from pipeline import faults
 
 __all__ = ["GuardedFileHandler", "RedactingFilter", "configure_logging", "redact_text"]
 
-ALLOWED_LOGGERS = ("keys", "pipeline", "workers", "celery", "kombu", "faster_whisper",
-                   "redis", "hvac", "urllib3", "py.warnings", "root")
+ALLOWED_LOGGERS = (
+    "keys",
+    "pipeline",
+    "workers",
+    "celery",
+    "kombu",
+    "faster_whisper",
+    "redis",
+    "hvac",
+    "urllib3",
+    "py.warnings",
+    "root",
+)
 
 _SECRETS = [
     re.compile(r"sst_[A-Za-z0-9_-]{8,}"),  # our API tokens
@@ -85,13 +96,19 @@ class RedactingFilter(logging.Filter):
         else:
             if isinstance(record.args, dict):
                 # Celery passes a failed task's exception as the string "exc" (its repr).
-                record.args = {k: _EXC_REPR.sub(r"\1(<message redacted>)", v)
-                               if k == "exc" and isinstance(v, str) else _safe_arg(v)
-                               for k, v in record.args.items()}
+                record.args = {
+                    k: _EXC_REPR.sub(r"\1(<message redacted>)", v)
+                    if k == "exc" and isinstance(v, str)
+                    else _safe_arg(v)
+                    for k, v in record.args.items()
+                }
             elif record.args:
                 record.args = tuple(_safe_arg(a) for a in record.args)
-            record.msg = _safe_arg(record.msg) if not isinstance(record.msg, str) \
+            record.msg = (
+                _safe_arg(record.msg)
+                if not isinstance(record.msg, str)
                 else redact_text(record.msg)
+            )
         if record.exc_info and record.exc_info[0] is not None:
             record.exc_text = _exception_text(record.exc_info)
             record.exc_info = None
@@ -118,9 +135,17 @@ class GuardedFileHandler(logging.handlers.RotatingFileHandler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.dropped:
             lost = self.dropped
-            super().emit(logging.LogRecord(
-                __name__, logging.WARNING, __file__, 0, "log file writable again; %d records "
-                "were dropped while it was not", (lost,), None))
+            super().emit(
+                logging.LogRecord(
+                    __name__,
+                    logging.WARNING,
+                    __file__,
+                    0,
+                    "log file writable again; %d records were dropped while it was not",
+                    (lost,),
+                    None,
+                )
+            )
             if self.dropped == lost:  # the note landed: the outage is over
                 self.dropped = 0
             else:
@@ -138,13 +163,16 @@ class GuardedFileHandler(logging.handlers.RotatingFileHandler):
             self.stream = None
         if not self.dropped:
             reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-            sys.stderr.write(f"sealscribe: cannot write the log file {self.baseFilename} "
-                             f"({reason}); dropping log records until it can\n")
+            sys.stderr.write(
+                f"sealscribe: cannot write the log file {self.baseFilename} "
+                f"({reason}); dropping log records until it can\n"
+            )
         self.dropped += 1
 
 
-def configure_logging(log_dir: Path | None, level: int = logging.INFO,
-                      name: str = "sealscribe") -> None:
+def configure_logging(
+    log_dir: Path | None, level: int = logging.INFO, name: str = "sealscribe"
+) -> None:
     """Root logging to stderr and, given ``log_dir``, to ``log_dir/NAME.log`` (rotated),
     with the redaction filter on every handler that exists once it returns."""
     root = logging.getLogger()
@@ -155,10 +183,14 @@ def configure_logging(log_dir: Path | None, level: int = logging.INFO,
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        file_handler = logging.handlers.RotatingFileHandler if faults.on("logs-unguarded") \
+        file_handler = (
+            logging.handlers.RotatingFileHandler
+            if faults.on("logs-unguarded")
             else GuardedFileHandler
-        handlers.append(file_handler(log_dir / f"{name}.log", maxBytes=10 << 20,
-                                     backupCount=5, delay=True))
+        )
+        handlers.append(
+            file_handler(log_dir / f"{name}.log", maxBytes=10 << 20, backupCount=5, delay=True)
+        )
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in handlers:
         handler.setFormatter(fmt)
@@ -169,8 +201,10 @@ def configure_logging(log_dir: Path | None, level: int = logging.INFO,
 
 def protect_all_handlers() -> None:
     """Put the redaction filter on every handler of every logger that exists now."""
-    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in
-                                      list(logging.root.manager.loggerDict))]
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict)),
+    ]
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):

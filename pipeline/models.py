@@ -75,7 +75,7 @@ class AudioSegment:
         if len(payload) < _AUDIO_HEADER.size:
             raise InvalidInput("audio payload is shorter than its header")
         rate, start = _AUDIO_HEADER.unpack_from(payload)
-        return cls(participant_id, seq, start, rate, payload[_AUDIO_HEADER.size:])
+        return cls(participant_id, seq, start, rate, payload[_AUDIO_HEADER.size :])
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,11 @@ class BotStatus:
     participants: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"meeting_id": self.meeting_id, "state": self.state.value,
-                "target": self.target, "since": self.since, "reason": self.reason,
-                "participants": list(self.participants)}
+        return {
+            "meeting_id": self.meeting_id,
+            "state": self.state.value,
+            "target": self.target,
+            "since": self.since,
+            "reason": self.reason,
+            "participants": list(self.participants),
+        }

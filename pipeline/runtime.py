@@ -52,11 +52,13 @@ class Runtime:
     actor: str
 
     @classmethod
-    def from_settings(cls, settings: Settings, actor: str,
-                      provider: KeyProvider | None = None) -> Runtime:
+    def from_settings(
+        cls, settings: Settings, actor: str, provider: KeyProvider | None = None
+    ) -> Runtime:
         store = Store.from_url(settings.redis_url, settings.audio_ttl, settings.transcript_ttl)
         if provider is None:
-            provider = ProviderRouter(build_providers(settings),
-                                      lambda tenant: store.tenants.get(tenant).key_provider)
+            provider = ProviderRouter(
+                build_providers(settings), lambda tenant: store.tenants.get(tenant).key_provider
+            )
         keys = KeyService(provider, AuditLog(store.audit), store.meetings)
         return cls(settings, store, keys, actor)

@@ -87,8 +87,7 @@ def _redis_values(r: Redis, key: bytes) -> Iterator[bytes]:
 def _scan_redis(r: Redis, needles: list[bytes]) -> Iterator[Finding]:
     for key in r.scan_iter(count=1000):
         key_b = as_bytes(key)
-        if _contains(key_b, needles) or any(_contains(v, needles)
-                                            for v in _redis_values(r, key_b)):
+        if _contains(key_b, needles) or any(_contains(v, needles) for v in _redis_values(r, key_b)):
             yield Finding("redis", key_b.decode(errors="replace"))
 
 
@@ -122,8 +121,9 @@ def _scan_files(roots: Iterable[Path], needles: list[bytes]) -> Iterator[Finding
                     continue  # vanished or unreadable: not ours to read
 
 
-def scan(r: Redis, canary: str, home: Path, extra_dirs: Iterable[Path] = (),
-         temp_dir: Path | None = None) -> list[Finding]:
+def scan(
+    r: Redis, canary: str, home: Path, extra_dirs: Iterable[Path] = (), temp_dir: Path | None = None
+) -> list[Finding]:
     """Every place holding ``canary`` in the clear (``temp_dir`` defaults to the system's)."""
     needles = _needles(canary)
     roots = [home, *extra_dirs, temp_dir or Path(tempfile.gettempdir())]

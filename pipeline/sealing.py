@@ -19,15 +19,23 @@ __all__ = ["open_audio", "open_transcript", "seal_audio", "seal_transcript"]
 log = logging.getLogger(__name__)
 
 
-def _context(tenant_id: str, meeting_id: str, participant_id: str, seq: int,
-             kind: SegmentKind) -> SegmentContext:
+def _context(
+    tenant_id: str, meeting_id: str, participant_id: str, seq: int, kind: SegmentKind
+) -> SegmentContext:
     if faults.on("skip-seal-context"):
         return SegmentContext("-", "-", "-", 0, kind)
     return SegmentContext(tenant_id, meeting_id, participant_id, seq, kind)
 
 
-def _seal(key: DataKey, tenant_id: str, meeting_id: str, participant_id: str, seq: int,
-          kind: SegmentKind, payload: bytes) -> SealedSegment:
+def _seal(
+    key: DataKey,
+    tenant_id: str,
+    meeting_id: str,
+    participant_id: str,
+    seq: int,
+    kind: SegmentKind,
+    payload: bytes,
+) -> SealedSegment:
     ctx = _context(tenant_id, meeting_id, participant_id, seq, kind)
     return SealedSegment(meeting_id, participant_id, seq, sealed_format.seal(key, ctx, payload))
 
@@ -37,10 +45,18 @@ def _open(key: DataKey, tenant_id: str, sealed: SealedSegment, kind: SegmentKind
     return sealed_format.open(key, ctx, sealed.sealed)
 
 
-def seal_audio(key: DataKey, tenant_id: str, meeting_id: str,
-               segment: AudioSegment) -> SealedSegment:
-    return _seal(key, tenant_id, meeting_id, segment.participant_id, segment.seq,
-                 SegmentKind.AUDIO, segment.payload())
+def seal_audio(
+    key: DataKey, tenant_id: str, meeting_id: str, segment: AudioSegment
+) -> SealedSegment:
+    return _seal(
+        key,
+        tenant_id,
+        meeting_id,
+        segment.participant_id,
+        segment.seq,
+        SegmentKind.AUDIO,
+        segment.payload(),
+    )
 
 
 def open_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegment:
@@ -49,12 +65,20 @@ def open_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegm
     return AudioSegment.from_payload(sealed.participant_id, sealed.seq, payload)
 
 
-def seal_transcript(key: DataKey, tenant_id: str, meeting_id: str,
-                    segment: TranscriptSegment) -> SealedSegment:
+def seal_transcript(
+    key: DataKey, tenant_id: str, meeting_id: str, segment: TranscriptSegment
+) -> SealedSegment:
     if faults.on("log-plaintext"):
         log.warning("sealing the transcript %s", segment.text)
-    return _seal(key, tenant_id, meeting_id, segment.participant_id, segment.seq,
-                 SegmentKind.TRANSCRIPT, segment.payload())
+    return _seal(
+        key,
+        tenant_id,
+        meeting_id,
+        segment.participant_id,
+        segment.seq,
+        SegmentKind.TRANSCRIPT,
+        segment.payload(),
+    )
 
 
 def open_transcript(key: DataKey, tenant_id: str, sealed: SealedSegment) -> TranscriptSegment:

@@ -39,8 +39,9 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_client: redis.Redis,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def settings(
+    tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
     home = tmp_path / "home"
     monkeypatch.setenv("SEALSCRIBE_HOME", str(home))
     monkeypatch.setenv("SEALSCRIBE_REDIS_URL", TEST_REDIS_URL)

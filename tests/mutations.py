@@ -48,14 +48,30 @@ def record(outcomes: dict[str, str], report: pytest.TestReport, prefix: str) -> 
 
 
 def _run(fault: str, tests: tuple[str, ...], out: Path, timeout: float) -> list[Outcome]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in (faults.FAULTS_VAR, faults.ALLOW_VAR, "SEALSCRIBE_PRIVACY_REDIS_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (faults.FAULTS_VAR, faults.ALLOW_VAR, "SEALSCRIBE_PRIVACY_REDIS_URL")
+    }
     if fault != BASELINE:
         env |= {faults.FAULTS_VAR: fault, faults.ALLOW_VAR: faults.CONSENT}
     report = out / f"{fault}.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-         *tests], cwd=ROOT, env=env, capture_output=True, timeout=timeout)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *tests,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+    )
     (out / f"{fault}.log").write_bytes(proc.stdout + proc.stderr)
     results: dict[str, Outcome] = {}
     if report.exists():
@@ -73,13 +89,21 @@ def _run(fault: str, tests: tuple[str, ...], out: Path, timeout: float) -> list[
                 results[name] = Outcome(name, "skipped", skipped.get("message", ""))
             elif name not in results:
                 results[name] = Outcome(name, "passed")
-    return [results.get(t, Outcome(t, "missing", f"exit {proc.returncode}; see "
-                                                  f"{out / (fault + '.log')}")) for t in tests]
+    return [
+        results.get(
+            t, Outcome(t, "missing", f"exit {proc.returncode}; see {out / (fault + '.log')}")
+        )
+        for t in tests
+    ]
 
 
-def run_all(mutations: dict[str, tuple[str, ...]], seen: dict[str, str], out: Path,
-            table: list[tuple[str, str, str, str, str]],
-            timeout: float = 400) -> dict[str, list[Outcome]]:
+def run_all(
+    mutations: dict[str, tuple[str, ...]],
+    seen: dict[str, str],
+    out: Path,
+    table: list[tuple[str, str, str, str, str]],
+    timeout: float = 400,
+) -> dict[str, list[Outcome]]:
     """Run each fault's tests with the fault, two faults at a time, plus one fault-free
     run of the tests this session did not run (``seen``: node id -> outcome). Fills
     ``table`` with (fault, test, outcome, first line of its failure, outcome without)."""
@@ -87,18 +111,25 @@ def run_all(mutations: dict[str, tuple[str, ...]], seen: dict[str, str], out: Pa
     unseen = tuple(t for t in targets if t not in seen)
     jobs = {**mutations, **({BASELINE: unseen} if unseen else {})}
     with ThreadPoolExecutor(int(os.environ.get("SEALSCRIBE_MUTATION_JOBS", "2"))) as pool:
-        futures = {fault: pool.submit(_run, fault, tests, out, timeout)
-                   for fault, tests in jobs.items()}
+        futures = {
+            fault: pool.submit(_run, fault, tests, out, timeout) for fault, tests in jobs.items()
+        }
         runs = {fault: f.result() for fault, f in futures.items()}
     baseline = {t: seen.get(t, "missing") for t in targets}
     baseline |= {o.test: o.result for o in runs.pop(BASELINE, [])}
-    table[:] = [(fault, o.test, o.result, o.why, baseline[o.test])
-                for fault, outcomes in runs.items() for o in outcomes]
+    table[:] = [
+        (fault, o.test, o.result, o.why, baseline[o.test])
+        for fault, outcomes in runs.items()
+        for o in outcomes
+    ]
     return runs | {BASELINE: [Outcome(t, r) for t, r in baseline.items()]}
 
 
-def summary(terminalreporter: pytest.TerminalReporter, title: str,
-            table: list[tuple[str, str, str, str, str]]) -> None:
+def summary(
+    terminalreporter: pytest.TerminalReporter,
+    title: str,
+    table: list[tuple[str, str, str, str, str]],
+) -> None:
     """The table of a mutation run, at the end of the pytest session."""
     if not table:
         return

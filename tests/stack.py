@@ -36,8 +36,7 @@ from workers.client import use_broker
 __all__ = ["LocalStack", "T", "wait_until"]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               poll: float = 0.1) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -71,8 +70,13 @@ class LocalStack:
     deployment that must survive a Redis restart runs); ``env`` is added to every process's
     environment."""
 
-    def __init__(self, root: Path, redis_url: str | None = None, durable_redis: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        redis_url: str | None = None,
+        durable_redis: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.home = root / "home"
         self.logs = root / "logs"
@@ -88,14 +92,19 @@ class LocalStack:
         self.redis_url = redis_url or self.start_redis()
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
-        self.env = {"SEALSCRIBE_HOME": str(self.home), "SEALSCRIBE_REDIS_URL": self.redis_url,
-                    "SEALSCRIBE_KEY_PROVIDER": "local", "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
-                    **(env or {})}
+        self.env = {
+            "SEALSCRIBE_HOME": str(self.home),
+            "SEALSCRIBE_REDIS_URL": self.redis_url,
+            "SEALSCRIBE_KEY_PROVIDER": "local",
+            "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+            **(env or {}),
+        }
         r = redis.Redis.from_url(self.redis_url)
         r.flushdb()
         r.close()
-        self.rt = Runtime.from_settings(Settings.from_env({**os.environ, **self.env}),
-                                        actor="test-stack")
+        self.rt = Runtime.from_settings(
+            Settings.from_env({**os.environ, **self.env}), actor="test-stack"
+        )
 
     @property
     def scan_dirs(self) -> list[Path]:
@@ -107,18 +116,35 @@ class LocalStack:
         """Start (or, after :meth:`stop_redis`, restart) the private redis-server."""
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server (Debian package redis-server) is needed to run this "
-                        "suite locally; or set SEALSCRIBE_PRIVACY_REDIS_URL to a Redis "
-                        "database it may flush")
+            pytest.skip(
+                "redis-server (Debian package redis-server) is needed to run this "
+                "suite locally; or set SEALSCRIBE_PRIVACY_REDIS_URL to a Redis "
+                "database it may flush"
+            )
         data = self.root / "redis"
         data.mkdir(exist_ok=True)
-        durability = ["--appendonly", "yes", "--appendfsync", "always"] \
-            if self.durable_redis else ["--appendonly", "no"]
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.durable_redis
+            else ["--appendonly", "no"]
+        )
         self._redis = subprocess.Popen(
-            [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             *durability, "--dir", str(data)],
-            stdout=(self.logs / "redis.log").open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                binary,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *durability,
+                "--dir",
+                str(data),
+            ],
+            stdout=(self.logs / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         url = f"redis://127.0.0.1:{self.redis_port}/0"
 
         def answers() -> bool:
@@ -156,8 +182,9 @@ class LocalStack:
 
     def start(self) -> None:
         self.start_api()
-        self.worker = WorkerProcess(self.home, self.logs / "worker.log", (),
-                                    TMPDIR=str(self.worker_tmp), **self.env)
+        self.worker = WorkerProcess(
+            self.home, self.logs / "worker.log", (), TMPDIR=str(self.worker_tmp), **self.env
+        )
         use_broker(self.redis_url)  # this process's Celery client: pause and resume workers
 
     def start_api(self) -> None:
@@ -165,10 +192,21 @@ class LocalStack:
         answers."""
         env = {**os.environ, **self.env, "TMPDIR": str(self.api_tmp), "PYTHONUNBUFFERED": "1"}
         self._api = api = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env, stdout=(self.logs / "api.log").open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=(self.logs / "api.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         def api_up() -> bool:
             if api.poll() is not None:

@@ -32,8 +32,12 @@ LEASED = not faults.on("worker-owns-work")
 
 def make_app() -> Celery:
     settings = get_settings()
-    celery = Celery("sealscribe", broker=settings.redis_url, backend=settings.redis_url,
-                    include=["workers.tasks"])
+    celery = Celery(
+        "sealscribe",
+        broker=settings.redis_url,
+        backend=settings.redis_url,
+        include=["workers.tasks"],
+    )
     celery.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -54,8 +58,9 @@ def make_app() -> Celery:
         },
         task_default_queue=schema.CELERY_QUEUE,
         worker_send_task_events=False,
-        beat_schedule={"retention-purge": {"task": PURGE,
-                                           "schedule": float(settings.purge_interval)}},
+        beat_schedule={
+            "retention-purge": {"task": PURGE, "schedule": float(settings.purge_interval)}
+        },
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
     )
     return celery

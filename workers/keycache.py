@@ -18,15 +18,22 @@ __all__ = ["DataKeyCache"]
 
 
 class DataKeyCache:
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic,
-                 max_entries: int = 1024) -> None:
+    def __init__(
+        self, ttl: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 1024
+    ) -> None:
         self.ttl = ttl
         self._clock = clock
         self.max_entries = max_entries
         self._entries: dict[tuple[str, str, KeyUse, str], tuple[DataKey, float]] = {}
 
-    def get(self, tenant_id: str, meeting_id: str, use: KeyUse, wrapped: str,
-            unwrap: Callable[[], DataKey]) -> DataKey:
+    def get(
+        self,
+        tenant_id: str,
+        meeting_id: str,
+        use: KeyUse,
+        wrapped: str,
+        unwrap: Callable[[], DataKey],
+    ) -> DataKey:
         """The cached key for this exact wrapped key, or ``unwrap()`` (and remember it)."""
         now = self._clock()
         slot = (tenant_id, meeting_id, use, wrapped)

@@ -55,26 +55,47 @@ __all__ = [
     "timed_model_call",
 ]
 
-PURGE_REASONS = frozenset({"transcription-off", "opted-out", "key-revoked",
-                           "failed-authentication", "meeting-gone", "audio-expired"})
+PURGE_REASONS = frozenset(
+    {
+        "transcription-off",
+        "opted-out",
+        "key-revoked",
+        "failed-authentication",
+        "meeting-gone",
+        "audio-expired",
+    }
+)
 TASK_OUTCOMES = PURGE_REASONS | {"transcribed", "already-done", "deferred"}
 _PURPOSES = frozenset(p.value for p in Purpose)
 
-SEGMENTS_TRANSCRIBED = Counter("sealscribe_segments_transcribed_total",
-                               "Audio segments transcribed (transcript sealed and stored)")
-AUDIO_SECONDS = Counter("sealscribe_audio_transcribed_seconds_total",
-                        "Seconds of audio in the segments transcribed")
-SEGMENTS_PURGED = Counter("sealscribe_segments_purged_total",
-                          "Audio segments deleted untranscribed, by reason", ["reason"])
-RTF = Histogram("sealscribe_transcription_rtf",
-                "Transcription real-time factor: model seconds per second of audio, per "
-                "model call (a batch of segments counts once)",
-                buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0))
-KEY_UNWRAPS = Counter("sealscribe_key_unwraps_total",
-                      "Data keys unwrapped by this worker, by purpose (key cache hits are not "
-                      "counted)", ["purpose"])
-TASKS = Counter("sealscribe_transcribe_tasks_total",
-                "Transcribe tasks by what they did for their own segment", ["outcome"])
+SEGMENTS_TRANSCRIBED = Counter(
+    "sealscribe_segments_transcribed_total",
+    "Audio segments transcribed (transcript sealed and stored)",
+)
+AUDIO_SECONDS = Counter(
+    "sealscribe_audio_transcribed_seconds_total", "Seconds of audio in the segments transcribed"
+)
+SEGMENTS_PURGED = Counter(
+    "sealscribe_segments_purged_total",
+    "Audio segments deleted untranscribed, by reason",
+    ["reason"],
+)
+RTF = Histogram(
+    "sealscribe_transcription_rtf",
+    "Transcription real-time factor: model seconds per second of audio, per "
+    "model call (a batch of segments counts once)",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+)
+KEY_UNWRAPS = Counter(
+    "sealscribe_key_unwraps_total",
+    "Data keys unwrapped by this worker, by purpose (key cache hits are not counted)",
+    ["purpose"],
+)
+TASKS = Counter(
+    "sealscribe_transcribe_tasks_total",
+    "Transcribe tasks by what they did for their own segment",
+    ["outcome"],
+)
 
 
 def _label(value: str, allowed: frozenset[str]) -> str:
@@ -91,8 +112,9 @@ def count_task(outcome: str) -> None:
 
 
 def count_unwrap(purpose: Purpose | str) -> None:
-    KEY_UNWRAPS.labels(_label(Purpose(purpose).value if isinstance(purpose, Purpose)
-                              else purpose, _PURPOSES)).inc()
+    KEY_UNWRAPS.labels(
+        _label(Purpose(purpose).value if isinstance(purpose, Purpose) else purpose, _PURPOSES)
+    ).inc()
 
 
 def count_transcribed(audio_seconds: float) -> None:
@@ -118,8 +140,9 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
     prometheus-client was first imported (``sealscribe worker --metrics-port`` does it);
     otherwise each child would count in its own memory and nothing would be served."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or values.ValueClass is values.MutexValue:
-        raise RuntimeError("worker metrics need PROMETHEUS_MULTIPROC_DIR set before "
-                           "prometheus_client is imported")
+        raise RuntimeError(
+            "worker metrics need PROMETHEUS_MULTIPROC_DIR set before prometheus_client is imported"
+        )
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     _start_http_server(port, addr=host, registry=registry)

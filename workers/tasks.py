@@ -43,8 +43,9 @@ def runtime() -> Runtime:
 def transcriber() -> Transcriber:
     global _transcriber
     if _transcriber is None:
-        _transcriber = Transcriber(get_settings(),
-                                   cpu_threads=int(os.environ.get("SEALSCRIBE_CPU_THREADS", 0)))
+        _transcriber = Transcriber(
+            get_settings(), cpu_threads=int(os.environ.get("SEALSCRIBE_CPU_THREADS", 0))
+        )
     return _transcriber
 
 
@@ -101,8 +102,12 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
     if sealed is None:
         if not rt.store.segments.forget(meeting_id, sid):
             return "already-done"  # transcribed or purged by another task
-        log.warning("segment %s of meeting %s waited longer than its audio TTL and expired "
-                    "untranscribed (raise SEALSCRIBE_AUDIO_TTL or add workers)", sid, meeting_id)
+        log.warning(
+            "segment %s of meeting %s waited longer than its audio TTL and expired "
+            "untranscribed (raise SEALSCRIBE_AUDIO_TTL or add workers)",
+            sid,
+            meeting_id,
+        )
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "audio-expired")
     tenant = rt.store.tenants.get(meeting.tenant_id)
     meeting, tenant = faults.permitted(meeting, "worker-ignores-policy"), faults.unrevoked(tenant)
@@ -133,15 +138,26 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
         text_key = _data_key(rt, meeting, KeyUse.TRANSCRIPT)
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
-    rt.store.segments.complete(seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
-                               result.start_ms, retention(rt, job.tenant).transcript_ttl)
+    rt.store.segments.complete(
+        seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
+        result.start_ms,
+        retention(rt, job.tenant).transcript_ttl,
+    )
     metrics.count_transcribed(job.audio.duration_ms / 1000)
     return "transcribed"
 
 
-@app.task(name=TRANSCRIBE, bind=True, acks_late=LEASED, reject_on_worker_lost=True,
-          autoretry_for=(StoreUnavailable, KeyUnavailable), dont_autoretry_for=(KeyRevoked,),
-          retry_backoff=True, retry_backoff_max=60, max_retries=10)
+@app.task(
+    name=TRANSCRIBE,
+    bind=True,
+    acks_late=LEASED,
+    reject_on_worker_lost=True,
+    autoretry_for=(StoreUnavailable, KeyUnavailable),
+    dont_autoretry_for=(KeyRevoked,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
 def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     """Transcribe one sealed audio segment (and, when batching, other pending ones of any
     meeting, up to SEALSCRIBE_BATCH segments to transcribe), seal each transcript, delete the
@@ -167,8 +183,15 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
         # is usually done already (batched by another task): claim again for the room left.
         for _ in range(3):
             room = batch - sum(isinstance(p, _Job) for p in prepared.values())
-            more = [i for i in rt.store.segments.claim_pending(owner, room, lease)
-                    if i not in prepared] if room > 0 and batch > 1 else []
+            more = (
+                [
+                    i
+                    for i in rt.store.segments.claim_pending(owner, room, lease)
+                    if i not in prepared
+                ]
+                if room > 0 and batch > 1
+                else []
+            )
             if not more:
                 break
             ids += more
@@ -176,9 +199,12 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
         jobs = [p for p in prepared.values() if isinstance(p, _Job)]
         with metrics.timed_model_call(sum(j.audio.duration_ms for j in jobs) / 1000):
             results = transcriber().transcribe_many(
-                [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs])
-        outcomes = {(j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
-                    for j, r in zip(jobs, results, strict=True)}
+                [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs]
+            )
+        outcomes = {
+            (j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
+            for j, r in zip(jobs, results, strict=True)
+        }
     except BaseException:
         if batch > 1:  # the others' own tasks need not wait for the leases to lapse
             rt.store.segments.release(ids, owner)
@@ -192,8 +218,9 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     return outcome
 
 
-@app.task(name=PURGE, acks_late=True, autoretry_for=(StoreUnavailable,), retry_backoff=True,
-          max_retries=3)
+@app.task(
+    name=PURGE, acks_late=True, autoretry_for=(StoreUnavailable,), retry_backoff=True, max_retries=3
+)
 def purge() -> dict[str, int]:
     """Periodic (Celery beat): enforce retention, crypto-shred meetings past it."""
     report = purge_expired(runtime())

@@ -27,20 +27,29 @@ def _samples(audio: AudioSegment) -> np.ndarray:
     return np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def _to_transcript(audio: AudioSegment, pieces: Sequence[Any], language: str | None,
-                   translated: bool, offset_s: float = 0.0) -> TranscriptSegment:
+def _to_transcript(
+    audio: AudioSegment,
+    pieces: Sequence[Any],
+    language: str | None,
+    translated: bool,
+    offset_s: float = 0.0,
+) -> TranscriptSegment:
     """Whisper segments (times in seconds from ``offset_s``) -> one TranscriptSegment."""
     base = audio.start_ms
 
     def ms(t: float) -> int:
         return base + max(0, round((t - offset_s) * 1000))
 
-    words = tuple(Word(ms(w.start), ms(w.end), w.word, round(float(w.probability), 4))
-                  for s in pieces for w in (s.words or ()))
+    words = tuple(
+        Word(ms(w.start), ms(w.end), w.word, round(float(w.probability), 4))
+        for s in pieces
+        for w in (s.words or ())
+    )
     text = " ".join(s.text.strip() for s in pieces).strip()
     end_ms = ms(pieces[-1].end) if pieces else base + audio.duration_ms
-    return TranscriptSegment(audio.participant_id, audio.seq, base, max(end_ms, base), text,
-                             words, language, translated)
+    return TranscriptSegment(
+        audio.participant_id, audio.seq, base, max(end_ms, base), text, words, language, translated
+    )
 
 
 class Transcriber:
@@ -63,14 +72,20 @@ class Transcriber:
     def _options(self, language: str | None, translate: bool) -> dict[str, Any]:
         if not self.load().model.is_multilingual:  # English-only: nothing else to ask of it
             language, translate = "en", False
-        return {"language": language, "task": "translate" if translate else "transcribe",
-                "beam_size": self.settings.beam_size, "word_timestamps": True}
+        return {
+            "language": language,
+            "task": "translate" if translate else "transcribe",
+            "beam_size": self.settings.beam_size,
+            "word_timestamps": True,
+        }
 
-    def transcribe(self, audio: AudioSegment, language: str | None = None,
-                   translate: bool = False) -> TranscriptSegment:
+    def transcribe(
+        self, audio: AudioSegment, language: str | None = None, translate: bool = False
+    ) -> TranscriptSegment:
         options = self._options(language, translate)
         segments, info = self.load().transcribe(
-            _samples(audio), condition_on_previous_text=False, vad_filter=False, **options)
+            _samples(audio), condition_on_previous_text=False, vad_filter=False, **options
+        )
         pieces = list(segments)  # consume the generator here, inside the task
         return _to_transcript(audio, pieces, info.language, options["task"] == "translate")
 
@@ -92,8 +107,9 @@ class Transcriber:
             results.update(zip(idx, batch, strict=True))
         return [results[i] for i in range(len(requests))]
 
-    def _transcribe_batch(self, audios: list[AudioSegment], language: str,
-                          translate: bool) -> list[TranscriptSegment]:
+    def _transcribe_batch(
+        self, audios: list[AudioSegment], language: str, translate: bool
+    ) -> list[TranscriptSegment]:
         from faster_whisper import BatchedInferencePipeline
 
         if self._batched is None:
@@ -105,12 +121,17 @@ class Transcriber:
             parts += [samples, _GAP]
             offset += (len(samples) + len(_GAP)) / 16000
         segments, _info = self._batched.transcribe(
-            np.concatenate(parts), clip_timestamps=clips, batch_size=len(audios),
-            **self._options(language, translate))
+            np.concatenate(parts),
+            clip_timestamps=clips,
+            batch_size=len(audios),
+            **self._options(language, translate),
+        )
         pieces: list[list[Any]] = [[] for _ in audios]
         for seg in segments:
             mid = (seg.start + seg.end) / 2
             i = next((k for k, c in enumerate(clips) if mid <= c["end"]), len(clips) - 1)
             pieces[i].append(seg)
-        return [_to_transcript(a, p, language, translate, c["start"])
-                for a, p, c in zip(audios, pieces, clips, strict=True)]
+        return [
+            _to_transcript(a, p, language, translate, c["start"])
+            for a, p, c in zip(audios, pieces, clips, strict=True)
+        ]

@@ -37,19 +37,25 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         finally:
             await app.state.whip.close()
 
-    app = FastAPI(title="sealscribe", version="0.1.0", lifespan=lifespan,
-                  description="Privacy-preserving meeting transcription. Every route but "
-                              "/healthz, /metrics and the console needs `Authorization: "
-                              "Bearer <tenant token>`.")
+    app = FastAPI(
+        title="sealscribe",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Privacy-preserving meeting transcription. Every route but "
+        "/healthz, /metrics and the console needs `Authorization: "
+        "Bearer <tenant token>`.",
+    )
     problems.register(app)
 
     @app.middleware("http")
-    async def limit_body(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return problems.problem(413, f"the request body is larger than {MAX_BODY_BYTES} "
-                                         "bytes", "body-too-large")
+            return problems.problem(
+                413, f"the request body is larger than {MAX_BODY_BYTES} bytes", "body-too-large"
+            )
         return await call_next(request)
 
     for module in (tenant, meetings, whip, captions, keys, health, console):

@@ -28,8 +28,9 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def current_tenant(rt: RuntimeDep, credentials: Annotated[
-        HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Tenant:
+def current_tenant(
+    rt: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Tenant:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("an Authorization: Bearer token is required")
     return rt.store.tenants.authenticate(credentials.credentials)

@@ -26,7 +26,11 @@ __all__ = ["router"]
 router = APIRouter()
 
 CLOSE_CODES: list[tuple[type[SealscribeError], int]] = [
-    (AuthenticationFailed, 4401), (NotFound, 4404), (InvalidInput, 4400), (KeyRevoked, 4403)]
+    (AuthenticationFailed, 4401),
+    (NotFound, 4404),
+    (InvalidInput, 4400),
+    (KeyRevoked, 4403),
+]
 
 
 def _close_code(exc: SealscribeError) -> int:

@@ -22,8 +22,10 @@ __all__ = ["CSP", "router"]
 router = APIRouter(include_in_schema=False)
 
 #: self only; ``connect-src 'self'`` also admits ws:/wss: to this origin (CSP level 3)
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 _HEADERS = {
     "Content-Security-Policy": CSP,

@@ -37,18 +37,23 @@ async def healthz(request: Request, rt: RuntimeDep, response: Response) -> Healt
         request.app.state.health = cached
     if not cached.ok:
         response.status_code = 503
-    return HealthOut(ok=cached.ok, redis=cached.redis, workers=cached.workers,
-                     key_providers=cached.key_providers)
+    return HealthOut(
+        ok=cached.ok, redis=cached.redis, workers=cached.workers, key_providers=cached.key_providers
+    )
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **problem_responses(503)})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **problem_responses(503)},
+)
 async def metrics(request: Request) -> Response:
     """Counters and histograms; labels name kinds and reasons only, never content. 503 while
     Redis, where the queue depth is read at scrape time, is unreachable."""
     try:
         body = await run_in_threadpool(generate_latest, request.app.state.registry)
     except StoreUnavailable:
-        return problem(503, "Redis is unreachable: the queue depth cannot be read",
-                       "store-unavailable")
+        return problem(
+            503, "Redis is unreachable: the queue depth cannot be read", "store-unavailable"
+        )
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -15,8 +15,9 @@ from pipeline.services import custody
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["keys"], max_body_size=MAX_JSON_BYTES,
-                   responses=problem_responses(401, 503))
+router = APIRouter(
+    prefix="/v1", tags=["keys"], max_body_size=MAX_JSON_BYTES, responses=problem_responses(401, 503)
+)
 
 
 class KeysOut(BaseModel):
@@ -26,7 +27,8 @@ class KeysOut(BaseModel):
     versions: list[int]
     revoked: bool
     wrapped_by_version: dict[str, int] = Field(
-        description="stored data keys wrapped under each tenant key version")
+        description="stored data keys wrapped under each tenant key version"
+    )
 
 
 class RotationOut(BaseModel):
@@ -61,9 +63,17 @@ class AuditEntryOut(BaseModel):
 
     @classmethod
     def of(cls, e: AuditEntry) -> AuditEntryOut:
-        return cls(seq=e.seq, at=e.at, action=e.action, outcome=e.outcome, actor=e.actor,
-                   meeting=e.meeting, purpose=e.purpose, key_version=e.key_version,
-                   hash=e.hash)
+        return cls(
+            seq=e.seq,
+            at=e.at,
+            action=e.action,
+            outcome=e.outcome,
+            actor=e.actor,
+            meeting=e.meeting,
+            purpose=e.purpose,
+            key_version=e.key_version,
+            hash=e.hash,
+        )
 
 
 class AuditPage(BaseModel):
@@ -81,9 +91,14 @@ class VerifyOut(BaseModel):
 def _keys(rt: RuntimeDep, tenant_id: str) -> KeysOut:
     report = custody.key_status(rt, tenant_id)
     s = report.status
-    return KeysOut(provider=s.provider, primary_version=s.primary_version,
-                   min_version=s.min_version, versions=list(s.versions), revoked=s.revoked,
-                   wrapped_by_version={str(v): n for v, n in report.wrapped_by_version.items()})
+    return KeysOut(
+        provider=s.provider,
+        primary_version=s.primary_version,
+        min_version=s.min_version,
+        versions=list(s.versions),
+        revoked=s.revoked,
+        wrapped_by_version={str(v): n for v, n in report.wrapped_by_version.items()},
+    )
 
 
 @router.get("/keys")
@@ -116,9 +131,12 @@ def revoke(body: RevokeIn, tenant: CurrentTenant, rt: RuntimeDep) -> KeysOut:
 
 
 @router.get("/audit")
-def audit(tenant: CurrentTenant, rt: RuntimeDep,
-          offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditPage:
+def audit(
+    tenant: CurrentTenant,
+    rt: RuntimeDep,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
     """Every use of the tenant's key, oldest first, a page at a time."""
     entries = custody.audit_show(rt, tenant.id, offset, limit)
     return AuditPage(offset=offset, limit=limit, entries=[AuditEntryOut.of(e) for e in entries])

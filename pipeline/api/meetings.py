@@ -18,8 +18,12 @@ from pipeline.services.transcripts import read_transcript
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/meetings", tags=["meetings"], max_body_size=MAX_JSON_BYTES,
-                   responses=problem_responses(401, 404, 503))
+router = APIRouter(
+    prefix="/v1/meetings",
+    tags=["meetings"],
+    max_body_size=MAX_JSON_BYTES,
+    responses=problem_responses(401, 404, 503),
+)
 
 MeetingId = Annotated[str, Path(pattern=r"^m_[0-9a-f]{16}$", description="meeting id")]
 Participant = Annotated[str, Path(min_length=1, max_length=64)]
@@ -35,8 +39,14 @@ class MeetingOut(BaseModel):
 
     @classmethod
     def of(cls, m: Meeting) -> MeetingOut:
-        return cls(id=m.id, created=m.created, transcription=m.transcription,
-                   opted_out=sorted(m.opted_out), language=m.language, translate=m.translate)
+        return cls(
+            id=m.id,
+            created=m.created,
+            transcription=m.transcription,
+            opted_out=sorted(m.opted_out),
+            language=m.language,
+            translate=m.translate,
+        )
 
 
 class MeetingIn(StrictBody):
@@ -73,8 +83,9 @@ class BotOut(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 403))
 def create(body: MeetingIn, tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
-    return MeetingOut.of(meetings.create_meeting(rt, tenant.id, body.transcription,
-                                                 body.language, body.translate))
+    return MeetingOut.of(
+        meetings.create_meeting(rt, tenant.id, body.transcription, body.language, body.translate)
+    )
 
 
 @router.get("")
@@ -88,24 +99,31 @@ def get(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> Meeting
 
 
 @router.put("/{meeting_id}/transcription")
-def set_transcription(meeting_id: MeetingId, body: Switch, tenant: CurrentTenant,
-                      rt: RuntimeDep) -> MeetingOut:
+def set_transcription(
+    meeting_id: MeetingId, body: Switch, tenant: CurrentTenant, rt: RuntimeDep
+) -> MeetingOut:
     """Switch transcription on or off, also mid-call; a running bot obeys within a second."""
     return MeetingOut.of(meetings.set_transcription(rt, meeting_id, body.enabled, tenant.id))
 
 
 @router.put("/{meeting_id}/participants/{participant:path}/consent")
-def set_consent(meeting_id: MeetingId, participant: Participant, body: Consent,
-                tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
+def set_consent(
+    meeting_id: MeetingId,
+    participant: Participant,
+    body: Consent,
+    tenant: CurrentTenant,
+    rt: RuntimeDep,
+) -> MeetingOut:
     """A participant opts out of (or back into) transcription of their own audio."""
-    return MeetingOut.of(meetings.set_consent(rt, meeting_id, participant,
-                                              not body.transcribe, tenant.id))
+    return MeetingOut.of(
+        meetings.set_consent(rt, meeting_id, participant, not body.transcribe, tenant.id)
+    )
 
 
-@router.post("/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED,
-             responses=problem_responses(400, 409))
-def join(meeting_id: MeetingId, body: JoinIn, tenant: CurrentTenant,
-         rt: RuntimeDep) -> BotOut:
+@router.post(
+    "/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(400, 409)
+)
+def join(meeting_id: MeetingId, body: JoinIn, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
     """Send the bot; follow it with ``GET .../bot``."""
     return BotOut.of(bots.join_meeting(rt, meeting_id, body.url, tenant.id))
 
@@ -121,8 +139,7 @@ def leave(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOu
     return BotOut.of(bots.leave_meeting(rt, meeting_id, tenant.id))
 
 
-@router.delete("/{meeting_id}", status_code=status.HTTP_204_NO_CONTENT,
-               response_class=Response)
+@router.delete("/{meeting_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def delete(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> Response:
     """Crypto-shred the meeting: its data keys are destroyed first, then every record."""
     meetings.delete_meeting(rt, meeting_id, tenant.id)
@@ -136,46 +153,103 @@ class Format(StrEnum):
     json = "json"
 
 
-MEDIA = {"txt": "text/plain; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
-         "vtt": "text/vtt; charset=utf-8", "json": "application/json"}
+MEDIA = {
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "json": "application/json",
+}
 
 _INT = {"type": "integer"}
 #: what ``format=json`` returns (pipeline.formats.render): one object per segment
-TRANSCRIPT_JSON: dict[str, Any] = {"type": "array", "items": {
-    "type": "object",
-    "required": ["participant_id", "seq", "start_ms", "end_ms", "text", "words", "language",
-                 "translated", "speaker"],
-    "properties": {
-        "participant_id": {"type": "string"}, "seq": _INT, "start_ms": _INT, "end_ms": _INT,
-        "text": {"type": "string"},
-        "words": {"type": "array", "items": {
-            "type": "object", "required": ["start_ms", "end_ms", "word", "probability"],
-            "properties": {"start_ms": _INT, "end_ms": _INT, "word": {"type": "string"},
-                           "probability": {"type": "number"}}}},
-        "language": {"type": ["string", "null"]}, "translated": {"type": "boolean"},
-        "speaker": {"type": "string"}}}}
+TRANSCRIPT_JSON: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": [
+            "participant_id",
+            "seq",
+            "start_ms",
+            "end_ms",
+            "text",
+            "words",
+            "language",
+            "translated",
+            "speaker",
+        ],
+        "properties": {
+            "participant_id": {"type": "string"},
+            "seq": _INT,
+            "start_ms": _INT,
+            "end_ms": _INT,
+            "text": {"type": "string"},
+            "words": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["start_ms", "end_ms", "word", "probability"],
+                    "properties": {
+                        "start_ms": _INT,
+                        "end_ms": _INT,
+                        "word": {"type": "string"},
+                        "probability": {"type": "number"},
+                    },
+                },
+            },
+            "language": {"type": ["string", "null"]},
+            "translated": {"type": "boolean"},
+            "speaker": {"type": "string"},
+        },
+    },
+}
 
 
-@router.get("/{meeting_id}/transcript", response_class=Response, responses={
-    200: {"content": {m.split(";")[0]: {"schema": TRANSCRIPT_JSON if f == "json"
-                                        else {"type": "string"}} for f, m in MEDIA.items()},
-          "description": "the transcript, opened for you (audited with purpose deliver)"},
-    **problem_responses(403)})
-def transcript(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep,
-               format: Format = Format.txt) -> Response:
+@router.get(
+    "/{meeting_id}/transcript",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                m.split(";")[0]: {"schema": TRANSCRIPT_JSON if f == "json" else {"type": "string"}}
+                for f, m in MEDIA.items()
+            },
+            "description": "the transcript, opened for you (audited with purpose deliver)",
+        },
+        **problem_responses(403),
+    },
+)
+def transcript(
+    meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep, format: Format = Format.txt
+) -> Response:
     segments = read_transcript(rt, meeting_id, tenant.id)
     body = render(segments, format.value)
-    return Response(body, media_type=MEDIA[format.value], headers={
-        "Content-Disposition": f'attachment; filename="{meeting_id}.{format.value}"',
-        "Cache-Control": "no-store"})
+    return Response(
+        body,
+        media_type=MEDIA[format.value],
+        headers={
+            "Content-Disposition": f'attachment; filename="{meeting_id}.{format.value}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 #: ``[time, what, actor]`` events. Described without ``prefixItems`` (JSON Schema 2020-12
 #: tuples), which OpenAPI tools widely mishandle (schemathesis 4 rejects the document)
-Events = Annotated[list[tuple[float, str, str]], WithJsonSchema({
-    "type": "array", "description": "[time, what, actor], oldest first",
-    "items": {"type": "array", "minItems": 3, "maxItems": 3,
-              "items": {"type": ["number", "string"]}}})]
+Events = Annotated[
+    list[tuple[float, str, str]],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "description": "[time, what, actor], oldest first",
+            "items": {
+                "type": "array",
+                "minItems": 3,
+                "maxItems": 3,
+                "items": {"type": ["number", "string"]},
+            },
+        }
+    ),
+]
 
 
 class PrivacyOut(BaseModel):
@@ -195,8 +269,15 @@ class PrivacyOut(BaseModel):
 def privacy(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> PrivacyOut:
     """When transcription was on, who opened what with which purpose, what was purged."""
     r = privacy_report(rt, meeting_id, tenant.id)
-    return PrivacyOut(meeting_id=r.meeting_id, transcription_now=r.transcription_now,
-                      switches=list(r.switches), consent_changes=list(r.consent_changes),
-                      key_uses=r.key_uses, purged=r.purged,
-                      transcript_segments=r.transcript_segments, audio_pending=r.audio_pending,
-                      audit_intact=r.audit_intact, audit_problems=list(r.audit_problems))
+    return PrivacyOut(
+        meeting_id=r.meeting_id,
+        transcription_now=r.transcription_now,
+        switches=list(r.switches),
+        consent_changes=list(r.consent_changes),
+        key_uses=r.key_uses,
+        purged=r.purged,
+        transcript_segments=r.transcript_segments,
+        audio_pending=r.audio_pending,
+        audit_intact=r.audit_intact,
+        audit_problems=list(r.audit_problems),
+    )

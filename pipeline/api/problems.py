@@ -29,8 +29,14 @@ from keys.errors import (
     StoreUnavailable,
 )
 
-__all__ = ["MAX_JSON_BYTES", "PROBLEM_TYPES", "StrictBody", "problem", "problem_responses",
-           "register"]
+__all__ = [
+    "MAX_JSON_BYTES",
+    "PROBLEM_TYPES",
+    "StrictBody",
+    "problem",
+    "problem_responses",
+    "register",
+]
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -51,8 +57,9 @@ class StrictBody(BaseModel):
     def _integral_numbers(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return {k: int(v) if isinstance(v, float) and v.is_integer() else v
-                for k, v in data.items()}
+        return {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in data.items()
+        }
 
 
 # (exception, status, type slug); the first match wins, so subclasses come first.
@@ -69,14 +76,25 @@ PROBLEM_TYPES: list[tuple[type[SealscribeError], int, str]] = [
 ]
 
 _FIXED_DETAIL: dict[type[SealscribeError], str] = {
-    InvalidSeal: "stored content failed authentication (moved or altered) and was not opened"}
+    InvalidSeal: "stored content failed authentication (moved or altered) and was not opened"
+}
 
 
-def problem(status: int, detail: str, slug: str | None = None,
-            headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    slug: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     title = HTTPStatus(status).phrase
-    body = {"type": f"https://sealscribe.dev/problems/{slug or title.lower().replace(' ', '-')}",
-            "title": title, "status": status, "detail": detail, **extra}
+    body = {
+        "type": f"https://sealscribe.dev/problems/{slug or title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -105,22 +123,25 @@ def _error(request: Request, e: Mapping[str, Any]) -> dict[str, Any]:
         loc.pop()
         known = _body_fields(request)
         msg = "a field this operation does not take" + (
-            f" (it takes {', '.join(known)})" if known else " (it takes none)")
+            f" (it takes {', '.join(known)})" if known else " (it takes none)"
+        )
     return {"loc": loc, "msg": msg}
 
 
 def _body_fields(request: Request) -> list[str]:
     field = getattr(request.scope.get("route"), "body_field", None)
     model = getattr(getattr(field, "field_info", None), "annotation", None)
-    return list(model.model_fields) if isinstance(model, type) and issubclass(
-        model, BaseModel) else []
+    return (
+        list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    )
 
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 413:  # a streamed body went over a router's max_body_size
-        return problem(413, f"the request body is larger than {MAX_JSON_BYTES} bytes",
-                       "body-too-large")
+        return problem(
+            413, f"the request body is larger than {MAX_JSON_BYTES} bytes", "body-too-large"
+        )
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
@@ -141,22 +162,39 @@ def register(app: FastAPI) -> None:
 
 def _schema(*, errors: bool = False) -> dict[str, Any]:
     properties: dict[str, Any] = {
-        "type": {"type": "string"}, "title": {"type": "string"},
-        "status": {"type": "integer"}, "detail": {"type": "string"}}
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    }
     if errors:  # where each validation error is, never the input itself
-        properties["errors"] = {"type": "array", "items": {
-            "type": "object", "required": ["loc", "msg"],
-            "properties": {"loc": {"type": "array", "items": {"type": "string"}},
-                           "msg": {"type": "string"}}}}
-    return {"type": "object", "required": ["type", "title", "status", "detail"],
-            "properties": properties}
+        properties["errors"] = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "msg": {"type": "string"},
+                },
+            },
+        }
+    return {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": properties,
+    }
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the problem statuses a route can return."""
-    return {s: {"description": HTTPStatus(s).phrase,
-                "content": {MEDIA_TYPE: {"schema": _schema(errors=s == 422)}}}
-            for s in statuses}
+    return {
+        s: {
+            "description": HTTPStatus(s).phrase,
+            "content": {MEDIA_TYPE: {"schema": _schema(errors=s == 422)}},
+        }
+        for s in statuses
+    }
 
 
 def _document_problems(doc: dict[str, Any]) -> dict[str, Any]:
@@ -168,8 +206,9 @@ def _document_problems(doc: dict[str, Any]) -> dict[str, Any]:
         if "422" in responses:
             responses["422"] = {
                 "description": "the request does not match this operation's parameters or "
-                               "body schema; errors says where",
-                "content": {MEDIA_TYPE: {"schema": _schema(errors=True)}}}
+                "body schema; errors says where",
+                "content": {MEDIA_TYPE: {"schema": _schema(errors=True)}},
+            }
         body = operation.get("requestBody", {}).get("content", {})
         if "application/json" in body:
             for status in (400, 413):
@@ -183,5 +222,9 @@ def _document_problems(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
     methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-    return [op for item in doc.get("paths", {}).values()
-            for method, op in item.items() if method in methods]
+    return [
+        op
+        for item in doc.get("paths", {}).values()
+        for method, op in item.items()
+        if method in methods
+    ]

@@ -20,8 +20,12 @@ from pipeline.services.rights import write_export
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/tenant", tags=["tenant"], max_body_size=MAX_JSON_BYTES,
-                   responses=problem_responses(401, 503))
+router = APIRouter(
+    prefix="/v1/tenant",
+    tags=["tenant"],
+    max_body_size=MAX_JSON_BYTES,
+    responses=problem_responses(401, 503),
+)
 
 
 class RetentionOut(BaseModel):
@@ -46,10 +50,14 @@ class TenantOut(BaseModel):
 @router.get("")
 def me(tenant: CurrentTenant, rt: RuntimeDep) -> TenantOut:
     r = retention(rt, tenant)
-    return TenantOut(id=tenant.id, name=tenant.name, created=tenant.created,
-                     revoked=tenant.revoked, key_provider=tenant.key_provider,
-                     retention=RetentionOut(transcript_ttl=r.transcript_ttl,
-                                            audio_ttl=r.audio_ttl))
+    return TenantOut(
+        id=tenant.id,
+        name=tenant.name,
+        created=tenant.created,
+        revoked=tenant.revoked,
+        key_provider=tenant.key_provider,
+        retention=RetentionOut(transcript_ttl=r.transcript_ttl, audio_ttl=r.audio_ttl),
+    )
 
 
 @router.put("/retention", responses=problem_responses(400))
@@ -59,14 +67,26 @@ def put_retention(body: RetentionIn, tenant: CurrentTenant, rt: RuntimeDep) -> R
     return RetentionOut(transcript_ttl=r.transcript_ttl, audio_ttl=r.audio_ttl)
 
 
-@router.get("/export", response_class=Response, responses={
-    200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-          "description": "every meeting's metadata and transcript (json, vtt) and the audit "
-                         "log; opened with purpose deliver, built in memory"},
-    **problem_responses(403)})
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "every meeting's metadata and transcript (json, vtt) and the audit "
+            "log; opened with purpose deliver, built in memory",
+        },
+        **problem_responses(403),
+    },
+)
 async def export(tenant: CurrentTenant, rt: RuntimeDep) -> Response:
     buf = io.BytesIO()
     await run_in_threadpool(write_export, rt, tenant.id, buf)
-    return Response(buf.getvalue(), media_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="sealscribe-{tenant.id}.zip"',
-        "Cache-Control": "no-store"})
+    return Response(
+        buf.getvalue(),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="sealscribe-{tenant.id}.zip"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -23,8 +23,7 @@ from pipeline.services import meetings
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/meetings", tags=["whip"],
-                   responses=problem_responses(401, 404, 503))
+router = APIRouter(prefix="/v1/meetings", tags=["whip"], responses=problem_responses(401, 404, 503))
 
 SessionId = Annotated[str, Path(pattern=r"^w_[0-9a-f]{16}$")]
 SDP = "application/sdp"
@@ -57,36 +56,55 @@ class OfferTooLarge(InvalidInput):
     pass
 
 
-@router.post("/{meeting_id}/whip", status_code=status.HTTP_201_CREATED,
-             response_class=Response, responses={
-                 201: {"content": {SDP: {}}, "description": "the SDP answer"},
-                 **problem_responses(400, 403, 413, 415)},
-             openapi_extra={"requestBody": {"required": True,
-                                            "content": {SDP: {"schema": {"type": "string"}}}}})
-async def publish(meeting_id: MeetingId, request: Request, tenant: CurrentTenant,
-                  rt: RuntimeDep,
-                  participant: Annotated[str, Query(min_length=1, max_length=64)] = "whip",
-                  ) -> Response:
+@router.post(
+    "/{meeting_id}/whip",
+    status_code=status.HTTP_201_CREATED,
+    response_class=Response,
+    responses={
+        201: {"content": {SDP: {}}, "description": "the SDP answer"},
+        **problem_responses(400, 403, 413, 415),
+    },
+    openapi_extra={
+        "requestBody": {"required": True, "content": {SDP: {"schema": {"type": "string"}}}}
+    },
+)
+async def publish(
+    meeting_id: MeetingId,
+    request: Request,
+    tenant: CurrentTenant,
+    rt: RuntimeDep,
+    participant: Annotated[str, Query(min_length=1, max_length=64)] = "whip",
+) -> Response:
     meeting = await run_in_threadpool(meetings.get_meeting, rt, meeting_id, tenant.id)
     if tenant.revoked:
         raise KeyRevoked(f"the key of tenant {tenant.id} was revoked: nothing can be captured")
     if not _is_sdp(request):
-        return problem(415, "a WHIP offer must be sent as Content-Type: application/sdp",
-                       "unsupported-media-type", headers={"Accept-Post": SDP})
+        return problem(
+            415,
+            "a WHIP offer must be sent as Content-Type: application/sdp",
+            "unsupported-media-type",
+            headers={"Accept-Post": SDP},
+        )
     try:
         sdp = await _body(request)
     except OfferTooLarge as exc:
         return problem(413, str(exc), "offer-too-large")
     session_id, answer = await _ingest(request).offer(meeting, sdp, participant)
     location = f"/v1/meetings/{meeting_id}/whip/{session_id}"
-    return Response(answer, status_code=201, media_type=SDP,
-                    headers={"Location": location, "ETag": f'"{session_id}"'})
+    return Response(
+        answer,
+        status_code=201,
+        media_type=SDP,
+        headers={"Location": location, "ETag": f'"{session_id}"'},
+    )
 
 
-@router.delete("/{meeting_id}/whip/{session_id}", status_code=status.HTTP_200_OK,
-               response_class=Response)
-async def end(meeting_id: MeetingId, session_id: SessionId, request: Request,
-              tenant: CurrentTenant) -> Response:
+@router.delete(
+    "/{meeting_id}/whip/{session_id}", status_code=status.HTTP_200_OK, response_class=Response
+)
+async def end(
+    meeting_id: MeetingId, session_id: SessionId, request: Request, tenant: CurrentTenant
+) -> Response:
     ingest = _ingest(request)
     if ingest.get(session_id, tenant.id).meeting_id != meeting_id:
         raise NotFound(f"WHIP session {session_id} does not exist")
@@ -94,13 +112,21 @@ async def end(meeting_id: MeetingId, session_id: SessionId, request: Request,
     return Response(status_code=200)
 
 
-@router.patch("/{meeting_id}/whip/{session_id}", status_code=405, response_class=Response,
-              responses={405: {**problem_responses(405)[405],
-                               "description": "trickle ICE is not supported"}})
-async def trickle(meeting_id: MeetingId, session_id: SessionId, request: Request,
-                  tenant: CurrentTenant) -> Response:
+@router.patch(
+    "/{meeting_id}/whip/{session_id}",
+    status_code=405,
+    response_class=Response,
+    responses={405: {**problem_responses(405)[405], "description": "trickle ICE is not supported"}},
+)
+async def trickle(
+    meeting_id: MeetingId, session_id: SessionId, request: Request, tenant: CurrentTenant
+) -> Response:
     """Authenticated like every route: 404 for a session that is not the caller's."""
     if _ingest(request).get(session_id, tenant.id).meeting_id != meeting_id:
         raise NotFound(f"WHIP session {session_id} does not exist")
-    return problem(405, "trickle ICE and ICE restarts are not supported; the answer holds "
-                        "every candidate", "method-not-allowed", headers={"Allow": "DELETE"})
+    return problem(
+        405,
+        "trickle ICE and ICE restarts are not supported; the answer holds every candidate",
+        "method-not-allowed",
+        headers={"Allow": "DELETE"},
+    )

@@ -41,16 +41,20 @@ def decode_file(path: Path, max_seconds: float) -> bytes:
                 for chunk in resampler.resample(frame):
                     out += bytes(chunk.planes[0])[: chunk.samples * 2]
                 if len(out) > limit:
-                    raise InvalidInput(f"{path} is longer than the limit of {max_seconds:g} s "
-                                       "(SEALSCRIBE_MAX_FILE_SECONDS)")
+                    raise InvalidInput(
+                        f"{path} is longer than the limit of {max_seconds:g} s "
+                        "(SEALSCRIBE_MAX_FILE_SECONDS)"
+                    )
             for chunk in resampler.resample(None):
                 out += bytes(chunk.planes[0])[: chunk.samples * 2]
     except av.error.FFmpegError as exc:
-        raise InvalidInput(f"{path} is not a readable audio or video file "
-                           f"({type(exc).__name__})") from None
+        raise InvalidInput(
+            f"{path} is not a readable audio or video file ({type(exc).__name__})"
+        ) from None
     if len(out) > limit:
-        raise InvalidInput(f"{path} is longer than the limit of {max_seconds:g} s "
-                           "(SEALSCRIBE_MAX_FILE_SECONDS)")
+        raise InvalidInput(
+            f"{path} is longer than the limit of {max_seconds:g} s (SEALSCRIBE_MAX_FILE_SECONDS)"
+        )
     if not out:
         raise InvalidInput(f"{path} holds no audio samples")
     return bytes(out)

@@ -132,8 +132,13 @@ class Segmenter:
             self._first_frame += drop
 
 
-def pack(utterances: list[Utterance], pcm: bytes, sample_rate: int = 16000,
-         max_ms: int = 28000, max_gap_ms: int = 3000) -> list[Utterance]:
+def pack(
+    utterances: list[Utterance],
+    pcm: bytes,
+    sample_rate: int = 16000,
+    max_ms: int = 28000,
+    max_gap_ms: int = 3000,
+) -> list[Utterance]:
     """Join neighbouring utterances of a recording into windows of at most ``max_ms``.
 
     Whisper encodes every input as a 30 s window, so ten 3 s utterances cost ten times what
@@ -149,8 +154,8 @@ def pack(utterances: list[Utterance], pcm: bytes, sample_rate: int = 16000,
             end = max(end, u_end)
             continue
         if start >= 0:
-            out.append(Utterance(start, pcm[start * bytes_per_ms:end * bytes_per_ms]))
+            out.append(Utterance(start, pcm[start * bytes_per_ms : end * bytes_per_ms]))
         start, end = u_start, u_end
     if start >= 0:
-        out.append(Utterance(start, pcm[start * bytes_per_ms:end * bytes_per_ms]))
+        out.append(Utterance(start, pcm[start * bytes_per_ms : end * bytes_per_ms]))
     return out

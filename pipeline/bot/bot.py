@@ -28,9 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class Bot:
-    def __init__(self, rt: Runtime, meeting_id: str, url: str, *, join_attempts: int = 5,
-                 max_backoff: float = 30.0,
-                 connector_for: Callable[[str], Connector] = connector_for) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        meeting_id: str,
+        url: str,
+        *,
+        join_attempts: int = 5,
+        max_backoff: float = 30.0,
+        connector_for: Callable[[str], Connector] = connector_for,
+    ) -> None:
         self.rt = rt
         self.connector_for = connector_for
         self.meeting_id = meeting_id
@@ -58,8 +65,9 @@ class Bot:
         try:
             self.rt.store.bots.set_state(self.meeting_id, state, reason, participants)
         except SealscribeError:
-            log.warning("could not record bot state %s for meeting %s", state.value,
-                        self.meeting_id)
+            log.warning(
+                "could not record bot state %s for meeting %s", state.value, self.meeting_id
+            )
 
     def _participants(self, names: list[str]) -> None:
         with contextlib.suppress(SealscribeError):
@@ -130,8 +138,10 @@ class Bot:
                     self._lost_at = time.monotonic()
                 cause = _describe(outcome)
                 if not self._ever_joined and self._attempt >= self.join_attempts:
-                    final, reason = BotState.FAILED, f"{cause} (gave up after " \
-                                                     f"{self._attempt} attempts)"
+                    final, reason = (
+                        BotState.FAILED,
+                        f"{cause} (gave up after {self._attempt} attempts)",
+                    )
                     break
                 delay = min(self.max_backoff, 0.5 * 2 ** (self._attempt - 1))
                 self._set(BotState.RECONNECTING, f"{cause}; retrying in {delay:.1f} s")
@@ -180,5 +190,7 @@ def _describe(exc: BaseException) -> str:
 
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("could not show the transcription state in the meeting: %s",
-                    type(task.exception()).__name__)
+        log.warning(
+            "could not show the transcription state in the meeting: %s",
+            type(task.exception()).__name__,
+        )

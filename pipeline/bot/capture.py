@@ -63,8 +63,9 @@ class CaptureStats:
 class MeetingCapture:
     """Seals and stores the utterances of one meeting's participants."""
 
-    def __init__(self, rt: Runtime, policy: MeetingPolicy,
-                 backlog_bytes: int | None = None) -> None:
+    def __init__(
+        self, rt: Runtime, policy: MeetingPolicy, backlog_bytes: int | None = None
+    ) -> None:
         self.rt = rt
         self.policy = policy
         self.meeting_id = policy.meeting.id
@@ -124,8 +125,11 @@ class MeetingCapture:
         metrics.SEGMENTS_SEALED.inc()
         if self._backlog_bytes + len(sealed.sealed) > self.backlog_limit:
             self._dropped("backlog")
-            log.warning("meeting %s: capture backlog full (%d segments); dropped one",
-                        self.meeting_id, len(self._backlog))
+            log.warning(
+                "meeting %s: capture backlog full (%d segments); dropped one",
+                self.meeting_id,
+                len(self._backlog),
+            )
             return
         self._backlog.append(sealed)
         self._backlog_bytes += len(sealed.sealed)
@@ -158,8 +162,11 @@ class MeetingCapture:
                         for _ in batch:
                             self._drop_oldest()
                         continue
-                    log.warning("meeting %s: Redis unavailable; holding %d sealed segments",
-                                self.meeting_id, len(self._backlog))
+                    log.warning(
+                        "meeting %s: Redis unavailable; holding %d sealed segments",
+                        self.meeting_id,
+                        len(self._backlog),
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
@@ -190,14 +197,20 @@ class MeetingCapture:
 class TrackCapture:
     """One participant's audio track, consumed until it ends or is cancelled."""
 
-    def __init__(self, capture: MeetingCapture, participant: str, track: MediaStreamTrack,
-                 config: SegmenterConfig | None = None) -> None:
+    def __init__(
+        self,
+        capture: MeetingCapture,
+        participant: str,
+        track: MediaStreamTrack,
+        config: SegmenterConfig | None = None,
+    ) -> None:
         self.capture = capture
         self.participant = participant
         self.track = track
         settings = capture.rt.settings
-        self.config = config or SegmenterConfig(max_utterance_ms=settings.max_segment_ms,
-                                                end_silence_ms=settings.end_silence_ms)
+        self.config = config or SegmenterConfig(
+            max_utterance_ms=settings.max_segment_ms, end_silence_ms=settings.end_silence_ms
+        )
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self._segmenter: Segmenter | None = None
         self._origin_ms = 0
@@ -248,14 +261,14 @@ class TrackCapture:
             self._pending.clear()
             return
         fmt, layout, rate = self._shape
-        batch = av.AudioFrame.from_ndarray(np.concatenate(self._pending, axis=1), format=fmt,
-                                           layout=layout)
+        batch = av.AudioFrame.from_ndarray(
+            np.concatenate(self._pending, axis=1), format=fmt, layout=layout
+        )
         batch.sample_rate = rate
         self._pending.clear()
         for out in self._resampler.resample(batch):
             for utt in self._segmenter.feed(out.to_ndarray().tobytes()):
-                await self.capture.submit(self.participant, self._origin_ms + utt.start_ms,
-                                          utt.pcm)
+                await self.capture.submit(self.participant, self._origin_ms + utt.start_ms, utt.pcm)
 
     async def _flush(self) -> None:
         segmenter, self._segmenter = self._segmenter, None

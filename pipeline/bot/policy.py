@@ -49,8 +49,11 @@ class MeetingPolicy:
         return self.meeting.transcription and not self.revoked and not self.ended
 
     def transcribes(self, participant: str) -> bool:
-        return not self.revoked and not self.ended and faults.permitted(
-            self.meeting, "capture-ignores-policy").transcribes(participant)
+        return (
+            not self.revoked
+            and not self.ended
+            and faults.permitted(self.meeting, "capture-ignores-policy").transcribes(participant)
+        )
 
     async def refresh(self) -> None:
         async with self._reading:
@@ -86,8 +89,7 @@ class MeetingPolicy:
                 try:
                     await self._listen()
                 except (OSError, aioredis.ConnectionError, aioredis.TimeoutError):
-                    log.warning("policy channel of meeting %s lost; resubscribing",
-                                self.meeting.id)
+                    log.warning("policy channel of meeting %s lost; resubscribing", self.meeting.id)
                     await asyncio.sleep(1.0)
         finally:
             poller.cancel()

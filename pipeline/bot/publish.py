@@ -32,8 +32,9 @@ class PcmTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, pcm: bytes, sample_rate: int = 16000, tail_silence: float = 1.5,
-                 speed: float = 1.0) -> None:
+    def __init__(
+        self, pcm: bytes, sample_rate: int = 16000, tail_silence: float = 1.5, speed: float = 1.0
+    ) -> None:
         super().__init__()
         #: >1 sends faster than real time (tests and benchmarks; the audio is unchanged)
         self.speed = speed
@@ -65,7 +66,7 @@ class PcmTrack(MediaStreamTrack):
             await asyncio.sleep(wait)
         elif wait < -0.1:
             self.late += 1
-        chunk = self.samples[self._pos:self._pos + self.per_frame]
+        chunk = self.samples[self._pos : self._pos + self.per_frame]
         if chunk.size < self.per_frame:
             if self.ended_at is None:
                 self.ended_at = time.time()
@@ -83,8 +84,9 @@ class PcmTrack(MediaStreamTrack):
 class WhipPublisher:
     """One WHIP session: ``await start()`` publishes ``track``; ``await stop()`` ends it."""
 
-    def __init__(self, endpoint: str, token: str, track: MediaStreamTrack,
-                 participant: str | None = None) -> None:
+    def __init__(
+        self, endpoint: str, token: str, track: MediaStreamTrack, participant: str | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.token = token
         self.track = track
@@ -96,33 +98,48 @@ class WhipPublisher:
         self.pc.addTransceiver(self.track, direction="sendonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         params = {"participant": self.participant} if self.participant else {}
-        async with aiohttp.ClientSession() as http, http.post(
-                self.endpoint, data=self.pc.localDescription.sdp, params=params,
-                headers={"Content-Type": "application/sdp",
-                         "Authorization": f"Bearer {self.token}"},
-                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                self.endpoint,
+                data=self.pc.localDescription.sdp,
+                params=params,
+                headers={
+                    "Content-Type": "application/sdp",
+                    "Authorization": f"Bearer {self.token}",
+                },
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp,
+        ):
             body = await resp.text()
             if resp.status != 201:
                 await self.pc.close()
-                raise InvalidInput(f"the WHIP endpoint refused the offer ({resp.status}): "
-                                   f"{_detail(body)}")
+                raise InvalidInput(
+                    f"the WHIP endpoint refused the offer ({resp.status}): {_detail(body)}"
+                )
             self.resource = urljoin(self.endpoint, resp.headers.get("Location", ""))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         deadline = time.monotonic() + timeout
         while self.pc.connectionState != "connected":
             if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
                 await self.stop()
-                raise SealscribeError(f"the WHIP connection did not come up "
-                                      f"({self.pc.connectionState})")
+                raise SealscribeError(
+                    f"the WHIP connection did not come up ({self.pc.connectionState})"
+                )
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
         if self.resource is not None:
             resource, self.resource = self.resource, None
             try:
-                async with aiohttp.ClientSession() as http, http.delete(
-                        resource, headers={"Authorization": f"Bearer {self.token}"},
-                        timeout=aiohttp.ClientTimeout(total=10)):
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.delete(
+                        resource,
+                        headers={"Authorization": f"Bearer {self.token}"},
+                        timeout=aiohttp.ClientTimeout(total=10),
+                    ),
+                ):
                     pass
             except (aiohttp.ClientError, TimeoutError):
                 pass  # the server ends the session itself when the connection closes

@@ -32,15 +32,20 @@ MAX_LABEL = 64
 
 def participant_label(name: str | None) -> str:
     """A display name made safe to use as a participant id: printable, one line, bounded."""
-    text = "".join(c if unicodedata.category(c)[0] not in "CZ" or c == " " else " "
-                   for c in (name or ""))
+    text = "".join(
+        c if unicodedata.category(c)[0] not in "CZ" or c == " " else " " for c in (name or "")
+    )
     text = " ".join(text.split())[:MAX_LABEL].strip()
     return text or "participant"
 
 
 class MeetingRoom:
-    def __init__(self, rt: Runtime, meeting: Meeting,
-                 on_participants: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        meeting: Meeting,
+        on_participants: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.rt = rt
         self.policy = MeetingPolicy(rt, meeting)
         self.capture = MeetingCapture(rt, self.policy)
@@ -58,15 +63,21 @@ class MeetingRoom:
         return sorted(self._tracks)
 
     async def start(self) -> None:
-        self._background = [asyncio.create_task(self.policy.watch()),
-                            asyncio.create_task(self.capture.writer())]
+        self._background = [
+            asyncio.create_task(self.policy.watch()),
+            asyncio.create_task(self.capture.writer()),
+        ]
 
     async def __aenter__(self) -> MeetingRoom:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     # -- ParticipantSink -----------------------------------------------------------------
@@ -80,7 +91,7 @@ class MeetingRoom:
         base = label = participant_label(participant)
         n = 2
         while label in self._tracks:
-            label = f"{base[:MAX_LABEL - 5]} ({n})"
+            label = f"{base[: MAX_LABEL - 5]} ({n})"
             n += 1
         task = asyncio.create_task(TrackCapture(self.capture, label, track).run())
         self._tracks[label] = task
@@ -98,8 +109,11 @@ class MeetingRoom:
             del self._tracks[label]
             self._participants_changed()
         if not task.cancelled() and task.exception() is not None:
-            log.error("capture of a participant in meeting %s failed: %s", self.meeting_id,
-                      type(task.exception()).__name__)
+            log.error(
+                "capture of a participant in meeting %s failed: %s",
+                self.meeting_id,
+                type(task.exception()).__name__,
+            )
 
     def _participants_changed(self) -> None:
         if self.on_participants is not None:

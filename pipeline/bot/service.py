@@ -29,9 +29,14 @@ log = logging.getLogger(__name__)
 
 
 class BotService:
-    def __init__(self, rt: Runtime, max_bots: int = 50, lease: float = 15.0,
-                 rescan: float = 5.0,
-                 connector_for: Callable[[str], Connector] = connector_for) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        max_bots: int = 50,
+        lease: float = 15.0,
+        rescan: float = 5.0,
+        connector_for: Callable[[str], Connector] = connector_for,
+    ) -> None:
         self.rt = rt
         self.connector_for = connector_for
         self.max_bots = max_bots
@@ -95,8 +100,7 @@ class BotService:
                         await asyncio.to_thread(store.release, meeting_id, self.owner)
                     continue
                 try:
-                    held = await asyncio.to_thread(store.renew, meeting_id, self.owner,
-                                                   self.lease)
+                    held = await asyncio.to_thread(store.renew, meeting_id, self.owner, self.lease)
                 except StoreUnavailable:
                     continue  # keep running; the lease outlives a short outage
                 if not held:

@@ -77,8 +77,13 @@ class WhipIngest:
         """Answer a publisher's offer; returns (session id, SDP answer)."""
         check_offer(sdp)
         pc = RTCPeerConnection(rtc_configuration())
-        session = WhipSession("w_" + secrets.token_hex(8), meeting.id, meeting.tenant_id,
-                              participant_label(participant), pc)
+        session = WhipSession(
+            "w_" + secrets.token_hex(8),
+            meeting.id,
+            meeting.tenant_id,
+            participant_label(participant),
+            pc,
+        )
         room = await self._room(meeting)
 
         @pc.on("track")
@@ -141,9 +146,18 @@ class WhipIngest:
 
 #: what aiortc raises for an offer it cannot take: its parser asserts, converts with int() and
 #: looks codecs up by name; negotiation raises its own errors
-_OFFER_REFUSED = (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError,
-                  rtc_errors.InternalError, rtc_errors.InvalidAccessError,
-                  rtc_errors.InvalidStateError, rtc_errors.OperationError)
+_OFFER_REFUSED = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AssertionError,
+    AttributeError,
+    rtc_errors.InternalError,
+    rtc_errors.InvalidAccessError,
+    rtc_errors.InvalidStateError,
+    rtc_errors.OperationError,
+)
 
 
 def _reason(exc: BaseException, sdp: str) -> str:

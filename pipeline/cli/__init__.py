@@ -33,13 +33,17 @@ meeting.app.command("transcript")(work.transcript)
 
 @app.command("demo")
 @guarded
-def demo(seconds: float | None = typer.Option(None, "--seconds", min=2,
-                                               help="Publish only this much of the meeting."),
-         serve: bool = typer.Option(False, "--serve",
-                                    help="Keep the API and console running afterwards."),
-         host: str = typer.Option("127.0.0.1", "--host", help="With --serve: address."),
-         port: int = typer.Option(8080, "--port", help="With --serve: port."),
-         as_json: bool = JsonOption) -> None:
+def demo(
+    seconds: float | None = typer.Option(
+        None, "--seconds", min=2, help="Publish only this much of the meeting."
+    ),
+    serve: bool = typer.Option(
+        False, "--serve", help="Keep the API and console running afterwards."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --serve: address."),
+    port: int = typer.Option(8080, "--port", help="With --serve: port."),
+    as_json: bool = JsonOption,
+) -> None:
     """The embedded default: a four-person meeting over WebRTC, sealed, transcribed live."""
     from pipeline.config import get_settings
     from pipeline.demo import private_redis
@@ -51,15 +55,21 @@ def demo(seconds: float | None = typer.Option(None, "--seconds", min=2,
 
     with private_redis(get_settings().redis_url) as private:
         if private is not None:
-            say(f"(Redis is not reachable at {get_settings().redis_url}: started a private "
-                "redis-server for this demo)")
+            say(
+                f"(Redis is not reachable at {get_settings().redis_url}: started a private "
+                "redis-server for this demo)"
+            )
             os.environ["SEALSCRIBE_REDIS_URL"] = private
             get_settings.cache_clear()
             use_broker(private)
         result = run_demo(runtime(), say, seconds, serve, host, port)
     emit(as_json, result, lambda: None)
-    if not result.audit_intact or result.readable_after_delete or result.plaintext_found \
-            or result.audio_left:
+    if (
+        not result.audit_intact
+        or result.readable_after_delete
+        or result.plaintext_found
+        or result.audio_left
+    ):
         raise typer.Exit(1)
 
 

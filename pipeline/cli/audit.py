@@ -16,21 +16,30 @@ TenantOption = typer.Option(..., "--tenant", "-t", help="Tenant id.")
 
 @app.command("show")
 @guarded
-def show(tenant: str = TenantOption,
-         offset: int = typer.Option(0, "--offset", min=0, help="First entry to show."),
-         limit: int = typer.Option(100, "--limit", min=1, max=10000, help="Entries to show."),
-         as_json: bool = JsonOption) -> None:
+def show(
+    tenant: str = TenantOption,
+    offset: int = typer.Option(0, "--offset", min=0, help="First entry to show."),
+    limit: int = typer.Option(100, "--limit", min=1, max=10000, help="Entries to show."),
+    as_json: bool = JsonOption,
+) -> None:
     """Show audit entries, oldest first."""
     entries = services.audit_show(runtime(), tenant, offset, limit)
 
     def human() -> None:
-        table = Table("#", "time (UTC)", "action", "purpose", "meeting", "version", "outcome",
-                      "actor")
+        table = Table(
+            "#", "time (UTC)", "action", "purpose", "meeting", "version", "outcome", "actor"
+        )
         for e in entries:
-            table.add_row(str(e.seq), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at)),
-                          e.action, e.purpose or "", e.meeting or "",
-                          "" if e.key_version is None else str(e.key_version), e.outcome,
-                          e.actor)
+            table.add_row(
+                str(e.seq),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at)),
+                e.action,
+                e.purpose or "",
+                e.meeting or "",
+                "" if e.key_version is None else str(e.key_version),
+                e.outcome,
+                e.actor,
+            )
         console.print(table)
 
     emit(as_json, entries, human)

@@ -29,26 +29,36 @@ def _describe(m: Meeting) -> str:
 
 @app.command("create")
 @guarded
-def create(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
-           transcription: Switch = typer.Option(Switch.off, "--transcription",
-                                                help="Transcribe from the start (off by default)."),
-           language: str | None = typer.Option(None, "--language", "-l",
-                                               help="Spoken language (ISO 639-1); default: "
-                                                    "detect (English with tiny.en)."),
-           translate: bool = typer.Option(False, "--translate",
-                                          help="Translate speech into English text."),
-           as_json: bool = JsonOption) -> None:
+def create(
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+    transcription: Switch = typer.Option(
+        Switch.off, "--transcription", help="Transcribe from the start (off by default)."
+    ),
+    language: str | None = typer.Option(
+        None,
+        "--language",
+        "-l",
+        help="Spoken language (ISO 639-1); default: detect (English with tiny.en).",
+    ),
+    translate: bool = typer.Option(
+        False, "--translate", help="Translate speech into English text."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
     """Create a meeting with its own data keys. Transcription is off unless switched on."""
-    meeting = services.create_meeting(runtime(), tenant, transcription is Switch.on, language,
-                                      translate)
+    meeting = services.create_meeting(
+        runtime(), tenant, transcription is Switch.on, language, translate
+    )
     emit(as_json, meeting, lambda: console.print(_describe(meeting)))
 
 
 @app.command("transcription")
 @guarded
-def transcription(meeting: str = typer.Argument(..., help="Meeting id."),
-                  state: Switch = typer.Argument(..., help="on or off."),
-                  as_json: bool = JsonOption) -> None:
+def transcription(
+    meeting: str = typer.Argument(..., help="Meeting id."),
+    state: Switch = typer.Argument(..., help="on or off."),
+    as_json: bool = JsonOption,
+) -> None:
     """Switch transcription on or off, also mid-call."""
     m = services.set_transcription(runtime(), meeting, state is Switch.on)
     emit(as_json, m, lambda: console.print(_describe(m)))
@@ -56,8 +66,9 @@ def transcription(meeting: str = typer.Argument(..., help="Meeting id."),
 
 @app.command("show")
 @guarded
-def show(meeting: str = typer.Argument(..., help="Meeting id."),
-         as_json: bool = JsonOption) -> None:
+def show(
+    meeting: str = typer.Argument(..., help="Meeting id."), as_json: bool = JsonOption
+) -> None:
     """One meeting's policy."""
     m = services.get_meeting(runtime(), meeting)
     emit(as_json, m, lambda: console.print(_describe(m)))
@@ -65,16 +76,21 @@ def show(meeting: str = typer.Argument(..., help="Meeting id."),
 
 @app.command("list")
 @guarded
-def list_(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
-          as_json: bool = JsonOption) -> None:
+def list_(
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."), as_json: bool = JsonOption
+) -> None:
     """A tenant's meetings."""
     meetings = services.list_meetings(runtime(), tenant)
 
     def human() -> None:
         table = Table("meeting", "created", "transcription", "opted out")
         for m in meetings:
-            table.add_row(m.id, time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created)),
-                          "on" if m.transcription else "off", str(len(m.opted_out)))
+            table.add_row(
+                m.id,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created)),
+                "on" if m.transcription else "off",
+                str(len(m.opted_out)),
+            )
         console.print(table)
 
     emit(as_json, meetings, human)
@@ -82,9 +98,11 @@ def list_(tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
 
 @app.command("delete")
 @guarded
-def delete(meeting: str = typer.Argument(..., help="Meeting id."),
-           yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
-           as_json: bool = JsonOption) -> None:
+def delete(
+    meeting: str = typer.Argument(..., help="Meeting id."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
+    as_json: bool = JsonOption,
+) -> None:
     """Crypto-shred a meeting: its keys are destroyed, then every record. Irreversible."""
     rt = runtime()
     services.get_meeting(rt, meeting)  # NotFound before asking anything
@@ -93,14 +111,18 @@ def delete(meeting: str = typer.Argument(..., help="Meeting id."),
             raise InvalidInput("deleting is irreversible: pass --yes to confirm")
         typer.confirm(f"Destroy meeting {meeting} and everything in it?", abort=True)
     services.delete_meeting(rt, meeting)
-    emit(as_json, {"deleted": meeting}, lambda: console.print(
-        f"meeting {meeting} crypto-shredded and deleted"))
+    emit(
+        as_json,
+        {"deleted": meeting},
+        lambda: console.print(f"meeting {meeting} crypto-shredded and deleted"),
+    )
 
 
 @app.command("privacy")
 @guarded
-def privacy(meeting: str = typer.Argument(..., help="Meeting id."),
-            as_json: bool = JsonOption) -> None:
+def privacy(
+    meeting: str = typer.Argument(..., help="Meeting id."), as_json: bool = JsonOption
+) -> None:
     """When transcription was on, who opened what and why, what was purged, audit status."""
     from pipeline.services.privacy import privacy_report
 
@@ -110,8 +132,9 @@ def privacy(meeting: str = typer.Argument(..., help="Meeting id."),
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
     def human() -> None:
-        console.print(f"[bold]privacy report for meeting {report.meeting_id}[/] "
-                      f"(tenant {report.tenant_id})")
+        console.print(
+            f"[bold]privacy report for meeting {report.meeting_id}[/] (tenant {report.tenant_id})"
+        )
         console.print(f"transcription now: {'ON' if report.transcription_now else 'OFF'}")
         for at, state, actor in report.switches:
             console.print(f"  {when(at)}  switched {state} by {actor}")
@@ -123,8 +146,10 @@ def privacy(meeting: str = typer.Argument(..., help="Meeting id."),
         console.print(table)
         purged = ", ".join(f"{n} {why}" for why, n in sorted(report.purged.items())) or "none"
         console.print(f"segments purged untranscribed: {purged}")
-        console.print(f"stored now: {report.transcript_segments} sealed transcript segments, "
-                      f"{report.audio_pending} sealed audio segments waiting")
+        console.print(
+            f"stored now: {report.transcript_segments} sealed transcript segments, "
+            f"{report.audio_pending} sealed audio segments waiting"
+        )
         chain = "[green]intact[/]" if report.audit_intact else "[bold red]TAMPERED[/]"
         console.print(f"audit chain: {chain}")
         for problem in report.audit_problems:
@@ -135,7 +160,8 @@ def privacy(meeting: str = typer.Argument(..., help="Meeting id."),
 
 def _bot_line(b: BotStatus) -> str:
     colour = {"in_meeting": "green", "failed": "red", "reconnecting": "yellow"}.get(
-        b.state.value, "white")
+        b.state.value, "white"
+    )
     line = f"bot in {b.target}: [bold {colour}]{b.state.value.replace('_', ' ')}[/]"
     if b.reason:
         line += f" ({b.reason})"
@@ -146,11 +172,14 @@ def _bot_line(b: BotStatus) -> str:
 
 @app.command("join")
 @guarded
-def join(meeting: str = typer.Argument(..., help="Meeting id."),
-         url: str = typer.Argument(..., help="janus://HOST:PORT/ROOM[?pin=...&secret=...]"),
-         wait: float = typer.Option(0, "--wait", min=0,
-                                    help="Seconds to wait for the bot to be in the meeting."),
-         as_json: bool = JsonOption) -> None:
+def join(
+    meeting: str = typer.Argument(..., help="Meeting id."),
+    url: str = typer.Argument(..., help="janus://HOST:PORT/ROOM[?pin=...&secret=...]"),
+    wait: float = typer.Option(
+        0, "--wait", min=0, help="Seconds to wait for the bot to be in the meeting."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
     """Send the bot into a meeting (a `sealscribe bots` process carries it out)."""
     from pipeline.services.bots import bot_status, join_meeting
 
@@ -169,8 +198,9 @@ def join(meeting: str = typer.Argument(..., help="Meeting id."),
 
 @app.command("leave")
 @guarded
-def leave(meeting: str = typer.Argument(..., help="Meeting id."),
-          as_json: bool = JsonOption) -> None:
+def leave(
+    meeting: str = typer.Argument(..., help="Meeting id."), as_json: bool = JsonOption
+) -> None:
     """Call the bot back from a meeting."""
     from pipeline.services.bots import leave_meeting
 
@@ -180,8 +210,7 @@ def leave(meeting: str = typer.Argument(..., help="Meeting id."),
 
 @app.command("bot")
 @guarded
-def bot(meeting: str = typer.Argument(..., help="Meeting id."),
-        as_json: bool = JsonOption) -> None:
+def bot(meeting: str = typer.Argument(..., help="Meeting id."), as_json: bool = JsonOption) -> None:
     """Where the meeting's bot is: joining, in meeting, reconnecting, left, failed (why)."""
     from pipeline.services.bots import bot_status
 

@@ -12,8 +12,10 @@ from pipeline.cli.output import guarded, runtime
 
 
 @guarded
-def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-          port: int = typer.Option(8080, "--port", min=1, max=65535)) -> None:
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+) -> None:
     """Serve the HTTP API (and WHIP ingest)."""
     import uvicorn
 
@@ -21,17 +23,30 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to liste
 
     # uvicorn's access log would record URLs (ids only) but its handlers are not ours:
     # keep it off and let our redacting handlers carry warnings and errors.
-    uvicorn.run(create_app(runtime()), host=host, port=port, access_log=False,
-                log_config=None, server_header=False)
+    uvicorn.run(
+        create_app(runtime()),
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
 
 
 @guarded
-def bots(max_bots: int = typer.Option(50, "--max", min=1,
-                                      help="Most meetings this process runs bots in."),
-         metrics_port: int = typer.Option(0, "--metrics-port", min=0, max=65535,
-                                          help="Serve Prometheus metrics on this port "
-                                               "(0: off)."),
-         metrics_host: str = typer.Option("127.0.0.1", "--metrics-host")) -> None:
+def bots(
+    max_bots: int = typer.Option(
+        50, "--max", min=1, help="Most meetings this process runs bots in."
+    ),
+    metrics_port: int = typer.Option(
+        0,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on this port (0: off).",
+    ),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
+) -> None:
     """Run the bot service: takes join requests and keeps each bot in its meeting."""
     from prometheus_client import start_http_server
 

@@ -17,15 +17,17 @@ app = typer.Typer(help="Tenants (customers) and their API tokens.", no_args_is_h
 
 @app.command("create")
 @guarded
-def create(name: str = typer.Argument(..., help="Display name of the tenant."),
-           as_json: bool = JsonOption) -> None:
+def create(
+    name: str = typer.Argument(..., help="Display name of the tenant."), as_json: bool = JsonOption
+) -> None:
     """Create a tenant with its own key; prints the tenant id and its API token (once)."""
     tenant, token = services.create_tenant(runtime(), name)
 
     def human() -> None:
         console.print(f"tenant [bold]{tenant.id}[/] created ({tenant.name})")
-        console.print(f"API token (shown once, keep it secret): {token}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"API token (shown once, keep it secret): {token}", highlight=False, soft_wrap=True
+        )
 
     emit(as_json, {"tenant": tenant, "token": token}, human)
 
@@ -47,22 +49,31 @@ def list_(as_json: bool = JsonOption) -> None:
 
 @app.command("export")
 @guarded
-def export(tenant: str = typer.Argument(..., help="Tenant id."),
-           out: Path = typer.Option(..., "--out", "-o", help="The ZIP archive to write."),
-           as_json: bool = JsonOption) -> None:
+def export(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    out: Path = typer.Option(..., "--out", "-o", help="The ZIP archive to write."),
+    as_json: bool = JsonOption,
+) -> None:
     """Everything the tenant owns in one archive: transcripts (JSON, WebVTT), meeting
     metadata, audit log. Opened with the tenant's key, purpose `deliver`."""
     report = services.export_tenant(runtime(), tenant, out)
-    emit(as_json, report, lambda: console.print(
-        f"wrote {report.path}: {report.meetings} meetings, {report.transcript_segments} "
-        f"transcript segments, {report.audit_entries} audit entries"))
+    emit(
+        as_json,
+        report,
+        lambda: console.print(
+            f"wrote {report.path}: {report.meetings} meetings, {report.transcript_segments} "
+            f"transcript segments, {report.audit_entries} audit entries"
+        ),
+    )
 
 
 @app.command("erase")
 @guarded
-def erase(tenant: str = typer.Argument(..., help="Tenant id."),
-          yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
-          as_json: bool = JsonOption) -> None:
+def erase(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
+    as_json: bool = JsonOption,
+) -> None:
     """Crypto-shred every data key, delete every record, revoke the key. Irreversible."""
     rt = runtime()
     services.get_tenant(rt, tenant)
@@ -71,23 +82,36 @@ def erase(tenant: str = typer.Argument(..., help="Tenant id."),
             raise InvalidInput("erasing is irreversible: pass --yes to confirm")
         typer.confirm(f"Erase tenant {tenant} and everything it owns?", abort=True)
     report = services.erase_tenant(rt, tenant)
-    emit(as_json, report, lambda: console.print(
-        f"tenant {tenant} erased: {report.meetings} meetings shredded, key revoked"))
+    emit(
+        as_json,
+        report,
+        lambda: console.print(
+            f"tenant {tenant} erased: {report.meetings} meetings shredded, key revoked"
+        ),
+    )
 
 
 @app.command("retention")
 @guarded
-def retention(tenant: str = typer.Argument(..., help="Tenant id."),
-              transcripts: int | None = typer.Option(None, "--transcripts",
-                                                     help="Seconds a transcript is kept."),
-              audio: int | None = typer.Option(None, "--audio",
-                                               help="Longest seconds audio may wait "
-                                                    "untranscribed."),
-              as_json: bool = JsonOption) -> None:
+def retention(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    transcripts: int | None = typer.Option(
+        None, "--transcripts", help="Seconds a transcript is kept."
+    ),
+    audio: int | None = typer.Option(
+        None, "--audio", help="Longest seconds audio may wait untranscribed."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
     """Show or set how long the tenant's content may live (applies to new content)."""
     from pipeline.services.retention import set_retention
 
     kept = set_retention(runtime(), tenant, transcripts, audio)
-    emit(as_json, kept, lambda: console.print(
-        f"tenant {tenant}: transcripts kept {kept.transcript_ttl} s, audio waits at most "
-        f"{kept.audio_ttl} s"))
+    emit(
+        as_json,
+        kept,
+        lambda: console.print(
+            f"tenant {tenant}: transcripts kept {kept.transcript_ttl} s, audio waits at most "
+            f"{kept.audio_ttl} s"
+        ),
+    )

@@ -20,17 +20,26 @@ from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 
 
 @guarded
-def worker(concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
-                                           help="Worker processes (default: one per core)."),
-           loglevel: str = typer.Option("info", "--loglevel", help="Celery log level."),
-           beat: bool = typer.Option(False, "--beat",
-                                     help="Also run the periodic retention purge (run it in "
-                                          "exactly one worker)."),
-           metrics_port: int = typer.Option(0, "--metrics-port", min=0, max=65535,
-                                            help="Serve Prometheus metrics, summed over the "
-                                                 "worker's processes, on this port (0: off)."),
-           metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
-           as_json: bool = JsonOption) -> None:
+def worker(
+    concurrency: int = typer.Option(
+        0, "--concurrency", "-c", min=0, help="Worker processes (default: one per core)."
+    ),
+    loglevel: str = typer.Option("info", "--loglevel", help="Celery log level."),
+    beat: bool = typer.Option(
+        False,
+        "--beat",
+        help="Also run the periodic retention purge (run it in exactly one worker).",
+    ),
+    metrics_port: int = typer.Option(
+        0,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics, summed over the worker's processes, on this port (0: off).",
+    ),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
+    as_json: bool = JsonOption,
+) -> None:
     """Start a Celery worker that transcribes sealed audio."""
     made = _multiprocess_metrics_dir() if metrics_port else None
     from workers.app import app as celery_app
@@ -44,9 +53,19 @@ def worker(concurrency: int = typer.Option(0, "--concurrency", "-c", min=0,
             from workers.metrics import serve as serve_metrics
 
             serve_metrics(metrics_port, metrics_host)
-        celery_app.worker_main(["worker", f"--concurrency={procs}", f"--loglevel={loglevel}",
-                                "--pool=prefork", "--without-gossip", "--without-mingle",
-                                "-Q", "sealscribe", *(["--beat"] if beat else [])])
+        celery_app.worker_main(
+            [
+                "worker",
+                f"--concurrency={procs}",
+                f"--loglevel={loglevel}",
+                "--pool=prefork",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                "sealscribe",
+                *(["--beat"] if beat else []),
+            ]
+        )
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
@@ -69,14 +88,16 @@ def _multiprocess_metrics_dir() -> Path | None:
 
 
 @guarded
-def transcribe(file: Path = typer.Argument(..., help="Audio or video file (any format FFmpeg "
-                                                     "reads)."),
-               tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
-               meeting: str | None = typer.Option(None, "--meeting", "-m",
-                                                  help="Existing meeting (default: a new one)."),
-               fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
-               timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait."),
-               as_json: bool = JsonOption) -> None:
+def transcribe(
+    file: Path = typer.Argument(..., help="Audio or video file (any format FFmpeg reads)."),
+    tenant: str = typer.Option(..., "--tenant", "-t", help="Tenant id."),
+    meeting: str | None = typer.Option(
+        None, "--meeting", "-m", help="Existing meeting (default: a new one)."
+    ),
+    fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
+    timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait."),
+    as_json: bool = JsonOption,
+) -> None:
     """Transcribe a recorded file through the same sealed path as live audio."""
     from workers.client import workers_alive
 
@@ -86,27 +107,43 @@ def transcribe(file: Path = typer.Argument(..., help="Audio or video file (any f
     if not workers_alive():
         raise Conflict("no worker is running: start one with `sealscribe worker`")
     job = submit_file(rt, file, tenant, meeting)
-    with Progress(TextColumn("[bold]transcribing[/]"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, disable=as_json,
-                  transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]transcribing[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
+        transient=True,
+    ) as bar:
         task = bar.add_task("segments", total=max(job.segments, 1))
         wait_for(rt, job, lambda done, total: bar.update(task, completed=done), timeout)
     segments = read_transcript(rt, job.meeting.id)
     if as_json:
         # the transcript in its JSON export format (text included: the user asked for it)
-        emit(True, {"meeting": job.meeting.id, "segments": job.segments,
-                    "audio_seconds": job.audio_seconds,
-                    "transcript": json.loads(render(segments, "json"))}, lambda: None)
+        emit(
+            True,
+            {
+                "meeting": job.meeting.id,
+                "segments": job.segments,
+                "audio_seconds": job.audio_seconds,
+                "transcript": json.loads(render(segments, "json")),
+            },
+            lambda: None,
+        )
     else:
-        err_console.print(f"meeting {job.meeting.id}: {job.segments} segments, "
-                          f"{job.audio_seconds:.1f} s of audio")
+        err_console.print(
+            f"meeting {job.meeting.id}: {job.segments} segments, {job.audio_seconds:.1f} s of audio"
+        )
         print(render(segments, fmt), end="")
 
 
 @guarded
-def transcript(meeting: str = typer.Argument(..., help="Meeting id."),
-               fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
-               as_json: bool = JsonOption) -> None:
+def transcript(
+    meeting: str = typer.Argument(..., help="Meeting id."),
+    fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
+    as_json: bool = JsonOption,
+) -> None:
     """Export a meeting's transcript (opened with your key, purpose `deliver`)."""
     if fmt not in FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}")
@@ -115,9 +152,11 @@ def transcript(meeting: str = typer.Argument(..., help="Meeting id."),
 
 
 @guarded
-def scan(canary: str = typer.Option(..., "--canary", help="Text that must be found nowhere."),
-         log_dir: list[Path] = typer.Option([], "--log-dir", help="Extra log directories."),
-         as_json: bool = JsonOption) -> None:
+def scan(
+    canary: str = typer.Option(..., "--canary", help="Text that must be found nowhere."),
+    log_dir: list[Path] = typer.Option([], "--log-dir", help="Extra log directories."),
+    as_json: bool = JsonOption,
+) -> None:
     """Search Redis (Celery's keys too), $SEALSCRIBE_HOME, logs and the temp directory for
     plaintext. Exit 1 if the canary is found anywhere."""
     settings = get_settings()
@@ -126,8 +165,10 @@ def scan(canary: str = typer.Option(..., "--canary", help="Text that must be fou
 
     def human() -> None:
         if not findings:
-            console.print("[green]canary found nowhere[/]: Redis, "
-                          f"{settings.home}, logs and temp directory are clean")
+            console.print(
+                "[green]canary found nowhere[/]: Redis, "
+                f"{settings.home}, logs and temp directory are clean"
+            )
         for f in findings:
             console.print(f"[bold red]FOUND[/] in {f.where}: {f.name}")
 

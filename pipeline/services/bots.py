@@ -15,22 +15,24 @@ from pipeline.runtime import Runtime
 __all__ = ["bot_status", "join_meeting", "leave_meeting"]
 
 
-def join_meeting(rt: Runtime, meeting_id: str, url: str,
-                 tenant_id: str | None = None) -> BotStatus:
+def join_meeting(rt: Runtime, meeting_id: str, url: str, tenant_id: str | None = None) -> BotStatus:
     from pipeline.bot.connectors import connector_for  # the bot stack, only when joining
 
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     described = connector_for(url).describe()  # InvalidInput names what is wrong
     if rt.store.tenants.get(meeting.tenant_id).revoked:
-        raise KeyRevoked(f"the key of tenant {meeting.tenant_id} was revoked: nothing can be "
-                         "captured")
+        raise KeyRevoked(
+            f"the key of tenant {meeting.tenant_id} was revoked: nothing can be captured"
+        )
     current = rt.store.bots.get(meeting.id)
     if current is not None and not current.state.final and rt.store.bots.wanted(meeting.id):
-        raise Conflict(f"a bot is already {current.state.value} for meeting {meeting.id}; "
-                       f"call it back first")
+        raise Conflict(
+            f"a bot is already {current.state.value} for meeting {meeting.id}; call it back first"
+        )
     status = rt.store.bots.request_join(meeting.id, url, described)
-    rt.keys.audit.record(meeting.tenant_id, "bot", actor=rt.actor, outcome="join",
-                         meeting=meeting.id)
+    rt.keys.audit.record(
+        meeting.tenant_id, "bot", actor=rt.actor, outcome="join", meeting=meeting.id
+    )
     return status
 
 
@@ -39,8 +41,9 @@ def leave_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) ->
     if rt.store.bots.get(meeting.id) is None:
         raise NotFound(f"no bot was sent to meeting {meeting.id}")
     rt.store.bots.request_leave(meeting.id)
-    rt.keys.audit.record(meeting.tenant_id, "bot", actor=rt.actor, outcome="leave",
-                         meeting=meeting.id)
+    rt.keys.audit.record(
+        meeting.tenant_id, "bot", actor=rt.actor, outcome="leave", meeting=meeting.id
+    )
     return bot_status(rt, meeting.id)
 
 

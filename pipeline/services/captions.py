@@ -40,8 +40,14 @@ class Caption:
 
     def to_dict(self) -> dict[str, object]:
         s = self.segment
-        return {"cursor": self.cursor, "participant": s.participant_id, "start_ms": s.start_ms,
-                "end_ms": s.end_ms, "text": s.text, "language": s.language}
+        return {
+            "cursor": self.cursor,
+            "participant": s.participant_id,
+            "start_ms": s.start_ms,
+            "end_ms": s.end_ms,
+            "text": s.text,
+            "language": s.language,
+        }
 
 
 def parse_cursor(cursor: str | None) -> str:
@@ -51,8 +57,9 @@ def parse_cursor(cursor: str | None) -> str:
     return cursor
 
 
-async def follow_captions(rt: Runtime, meeting: Meeting, cursor: str = "0",
-                          block_ms: int = 1000) -> AsyncGenerator[Caption, None]:
+async def follow_captions(
+    rt: Runtime, meeting: Meeting, cursor: str = "0", block_ms: int = 1000
+) -> AsyncGenerator[Caption, None]:
     """Captions after ``cursor`` until the caller stops iterating."""
     cursor = "$" if faults.on("captions-ignore-cursor") else parse_cursor(cursor)
     client = aioredis.Redis.from_url(rt.settings.redis_url, socket_connect_timeout=5)
@@ -71,11 +78,13 @@ async def follow_captions(rt: Runtime, meeting: Meeting, cursor: str = "0",
             if not entries:
                 continue
             sids = [as_str(fields[b"sid"]) for _, fields in entries]
-            sealed = await asyncio.to_thread(rt.store.segments.transcript_segments,
-                                             meeting.id, sids)
+            sealed = await asyncio.to_thread(
+                rt.store.segments.transcript_segments, meeting.id, sids
+            )
             if key is None and sealed:
-                key = await asyncio.to_thread(data_key, rt, meeting, KeyUse.TRANSCRIPT,
-                                              Purpose.DELIVER)
+                key = await asyncio.to_thread(
+                    data_key, rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER
+                )
             by_sid = {s.segment_id: s for s in sealed}
             for entry_id, fields in entries:
                 cursor = as_str(entry_id)

@@ -77,8 +77,9 @@ def migrate_keys(rt: Runtime, tenant_id: str, to: str) -> RotationReport:
         raise InvalidInput("migrating to transit needs SEALSCRIBE_TRANSIT_ADDR and a token")
     rt.store.tenants.set_key_provider(tenant_id, to)
     version = rt.keys.create_tenant_key(tenant_id, rt.actor)
-    rt.keys.audit.record(tenant_id, "migrate", actor=rt.actor, outcome=f"to-{to}",
-                         key_version=version)
+    rt.keys.audit.record(
+        tenant_id, "migrate", actor=rt.actor, outcome=f"to-{to}", key_version=version
+    )
     return RotationReport(version, rt.keys.rewrap_pending(tenant_id, rt.actor))
 
 
@@ -87,8 +88,7 @@ def import_key(rt: Runtime, tenant_id: str, material: bytes) -> RotationReport:
     return rt.keys.import_key(tenant_id, material, rt.actor)
 
 
-def audit_show(rt: Runtime, tenant_id: str, offset: int = 0,
-               limit: int = 100) -> list[AuditEntry]:
+def audit_show(rt: Runtime, tenant_id: str, offset: int = 0, limit: int = 100) -> list[AuditEntry]:
     rt.store.tenants.get(tenant_id)
     if limit <= 0:
         return []

@@ -30,8 +30,13 @@ __all__ = [
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 
 
-def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False,
-                   language: str | None = None, translate: bool = False) -> Meeting:
+def create_meeting(
+    rt: Runtime,
+    tenant_id: str,
+    transcription: bool = False,
+    language: str | None = None,
+    translate: bool = False,
+) -> Meeting:
     """A new meeting with fresh audio and transcript data keys, wrapped by the tenant key.
 
     Transcription is **off** unless ``transcription=True``. ``language`` (ISO 639-1, e.g.
@@ -39,21 +44,26 @@ def create_meeting(rt: Runtime, tenant_id: str, transcription: bool = False,
     Both need a multilingual model (``SEALSCRIBE_MODEL=base``) unless the language is
     English."""
     if language is not None and not _LANGUAGE_RE.match(language):
-        raise InvalidInput(f"language must be an ISO 639-1 code such as 'en' or 'fr', "
-                           f"got {language!r}")
+        raise InvalidInput(
+            f"language must be an ISO 639-1 code such as 'en' or 'fr', got {language!r}"
+        )
     if (translate or language not in (None, "en")) and not is_multilingual(rt.settings.model):
-        raise InvalidInput(f"the model {rt.settings.model!r} knows English only; other "
-                           "languages and translation need SEALSCRIBE_MODEL=base")
+        raise InvalidInput(
+            f"the model {rt.settings.model!r} knows English only; other "
+            "languages and translation need SEALSCRIBE_MODEL=base"
+        )
     if rt.store.tenants.get(tenant_id).revoked:  # NotFound for an unknown tenant, too
         raise KeyRevoked(f"the key of tenant {tenant_id} was revoked")
     meeting_id = MeetingStore.new_id()
     wrapped = {
-        use: rt.keys.wrap(KeyContext(tenant_id, meeting_id, use), DataKey.generate(),
-                          Purpose.TRANSCRIBE, rt.actor)
+        use: rt.keys.wrap(
+            KeyContext(tenant_id, meeting_id, use), DataKey.generate(), Purpose.TRANSCRIBE, rt.actor
+        )
         for use in KeyUse
     }
-    return rt.store.meetings.create(meeting_id, tenant_id, transcription, wrapped, language,
-                                    translate)
+    return rt.store.meetings.create(
+        meeting_id, tenant_id, transcription, wrapped, language, translate
+    )
 
 
 def get_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:
@@ -65,24 +75,35 @@ def list_meetings(rt: Runtime, tenant_id: str) -> list[Meeting]:
     return rt.store.meetings.list(tenant_id)
 
 
-def set_transcription(rt: Runtime, meeting_id: str, on: bool,
-                      tenant_id: str | None = None) -> Meeting:
+def set_transcription(
+    rt: Runtime, meeting_id: str, on: bool, tenant_id: str | None = None
+) -> Meeting:
     """Switch transcription for a meeting, also mid-call; effective for the next segment."""
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     rt.store.meetings.set_transcription(meeting_id, on)
-    rt.keys.audit.record(meeting.tenant_id, "transcription", actor=rt.actor,
-                         outcome="on" if on else "off", meeting=meeting_id)
+    rt.keys.audit.record(
+        meeting.tenant_id,
+        "transcription",
+        actor=rt.actor,
+        outcome="on" if on else "off",
+        meeting=meeting_id,
+    )
     return rt.store.meetings.get(meeting_id)
 
 
-def set_consent(rt: Runtime, meeting_id: str, participant_id: str, opted_out: bool,
-                tenant_id: str | None = None) -> Meeting:
+def set_consent(
+    rt: Runtime, meeting_id: str, participant_id: str, opted_out: bool, tenant_id: str | None = None
+) -> Meeting:
     """A participant opts out of (or back into) having their own audio transcribed."""
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     rt.store.meetings.set_opt_out(meeting_id, participant_id, opted_out)
-    rt.keys.audit.record(meeting.tenant_id, "consent", actor=rt.actor,
-                         outcome=f"{participant_id}:{'opted-out' if opted_out else 'opted-in'}",
-                         meeting=meeting_id)
+    rt.keys.audit.record(
+        meeting.tenant_id,
+        "consent",
+        actor=rt.actor,
+        outcome=f"{participant_id}:{'opted-out' if opted_out else 'opted-in'}",
+        meeting=meeting_id,
+    )
     return rt.store.meetings.get(meeting_id)
 
 
@@ -90,8 +111,14 @@ def data_key(rt: Runtime, meeting: Meeting, use: KeyUse, purpose: Purpose) -> Da
     """Unwrap one of the meeting's data keys for ``purpose`` (audited). Refused outright,
     before any key use (but audited), once the tenant has revoked its key."""
     if rt.store.tenants.get(meeting.tenant_id).revoked:
-        rt.keys.audit.record(meeting.tenant_id, "unwrap", actor=rt.actor, outcome="KeyRevoked",
-                             meeting=meeting.id, purpose=Purpose(purpose).value)
+        rt.keys.audit.record(
+            meeting.tenant_id,
+            "unwrap",
+            actor=rt.actor,
+            outcome="KeyRevoked",
+            meeting=meeting.id,
+            purpose=Purpose(purpose).value,
+        )
         raise KeyRevoked(f"the key of tenant {meeting.tenant_id} was revoked")
     context = KeyContext(meeting.tenant_id, meeting.id, use)
     wrapped = rt.store.meetings.wrapped_key(meeting.id, use)

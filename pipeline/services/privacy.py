@@ -33,21 +33,21 @@ class PrivacyReport:
 
 def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> PrivacyReport:
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
-    entries: list[AuditEntry] = [e for e in rt.keys.audit.entries(meeting.tenant_id)
-                                 if e.meeting == meeting.id]
+    entries: list[AuditEntry] = [
+        e for e in rt.keys.audit.entries(meeting.tenant_id) if e.meeting == meeting.id
+    ]
     verdict = audit_verify(rt, meeting.tenant_id)
-    uses = Counter(f"{e.purpose} by {e.actor}: {e.outcome}" for e in entries
-                   if e.action == "unwrap")
+    uses = Counter(
+        f"{e.purpose} by {e.actor}: {e.outcome}" for e in entries if e.action == "unwrap"
+    )
     return PrivacyReport(
         meeting_id=meeting.id,
         tenant_id=meeting.tenant_id,
         transcription_now=meeting.transcription,
-        switches=tuple((e.at, e.outcome, e.actor) for e in entries
-                       if e.action == "transcription"),
+        switches=tuple((e.at, e.outcome, e.actor) for e in entries if e.action == "transcription"),
         key_uses=dict(uses),
         purged=dict(Counter(e.outcome for e in entries if e.action == "purge")),
-        consent_changes=tuple((e.at, e.outcome, e.actor) for e in entries
-                              if e.action == "consent"),
+        consent_changes=tuple((e.at, e.outcome, e.actor) for e in entries if e.action == "consent"),
         transcript_segments=rt.store.segments.transcript_count(meeting.id),
         audio_pending=rt.store.segments.pending_count(meeting.id),
         audit_intact=verdict.ok,

@@ -36,15 +36,20 @@ class PurgeReport:
 
 
 def retention(rt: Runtime, tenant: Tenant) -> Retention:
-    return Retention(tenant.transcript_ttl or rt.settings.transcript_ttl,
-                     tenant.audio_ttl or rt.settings.audio_ttl)
+    return Retention(
+        tenant.transcript_ttl or rt.settings.transcript_ttl,
+        tenant.audio_ttl or rt.settings.audio_ttl,
+    )
 
 
-def set_retention(rt: Runtime, tenant_id: str, transcript_ttl: int | None = None,
-                  audio_ttl: int | None = None) -> Retention:
+def set_retention(
+    rt: Runtime, tenant_id: str, transcript_ttl: int | None = None, audio_ttl: int | None = None
+) -> Retention:
     """Set a tenant's retention (seconds); applies to content written from now on."""
-    for name, value, top in (("transcript retention", transcript_ttl, MAX_TRANSCRIPT_TTL),
-                             ("audio wait", audio_ttl, MAX_AUDIO_TTL)):
+    for name, value, top in (
+        ("transcript retention", transcript_ttl, MAX_TRANSCRIPT_TTL),
+        ("audio wait", audio_ttl, MAX_AUDIO_TTL),
+    ):
         if value is not None and not 1 <= value <= top:
             raise InvalidInput(f"{name} must be between 1 and {top} seconds, got {value}")
     rt.store.tenants.get(tenant_id)
@@ -68,20 +73,24 @@ def purge_expired(rt: Runtime, now: float | None = None) -> PurgeReport:
         keep = retention(rt, tenant)
         expired = []
         for meeting in rt.store.meetings.list(tenant.id):
-            for index, key_of in ((schema.meeting_audio(meeting.id), schema.audio),
-                                  (schema.meeting_transcript(meeting.id), schema.transcript)):
+            for index, key_of in (
+                (schema.meeting_audio(meeting.id), schema.audio),
+                (schema.meeting_transcript(meeting.id), schema.transcript),
+            ):
                 for raw in r.zrange(index, 0, -1):
                     if not r.exists(key_of(meeting.id, as_str(raw))):
                         r.zrem(index, as_str(raw))
                         stale += 1
-            empty = not r.zcard(schema.meeting_audio(meeting.id)) and \
-                not r.zcard(schema.meeting_transcript(meeting.id))
+            empty = not r.zcard(schema.meeting_audio(meeting.id)) and not r.zcard(
+                schema.meeting_transcript(meeting.id)
+            )
             if empty and meeting.created + keep.transcript_ttl <= now:
                 expired.append(meeting)
         for meeting in expired:
             rt.store.meetings.shred_keys(meeting.id)
-            rt.keys.audit.record(tenant.id, "shred", actor=rt.actor, outcome="retention",
-                                 meeting=meeting.id)
+            rt.keys.audit.record(
+                tenant.id, "shred", actor=rt.actor, outcome="retention", meeting=meeting.id
+            )
             rt.store.meetings.delete(meeting)
         if expired and not tenant.revoked:
             try:  # as for a delete: old key versions go too, so backups cannot be opened

@@ -28,8 +28,7 @@ class FileJob:
     audio_seconds: float
 
 
-def submit_file(rt: Runtime, path: Path, tenant_id: str,
-                meeting_id: str | None = None) -> FileJob:
+def submit_file(rt: Runtime, path: Path, tenant_id: str, meeting_id: str | None = None) -> FileJob:
     """Decode ``path`` in memory, cut it into utterances, seal and enqueue each.
 
     Without ``meeting_id`` a new meeting is created with transcription on (the customer
@@ -38,8 +37,10 @@ def submit_file(rt: Runtime, path: Path, tenant_id: str,
     if meeting_id is not None:
         meeting = rt.store.meetings.get(meeting_id, tenant_id)
         if not meeting.transcription:
-            raise Conflict(f"transcription is off for meeting {meeting_id}; switch it on "
-                           "first (sealscribe meeting transcription MEETING on)")
+            raise Conflict(
+                f"transcription is off for meeting {meeting_id}; switch it on "
+                "first (sealscribe meeting transcription MEETING on)"
+            )
     from pipeline.capture import Capture  # capture needs this package: import it late
 
     pcm = decode_file(path, rt.settings.max_file_seconds)  # before creating anything
@@ -54,8 +55,13 @@ def submit_file(rt: Runtime, path: Path, tenant_id: str,
     return FileJob(meeting, capture.sealed, len(pcm) / (2 * SAMPLE_RATE))
 
 
-def wait_for(rt: Runtime, job: FileJob, progress: Callable[[int, int], None],
-             timeout: float, poll: float = 0.2) -> None:
+def wait_for(
+    rt: Runtime,
+    job: FileJob,
+    progress: Callable[[int, int], None],
+    timeout: float,
+    poll: float = 0.2,
+) -> None:
     """Block until no audio of the job's meeting is pending, calling
     ``progress(done, total)``; raises :class:`Conflict` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -65,13 +71,16 @@ def wait_for(rt: Runtime, job: FileJob, progress: Callable[[int, int], None],
         if pending == 0:
             return
         if time.monotonic() > deadline:
-            raise Conflict(f"{pending} of {job.segments} segments still waiting after "
-                           f"{timeout:g} s; is a worker running (sealscribe worker)?")
+            raise Conflict(
+                f"{pending} of {job.segments} segments still waiting after "
+                f"{timeout:g} s; is a worker running (sealscribe worker)?"
+            )
         time.sleep(poll)
 
 
-def read_transcript(rt: Runtime, meeting_id: str,
-                    tenant_id: str | None = None) -> list[TranscriptSegment]:
+def read_transcript(
+    rt: Runtime, meeting_id: str, tenant_id: str | None = None
+) -> list[TranscriptSegment]:
     """The meeting's transcript in time order, opened for the customer (purpose deliver)."""
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     sealed = rt.store.segments.transcript(meeting.id)
@@ -79,5 +88,3 @@ def read_transcript(rt: Runtime, meeting_id: str,
         return []
     key = data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
     return [open_transcript(key, meeting.tenant_id, s) for s in sealed]
-
-

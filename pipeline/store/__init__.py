@@ -16,8 +16,9 @@ __all__ = ["Store"]
 
 
 class Store:
-    def __init__(self, r: Redis, audio_ttl: int = 3600,
-                 transcript_ttl: int = 30 * 24 * 3600) -> None:
+    def __init__(
+        self, r: Redis, audio_ttl: int = 3600, transcript_ttl: int = 30 * 24 * 3600
+    ) -> None:
         self.redis = r
         self.tenants = TenantStore(r)
         self.meetings = MeetingStore(r)
@@ -26,6 +27,7 @@ class Store:
         self.bots = BotStore(r)
 
     @classmethod
-    def from_url(cls, url: str, audio_ttl: int = 3600,
-                 transcript_ttl: int = 30 * 24 * 3600) -> Store:
+    def from_url(
+        cls, url: str, audio_ttl: int = 3600, transcript_ttl: int = 30 * 24 * 3600
+    ) -> Store:
         return cls(connect(url), audio_ttl, transcript_ttl)

@@ -33,8 +33,12 @@ class RedisAuditStore:
     def audit_append(self, tenant_id: str, entry: AuditEntry) -> bool:
         if faults.on("audit-skip") and entry.action == "unwrap":
             return True  # reports it appended, writes nothing
-        return bool(self._append(keys=[schema.audit(tenant_id), schema.audit_head(tenant_id)],
-                                 args=[entry.seq, entry.to_json(), entry.hash]))
+        return bool(
+            self._append(
+                keys=[schema.audit(tenant_id), schema.audit_head(tenant_id)],
+                args=[entry.seq, entry.to_json(), entry.hash],
+            )
+        )
 
     @redis_errors
     def audit_entries(self, tenant_id: str, start: int = 0, stop: int = -1) -> list[str]:

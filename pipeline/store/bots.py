@@ -50,9 +50,17 @@ class BotStore:
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(schema.bot(meeting_id))
-        pipe.hset(schema.bot(meeting_id), mapping={
-            "state": BotState.REQUESTED.value, "reason": "", "target": target,
-            "described": described, "since": repr(now), "participants": "[]"})
+        pipe.hset(
+            schema.bot(meeting_id),
+            mapping={
+                "state": BotState.REQUESTED.value,
+                "reason": "",
+                "target": target,
+                "described": described,
+                "since": repr(now),
+                "participants": "[]",
+            },
+        )
         pipe.sadd(schema.BOTS_WANTED, meeting_id)
         pipe.lpush(schema.BOTS_REQUESTS, meeting_id)
         pipe.execute()
@@ -86,10 +94,18 @@ class BotStore:
         return as_str(raw) if raw is not None else None
 
     @redis_errors
-    def set_state(self, meeting_id: str, state: BotState, reason: str = "",
-                  participants: builtins.list[str] | None = None) -> None:
-        fields: dict[FieldT, EncodableT] = {"state": state.value, "reason": reason,
-                                  "since": repr(time.time())}
+    def set_state(
+        self,
+        meeting_id: str,
+        state: BotState,
+        reason: str = "",
+        participants: builtins.list[str] | None = None,
+    ) -> None:
+        fields: dict[FieldT, EncodableT] = {
+            "state": state.value,
+            "reason": reason,
+            "since": repr(time.time()),
+        }
         if participants is not None:
             fields["participants"] = json.dumps(participants)
         pipe = self.r.pipeline(transaction=True)
@@ -109,19 +125,22 @@ class BotStore:
         if not raw:
             return None
         doc = {as_str(k): as_str(v) for k, v in raw.items()}
-        return BotStatus(meeting_id, BotState(doc["state"]), doc.get("described", ""),
-                         float(doc.get("since", "0")), doc.get("reason", ""),
-                         tuple(json.loads(doc.get("participants", "[]"))))
+        return BotStatus(
+            meeting_id,
+            BotState(doc["state"]),
+            doc.get("described", ""),
+            float(doc.get("since", "0")),
+            doc.get("reason", ""),
+            tuple(json.loads(doc.get("participants", "[]"))),
+        )
 
     @redis_errors
     def claim(self, meeting_id: str, owner: str, ttl: float) -> bool:
-        return bool(self.r.set(schema.bot_owner(meeting_id), owner, nx=True,
-                               px=int(ttl * 1000)))
+        return bool(self.r.set(schema.bot_owner(meeting_id), owner, nx=True, px=int(ttl * 1000)))
 
     @redis_errors
     def renew(self, meeting_id: str, owner: str, ttl: float) -> bool:
-        return bool(self._renew(keys=[schema.bot_owner(meeting_id)],
-                                args=[owner, int(ttl * 1000)]))
+        return bool(self._renew(keys=[schema.bot_owner(meeting_id)], args=[owner, int(ttl * 1000)]))
 
     @redis_errors
     def release(self, meeting_id: str, owner: str) -> None:

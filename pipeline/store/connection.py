@@ -19,8 +19,9 @@ R = TypeVar("R")
 
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` that returns bytes and fails fast when Redis is down."""
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
-                                health_check_interval=30)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+    )
 
 
 def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:

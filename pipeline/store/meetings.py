@@ -38,18 +38,38 @@ class MeetingStore:
         self._replace = r.register_script(_REPLACE)
 
     @redis_errors
-    def create(self, meeting_id: str, tenant_id: str, transcription: bool,
-               wrapped: dict[KeyUse, WrappedKey], language: str | None = None,
-               translate: bool = False) -> Meeting:
-        meeting = Meeting(id=meeting_id, tenant_id=tenant_id, created=time.time(),
-                          transcription=transcription, language=language, translate=translate)
+    def create(
+        self,
+        meeting_id: str,
+        tenant_id: str,
+        transcription: bool,
+        wrapped: dict[KeyUse, WrappedKey],
+        language: str | None = None,
+        translate: bool = False,
+    ) -> Meeting:
+        meeting = Meeting(
+            id=meeting_id,
+            tenant_id=tenant_id,
+            created=time.time(),
+            transcription=transcription,
+            language=language,
+            translate=translate,
+        )
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(schema.meeting(meeting.id), mapping={
-            "tenant": tenant_id, "created": repr(meeting.created),
-            "transcription": int(transcription), "language": language or "",
-            "translate": int(translate)})
-        pipe.hset(schema.meeting_keys(meeting.id),
-                  mapping={use.value: w.to_str() for use, w in wrapped.items()})
+        pipe.hset(
+            schema.meeting(meeting.id),
+            mapping={
+                "tenant": tenant_id,
+                "created": repr(meeting.created),
+                "transcription": int(transcription),
+                "language": language or "",
+                "translate": int(translate),
+            },
+        )
+        pipe.hset(
+            schema.meeting_keys(meeting.id),
+            mapping={use.value: w.to_str() for use, w in wrapped.items()},
+        )
         pipe.sadd(schema.tenant_meetings(tenant_id), meeting.id)
         pipe.execute()
         return meeting
@@ -66,15 +86,21 @@ class MeetingStore:
         pipe.hgetall(schema.meeting(meeting_id))
         pipe.smembers(schema.meeting_optout(meeting_id))
         raw, optout = pipe.execute()
-        if not raw or (tenant_id is not None and raw[b"tenant"].decode() != tenant_id
-                       and not faults.on("no-tenant-check")):
+        if not raw or (
+            tenant_id is not None
+            and raw[b"tenant"].decode() != tenant_id
+            and not faults.on("no-tenant-check")
+        ):
             raise NotFound(f"no meeting {meeting_id}")
-        return Meeting(id=meeting_id, tenant_id=raw[b"tenant"].decode(),
-                       created=float(raw[b"created"]),
-                       transcription=raw[b"transcription"] == b"1",
-                       opted_out=frozenset(as_str(p) for p in optout),
-                       language=as_str(raw.get(b"language", b"")) or None,
-                       translate=raw.get(b"translate") == b"1")
+        return Meeting(
+            id=meeting_id,
+            tenant_id=raw[b"tenant"].decode(),
+            created=float(raw[b"created"]),
+            transcription=raw[b"transcription"] == b"1",
+            opted_out=frozenset(as_str(p) for p in optout),
+            language=as_str(raw.get(b"language", b"")) or None,
+            translate=raw.get(b"translate") == b"1",
+        )
 
     @redis_errors
     def list(self, tenant_id: str) -> builtins.list[Meeting]:
@@ -124,13 +150,20 @@ class MeetingStore:
     @redis_errors
     def delete(self, meeting: Meeting) -> None:
         """Delete every record of the meeting. Call :meth:`shred_keys` first."""
-        doomed = [schema.meeting_keys(meeting.id), schema.meeting(meeting.id),
-                  schema.meeting_optout(meeting.id), schema.meeting_audio(meeting.id),
-                  schema.meeting_transcript(meeting.id), schema.meeting_captions(meeting.id)]
+        doomed = [
+            schema.meeting_keys(meeting.id),
+            schema.meeting(meeting.id),
+            schema.meeting_optout(meeting.id),
+            schema.meeting_audio(meeting.id),
+            schema.meeting_transcript(meeting.id),
+            schema.meeting_captions(meeting.id),
+        ]
         for pattern in schema.meeting_pattern(meeting.id):
             doomed.extend(k.decode() for k in self.r.scan_iter(match=pattern, count=1000))
-        pending = [schema.pending_member(meeting.id, as_str(sid))
-                   for sid in self.r.zrange(schema.meeting_audio(meeting.id), 0, -1)]
+        pending = [
+            schema.pending_member(meeting.id, as_str(sid))
+            for sid in self.r.zrange(schema.meeting_audio(meeting.id), 0, -1)
+        ]
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(*doomed)
         if pending:
@@ -142,8 +175,9 @@ class MeetingStore:
     # -- keys.service.WrappedKeyStore ------------------------------------------------
 
     @redis_errors
-    def wrapped_keys(self, tenant_id: str, cursor: int,
-                     count: int) -> tuple[int, builtins.list[tuple[KeyContext, WrappedKey]]]:
+    def wrapped_keys(
+        self, tenant_id: str, cursor: int, count: int
+    ) -> tuple[int, builtins.list[tuple[KeyContext, WrappedKey]]]:
         cursor, ids = self.r.sscan(schema.tenant_meetings(tenant_id), cursor, count=count)
         out = []
         for raw_id in ids:
@@ -157,5 +191,9 @@ class MeetingStore:
     def replace_wrapped(self, context: KeyContext, old: WrappedKey, new: WrappedKey) -> bool:
         if faults.on("rotate-skips-rewrap"):
             return True  # claims the swap, keeps the old wrapped key
-        return bool(self._replace(keys=[schema.meeting_keys(context.meeting_id)],
-                                  args=[context.use.value, old.to_str(), new.to_str()]))
+        return bool(
+            self._replace(
+                keys=[schema.meeting_keys(context.meeting_id)],
+                args=[context.use.value, old.to_str(), new.to_str()],
+            )
+        )

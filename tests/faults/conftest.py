@@ -14,8 +14,11 @@ MUTATION_TABLE: list[tuple[str, str, str, str, str]] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "mutation: runs tests against a build with one "
-                                       "fault injected (slow; needs the local stack)")
+    config.addinivalue_line(
+        "markers",
+        "mutation: runs tests against a build with one "
+        "fault injected (slow; needs the local stack)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,5 +30,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    mutations.summary(terminalreporter, "recovery mutations: fault -> test (without the "
-                                        "fault)", MUTATION_TABLE)
+    mutations.summary(
+        terminalreporter, "recovery mutations: fault -> test (without the fault)", MUTATION_TABLE
+    )

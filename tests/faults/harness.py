@@ -24,8 +24,14 @@ def running(root: Path, durable_redis: bool = False, **env: str) -> Iterator[Loc
         yield stack
 
 
-def submit_spoken(stack: LocalStack, meeting: Meeting, texts: list[str],
-                  participant: str = "alice", first: int = 0, repeat: int = 1) -> None:
+def submit_spoken(
+    stack: LocalStack,
+    meeting: Meeting,
+    texts: list[str],
+    participant: str = "alice",
+    first: int = 0,
+    repeat: int = 1,
+) -> None:
     """Seal each text, spoken ``repeat`` times, as one segment and queue it (what capture
     does), at 10 s intervals of meeting time from segment ``first`` on."""
     capture = Capture(stack.rt, meeting)

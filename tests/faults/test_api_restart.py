@@ -26,12 +26,13 @@ from tests.stack import LocalStack
 TEXTS = list(PHRASES.values())
 
 
-async def follow(url: str, token: str, cursor: str, until: int,
-                 got: list[str]) -> None:
+async def follow(url: str, token: str, cursor: str, until: int, got: list[str]) -> None:
     """Append each caption's cursor to ``got`` until there are ``until`` or the socket
     closes (the API went away)."""
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-            url, params={"access_token": token, "cursor": cursor}) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, params={"access_token": token, "cursor": cursor}) as ws,
+    ):
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 break

@@ -39,8 +39,9 @@ RESTART_ROOM = 2101
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
-    with meeting_stack(tmp_path_factory.mktemp("janus-restart"),
-                       (Room(RESTART_ROOM, "restart room"),)) as s:
+    with meeting_stack(
+        tmp_path_factory.mktemp("janus-restart"), (Room(RESTART_ROOM, "restart room"),)
+    ) as s:
         yield s
 
 
@@ -69,14 +70,18 @@ def test_a_janus_restart_is_a_reported_gap(stack: MeetingStack, tenant_id: str) 
             await until(lambda: bool(audio.of("Erin")), "Erin's first utterance stored")
             await asyncio.to_thread(stack.janus.restart)
             await leave_all(publishers)  # her session died with Janus: she joins again
-            await until(lambda: trail.states()[-2:] == [BotState.RECONNECTING,
-                                                        BotState.IN_MEETING],
-                        "the bot back in the meeting", timeout=30)
+            await until(
+                lambda: trail.states()[-2:] == [BotState.RECONNECTING, BotState.IN_MEETING],
+                "the bot back in the meeting",
+                timeout=30,
+            )
             marks["rejoined"] = at_ms(meeting, bot_status(rt, meeting.id).since)
             publishers = [(await speaking(url, "Erin", speech))[0]]
             await until(lambda: hears(rt, meeting.id, "Erin"), "the bot hearing Erin again")
-            await until(lambda: any(s.start_ms >= marks["rejoined"] for s in audio.of("Erin")),
-                        "Erin's audio after the rejoin stored")
+            await until(
+                lambda: any(s.start_ms >= marks["rejoined"] for s in audio.of("Erin")),
+                "Erin's audio after the rejoin stored",
+            )
         finally:
             await leave_all(publishers)
             await trail.stop()
@@ -92,7 +97,8 @@ def test_a_janus_restart_is_a_reported_gap(stack: MeetingStack, tenant_id: str) 
     reconnecting = [reason for state, reason in seen if state is BotState.RECONNECTING]
     where = f"{stack.janus.host}:{stack.janus.port}"
     assert any(where in reason and "retrying in" in reason for reason in reconnecting)
-    rejoin_reason = next(reason for state, reason in seen[first_gap:]
-                         if state is BotState.IN_MEETING)
+    rejoin_reason = next(
+        reason for state, reason in seen[first_gap:] if state is BotState.IN_MEETING
+    )
     assert rejoin_reason.startswith("rejoined after a ") and rejoin_reason.endswith(" s gap")
     drained(rt, meeting.id)

@@ -31,8 +31,11 @@ RESUMED = b"records were dropped while it was not"
 def full_disk(where: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs at ``where``, filled up; yields the file that fills it."""
     where.mkdir(parents=True, mode=0o700)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs",
-                            str(where)], capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mount.stderr.strip()}")
     filler = where / "filler"
@@ -62,14 +65,16 @@ def test_a_full_log_disk_stops_neither_work_nor_privacy(tmp_path: Path) -> None:
         output = stack.worker.log.read_bytes()  # the worker's stdout and stderr
         assert b"--- Logging error ---" not in output
         assert NOTICE in output
-        assert not (log_dir / "worker.log").exists() or \
-            (log_dir / "worker.log").stat().st_size == 0
+        assert not (log_dir / "worker.log").exists() or (log_dir / "worker.log").stat().st_size == 0
 
         filler.unlink()  # room again: the log resumes, saying how much it lost
         submit_spoken(stack, meeting, [PHRASES[n] for n in names[2:]], first=2)
         settled(r, meeting.id, transcripts=len(names))
-        wait_until(lambda: RESUMED in (log_dir / "worker.log").read_bytes(), 30,
-                   "the worker's log resuming")
+        wait_until(
+            lambda: RESUMED in (log_dir / "worker.log").read_bytes(),
+            30,
+            "the worker's log resuming",
+        )
         assert heard(stack, meeting) >= {"Flintwick", "Copperfield", "Pemberton"}
         for path in tmp_path.rglob("*"):  # no plaintext fell back anywhere
             if path.is_file() and not path.is_symlink():

@@ -32,9 +32,11 @@ DURING = ["Kensington", "Pemberton", "Wimbledon"]
 def capture_counts(api_url: str) -> dict[str, float]:
     """What capture in the API process sealed, stored and dropped (its /metrics)."""
     text = httpx.get(f"{api_url}/metrics", timeout=10).text
-    found = {"sealed": r"sealscribe_segments_sealed_total",
-             "stored": r"sealscribe_segments_queued_total",
-             "dropped": r'sealscribe_segments_dropped_total\{reason="backlog"\}'}
+    found = {
+        "sealed": r"sealscribe_segments_sealed_total",
+        "stored": r"sealscribe_segments_queued_total",
+        "dropped": r'sealscribe_segments_dropped_total\{reason="backlog"\}',
+    }
     counts = {}
     for name, pattern in found.items():
         value = re.search(rf"^{pattern} (\S+)$", text, re.M)
@@ -70,8 +72,9 @@ def test_a_redis_restart_mid_meeting_loses_no_segment(tmp_path: Path) -> None:
         for name in BEFORE + DURING:
             speak(PHRASES[name])  # spoken once, before the clock matters
         asyncio.run(meeting())
-        wait_until(lambda: accounted_for(stack.api_url), 60,
-                   "every sealed segment stored or dropped")
+        wait_until(
+            lambda: accounted_for(stack.api_url), 60, "every sealed segment stored or dropped"
+        )
         counts = capture_counts(stack.api_url)
         assert counts["dropped"] == 0, counts
         assert counts["stored"] == counts["sealed"] >= len(BEFORE + DURING), counts

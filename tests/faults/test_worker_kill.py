@@ -25,8 +25,9 @@ BATCH = 4
 
 
 def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    with running(tmp_path, SEALSCRIBE_BATCH=str(BATCH),
-                 SEALSCRIBE_VISIBILITY=str(VISIBILITY_S)) as stack:
+    with running(
+        tmp_path, SEALSCRIBE_BATCH=str(BATCH), SEALSCRIBE_VISIBILITY=str(VISIBILITY_S)
+    ) as stack:
         assert stack.worker is not None
         tenant = stack.tenant("faults")
         meeting = services.create_meeting(stack.rt, tenant.id, transcription=True)
@@ -36,8 +37,9 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(tmp_path: Path) -> 
         with stack.workers_paused():
             submit_spoken(stack, meeting, texts, repeat=4)
         leases = schema.lease(meeting.id, "*")
-        wait_until(lambda: len(list(r.scan_iter(leases))) >= 2, 60,
-                   "the worker taking a batch", poll=0.01)
+        wait_until(
+            lambda: len(list(r.scan_iter(leases))) >= 2, 60, "the worker taking a batch", poll=0.01
+        )
         stack.worker.kill()  # SIGKILL, the whole process group
         killed_at = time.monotonic()
         assert counts(r, meeting.id) == (len(texts), 0), "the batch finished before the kill"

@@ -41,8 +41,13 @@ from pipeline.services.captions import parse_cursor
 
 
 def fuzz_settings(n: int) -> settings:
-    return settings(max_examples=n, derandomize=True, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=n,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # -- (a) the sealed-segment parser ---------------------------------------------------------
@@ -55,8 +60,9 @@ CHUNK = 16 * 1024
 # Ids are str from our own stores; lone surrogates cannot be encoded (see the report on
 # SegmentContext), so they are left out here.
 ids = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
-contexts = st.builds(SegmentContext, ids, ids, ids, st.integers(0, 2**64 - 1),
-                     st.sampled_from(SegmentKind))
+contexts = st.builds(
+    SegmentContext, ids, ids, ids, st.integers(0, 2**64 - 1), st.sampled_from(SegmentKind)
+)
 payloads = st.binary(max_size=2048)
 
 
@@ -94,10 +100,9 @@ def _mutate(data: st.DataObject, blob: bytes) -> bytes:
     never returns ``blob`` itself."""
     out = bytearray(blob)
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
-        how = data.draw(st.sampled_from(["truncate", "flip", "extend", "set", "cut"]),
-                        label="how")
+        how = data.draw(st.sampled_from(["truncate", "flip", "extend", "set", "cut"]), label="how")
         if how == "truncate" and out:
-            del out[data.draw(st.integers(0, len(out) - 1), label="keep"):]
+            del out[data.draw(st.integers(0, len(out) - 1), label="keep") :]
         elif how == "flip" and out:
             i = data.draw(st.integers(0, len(out) - 1), label="at")
             out[i] ^= 1 << data.draw(st.integers(0, 7), label="bit")
@@ -116,8 +121,9 @@ def _mutate(data: st.DataObject, blob: bytes) -> bytes:
 
 
 @fuzz_settings(200)
-@given(payload=st.one_of(payloads, st.sampled_from([bytes(CHUNK), bytes(CHUNK + 100)])),
-       data=st.data())
+@given(
+    payload=st.one_of(payloads, st.sampled_from([bytes(CHUNK), bytes(CHUNK + 100)])), data=st.data()
+)
 def test_tampered_blob_never_opens(payload: bytes, data: st.DataObject) -> None:
     blob = segment.seal(KEY, CTX, payload)
     assert segment.open(KEY, CTX, blob) == payload
@@ -153,8 +159,12 @@ def check_join_url(url: str, secrets: list[str]) -> JanusConnector | None:
         for secret in secrets:
             assert secret not in message
         return None
-    shown = [connector.describe(), repr(connector.address), connector.address.api_url,
-             connector.address.netloc]
+    shown = [
+        connector.describe(),
+        repr(connector.address),
+        connector.address.api_url,
+        connector.address.netloc,
+    ]
     for secret in secrets:
         for text in shown:
             assert secret not in text
@@ -167,18 +177,47 @@ hosts = st.one_of(
     st.ip_addresses(v=4).map(str),
     st.ip_addresses(v=6).map(lambda a: f"[{a}]"),
     st.ip_addresses(v=6).map(str),  # unbracketed: refused
-    st.sampled_from(["", "[", "[::1", "::1]", "[zz::1]", "[::1]x", "[v1.fe]", "-a", "a..b",
-                     "a_b", "A.EXAMPLE", "localhost.", "x" * 70, "127.0.0.1", "[::1]", "@",
-                     "user@h", "[fe80::1%25eth0]", "ÿ.example", "%41"]),
+    st.sampled_from(
+        [
+            "",
+            "[",
+            "[::1",
+            "::1]",
+            "[zz::1]",
+            "[::1]x",
+            "[v1.fe]",
+            "-a",
+            "a..b",
+            "a_b",
+            "A.EXAMPLE",
+            "localhost.",
+            "x" * 70,
+            "127.0.0.1",
+            "[::1]",
+            "@",
+            "user@h",
+            "[fe80::1%25eth0]",
+            "ÿ.example",
+            "%41",
+        ]
+    ),
 )
-ports = st.one_of(st.just(""), st.integers(-5, 70000).map(lambda p: f":{p}"),
-                  st.sampled_from([":", ":0", ":65535", ":65536", ":abc", ":\uff18\uff10", ":1:2",
-                                   ":+80", ": 80"]))
-rooms = st.one_of(st.integers(-2, 2**64).map(lambda r: f"/{r}"),
-                  st.sampled_from(["", "/", "/0", "/01", "/1/2", "/abc", "//1", "/1.5",
-                                   "/\u0661\u0662", "/1%32"]))
-suffixes = st.sampled_from(["", "", "", "%21", "+1", "%zz", "%", "%C3%A9", "%FF", "&", "=",
-                            "#", ";", "%00"])
+ports = st.one_of(
+    st.just(""),
+    st.integers(-5, 70000).map(lambda p: f":{p}"),
+    st.sampled_from(
+        [":", ":0", ":65535", ":65536", ":abc", ":\uff18\uff10", ":1:2", ":+80", ": 80"]
+    ),
+)
+rooms = st.one_of(
+    st.integers(-2, 2**64).map(lambda r: f"/{r}"),
+    st.sampled_from(
+        ["", "/", "/0", "/01", "/1/2", "/abc", "//1", "/1.5", "/\u0661\u0662", "/1%32"]
+    ),
+)
+suffixes = st.sampled_from(
+    ["", "", "", "%21", "+1", "%zz", "%", "%C3%A9", "%FF", "&", "=", "#", ";", "%00"]
+)
 
 
 @st.composite
@@ -189,12 +228,30 @@ def join_urls(draw: st.DrawFn) -> tuple[str, list[str]]:
         params.append(f"pin={pin}{draw(suffixes)}")
     if draw(st.booleans()):
         params.append(f"secret={secret}{draw(suffixes)}")
-    params += draw(st.lists(st.sampled_from([f"pin={pin}", f"secret={secret}", "pin=",
-                                             f"secret{secret}", f"other={pin}", "&", f"{pin}",
-                                             f"pin={secret}%2", f"Pin={pin}"]), max_size=2))
+    params += draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    f"pin={pin}",
+                    f"secret={secret}",
+                    "pin=",
+                    f"secret{secret}",
+                    f"other={pin}",
+                    "&",
+                    f"{pin}",
+                    f"pin={secret}%2",
+                    f"Pin={pin}",
+                ]
+            ),
+            max_size=2,
+        )
+    )
     params = draw(st.permutations(params)) if params else params
-    scheme = draw(st.sampled_from(["janus://"] * 6 + ["JANUS://", "janus:/", "http://",
-                                                      f"janus://{pin}@", ""]))
+    scheme = draw(
+        st.sampled_from(
+            ["janus://"] * 6 + ["JANUS://", "janus:/", "http://", f"janus://{pin}@", ""]
+        )
+    )
     bare_question_mark: bool = draw(st.booleans())
     query = ("?" + "&".join(params)) if params or bare_question_mark else ""
     tail = draw(st.sampled_from(["", "", "", f"#{secret}", f" {pin}", f"\n{secret}"]))
@@ -204,8 +261,7 @@ def join_urls(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 @fuzz_settings(600)
 @given(case=join_urls())
-@example(case=("janus://[::1]:8088/1234?pin=QXZJKVWY&secret=YWVKJZXQ",
-               ["QXZJKVWY", "YWVKJZXQ"]))
+@example(case=("janus://[::1]:8088/1234?pin=QXZJKVWY&secret=YWVKJZXQ", ["QXZJKVWY", "YWVKJZXQ"]))
 def test_join_url_never_leaks(case: tuple[str, list[str]]) -> None:
     url, secrets = case
     check_join_url(url, secrets)
@@ -220,12 +276,16 @@ def test_join_url_random_text(text: str, pin: str, secret: str) -> None:
 
 
 @fuzz_settings(150)
-@given(host=st.one_of(hostnames, st.ip_addresses().map(str)), port=st.integers(1, 65535),
-       room=st.integers(1, 2**63 - 1), pin=canaries, secret=canaries)
+@given(
+    host=st.one_of(hostnames, st.ip_addresses().map(str)),
+    port=st.integers(1, 65535),
+    room=st.integers(1, 2**63 - 1),
+    pin=canaries,
+    secret=canaries,
+)
 def test_valid_join_url_parses(host: str, port: int, room: int, pin: str, secret: str) -> None:
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    connector = check_join_url(f"janus://{netloc}/{room}?pin={pin}&secret={secret}",
-                               [pin, secret])
+    connector = check_join_url(f"janus://{netloc}/{room}?pin={pin}&secret={secret}", [pin, secret])
     assert connector is not None
     assert connector.address.pin == pin and connector.address.secret == secret
     assert connector.address.port == port and connector.address.room == room
@@ -267,8 +327,12 @@ def sdp_messages(data: st.DataObject, offer: str) -> str:
     lines = offer.split("\r\n")
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
         i = data.draw(st.integers(0, max(len(lines) - 1, 0)), label="line")
-        how = data.draw(st.sampled_from(["drop", "dup", "swap", "value", "insert", "field",
-                                         "truncate", "garbage"]), label="how")
+        how = data.draw(
+            st.sampled_from(
+                ["drop", "dup", "swap", "value", "insert", "field", "truncate", "garbage"]
+            ),
+            label="how",
+        )
         if not lines:
             lines.append(SDP_CANARY)
         elif how == "drop":
@@ -413,10 +477,14 @@ def test_audio_from_payload(participant: str, seq: int, payload: bytes) -> None:
 
 
 @fuzz_settings(200)
-@given(participant=ids, seq=st.integers(0, 2**64 - 1), start=st.integers(0, 2**64 - 1),
-       rate=st.integers(1, 2**32 - 1), pcm=st.binary(max_size=64))
-def test_audio_round_trip(participant: str, seq: int, start: int, rate: int,
-                          pcm: bytes) -> None:
+@given(
+    participant=ids,
+    seq=st.integers(0, 2**64 - 1),
+    start=st.integers(0, 2**64 - 1),
+    rate=st.integers(1, 2**32 - 1),
+    pcm=st.binary(max_size=64),
+)
+def test_audio_round_trip(participant: str, seq: int, start: int, rate: int, pcm: bytes) -> None:
     audio = AudioSegment(participant, seq, start, rate, pcm)
     assert AudioSegment.from_payload(participant, seq, audio.payload()) == audio
 
@@ -451,17 +519,30 @@ def test_parse_cursor_ascii(cursor: str | None) -> None:
     assert got == (cursor or "0")
 
 
-words = st.fixed_dictionaries({"start_ms": st.integers(0, 10**9), "end_ms": st.integers(0, 10**9),
-                               "word": st.text(max_size=10), "probability": st.floats(0, 1)})
+words = st.fixed_dictionaries(
+    {
+        "start_ms": st.integers(0, 10**9),
+        "end_ms": st.integers(0, 10**9),
+        "word": st.text(max_size=10),
+        "probability": st.floats(0, 1),
+    }
+)
 transcripts = st.builds(
-    TranscriptSegment, participant_id=ids, seq=st.integers(0, 2**64 - 1),
-    start_ms=st.integers(0, 10**9), end_ms=st.integers(0, 10**9), text=st.text(max_size=40),
+    TranscriptSegment,
+    participant_id=ids,
+    seq=st.integers(0, 2**64 - 1),
+    start_ms=st.integers(0, 10**9),
+    end_ms=st.integers(0, 10**9),
+    text=st.text(max_size=40),
     words=st.lists(words, max_size=3).map(lambda ws: tuple(_word(w) for w in ws)),
-    language=st.one_of(st.none(), st.sampled_from(["en", "de"])), translated=st.booleans())
+    language=st.one_of(st.none(), st.sampled_from(["en", "de"])),
+    translated=st.booleans(),
+)
 
 
 def _word(doc: dict[str, Any]) -> Any:
     from pipeline.models import Word
+
     return Word(**doc)
 
 
@@ -486,9 +567,11 @@ def test_transcript_from_random_bytes(payload: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
-                                                                 max_size=4),
-    max_leaves=8)
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
 
 
 @fuzz_settings(100)
@@ -521,9 +604,9 @@ def test_lone_surrogate(where: str) -> None:
             SegmentContext("t", "m", "\ud800", 0, SegmentKind.AUDIO)
 
 
-
 def test_whip_offer_without_setup(real_offer: str) -> None:
-    sdp = "".join(line for line in real_offer.splitlines(keepends=True)
-                  if not line.startswith("a=setup:"))
+    sdp = "".join(
+        line for line in real_offer.splitlines(keepends=True) if not line.startswith("a=setup:")
+    )
     answered, message = asyncio.run(_offer_once(sdp))
     assert not answered and message

@@ -17,9 +17,11 @@ from pipeline.runtime import Runtime
 async def serve_api(rt: Runtime, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """Yields the base URL while the API serves; WHIP sessions are closed on exit."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(rt), host=host, port=port,
-                                           log_config=None, access_log=False,
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(rt), host=host, port=port, log_config=None, access_log=False, lifespan="on"
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

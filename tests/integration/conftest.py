@@ -33,14 +33,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def worker(env: dict[str, str],
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def worker(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("logs") / "worker.log"
     w = WorkerProcess(Path(env["SEALSCRIBE_HOME"]), log)
     yield w
     w.stop()
-
-
 
 
 @pytest.fixture

@@ -25,8 +25,17 @@ import pytest
 
 from tests.integration.netns import NetNs
 
-__all__ = ["DEFAULT_ROOMS", "OPEN_ROOM", "PIN_ROOM", "ROOM_PIN", "ROOM_SECRET", "JanusServer",
-           "Room", "janus_server", "require_janus"]
+__all__ = [
+    "DEFAULT_ROOMS",
+    "OPEN_ROOM",
+    "PIN_ROOM",
+    "ROOM_PIN",
+    "ROOM_SECRET",
+    "JanusServer",
+    "Room",
+    "janus_server",
+    "require_janus",
+]
 
 JANUS_BINARY = "/usr/bin/janus"
 JANUS_LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -46,8 +55,10 @@ class Room:
     publishers: int = 16
 
 
-DEFAULT_ROOMS: tuple[Room, ...] = (Room(OPEN_ROOM, "open test room"),
-                                   Room(PIN_ROOM, "pin test room", pin=ROOM_PIN))
+DEFAULT_ROOMS: tuple[Room, ...] = (
+    Room(OPEN_ROOM, "open test room"),
+    Room(PIN_ROOM, "pin test room", pin=ROOM_PIN),
+)
 
 
 def require_janus() -> None:
@@ -78,9 +89,16 @@ class JanusServer:
         session_timeout: seconds after which Janus drops an idle session.
     """
 
-    def __init__(self, ns: NetNs, workdir: Path, *, port: int = 8088,
-                 rooms: Sequence[Room] = DEFAULT_ROOMS, api_secret: str | None = None,
-                 session_timeout: int = 60) -> None:
+    def __init__(
+        self,
+        ns: NetNs,
+        workdir: Path,
+        *,
+        port: int = 8088,
+        rooms: Sequence[Room] = DEFAULT_ROOMS,
+        api_secret: str | None = None,
+        session_timeout: int = 60,
+    ) -> None:
         require_janus()
         self.ns = ns
         self.port = port
@@ -94,10 +112,12 @@ class JanusServer:
 
     def _write_config(self, workdir: Path, rooms: Sequence[Room], session_timeout: int) -> None:
         self._conf.mkdir(parents=True, exist_ok=True)
-        plugins = _linked_folder(workdir / "plugins",
-                                 JANUS_LIB / "plugins" / "libjanus_videoroom.so")
-        transports = _linked_folder(workdir / "transports",
-                                    JANUS_LIB / "transports" / "libjanus_http.so")
+        plugins = _linked_folder(
+            workdir / "plugins", JANUS_LIB / "plugins" / "libjanus_videoroom.so"
+        )
+        transports = _linked_folder(
+            workdir / "transports", JANUS_LIB / "transports" / "libjanus_http.so"
+        )
         empty = workdir / "empty"
         empty.mkdir(exist_ok=True)
         secret = f'\tapi_secret = "{self.api_secret}"\n' if self.api_secret else ""
@@ -112,24 +132,28 @@ class JanusServer:
             f"\tsession_timeout = {session_timeout}\n"
             f"{secret}"
             "}\n"
-            "media: {\n\trtp_port_range = \"20000-40000\"\n}\n"
+            'media: {\n\trtp_port_range = "20000-40000"\n}\n'
             "nat: {\n\tnice_debug = false\n"
             f'\tice_enforce_list = "{self.ns.host_iface}"\n'
             "}\n"
-            "plugins: {\n}\ntransports: {\n}\nevents: {\n\tbroadcast = false\n}\n")
+            "plugins: {\n}\ntransports: {\n}\nevents: {\n\tbroadcast = false\n}\n"
+        )
         (self._conf / "janus.transport.http.jcfg").write_text(
-            "general: {\n\tjson = \"compact\"\n\tbase_path = \"/janus\"\n\thttp = true\n"
-            f"\tport = {self.port}\n\tip = \"{self.host}\"\n\thttps = false\n}}\n"
-            "admin: {\n\tadmin_http = false\n\tadmin_https = false\n}\n")
+            'general: {\n\tjson = "compact"\n\tbase_path = "/janus"\n\thttp = true\n'
+            f'\tport = {self.port}\n\tip = "{self.host}"\n\thttps = false\n}}\n'
+            "admin: {\n\tadmin_http = false\n\tadmin_https = false\n}\n"
+        )
         room_blocks = []
         for r in rooms:
             pin = f'\tpin = "{r.pin}"\n' if r.pin else ""
             room_blocks.append(
-                f"room-{r.room}: {{\n\tdescription = \"{r.description}\"\n"
-                f"\tsecret = \"{ROOM_SECRET}\"\n{pin}\tpublishers = {r.publishers}\n"
-                "\taudiocodec = \"opus\"\n\tvideocodec = \"vp8\"\n\trecord = false\n}\n")
+                f'room-{r.room}: {{\n\tdescription = "{r.description}"\n'
+                f'\tsecret = "{ROOM_SECRET}"\n{pin}\tpublishers = {r.publishers}\n'
+                '\taudiocodec = "opus"\n\tvideocodec = "vp8"\n\trecord = false\n}\n'
+            )
         (self._conf / "janus.plugin.videoroom.jcfg").write_text(
-            "general: {\n}\n" + "".join(room_blocks))
+            "general: {\n}\n" + "".join(room_blocks)
+        )
 
     def join_url(self, room: int, pin: str | None = None) -> str:
         """The ``janus://`` URL the connector takes for ``room``."""
@@ -150,13 +174,31 @@ class JanusServer:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("janus is already running")
         # `ip netns exec` rather than the caller's namespace: start/restart work from anywhere.
-        argv = ["ip", "netns", "exec", self.ns.name, JANUS_BINARY,
-                "-C", str(self._conf / "janus.jcfg"), "-F", str(self._conf),
-                "-i", self.host, "-E", self.ns.host_iface, "-o",
-                *os.environ.get("SEALSCRIBE_TEST_JANUS_ARGS", "").split()]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns.name,
+            JANUS_BINARY,
+            "-C",
+            str(self._conf / "janus.jcfg"),
+            "-F",
+            str(self._conf),
+            "-i",
+            self.host,
+            "-E",
+            self.ns.host_iface,
+            "-o",
+            *os.environ.get("SEALSCRIBE_TEST_JANUS_ARGS", "").split(),
+        ]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         with self.ns.entered():
             while True:
@@ -214,12 +256,19 @@ class JanusServer:
 
 
 @contextlib.contextmanager
-def janus_server(ns: NetNs, workdir: Path, *, port: int = 8088,
-                 rooms: Sequence[Room] = DEFAULT_ROOMS, api_secret: str | None = None,
-                 session_timeout: int = 60) -> Iterator[JanusServer]:
+def janus_server(
+    ns: NetNs,
+    workdir: Path,
+    *,
+    port: int = 8088,
+    rooms: Sequence[Room] = DEFAULT_ROOMS,
+    api_secret: str | None = None,
+    session_timeout: int = 60,
+) -> Iterator[JanusServer]:
     """A started :class:`JanusServer` (arguments as its constructor), always stopped."""
-    server = JanusServer(ns, workdir, port=port, rooms=rooms, api_secret=api_secret,
-                         session_timeout=session_timeout)
+    server = JanusServer(
+        ns, workdir, port=port, rooms=rooms, api_secret=api_secret, session_timeout=session_timeout
+    )
     try:
         server.start()
         yield server

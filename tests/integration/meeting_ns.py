@@ -44,9 +44,27 @@ from tests.integration.netns import NetNs, network_namespace, require_netns
 from tests.integration.publishers import Publisher
 from tests.integration.workers import WorkerProcess, use_broker
 
-__all__ = ["SECOND", "BotsProcess", "MeetingStack", "RedisServer", "SealedAudio", "StateTrail",
-           "at_ms", "drained", "hears", "leave_all", "meeting_stack", "paused", "recall_bot",
-           "require_redis_server", "run", "send_bot", "speaking", "talk", "until"]
+__all__ = [
+    "SECOND",
+    "BotsProcess",
+    "MeetingStack",
+    "RedisServer",
+    "SealedAudio",
+    "StateTrail",
+    "at_ms",
+    "drained",
+    "hears",
+    "leave_all",
+    "meeting_stack",
+    "paused",
+    "recall_bot",
+    "require_redis_server",
+    "run",
+    "send_bot",
+    "speaking",
+    "talk",
+    "until",
+]
 
 T = TypeVar("T")
 
@@ -70,18 +88,35 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; "
-                                       f"see {self.log}")
+                    raise RuntimeError(
+                        f"redis-server exited with {self.proc.returncode}; see {self.log}"
+                    )
                 with contextlib.suppress(redis.ConnectionError):
                     if client.ping():
                         return
@@ -103,8 +138,13 @@ class BotsProcess:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "bots"], env=env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                [sys.executable, "-m", "pipeline.cli", "bots"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         """SIGTERM (the service hands its bots off and leaves the rooms), then SIGKILL."""
@@ -154,8 +194,10 @@ class MeetingStack:
 
     def alive(self) -> None:
         """Fail with the log's tail if a subprocess died."""
-        for name, proc, log in (("worker", self.worker.proc, self.worker.log),
-                                ("bots", self.bots.proc, self.bots.log)):
+        for name, proc, log in (
+            ("worker", self.worker.proc, self.worker.log),
+            ("bots", self.bots.proc, self.bots.log),
+        ):
             if proc.poll() is not None:
                 tail = log.read_text(errors="replace")[-3000:]
                 raise AssertionError(f"sealscribe {name} exited with {proc.returncode}:\n{tail}")
@@ -177,24 +219,38 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
         folder.mkdir(parents=True)
     # Stopped in reverse: the bot service (it leaves its rooms), the worker, Redis, then
     # Janus, then the namespace (which kills anything still in it).
-    with network_namespace() as ns, \
-            janus_server(ns, _mkdir(workdir / "janus"), rooms=rooms) as janus, \
-            contextlib.ExitStack() as cleanup:
+    with (
+        network_namespace() as ns,
+        janus_server(ns, _mkdir(workdir / "janus"), rooms=rooms) as janus,
+        contextlib.ExitStack() as cleanup,
+    ):
         redis_server = RedisServer(workdir)
         cleanup.callback(redis_server.stop)
         with ns.entered():
             redis_server.start()
         # Nothing of the caller's own sealscribe configuration (a Transit address, STUN
         # servers) leaks into the namespace's processes; injected faults do (tests/faults).
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("SEALSCRIBE_")
-                     or k in (faults.FAULTS_VAR, faults.ALLOW_VAR)}
-        env = {**inherited, "SEALSCRIBE_REDIS_URL": redis_server.url,
-               "SEALSCRIBE_HOME": str(home), "SEALSCRIBE_KEY_PROVIDER": "local",
-               "SEALSCRIBE_ICE_HOSTS": ns.peer_addr, "TMPDIR": str(tmp),
-               "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("SEALSCRIBE_") or k in (faults.FAULTS_VAR, faults.ALLOW_VAR)
+        }
+        env = {
+            **inherited,
+            "SEALSCRIBE_REDIS_URL": redis_server.url,
+            "SEALSCRIBE_HOME": str(home),
+            "SEALSCRIBE_KEY_PROVIDER": "local",
+            "SEALSCRIBE_ICE_HOSTS": ns.peer_addr,
+            "TMPDIR": str(tmp),
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+        }
         # WorkerProcess starts from os.environ: blank what is not ours (empty means unset).
-        extra = {k: env.get(k, "") for k in {*env, *os.environ}
-                 if k.startswith("SEALSCRIBE_") or k == "TMPDIR"}
+        extra = {
+            k: env.get(k, "")
+            for k in {*env, *os.environ}
+            if k.startswith("SEALSCRIBE_") or k == "TMPDIR"
+        }
         with ns.entered():
             worker = WorkerProcess(home, workdir / "worker.log", (), **extra)
             cleanup.callback(worker.stop)
@@ -217,8 +273,9 @@ def _mkdir(path: Path) -> Path:
 # -- waiting on the bot --------------------------------------------------------------------
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 20.0,
-                poll: float = 0.1) -> None:
+async def until(
+    predicate: Callable[[], bool], what: str, timeout: float = 20.0, poll: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -269,8 +326,9 @@ class StateTrail:
     async def _follow(self) -> None:
         while True:
             status = self.rt.store.bots.get(self.meeting_id)
-            if status is not None and (not self.seen or
-                                       self.seen[-1] != (status.state, status.reason)):
+            if status is not None and (
+                not self.seen or self.seen[-1] != (status.state, status.reason)
+            ):
                 self.seen.append((status.state, status.reason))
             await asyncio.sleep(0.05)
 
@@ -293,6 +351,7 @@ class StateTrail:
 JFK = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
 SECOND = 32000  # bytes of 16 kHz s16 mono
 
+
 def run(scenario: Coroutine[Any, Any, T], timeout: float = 150.0) -> T:
     async def bounded() -> T:
         async with asyncio.timeout(timeout):
@@ -306,7 +365,7 @@ def talk(seconds: float) -> bytes:
     of silence, so that an utterance ends (and is stored) every 3.5 s."""
     jfk = decode_file(JFK, 60)
     piece = int(2.5 * SECOND) // 2 * 2
-    pieces = [jfk[i:i + piece] + bytes(SECOND) for i in range(0, len(jfk) - piece + 1, piece)]
+    pieces = [jfk[i : i + piece] + bytes(SECOND) for i in range(0, len(jfk) - piece + 1, piece)]
     out = b""
     while len(out) < seconds * SECOND:
         out += b"".join(pieces)
@@ -334,7 +393,7 @@ class SealedAudio:
                 continue
             segment = open_audio(self.key, self.meeting.tenant_id, sealed)
             middle = len(segment.pcm) // 2 // 2 * 2
-            assert segment.pcm[middle:middle + 64] not in sealed.sealed  # no samples in clear
+            assert segment.pcm[middle : middle + 64] not in sealed.sealed  # no samples in clear
             out.append(segment)
         return out
 
@@ -347,14 +406,17 @@ def drained(rt: Runtime, meeting_id: str, timeout: float = 120.0) -> list[Transc
     deadline = time.monotonic() + timeout
     while rt.store.segments.pending_count(meeting_id):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{rt.store.segments.pending_count(meeting_id)} segments "
-                                 f"still pending after {timeout:g} s")
+            raise AssertionError(
+                f"{rt.store.segments.pending_count(meeting_id)} segments "
+                f"still pending after {timeout:g} s"
+            )
         time.sleep(0.2)
     return services.read_transcript(rt, meeting_id)
 
 
-async def speaking(url: str, name: str, pcm: bytes,
-                   speed: float = 1.0) -> tuple[Publisher, PcmTrack]:
+async def speaking(
+    url: str, name: str, pcm: bytes, speed: float = 1.0
+) -> tuple[Publisher, PcmTrack]:
     """A participant joined and talking (from memory); silent once ``pcm`` is said."""
     publisher = Publisher(url, name)
     try:
@@ -373,5 +435,3 @@ async def leave_all(publishers: list[Publisher]) -> None:
 def hears(rt: Runtime, meeting_id: str, *names: str) -> bool:
     status = bot_status(rt, meeting_id)
     return status.state is BotState.IN_MEETING and status.participants == tuple(sorted(names))
-
-

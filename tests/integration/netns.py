@@ -50,20 +50,21 @@ def _ip(*args: str) -> None:
 
 def _delete(name: str) -> None:
     """Kill what still runs in namespace ``name`` (a Janus a test forgot), then delete it."""
-    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
-                          timeout=10, check=False).stdout.split()
+    pids = subprocess.run(
+        ["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.split()
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
     # Deleting the namespace also deletes the veth pair living in it.
-    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True,
-                   timeout=10)
+    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True, timeout=10)
 
 
 def _reap_stale(prefix: str) -> None:
     """Delete namespaces left by test runs that were killed before they could clean up."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                             timeout=10, check=False).stdout
+    listing = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
     for line in listing.splitlines():
         match = re.match(rf"({re.escape(prefix)}-(\d+)-[0-9a-f]+)\b", line)
         if match and not Path(f"/proc/{match.group(2)}").exists():
@@ -115,12 +116,16 @@ def network_namespace(prefix: str = "sstest") -> Iterator[NetNs]:
     _reap_stale(prefix)
     name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
     third, block = secrets.randbelow(256), secrets.randbelow(64) * 4
-    ns = NetNs(name=name, host_iface="ssveth0", host_addr=f"10.213.{third}.{block + 1}",
-               peer_iface="ssveth1", peer_addr=f"10.213.{third}.{block + 2}")
+    ns = NetNs(
+        name=name,
+        host_iface="ssveth0",
+        host_addr=f"10.213.{third}.{block + 1}",
+        peer_iface="ssveth1",
+        peer_addr=f"10.213.{third}.{block + 2}",
+    )
     _ip("netns", "add", name)
     try:
-        _ip("-n", name, "link", "add", ns.host_iface, "type", "veth", "peer", "name",
-            ns.peer_iface)
+        _ip("-n", name, "link", "add", ns.host_iface, "type", "veth", "peer", "name", ns.peer_iface)
         _ip("-n", name, "addr", "add", f"{ns.host_addr}/30", "dev", ns.host_iface)
         _ip("-n", name, "addr", "add", f"{ns.peer_addr}/30", "dev", ns.peer_iface)
         for iface in ("lo", ns.host_iface, ns.peer_iface):

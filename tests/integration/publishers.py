@@ -47,8 +47,12 @@ class Publisher:
         """Join as a publisher (nothing published yet); returns the feed id."""
         await self.session.create()
         self.handle = await self.session.attach(VIDEOROOM)
-        body: dict[str, Any] = {"request": "join", "ptype": "publisher",
-                                "room": self.address.room, "display": self.display}
+        body: dict[str, Any] = {
+            "request": "join",
+            "ptype": "publisher",
+            "room": self.address.room,
+            "display": self.display,
+        }
         if self.address.pin is not None:
             body["pin"] = self.address.pin
         data, _ = await self.session.message(self.handle, body)
@@ -62,8 +66,9 @@ class Publisher:
             raise ValueError(f"{path} has no audio stream")
         await self._publish(self._player.audio)
 
-    async def publish_pcm(self, pcm: bytes, speed: float = 1.0,
-                          sample_rate: int = 16000) -> PcmTrack:
+    async def publish_pcm(
+        self, pcm: bytes, speed: float = 1.0, sample_rate: int = 16000
+    ) -> PcmTrack:
         """Publish mono s16 ``pcm`` from memory as Opus, in real time (or ``speed`` times
         faster), then silence until :meth:`leave`; returns the track (``finished`` is set
         once every sample went out)."""
@@ -84,8 +89,10 @@ class Publisher:
         pc.addTransceiver(track, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         _, answer = await self.session.message(
-            self.handle, {"request": "publish", "display": self.display},
-            jsep={"type": "offer", "sdp": pc.localDescription.sdp})
+            self.handle,
+            {"request": "publish", "display": self.display},
+            jsep={"type": "offer", "sdp": pc.localDescription.sdp},
+        )
         if answer is None:
             raise RuntimeError("Janus sent no answer to the publish offer")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
@@ -144,8 +151,16 @@ async def list_participants(url: str) -> list[dict[str, Any]]:
 async def create_room(url: str, secret: str) -> None:
     """Create the room named by ``url`` (not permanent), with admin ``secret``."""
     room = parse_janus_url(url).room
-    await _admin(url, {"request": "create", "room": room, "secret": secret,
-                       "publishers": 16, "audiocodec": "opus"})
+    await _admin(
+        url,
+        {
+            "request": "create",
+            "room": room,
+            "secret": secret,
+            "publishers": 16,
+            "audiocodec": "opus",
+        },
+    )
 
 
 async def destroy_room(url: str, secret: str) -> None:

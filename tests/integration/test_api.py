@@ -60,8 +60,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _APP = create_app()
 SCHEMA: dict[str, Any] = _APP.openapi()
 METHODS = {"get", "put", "post", "delete", "patch"}
-ROUTES: list[Route] = sorted((m.upper(), p) for p, item in SCHEMA["paths"].items()
-                             for m in item if m in METHODS)
+ROUTES: list[Route] = sorted(
+    (m.upper(), p) for p, item in SCHEMA["paths"].items() for m in item if m in METHODS
+)
 
 
 def _websockets(routes: list[Any], prefix: str = "") -> Iterator[Route]:
@@ -84,8 +85,11 @@ def operation(route: Route) -> dict[str, Any]:
 SECURED = [r for r in ROUTES if operation(r).get("security")]
 MEETING_SCOPED = [r for r in SECURED if "{meeting_id}" in r[1]]
 TENANT_WIDE = [r for r in SECURED if r not in MEETING_SCOPED]
-JSON_BODY = [r for r in ROUTES
-             if "application/json" in operation(r).get("requestBody", {}).get("content", {})]
+JSON_BODY = [
+    r
+    for r in ROUTES
+    if "application/json" in operation(r).get("requestBody", {}).get("content", {})
+]
 WHIP = ("POST", "/v1/meetings/{meeting_id}/whip")
 WHIP_SESSION = "/v1/meetings/{meeting_id}/whip/{session_id}"
 CAPTIONS = "/v1/meetings/{meeting_id}/captions"
@@ -120,12 +124,14 @@ _succeeded: set[Route] = set()
 def covers(*routes: str) -> Callable[[F], F]:
     """Claims the success path of ``routes`` ("METHOD /path/{template}"); the claim is
     checked after the test (see ``_claims_hold``)."""
+
     def mark(fn: F) -> F:
         claimed = [(r.split(" ", 1)[0], r.split(" ", 1)[1]) for r in routes]
         for route in claimed:
             _CLAIMED.setdefault(route, set()).add(fn.__name__)
         setattr(fn, "__covers__", claimed)
         return fn
+
     return mark
 
 
@@ -151,6 +157,7 @@ def test_every_route_is_covered() -> None:
 
 
 # -- the client -----------------------------------------------------------------------------
+
 
 def check_response(route: Route, r: Response) -> None:
     """What holds for every answer: no 500, problem details for errors, no canary."""
@@ -184,9 +191,16 @@ class Api:
     def __init__(self, client: TestClient) -> None:
         self.client = client
 
-    def __call__(self, method: str, template: str, token: str | None = None, *,
-                 path: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
-                 **kwargs: Any) -> Response:
+    def __call__(
+        self,
+        method: str,
+        template: str,
+        token: str | None = None,
+        *,
+        path: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Response:
         sent = dict(headers or {})
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
@@ -195,9 +209,15 @@ class Api:
         check_response((method, template), r)
         return r
 
-    def ws(self, meeting_id: str, token: str | None = None, *, cursor: str | None = None,
-           headers: Mapping[str, str] | None = None,
-           query: Mapping[str, str] | None = None) -> WebSocketTestSession:
+    def ws(
+        self,
+        meeting_id: str,
+        token: str | None = None,
+        *,
+        cursor: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> WebSocketTestSession:
         sent = dict(headers or {})
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
@@ -212,6 +232,7 @@ class Api:
 
 def receive(ws: WebSocketTestSession, timeout: float = 10.0) -> dict[str, Any]:
     """One caption, or a failure after ``timeout`` seconds rather than a hung test."""
+
     async def get() -> Any:
         with anyio.fail_after(timeout):
             return await ws._send_rx.receive()
@@ -223,8 +244,9 @@ def receive(ws: WebSocketTestSession, timeout: float = 10.0) -> dict[str, Any]:
     return doc
 
 
-def refused(api: Api, meeting_id: str, token: str | None = None,
-            **kwargs: Any) -> WebSocketDisconnect:
+def refused(
+    api: Api, meeting_id: str, token: str | None = None, **kwargs: Any
+) -> WebSocketDisconnect:
     """The close the captions socket answers with, instead of captions."""
     with pytest.raises(WebSocketDisconnect) as info, api.ws(meeting_id, token, **kwargs) as ws:
         receive(ws)
@@ -233,6 +255,7 @@ def refused(api: Api, meeting_id: str, token: str | None = None,
 
 
 # -- fixtures -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class T:
@@ -277,20 +300,23 @@ def meeting(api: Api, t: T, **body: Any) -> str:
     return meeting_id
 
 
-def store_transcript(rt: Runtime, meeting_id: str, texts: list[str], first_seq: int = 0,
-                     participant: str = "alice") -> None:
+def store_transcript(
+    rt: Runtime, meeting_id: str, texts: list[str], first_seq: int = 0, participant: str = "alice"
+) -> None:
     """Transcript segments as a worker stores them (sealed, with a caption entry each)."""
     m = rt.store.meetings.get(meeting_id)
     key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
     for seq, text in enumerate(texts, first_seq):
-        segment = TranscriptSegment(participant, seq, seq * 2000, seq * 2000 + 1500, text,
-                                    language="en")
+        segment = TranscriptSegment(
+            participant, seq, seq * 2000, seq * 2000 + 1500, text, language="en"
+        )
         sealed = seal_transcript(key, m.tenant_id, m.id, segment)
         rt.store.segments.complete(sealed, segment.start_ms)
 
 
 def sdp_offer() -> str:
     """A real audio offer from an aiortc publisher on loopback (no STUN, no traffic)."""
+
     async def make() -> str:
         pc = RTCPeerConnection(rtc_configuration())
         pc.addTransceiver("audio", direction="sendonly")
@@ -304,9 +330,15 @@ def sdp_offer() -> str:
 
 
 def whip_session(api: Api, t: T, meeting_id: str, participant: str = "whip") -> str:
-    r = api("POST", WHIP[1], t.token, path={"meeting_id": meeting_id},
-            params={"participant": participant}, content=sdp_offer(),
-            headers={"Content-Type": "application/sdp"})
+    r = api(
+        "POST",
+        WHIP[1],
+        t.token,
+        path={"meeting_id": meeting_id},
+        params={"participant": participant},
+        content=sdp_offer(),
+        headers={"Content-Type": "application/sdp"},
+    )
     assert r.status_code == 201, r.text
     session_id = r.headers["location"].rsplit("/", 1)[1]
     assert r.headers["location"] == f"/v1/meetings/{meeting_id}/whip/{session_id}"
@@ -319,15 +351,18 @@ def valid_request(route: Route, tenant_id: str) -> dict[str, Any]:
         ("PUT", "/v1/tenant/retention"): {"transcript_ttl": 3600},
         ("POST", "/v1/meetings"): {},
         ("PUT", "/v1/meetings/{meeting_id}/transcription"): {"enabled": False},
-        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/consent"):
-            {"transcribe": False},
+        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/consent"): {
+            "transcribe": False
+        },
         ("POST", "/v1/meetings/{meeting_id}/bot"): {"url": "janus://127.0.0.1:8088/999"},
         ("POST", "/v1/keys/retire"): {"below": 1},
         ("POST", "/v1/keys/revoke"): {"confirm": f"revoke {tenant_id}"},
     }
     if route == WHIP:
-        return {"content": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
-                "headers": {"Content-Type": "application/sdp"}}
+        return {
+            "content": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+            "headers": {"Content-Type": "application/sdp"},
+        }
     if route in bodies:
         return {"json": bodies[route]}
     assert route not in JSON_BODY, f"valid_request needs a body for {route}"
@@ -339,20 +374,30 @@ UNKNOWN_MEETING = "m_" + "0" * 16
 UNKNOWN_SESSION = "w_" + "0" * 16
 
 
-def path_for(meeting_id: str = UNKNOWN_MEETING,
-             session_id: str = UNKNOWN_SESSION) -> dict[str, str]:
+def path_for(
+    meeting_id: str = UNKNOWN_MEETING, session_id: str = UNKNOWN_SESSION
+) -> dict[str, str]:
     return {"meeting_id": meeting_id, "participant": "alice", "session_id": session_id}
 
 
 # -- success paths --------------------------------------------------------------------------
 
+
 @covers("GET /v1/tenant", "PUT /v1/tenant/retention", "GET /v1/tenant/export")
 def test_tenant_retention_and_export(api: Api, app_rt: Runtime, a: T, b: T) -> None:
     me = api("GET", "/v1/tenant", a.token).json()
-    defaults = {"transcript_ttl": app_rt.settings.transcript_ttl,
-                "audio_ttl": app_rt.settings.audio_ttl}
-    assert me == {"id": a.id, "name": "acme", "created": me["created"], "revoked": False,
-                  "key_provider": "local", "retention": defaults}
+    defaults = {
+        "transcript_ttl": app_rt.settings.transcript_ttl,
+        "audio_ttl": app_rt.settings.audio_ttl,
+    }
+    assert me == {
+        "id": a.id,
+        "name": "acme",
+        "created": me["created"],
+        "revoked": False,
+        "key_provider": "local",
+        "retention": defaults,
+    }
 
     r = api("PUT", "/v1/tenant/retention", a.token, json={"transcript_ttl": 7200})
     assert r.json() == {**defaults, "transcript_ttl": 7200}
@@ -362,13 +407,20 @@ def test_tenant_retention_and_export(api: Api, app_rt: Runtime, a: T, b: T) -> N
     assert api("GET", "/v1/tenant", a.token).json()["retention"] == r.json()
     assert api("GET", "/v1/tenant", b.token).json()["retention"] == defaults
 
-    out_of_range = [{"transcript_ttl": 0}, {"transcript_ttl": MAX_TRANSCRIPT_TTL + 1},
-                    {"audio_ttl": MAX_AUDIO_TTL + 1}, {"audio_ttl": -5},
-                    {"transcript_ttl": True}, {"audio_ttl": "3600"}, {"audio_ttl": 1.5},
-                    {"keep": CANARY}]
+    out_of_range = [
+        {"transcript_ttl": 0},
+        {"transcript_ttl": MAX_TRANSCRIPT_TTL + 1},
+        {"audio_ttl": MAX_AUDIO_TTL + 1},
+        {"audio_ttl": -5},
+        {"transcript_ttl": True},
+        {"audio_ttl": "3600"},
+        {"audio_ttl": 1.5},
+        {"keep": CANARY},
+    ]
     for body in out_of_range:
-        problem = assert_problem(api("PUT", "/v1/tenant/retention", a.token, json=body), 422,
-                                 "validation")
+        problem = assert_problem(
+            api("PUT", "/v1/tenant/retention", a.token, json=body), 422, "validation"
+        )
         assert problem["errors"], problem
     assert api("GET", "/v1/tenant", a.token).json()["retention"] == r.json()
 
@@ -380,16 +432,26 @@ def test_tenant_retention_and_export(api: Api, app_rt: Runtime, a: T, b: T) -> N
     assert f'filename="sealscribe-{a.id}.zip"' in r.headers["content-disposition"]
     with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
         names = set(zf.namelist())
-        assert {"tenant.json", "audit.jsonl", f"meetings/{m}/meeting.json",
-                f"meetings/{m}/transcript.json", f"meetings/{m}/transcript.vtt"} <= names
+        assert {
+            "tenant.json",
+            "audit.jsonl",
+            f"meetings/{m}/meeting.json",
+            f"meetings/{m}/transcript.json",
+            f"meetings/{m}/transcript.vtt",
+        } <= names
         assert json.loads(zf.read(f"meetings/{m}/transcript.json"))[0]["text"] == "hello export"
         assert json.loads(zf.read("tenant.json"))["id"] == a.id
 
 
-@covers("POST /v1/meetings", "GET /v1/meetings", "GET /v1/meetings/{meeting_id}",
-        "PUT /v1/meetings/{meeting_id}/transcription",
-        "PUT /v1/meetings/{meeting_id}/participants/{participant}/consent",
-        "GET /v1/meetings/{meeting_id}/privacy", "DELETE /v1/meetings/{meeting_id}")
+@covers(
+    "POST /v1/meetings",
+    "GET /v1/meetings",
+    "GET /v1/meetings/{meeting_id}",
+    "PUT /v1/meetings/{meeting_id}/transcription",
+    "PUT /v1/meetings/{meeting_id}/participants/{participant}/consent",
+    "GET /v1/meetings/{meeting_id}/privacy",
+    "DELETE /v1/meetings/{meeting_id}",
+)
 def test_meeting_lifecycle(api: Api, a: T) -> None:
     r = api("POST", "/v1/meetings", a.token, json={})
     created = r.json()
@@ -398,20 +460,38 @@ def test_meeting_lifecycle(api: Api, a: T) -> None:
     assert created["opted_out"] == [] and created["language"] is None
     m = created["id"]
     on = meeting(api, a, transcription=True, language="en")
-    assert api("GET", "/v1/meetings/{meeting_id}", a.token,
-               path={"meeting_id": on}).json()["transcription"] is True
+    assert (
+        api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": on}).json()[
+            "transcription"
+        ]
+        is True
+    )
     listed = api("GET", "/v1/meetings", a.token).json()
     assert sorted(x["id"] for x in listed) == sorted([m, on])
-    assert api("GET", "/v1/meetings/{meeting_id}", a.token,
-               path={"meeting_id": m}).json() == created
+    assert (
+        api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m}).json() == created
+    )
 
     switch = "/v1/meetings/{meeting_id}/transcription"
-    assert api("PUT", switch, a.token, path={"meeting_id": m},
-               json={"enabled": True}).json()["transcription"] is True
-    assert api("PUT", switch, a.token, path={"meeting_id": m},
-               json={"enabled": False}).json()["transcription"] is False
-    for bad in ({}, {"enabled": "yes"}, {"enabled": 1}, {"enabled": None},
-                {"enabled": True, "why": CANARY}):
+    assert (
+        api("PUT", switch, a.token, path={"meeting_id": m}, json={"enabled": True}).json()[
+            "transcription"
+        ]
+        is True
+    )
+    assert (
+        api("PUT", switch, a.token, path={"meeting_id": m}, json={"enabled": False}).json()[
+            "transcription"
+        ]
+        is False
+    )
+    for bad in (
+        {},
+        {"enabled": "yes"},
+        {"enabled": 1},
+        {"enabled": None},
+        {"enabled": True, "why": CANARY},
+    ):
         assert_problem(api("PUT", switch, a.token, path={"meeting_id": m}, json=bad), 422)
 
     consent = "/v1/meetings/{meeting_id}/participants/{participant}/consent"
@@ -420,30 +500,52 @@ def test_meeting_lifecycle(api: Api, a: T) -> None:
     assert r.json()["opted_out"] == ["Zed Speaker"]
     r = api("PUT", consent, a.token, path=where, json={"transcribe": True})
     assert r.json()["opted_out"] == []
-    assert_problem(api("PUT", consent, a.token, path={**where, "participant": "x" * 65},
-                       json={"transcribe": False}), 422)
+    assert_problem(
+        api(
+            "PUT",
+            consent,
+            a.token,
+            path={**where, "participant": "x" * 65},
+            json={"transcribe": False},
+        ),
+        422,
+    )
     # Janus display names may hold a slash: the name is the rest of the path
-    slashed = api("PUT", consent, a.token, path={**where, "participant": "R&D / Ann"},
-                  json={"transcribe": False})
+    slashed = api(
+        "PUT",
+        consent,
+        a.token,
+        path={**where, "participant": "R&D / Ann"},
+        json={"transcribe": False},
+    )
     assert slashed.json()["opted_out"] == ["R&D / Ann"]
-    api("PUT", consent, a.token, path={**where, "participant": "R&D / Ann"},
-        json={"transcribe": True})
+    api(
+        "PUT",
+        consent,
+        a.token,
+        path={**where, "participant": "R&D / Ann"},
+        json={"transcribe": True},
+    )
 
-    privacy = api("GET", "/v1/meetings/{meeting_id}/privacy", a.token,
-                  path={"meeting_id": m}).json()
+    privacy = api(
+        "GET", "/v1/meetings/{meeting_id}/privacy", a.token, path={"meeting_id": m}
+    ).json()
     assert privacy["meeting_id"] == m and privacy["transcription_now"] is False
     assert [s[1] for s in privacy["switches"]] == ["on", "off"]
     assert [c[1] for c in privacy["consent_changes"]] == [
-        "Zed Speaker:opted-out", "Zed Speaker:opted-in", "R&D / Ann:opted-out",
-        "R&D / Ann:opted-in"]
+        "Zed Speaker:opted-out",
+        "Zed Speaker:opted-in",
+        "R&D / Ann:opted-out",
+        "R&D / Ann:opted-in",
+    ]
     assert privacy["audit_intact"] is True and privacy["audit_problems"] == []
 
     r = api("DELETE", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m})
     assert r.status_code == 204 and r.content == b""
-    assert_problem(api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m}),
-                   404, "not-found")
-    assert_problem(api("DELETE", "/v1/meetings/{meeting_id}", a.token,
-                       path={"meeting_id": m}), 404)
+    assert_problem(
+        api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m}), 404, "not-found"
+    )
+    assert_problem(api("DELETE", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m}), 404)
     assert [x["id"] for x in api("GET", "/v1/meetings", a.token).json()] == [on]
 
 
@@ -451,14 +553,22 @@ def test_meeting_create_refusals(api: Api, a: T) -> None:
     unusable: list[dict[str, Any]] = [{"language": "E1"}, {"translate": True}, {"language": "fr"}]
     for body in unusable:  # the deployment's tiny.en knows English only; codes are ISO 639-1
         assert_problem(api("POST", "/v1/meetings", a.token, json=body), 400, "invalid-input")
-    for body in ({"transcription": "on"}, {"transcription": 1}, {"language": CANARY},
-                 {"language": 5}, {"meeting": CANARY}):
+    for body in (
+        {"transcription": "on"},
+        {"transcription": 1},
+        {"language": CANARY},
+        {"language": 5},
+        {"meeting": CANARY},
+    ):
         assert_problem(api("POST", "/v1/meetings", a.token, json=body), 422, "validation")
     assert api("GET", "/v1/meetings", a.token).json() == []
 
 
-@covers("POST /v1/meetings/{meeting_id}/bot", "GET /v1/meetings/{meeting_id}/bot",
-        "DELETE /v1/meetings/{meeting_id}/bot")
+@covers(
+    "POST /v1/meetings/{meeting_id}/bot",
+    "GET /v1/meetings/{meeting_id}/bot",
+    "DELETE /v1/meetings/{meeting_id}/bot",
+)
 def test_bot_join_status_leave(api: Api, a: T) -> None:
     m = meeting(api, a)
     bot = "/v1/meetings/{meeting_id}/bot"
@@ -466,7 +576,9 @@ def test_bot_join_status_leave(api: Api, a: T) -> None:
     assert_problem(api("GET", bot, a.token, path=where), 404)  # none sent yet
     assert_problem(api("DELETE", bot, a.token, path=where), 404)
 
-    r = api("POST", bot, a.token, path=where, json={"url": f"janus://127.0.0.1:8088/1234?pin={PIN}"})
+    r = api(
+        "POST", bot, a.token, path=where, json={"url": f"janus://127.0.0.1:8088/1234?pin={PIN}"}
+    )
     assert r.status_code == 202
     joined = r.json()
     assert joined["meeting_id"] == m and joined["state"] == "requested"
@@ -478,24 +590,45 @@ def test_bot_join_status_leave(api: Api, a: T) -> None:
 
     r = api("DELETE", bot, a.token, path=where)
     assert r.status_code == 202 and r.json()["state"] == "left"  # no bot service holds it
-    assert api("POST", bot, a.token, path=where,
-               json={"url": "janus://127.0.0.1:8088/1234"}).status_code == 202
+    assert (
+        api(
+            "POST", bot, a.token, path=where, json={"url": "janus://127.0.0.1:8088/1234"}
+        ).status_code
+        == 202
+    )
 
 
 def test_bot_join_url_is_checked(api: Api, a: T) -> None:
     m = meeting(api, a)
     bot = "/v1/meetings/{meeting_id}/bot"
-    bad = ["http://127.0.0.1:8088/1234", "janus://", "janus://127.0.0.1:8088/0",
-           "janus://127.0.0.1:8088/room", f"janus://{CANARY}_/1234", f"{CANARY}://x/1",
-           f"janus://127.0.0.1:8088/1234?pin={CANARY} x", ""]
+    bad = [
+        "http://127.0.0.1:8088/1234",
+        "janus://",
+        "janus://127.0.0.1:8088/0",
+        "janus://127.0.0.1:8088/room",
+        f"janus://{CANARY}_/1234",
+        f"{CANARY}://x/1",
+        f"janus://127.0.0.1:8088/1234?pin={CANARY} x",
+        "",
+    ]
     for url in bad:
         r = api("POST", bot, a.token, path={"meeting_id": m}, json={"url": url})
         detail = assert_problem(r, 400, "invalid-input")["detail"]
         assert "URL" in detail
-    assert_problem(api("POST", bot, a.token, path={"meeting_id": m},
-                       json={"url": "janus://h/1" + "1" * 2048}), 422)
-    assert_problem(api("POST", bot, a.token, path={"meeting_id": m},
-                       json={"url": "janus://127.0.0.1:8088/1", "pin": CANARY}), 422)
+    assert_problem(
+        api("POST", bot, a.token, path={"meeting_id": m}, json={"url": "janus://h/1" + "1" * 2048}),
+        422,
+    )
+    assert_problem(
+        api(
+            "POST",
+            bot,
+            a.token,
+            path={"meeting_id": m},
+            json={"url": "janus://127.0.0.1:8088/1", "pin": CANARY},
+        ),
+        422,
+    )
     assert_problem(api("GET", bot, a.token, path={"meeting_id": m}), 404)  # nothing was sent
 
 
@@ -507,8 +640,12 @@ def test_transcript_formats(api: Api, app_rt: Runtime, a: T) -> None:
     assert empty.status_code == 200 and empty.text == ""
     store_transcript(app_rt, m, ["hello there", "general kenobi"])
 
-    media = {"txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt",
-             "json": "application/json"}
+    media = {
+        "txt": "text/plain",
+        "srt": "application/x-subrip",
+        "vtt": "text/vtt",
+        "json": "application/json",
+    }
     bodies = {}
     for fmt, kind in media.items():
         r = api("GET", transcript, a.token, path={"meeting_id": m}, params={"format": fmt})
@@ -522,23 +659,39 @@ def test_transcript_formats(api: Api, app_rt: Runtime, a: T) -> None:
     assert bodies["vtt"].startswith("WEBVTT") and "<v alice>general kenobi" in bodies["vtt"]
     doc = json.loads(bodies["json"])
     assert [(s["speaker"], s["seq"], s["text"]) for s in doc] == [
-        ("alice", 0, "hello there"), ("alice", 1, "general kenobi")]
+        ("alice", 0, "hello there"),
+        ("alice", 1, "general kenobi"),
+    ]
 
     for params in ({"format": "xml"}, {"format": CANARY}):
-        assert_problem(api("GET", transcript, a.token, path={"meeting_id": m}, params=params),
-                       422, "validation")
+        assert_problem(
+            api("GET", transcript, a.token, path={"meeting_id": m}, params=params),
+            422,
+            "validation",
+        )
     assert_problem(api("GET", transcript, a.token, path={"meeting_id": "m_nothex"}), 422)
     audit = api("GET", "/v1/audit", a.token, params={"limit": 1000}).json()["entries"]
-    assert any(e["action"] == "unwrap" and e["purpose"] == "deliver" and e["meeting"] == m
-               for e in audit)
+    assert any(
+        e["action"] == "unwrap" and e["purpose"] == "deliver" and e["meeting"] == m for e in audit
+    )
 
 
-@covers("POST /v1/meetings/{meeting_id}/whip", "PATCH /v1/meetings/{meeting_id}/whip/{session_id}",
-        "DELETE /v1/meetings/{meeting_id}/whip/{session_id}")
+@covers(
+    "POST /v1/meetings/{meeting_id}/whip",
+    "PATCH /v1/meetings/{meeting_id}/whip/{session_id}",
+    "DELETE /v1/meetings/{meeting_id}/whip/{session_id}",
+)
 def test_whip_publish_and_end(api: Api, a: T, b: T) -> None:
     m = meeting(api, a)
-    r = api("POST", WHIP[1], a.token, path={"meeting_id": m}, params={"participant": "Ann"},
-            content=sdp_offer(), headers={"Content-Type": "application/sdp"})
+    r = api(
+        "POST",
+        WHIP[1],
+        a.token,
+        path={"meeting_id": m},
+        params={"participant": "Ann"},
+        content=sdp_offer(),
+        headers={"Content-Type": "application/sdp"},
+    )
     assert r.status_code == 201
     assert r.headers["content-type"].startswith("application/sdp")
     assert r.text.startswith("v=0") and "m=audio" in r.text
@@ -552,8 +705,9 @@ def test_whip_publish_and_end(api: Api, a: T, b: T) -> None:
     # another tenant can neither see nor end the session
     assert_problem(api("PATCH", WHIP_SESSION, b.token, path=where), 404)
     assert_problem(api("DELETE", WHIP_SESSION, b.token, path=where), 404)
-    assert_problem(api("DELETE", WHIP_SESSION, a.token, path={**where, "meeting_id": meeting(
-        api, a)}), 404)  # the session belongs to another meeting
+    assert_problem(
+        api("DELETE", WHIP_SESSION, a.token, path={**where, "meeting_id": meeting(api, a)}), 404
+    )  # the session belongs to another meeting
     assert api("DELETE", WHIP_SESSION, a.token, path=where).status_code == 200
     assert_problem(api("DELETE", WHIP_SESSION, a.token, path=where), 404)
     assert_problem(api("PATCH", WHIP_SESSION, a.token, path=where), 404)
@@ -564,40 +718,82 @@ def test_whip_offer_refusals(api: Api, a: T) -> None:
     where = {"meeting_id": m}
     sdp = {"Content-Type": "application/sdp"}
 
-    r = api("POST", WHIP[1], a.token, path=where, content=f"v=0 {CANARY}",
-            headers={"Content-Type": "text/plain"})
+    r = api(
+        "POST",
+        WHIP[1],
+        a.token,
+        path=where,
+        content=f"v=0 {CANARY}",
+        headers={"Content-Type": "text/plain"},
+    )
     assert_problem(r, 415, "unsupported-media-type")
     assert r.headers["accept-post"] == "application/sdp"
     assert_problem(api("POST", WHIP[1], a.token, path=where, content=CANARY, headers=sdp), 400)
-    assert_problem(api("POST", WHIP[1], a.token, path=where,
-                       content=f"v=0\r\nm=video 9 RTP/AVP 96\r\ns={CANARY}\r\n", headers=sdp), 400)
-    assert_problem(api("POST", WHIP[1], a.token, path=where,
-                       content=b"v=0\r\nm=audio \xff\xfe", headers=sdp), 400)
+    assert_problem(
+        api(
+            "POST",
+            WHIP[1],
+            a.token,
+            path=where,
+            content=f"v=0\r\nm=video 9 RTP/AVP 96\r\ns={CANARY}\r\n",
+            headers=sdp,
+        ),
+        400,
+    )
+    assert_problem(
+        api("POST", WHIP[1], a.token, path=where, content=b"v=0\r\nm=audio \xff\xfe", headers=sdp),
+        400,
+    )
 
     # aiortc's own parse errors quote what they choke on: the answer must not
     offer = sdp_offer()
-    broken = [re.sub(r"^m=audio \d+", f"m=audio {CANARY}", offer, flags=re.M),
-              re.sub(r"^a=rtpmap:\d+", f"a=rtpmap:{CANARY}", offer, count=1, flags=re.M),
-              re.sub(r"^a=setup:\w+", f"a=setup:{CANARY}", offer, flags=re.M),
-              re.sub(r"^a=fingerprint:.*$", f"a=fingerprint:{CANARY}", offer, flags=re.M),
-              re.sub(r"^a=ice-ufrag:.*$", "", offer, flags=re.M),
-              "v=0\r\nm=audio\r\n"]
+    broken = [
+        re.sub(r"^m=audio \d+", f"m=audio {CANARY}", offer, flags=re.M),
+        re.sub(r"^a=rtpmap:\d+", f"a=rtpmap:{CANARY}", offer, count=1, flags=re.M),
+        re.sub(r"^a=setup:\w+", f"a=setup:{CANARY}", offer, flags=re.M),
+        re.sub(r"^a=fingerprint:.*$", f"a=fingerprint:{CANARY}", offer, flags=re.M),
+        re.sub(r"^a=ice-ufrag:.*$", "", offer, flags=re.M),
+        "v=0\r\nm=audio\r\n",
+    ]
     for body in broken:
         assert body != offer
-        problem = assert_problem(api("POST", WHIP[1], a.token, path=where, content=body,
-                                     headers=sdp), 400, "invalid-input")
+        problem = assert_problem(
+            api("POST", WHIP[1], a.token, path=where, content=body, headers=sdp),
+            400,
+            "invalid-input",
+        )
         assert problem["detail"].startswith("the SDP offer was refused: ")
 
     for participant in ("", "x" * 65):
-        assert_problem(api("POST", WHIP[1], a.token, path=where, content=offer, headers=sdp,
-                           params={"participant": participant}), 422)
-    assert_problem(api("POST", WHIP[1], a.token, path={"meeting_id": UNKNOWN_MEETING},
-                       content=offer, headers=sdp), 404)
+        assert_problem(
+            api(
+                "POST",
+                WHIP[1],
+                a.token,
+                path=where,
+                content=offer,
+                headers=sdp,
+                params={"participant": participant},
+            ),
+            422,
+        )
+    assert_problem(
+        api(
+            "POST",
+            WHIP[1],
+            a.token,
+            path={"meeting_id": UNKNOWN_MEETING},
+            content=offer,
+            headers=sdp,
+        ),
+        404,
+    )
 
     big = (offer + f"a=x-{CANARY}:" + "a" * MAX_OFFER_BYTES + "\r\n").encode()
     assert_problem(api("POST", WHIP[1], a.token, path=where, content=big, headers=sdp), 413)
-    streamed = api("POST", WHIP[1], a.token, path=where, content=iter([big[:1000], big[1000:]]),
-                   headers=sdp)  # chunked: no Content-Length to go by
+    streamed = api(
+        "POST", WHIP[1], a.token, path=where, content=iter([big[:1000], big[1000:]]), headers=sdp
+    )  # chunked: no Content-Length to go by
     assert_problem(streamed, 413, "offer-too-large")
 
 
@@ -606,15 +802,27 @@ def test_keys_rotate_and_retire(api: Api, app_rt: Runtime, a: T) -> None:
     m1, m2 = meeting(api, a), meeting(api, a)
     store_transcript(app_rt, m1, ["still readable"])
     keys = api("GET", "/v1/keys", a.token).json()
-    assert keys == {"provider": "local", "primary_version": 1, "min_version": 1,
-                    "versions": [1], "revoked": False, "wrapped_by_version": {"1": 4}}
+    assert keys == {
+        "provider": "local",
+        "primary_version": 1,
+        "min_version": 1,
+        "versions": [1],
+        "revoked": False,
+        "wrapped_by_version": {"1": 4},
+    }
 
     r = api("POST", "/v1/keys/rotate", a.token).json()
     assert r == {"primary_version": 2, "rewrapped": 4}  # two data keys per meeting
     assert api("GET", "/v1/keys", a.token).json()["wrapped_by_version"] == {"2": 4}
 
-    for bad in ({"below": 0}, {"below": True}, {"below": "2"}, {"below": 1.5}, {},
-                {"below": 2, "force": CANARY}):
+    for bad in (
+        {"below": 0},
+        {"below": True},
+        {"below": "2"},
+        {"below": 1.5},
+        {},
+        {"below": 2, "force": CANARY},
+    ):
         assert_problem(api("POST", "/v1/keys/retire", a.token, json=bad), 422, "validation")
     assert_problem(api("POST", "/v1/keys/retire", a.token, json={"below": 3}), 400)
 
@@ -622,8 +830,7 @@ def test_keys_rotate_and_retire(api: Api, app_rt: Runtime, a: T) -> None:
     assert r == {"min_version": 2, "retired_below": 2, "rewrapped": 0}
     keys = api("GET", "/v1/keys", a.token).json()
     assert keys["min_version"] == 2 and keys["primary_version"] == 2
-    text = api("GET", "/v1/meetings/{meeting_id}/transcript", a.token,
-               path={"meeting_id": m1}).text
+    text = api("GET", "/v1/meetings/{meeting_id}/transcript", a.token, path={"meeting_id": m1}).text
     assert "still readable" in text
     assert m2 in [x["id"] for x in api("GET", "/v1/meetings", a.token).json()]
 
@@ -633,8 +840,9 @@ def test_revoke_is_a_kill_switch(api: Api, app_rt: Runtime, a: T, b: T) -> None:
     m = meeting(api, a)
     store_transcript(app_rt, m, ["before the revoke"])
     for confirm in ("revoke", f"revoke {b.id}", f"revoke {CANARY}", ""):
-        assert_problem(api("POST", "/v1/keys/revoke", a.token, json={"confirm": confirm}), 400,
-                       "invalid-input")
+        assert_problem(
+            api("POST", "/v1/keys/revoke", a.token, json={"confirm": confirm}), 400, "invalid-input"
+        )
     assert_problem(api("POST", "/v1/keys/revoke", a.token, json={}), 422)
     assert api("GET", "/v1/keys", a.token).json()["revoked"] is False
 
@@ -644,13 +852,21 @@ def test_revoke_is_a_kill_switch(api: Api, app_rt: Runtime, a: T, b: T) -> None:
     assert api("GET", "/v1/keys", b.token).json()["revoked"] is False  # only A's
 
     where = {"meeting_id": m}
-    for r in (api("POST", "/v1/meetings", a.token, json={}),
-              api("POST", "/v1/keys/rotate", a.token),
-              api("POST", "/v1/keys/retire", a.token, json={"below": 1}),
-              api("GET", "/v1/tenant/export", a.token),
-              api("GET", "/v1/meetings/{meeting_id}/transcript", a.token, path=where),
-              api("POST", WHIP[1], a.token, path=where, content=sdp_offer(),
-                  headers={"Content-Type": "application/sdp"})):
+    for r in (
+        api("POST", "/v1/meetings", a.token, json={}),
+        api("POST", "/v1/keys/rotate", a.token),
+        api("POST", "/v1/keys/retire", a.token, json={"below": 1}),
+        api("GET", "/v1/tenant/export", a.token),
+        api("GET", "/v1/meetings/{meeting_id}/transcript", a.token, path=where),
+        api(
+            "POST",
+            WHIP[1],
+            a.token,
+            path=where,
+            content=sdp_offer(),
+            headers={"Content-Type": "application/sdp"},
+        ),
+    ):
         assert_problem(r, 403, "key-revoked")
     assert refused(api, m, a.token).code == 4403
     audit = api("GET", "/v1/audit", a.token, params={"limit": 1000}).json()["entries"]
@@ -671,8 +887,13 @@ def test_audit_show_and_verify(api: Api, a: T) -> None:
     assert api("GET", "/v1/audit", a.token, params={"offset": 10**6}).json()["entries"] == []
     verdict = api("GET", "/v1/audit/verify", a.token).json()
     assert verdict == {"ok": True, "entries": len(entries), "problems": []}
-    for params in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"limit": CANARY},
-                   {"offset": "1.5"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 1001},
+        {"offset": -1},
+        {"limit": CANARY},
+        {"offset": "1.5"},
+    ):
         assert_problem(api("GET", "/v1/audit", a.token, params=params), 422, "validation")
 
 
@@ -680,28 +901,45 @@ def test_audit_show_and_verify(api: Api, a: T) -> None:
 def test_healthz(api: Api) -> None:
     r = api("GET", "/healthz")
     assert r.status_code == 200
-    assert r.json() == {"ok": True, "redis": "ok", "workers": r.json()["workers"],
-                        "key_providers": "ok"}
+    assert r.json() == {
+        "ok": True,
+        "redis": "ok",
+        "workers": r.json()["workers"],
+        "key_providers": "ok",
+    }
 
 
 @covers("GET /metrics")
 def test_metrics_name_no_one(api: Api, app_rt: Runtime, a: T) -> None:
     m = meeting(api, a, transcription=True)
-    api("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/consent", a.token,
-        path={"meeting_id": m, "participant": "Zed Speaker"}, json={"transcribe": False})
+    api(
+        "PUT",
+        "/v1/meetings/{meeting_id}/participants/{participant}/consent",
+        a.token,
+        path={"meeting_id": m, "participant": "Zed Speaker"},
+        json={"transcribe": False},
+    )
     session = whip_session(api, a, m, participant="Quinn Publisher")
     store_transcript(app_rt, m, ["metrics never say this"])
     r = api("GET", "/metrics")
     assert r.headers["content-type"].startswith("text/plain")
     assert re.search(r'^sealscribe_queue_depth\{kind="segments"\} \d', r.text, re.M)
     assert re.search(r'^sealscribe_queue_depth\{kind="messages"\} \d', r.text, re.M)
-    for name in (m, a.id, "Zed Speaker", "Quinn Publisher", "Quinn", session,
-                 "metrics never say this"):
+    for name in (
+        m,
+        a.id,
+        "Zed Speaker",
+        "Quinn Publisher",
+        "Quinn",
+        session,
+        "metrics never say this",
+    ):
         assert name not in r.text, name
     api("DELETE", WHIP_SESSION, a.token, path=path_for(m, session))
 
 
 # -- captions over WebSocket ----------------------------------------------------------------
+
 
 @covers(f"WS {CAPTIONS}")
 def test_captions_resume_without_gaps_or_repeats(api: Api, app_rt: Runtime, a: T) -> None:
@@ -710,8 +948,14 @@ def test_captions_resume_without_gaps_or_repeats(api: Api, app_rt: Runtime, a: T
     with api.ws(m, a.token) as ws:
         first = [receive(ws) for _ in range(3)]
     assert [c["text"] for c in first] == ["one", "two", "three"]
-    assert first[0] == {"cursor": first[0]["cursor"], "participant": "alice", "start_ms": 0,
-                        "end_ms": 1500, "text": "one", "language": "en"}
+    assert first[0] == {
+        "cursor": first[0]["cursor"],
+        "participant": "alice",
+        "start_ms": 0,
+        "end_ms": 1500,
+        "text": "one",
+        "language": "en",
+    }
     cursors = [c["cursor"] for c in first]
     assert len(set(cursors)) == 3
 
@@ -733,8 +977,11 @@ def test_captions_resume_without_gaps_or_repeats(api: Api, app_rt: Runtime, a: T
         assert receive(ws)["text"] == "seven"
 
     audit = api("GET", "/v1/audit", a.token, params={"limit": 1000}).json()["entries"]
-    delivered = [e for e in audit if e["action"] == "unwrap" and e["purpose"] == "deliver"
-                 and e["meeting"] == m]
+    delivered = [
+        e
+        for e in audit
+        if e["action"] == "unwrap" and e["purpose"] == "deliver" and e["meeting"] == m
+    ]
     assert delivered and all(e["outcome"] == "ok" for e in delivered)
 
 
@@ -754,13 +1001,20 @@ def test_captions_refusals(api: Api, app_rt: Runtime, a: T, b: T) -> None:
 
 # -- tenant isolation -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("route", MEETING_SCOPED, ids=ids(MEETING_SCOPED))
-def test_another_tenants_meeting_is_not_found(route: Route, api: Api, app_rt: Runtime,
-                                              a: T, b: T) -> None:
+def test_another_tenants_meeting_is_not_found(
+    route: Route, api: Api, app_rt: Runtime, a: T, b: T
+) -> None:
     m = meeting(api, a, transcription=True)
     store_transcript(app_rt, m, ["private"])
-    api("POST", "/v1/meetings/{meeting_id}/bot", a.token, path={"meeting_id": m},
-        json={"url": "janus://127.0.0.1:8088/1234"})
+    api(
+        "POST",
+        "/v1/meetings/{meeting_id}/bot",
+        a.token,
+        path={"meeting_id": m},
+        json={"url": "janus://127.0.0.1:8088/1234"},
+    )
     session = whip_session(api, a, m) if "{session_id}" in route[1] else UNKNOWN_SESSION
     before = app_rt.store.meetings.get(m)
 
@@ -769,8 +1023,11 @@ def test_another_tenants_meeting_is_not_found(route: Route, api: Api, app_rt: Ru
     assert_problem(r, 404, "not-found")
     assert a.id not in r.text
     # and with A's own token an unknown meeting is just as unknown
-    assert_problem(api(method, template, a.token, path=path_for(), **valid_request(route, a.id)),
-                   404, "not-found")
+    assert_problem(
+        api(method, template, a.token, path=path_for(), **valid_request(route, a.id)),
+        404,
+        "not-found",
+    )
 
     assert app_rt.store.meetings.get(m) == before  # nothing B sent changed A's meeting
     assert app_rt.store.segments.transcript_count(m) == 1
@@ -782,14 +1039,21 @@ def test_another_tenants_meeting_is_not_found(route: Route, api: Api, app_rt: Ru
 
 
 VIEWS_CHECKED_FOR_ISOLATION: list[Route] = [
-    ("GET", "/v1/tenant"), ("PUT", "/v1/tenant/retention"), ("GET", "/v1/tenant/export"),
-    ("GET", "/v1/meetings"), ("POST", "/v1/meetings"), ("GET", "/v1/keys"),
-    ("POST", "/v1/keys/rotate"), ("POST", "/v1/keys/retire"), ("POST", "/v1/keys/revoke"),
-    ("GET", "/v1/audit"), ("GET", "/v1/audit/verify")]
+    ("GET", "/v1/tenant"),
+    ("PUT", "/v1/tenant/retention"),
+    ("GET", "/v1/tenant/export"),
+    ("GET", "/v1/meetings"),
+    ("POST", "/v1/meetings"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys/rotate"),
+    ("POST", "/v1/keys/retire"),
+    ("POST", "/v1/keys/revoke"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/audit/verify"),
+]
 
 
-def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime,
-                                                     a: T, b: T) -> None:
+def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime, a: T, b: T) -> None:
     ours = [meeting(api, a, transcription=True) for _ in range(2)]
     store_transcript(app_rt, ours[0], ["ours alone"])
     api("GET", "/v1/meetings/{meeting_id}/transcript", a.token, path={"meeting_id": ours[0]})
@@ -800,10 +1064,13 @@ def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime,
         for s in secrets:
             assert s.encode() not in r.content, (s, r.text[:300])
 
-    views = [api("GET", "/v1/tenant", b.token), api("GET", "/v1/meetings", b.token),
-             api("GET", "/v1/keys", b.token), api("GET", "/v1/audit", b.token,
-                                                  params={"limit": 1000}),
-             api("GET", "/v1/audit/verify", b.token)]
+    views = [
+        api("GET", "/v1/tenant", b.token),
+        api("GET", "/v1/meetings", b.token),
+        api("GET", "/v1/keys", b.token),
+        api("GET", "/v1/audit", b.token, params={"limit": 1000}),
+        api("GET", "/v1/audit/verify", b.token),
+    ]
     for r in views:
         clean(r)
     assert [x["id"] for x in views[1].json()] == [theirs]
@@ -821,27 +1088,39 @@ def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime,
     clean(api("POST", "/v1/keys/rotate", b.token))
     clean(api("POST", "/v1/keys/retire", b.token, json={"below": 2}))
     clean(api("POST", "/v1/keys/revoke", b.token, json={"confirm": f"revoke {b.id}"}))
-    assert_problem(api("POST", "/v1/keys/revoke", b.token, json={"confirm": f"revoke {a.id}"}),
-                   400)
+    assert_problem(api("POST", "/v1/keys/revoke", b.token, json={"confirm": f"revoke {a.id}"}), 400)
     me = api("GET", "/v1/tenant", a.token).json()
     assert me["revoked"] is False
     assert me["retention"]["transcript_ttl"] == app_rt.settings.transcript_ttl
     assert api("GET", "/v1/keys", a.token).json()["primary_version"] == 1
     assert sorted(x["id"] for x in api("GET", "/v1/meetings", a.token).json()) == sorted(ours)
-    assert "ours alone" in api("GET", "/v1/meetings/{meeting_id}/transcript", a.token,
-                               path={"meeting_id": ours[0]}).text
+    assert (
+        "ours alone"
+        in api(
+            "GET", "/v1/meetings/{meeting_id}/transcript", a.token, path={"meeting_id": ours[0]}
+        ).text
+    )
 
 
 # -- authentication -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("route", SECURED, ids=ids(SECURED))
 def test_no_valid_token_no_access(route: Route, api: Api, a: T) -> None:
     m = meeting(api, a)
     method, template = route
     request = valid_request(route, a.id)
-    wrong = [None, "", "Bearer", "Bearer ", "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
-             f"Bearer {CANARY}", f"Bearer {UNKNOWN_TOKEN}", f"Token {a.token}",
-             f"Bearer {a.token}x"]
+    wrong = [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+        f"Bearer {CANARY}",
+        f"Bearer {UNKNOWN_TOKEN}",
+        f"Token {a.token}",
+        f"Bearer {a.token}x",
+    ]
     for header in wrong:
         headers = {**request.get("headers", {})}
         if header is not None:
@@ -850,11 +1129,16 @@ def test_no_valid_token_no_access(route: Route, api: Api, a: T) -> None:
         r = api(method, template, path=path_for(m), headers=headers, **sent)
         detail = assert_problem(r, 401, "unauthenticated")["detail"]
         assert a.token not in detail
-    assert api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m}).json()[
-        "transcription"] is False  # nothing was done
+    assert (
+        api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": m}).json()[
+            "transcription"
+        ]
+        is False
+    )  # nothing was done
 
 
 # -- bodies that are wrong ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("route", JSON_BODY, ids=ids(JSON_BODY))
 def test_bad_bodies_are_refused_without_echo(route: Route, api: Api, a: T) -> None:
@@ -900,11 +1184,13 @@ def test_json_bodies_over_64_kib_are_refused(route: Route, api: Api, a: T) -> No
 
 # -- Redis down -----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def down_api(tmp_path: Path) -> Iterator[Api]:
     """The API over a Redis that is not there (a closed port on loopback)."""
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", home=tmp_path / "down",
-                        ice_hosts="127.0.0.1")
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1/0", home=tmp_path / "down", ice_hosts="127.0.0.1"
+    )
     with TestClient(create_app(Runtime.from_settings(settings, actor="test"))) as client:
         yield Api(client)
     configure_ice("")
@@ -913,8 +1199,13 @@ def down_api(tmp_path: Path) -> Iterator[Api]:
 @pytest.mark.parametrize("route", ROUTES, ids=ids(ROUTES))
 def test_redis_down_is_503_not_500(route: Route, down_api: Api) -> None:
     method, template = route
-    r = down_api(method, template, UNKNOWN_TOKEN, path=path_for(),
-                 **valid_request(route, "t_0000000000000000"))
+    r = down_api(
+        method,
+        template,
+        UNKNOWN_TOKEN,
+        path=path_for(),
+        **valid_request(route, "t_0000000000000000"),
+    )
     if route == ("GET", "/healthz"):
         assert r.status_code == 503
         health = r.json()

@@ -23,8 +23,7 @@ def setup_log(rt: Runtime) -> str:
 def test_every_key_use_is_recorded(rt: Runtime) -> None:
     tid = setup_log(rt)
     entries = services.audit_show(rt, tid, limit=100)
-    assert [e.action for e in entries] == (["create"] + ["wrap"] * 4 + ["rotate"]
-                                           + ["rewrap"] * 4)
+    assert [e.action for e in entries] == (["create"] + ["wrap"] * 4 + ["rotate"] + ["rewrap"] * 4)
     assert all(e.actor == "test" and e.outcome == "ok" for e in entries)
     assert {e.purpose for e in entries if e.action == "rewrap"} == {"rewrap"}
     assert services.audit_verify(rt, tid).ok
@@ -44,8 +43,10 @@ def test_edit_insert_delete_in_redis_are_caught(rt: Runtime, redis_client: redis
     redis_client.delete(key)
     redis_client.rpush(key, *original)
     redis_client.linsert(key, "BEFORE", original[6], original[2])
-    assert "entry 2 at position 6 was inserted (expected entry 6)" in \
-        services.audit_verify(rt, tid).problems
+    assert (
+        "entry 2 at position 6 was inserted (expected entry 6)"
+        in services.audit_verify(rt, tid).problems
+    )
 
     redis_client.delete(key)
     redis_client.rpush(key, *original)
@@ -55,4 +56,5 @@ def test_edit_insert_delete_in_redis_are_caught(rt: Runtime, redis_client: redis
     redis_client.delete(key)
     redis_client.rpush(key, *original[:-1])
     assert services.audit_verify(rt, tid).problems == (
-        "the last 1 entries (from entry 9) were deleted",)
+        "the last 1 entries (from entry 9) were deleted",
+    )

@@ -70,10 +70,23 @@ class Scripted(Connector):
         return "fake://room"
 
 
-def run_bot(rt: Runtime, meeting_id: str, plan: list[str], announced: list[bool],
-            during: object = None, audio: bytes = b"", **kw: float) -> tuple[Bot, BotState]:
-    bot = Bot(rt, meeting_id, "fake://room", max_backoff=0.2,
-              connector_for=lambda url: Scripted(plan, announced, audio), **kw)  # type: ignore[arg-type]
+def run_bot(
+    rt: Runtime,
+    meeting_id: str,
+    plan: list[str],
+    announced: list[bool],
+    during: object = None,
+    audio: bytes = b"",
+    **kw: float,
+) -> tuple[Bot, BotState]:
+    bot = Bot(
+        rt,
+        meeting_id,
+        "fake://room",
+        max_backoff=0.2,
+        connector_for=lambda url: Scripted(plan, announced, audio),
+        **kw,  # type: ignore[arg-type]
+    )
 
     async def main() -> BotState:
         task = asyncio.create_task(bot.run())
@@ -150,8 +163,9 @@ def test_the_bot_shows_the_switch_within_a_second(rt: Runtime, meeting_id: str) 
     run_bot(rt, meeting_id, ["stay"], announced, flip)
 
 
-def test_captured_audio_is_flushed_when_the_bot_is_called_back(rt: Runtime,
-                                                              meeting_id: str) -> None:
+def test_captured_audio_is_flushed_when_the_bot_is_called_back(
+    rt: Runtime, meeting_id: str
+) -> None:
     services.set_transcription(rt, meeting_id, True)
     audio = decode_file(JFK, 60)
 
@@ -164,15 +178,17 @@ def test_captured_audio_is_flushed_when_the_bot_is_called_back(rt: Runtime,
     assert sids and all(s.startswith("Ann.") for s in sids)
 
 
-def test_join_requests_are_validated_and_run_by_the_bot_service(rt: Runtime,
-                                                               meeting_id: str) -> None:
+def test_join_requests_are_validated_and_run_by_the_bot_service(
+    rt: Runtime, meeting_id: str
+) -> None:
     with pytest.raises(InvalidInput):
         join_meeting(rt, meeting_id, "zoom://example")
     announced: list[bool] = []
 
     async def main() -> None:
-        service = BotService(rt, lease=1.5, rescan=0.3,
-                             connector_for=lambda url: Scripted([], announced))
+        service = BotService(
+            rt, lease=1.5, rescan=0.3, connector_for=lambda url: Scripted([], announced)
+        )
         task = asyncio.create_task(service.run())
         try:
             await asyncio.to_thread(join_meeting, rt, meeting_id, "janus://127.0.0.1:1/1234")
@@ -182,8 +198,9 @@ def test_join_requests_are_validated_and_run_by_the_bot_service(rt: Runtime,
                 await asyncio.sleep(0.05)
             assert bot_status(rt, meeting_id).state is BotState.IN_MEETING
             # a second service does not take a meeting whose lease is held
-            other = BotService(rt, lease=1.5, rescan=0.3,
-                               connector_for=lambda url: Scripted([], announced))
+            other = BotService(
+                rt, lease=1.5, rescan=0.3, connector_for=lambda url: Scripted([], announced)
+            )
             other_task = asyncio.create_task(other.run())
             await asyncio.sleep(1.0)
             assert other.bots == {}

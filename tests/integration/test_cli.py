@@ -26,8 +26,9 @@ def cli(*args: str, code: int = 0, stdin: bytes | None = None) -> str:
     return result.output
 
 
-def snapshot(r: redis.Redis, home: Path,
-             audit: bool = True) -> tuple[dict[bytes, bytes | None], dict[str, bytes]]:
+def snapshot(
+    r: redis.Redis, home: Path, audit: bool = True
+) -> tuple[dict[bytes, bytes | None], dict[str, bytes]]:
     keys = {k: r.dump(k) for k in r.scan_iter("*") if audit or not k.startswith(b"ss:audit:")}
     files = {str(p): p.read_bytes() for p in home.rglob("*.json")}
     return keys, files
@@ -49,7 +50,9 @@ def test_happy_path_with_json(tenant: str) -> None:
     rotated = json.loads(cli("keys", "rotate", "--tenant", tenant, "--json"))
     assert rotated == {"primary_version": 2, "rewrapped": 2}
     assert json.loads(cli("keys", "retire", "--tenant", tenant, "--below", "2", "--json")) == {
-        "retired_below": 2, "rewrapped": 0}
+        "retired_below": 2,
+        "rewrapped": 0,
+    }
     status = json.loads(cli("keys", "status", "--tenant", tenant, "--json"))
     assert status["status"]["versions"] == [2] and status["wrapped_by_version"] == {"2": 2}
     entries = json.loads(cli("audit", "show", "--tenant", tenant, "--json"))
@@ -72,8 +75,9 @@ def test_import_then_revoke(tenant: str, tmp_path: Path) -> None:
     assert err["error"]["type"] == "KeyRevoked"
 
 
-def test_unknown_tenant_and_meeting_change_nothing(tenant: str, settings: Settings,
-                                                   redis_client: redis.Redis) -> None:
+def test_unknown_tenant_and_meeting_change_nothing(
+    tenant: str, settings: Settings, redis_client: redis.Redis
+) -> None:
     before = snapshot(redis_client, settings.home)
     assert "no tenant t_nope" in cli("meeting", "create", "--tenant", "t_nope", code=3)
     assert "no meeting m_nope" in cli("meeting", "transcription", "m_nope", "on", code=3)
@@ -85,11 +89,13 @@ def test_unknown_tenant_and_meeting_change_nothing(tenant: str, settings: Settin
     assert snapshot(redis_client, settings.home) == before
 
 
-def test_corrupt_keyring_is_refused_and_kept(tenant: str, settings: Settings,
-                                             redis_client: redis.Redis) -> None:
+def test_corrupt_keyring_is_refused_and_kept(
+    tenant: str, settings: Settings, redis_client: redis.Redis
+) -> None:
     path = settings.keyring_dir / f"{tenant}.json"
-    path.write_bytes(b'{"format": "sealscribe-keyring/1", "tenant": "' + tenant.encode()
-                     + b'", "primary": 1}')
+    path.write_bytes(
+        b'{"format": "sealscribe-keyring/1", "tenant": "' + tenant.encode() + b'", "primary": 1}'
+    )
     before = snapshot(redis_client, settings.home, audit=False)
     out = cli("keys", "rotate", "--tenant", tenant, code=5)
     assert "is corrupt" in out and str(path) in out
@@ -100,8 +106,9 @@ def test_corrupt_keyring_is_refused_and_kept(tenant: str, settings: Settings,
     assert outcomes[-2:] == ["KeyringCorrupt", "KeyringCorrupt"]
 
 
-def test_world_readable_keyring_is_refused(tenant: str, settings: Settings,
-                                           redis_client: redis.Redis) -> None:
+def test_world_readable_keyring_is_refused(
+    tenant: str, settings: Settings, redis_client: redis.Redis
+) -> None:
     path = settings.keyring_dir / f"{tenant}.json"
     path.chmod(0o644)
     before = snapshot(redis_client, settings.home, audit=False)
@@ -111,22 +118,23 @@ def test_world_readable_keyring_is_refused(tenant: str, settings: Settings,
     assert snapshot(redis_client, settings.home, audit=False) == before
 
 
-def test_malformed_import_changes_nothing(tenant: str, settings: Settings,
-                                          redis_client: redis.Redis, tmp_path: Path) -> None:
+def test_malformed_import_changes_nothing(
+    tenant: str, settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     cli("meeting", "create", "--tenant", tenant)
     before = snapshot(redis_client, settings.home)
     bad = tmp_path / "bad.key"
     bad.write_bytes(b"this is not a key")
     out = cli("keys", "import", "--tenant", tenant, "--file", str(bad), code=2)
     assert "must be 32 bytes" in out and "this is not a key" not in out
-    assert "does not exist" in cli("keys", "import", "--tenant", tenant, "--file",
-                                   str(tmp_path / "missing"), code=2)
+    assert "does not exist" in cli(
+        "keys", "import", "--tenant", tenant, "--file", str(tmp_path / "missing"), code=2
+    )
     cli("keys", "import", "--tenant", tenant, "--file", "-", stdin=b"", code=2)
     assert snapshot(redis_client, settings.home) == before
 
 
-def test_wrong_token_is_refused(rt: Runtime, redis_client: redis.Redis,
-                                settings: Settings) -> None:
+def test_wrong_token_is_refused(rt: Runtime, redis_client: redis.Redis, settings: Settings) -> None:
     services.create_tenant(rt, "Acme")
     before = snapshot(redis_client, settings.home)
     for token in ("sst_" + "A" * 43, "nonsense", ""):
@@ -141,9 +149,11 @@ def test_tampered_audit_exits_nonzero(tenant: str, redis_client: redis.Redis) ->
     assert "tampered" in out
 
 
-def test_bad_configuration_is_explained(settings: Settings,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_configuration_is_explained(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pipeline.config import get_settings
+
     monkeypatch.setenv("SEALSCRIBE_KEY_PROVIDER", "vaultish")
     get_settings.cache_clear()
     assert "SEALSCRIBE_KEY_PROVIDER must be one of local" in cli("tenant", "list", code=2)

@@ -30,8 +30,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CLIP = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
 SPEAKER = "Kennedy"
 
-playwright_api = pytest.importorskip("playwright.async_api",
-                                     reason="the console test needs the dev extra (playwright)")
+playwright_api = pytest.importorskip(
+    "playwright.async_api", reason="the console test needs the dev extra (playwright)"
+)
 from playwright.async_api import (  # noqa: E402
     BrowserContext,
     Page,
@@ -46,29 +47,31 @@ STATIC = Path(__file__).resolve().parents[2] / "pipeline" / "api" / "console_sta
 @pytest.fixture
 def rt(env: dict[str, str]) -> Runtime:
     # the worker's database and home; the API's lifespan applies ice_hosts, so say loopback
-    return Runtime.from_settings(Settings.from_env({**env, "SEALSCRIBE_ICE_HOSTS": "127.0.0.1"}),
-                                 actor="test")
+    return Runtime.from_settings(
+        Settings.from_env({**env, "SEALSCRIBE_ICE_HOSTS": "127.0.0.1"}), actor="test"
+    )
 
 
 async def tab_to(page: Page, element_id: str, limit: int = 60) -> None:
     """Press Tab until the element with ``element_id`` has the focus, as a keyboard user."""
     for _ in range(limit):
         await page.keyboard.press("Tab")
-        if await page.evaluate("document.activeElement && document.activeElement.id") \
-                == element_id:
+        if await page.evaluate("document.activeElement && document.activeElement.id") == element_id:
             return
     raise AssertionError(f"#{element_id} is not reachable with Tab")
 
 
 async def no_horizontal_scroll(page: Page) -> None:
     widths = await page.evaluate(
-        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
     assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}"
 
 
 async def publish(base: str, token: str, meeting_id: str, pcm: bytes) -> None:
-    pub = WhipPublisher(f"{base}/v1/meetings/{meeting_id}/whip", token,
-                        PcmTrack(pcm, speed=2.0), SPEAKER)
+    pub = WhipPublisher(
+        f"{base}/v1/meetings/{meeting_id}/whip", token, PcmTrack(pcm, speed=2.0), SPEAKER
+    )
     await pub.start()
     try:
         assert isinstance(pub.track, PcmTrack)
@@ -95,21 +98,31 @@ async def scenario(rt: Runtime, token: str, tenant_id: str, pcm: bytes) -> None:
     async with serve_api(rt) as base, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900},
-                                                accept_downloads=True)
+            context = await browser.new_context(
+                viewport={"width": 1280, "height": 900}, accept_downloads=True
+            )
             page = await context.new_page()
             problems: list[str] = []
             page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on("console", lambda m: problems.append(m.text)
-                    if "Content Security Policy" in m.text else None)
+            page.on(
+                "console",
+                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             await drive(page, context, rt, base, token, tenant_id, pcm)
             assert not problems, problems
         finally:
             await browser.close()
 
 
-async def drive(page: Page, context: BrowserContext, rt: Runtime, base: str, token: str,
-                tenant_id: str, pcm: bytes) -> None:
+async def drive(
+    page: Page,
+    context: BrowserContext,
+    rt: Runtime,
+    base: str,
+    token: str,
+    tenant_id: str,
+    pcm: bytes,
+) -> None:
     # captions go through a pass-through route, so the test can drop the connection
     sockets: list[WebSocketRoute] = []
 
@@ -268,13 +281,20 @@ def test_console_is_served_with_a_strict_policy() -> None:
     assert page.headers["content-security-policy"] == CSP
     assert "'unsafe-inline'" not in CSP and "default-src 'none'" in CSP
     assert page.headers["x-content-type-options"] == "nosniff"
-    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"),
-                       ("icon.svg", "image/svg+xml")):
+    for name, kind in (
+        ("app.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("icon.svg", "image/svg+xml"),
+    ):
         r = client.get(f"/console/{name}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
         assert r.headers["content-security-policy"] == CSP
-    for path in ("/console/console.py", "/console/..%2Fconsole.py", "/console/%2e%2e/app.py",
-                 "/console/index.htm"):
+    for path in (
+        "/console/console.py",
+        "/console/..%2Fconsole.py",
+        "/console/%2e%2e/app.py",
+        "/console/index.htm",
+    ):
         r = client.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"].startswith("application/problem+json"), path

@@ -17,16 +17,24 @@ from pipeline.net import free_port
 
 
 def run_demo(env: dict[str, str], *args: str) -> dict[str, object]:
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--json", *args],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out: dict[str, object] = json.loads(result.stdout)
     return out
 
 
 def test_demo_runs_end_to_end(settings: Settings, redis_client: redis.Redis) -> None:
-    env = {**os.environ, "SEALSCRIBE_REDIS_URL": settings.redis_url,
-           "SEALSCRIBE_HOME": str(settings.home)}
+    env = {
+        **os.environ,
+        "SEALSCRIBE_REDIS_URL": settings.redis_url,
+        "SEALSCRIBE_HOME": str(settings.home),
+    }
     out = run_demo(env, "--seconds", "15")
     transcript = str(out["transcript"])
     speakers = {line.split("] ")[1].split(":")[0] for line in transcript.splitlines()}
@@ -40,8 +48,11 @@ def test_demo_runs_end_to_end(settings: Settings, redis_client: redis.Redis) -> 
 
 
 def test_demo_starts_a_private_redis_when_none_answers(tmp_path: Path) -> None:
-    env = {**os.environ, "SEALSCRIBE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-           "SEALSCRIBE_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "SEALSCRIBE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "SEALSCRIBE_HOME": str(tmp_path / "home"),
+    }
     out = run_demo(env, "--seconds", "6")
     assert out["audit_intact"] is True and out["audio_left"] == 0
     leftover = subprocess.run(["pgrep", "-f", "sealscribe-redis-"], capture_output=True)

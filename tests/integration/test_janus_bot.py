@@ -80,8 +80,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
     for proc in (s.worker.proc, s.bots.proc):
         assert proc.poll() is not None
     assert s.redis.proc is None and not s.janus.running
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert s.ns.name not in listing
 
 
@@ -123,14 +124,19 @@ def common_words(ref: list[str], hyp: list[str]) -> int:
 
 
 def test_four_participants_are_sealed_and_transcribed_under_their_own_names(
-        stack: MeetingStack, tenant_id: str) -> None:
+    stack: MeetingStack, tenant_id: str
+) -> None:
     letters = ("A", "B", "C", "D")  # headset N is speaker letter N (shared/data/NOTICE.md)
-    sources = {name: LEAD + decode_file(shared_data("ami-es2004", "sources",
-                                                    f"source{i}.wav"), 60)
-               for i, name in enumerate(letters)}
-    refs = {name: normalise(shared_data("ami-es2004", "text",
-                                        f"mixture.{name}.words_joined.txt").read_text())
-            for name in letters}
+    sources = {
+        name: LEAD + decode_file(shared_data("ami-es2004", "sources", f"source{i}.wav"), 60)
+        for i, name in enumerate(letters)
+    }
+    refs = {
+        name: normalise(
+            shared_data("ami-es2004", "text", f"mixture.{name}.words_joined.txt").read_text()
+        )
+        for name in letters
+    }
     rt = stack.rt
     meeting = services.create_meeting(rt, tenant_id, transcription=True)
     url = stack.url(OPEN_ROOM)
@@ -150,10 +156,12 @@ def test_four_participants_are_sealed_and_transcribed_under_their_own_names(
                     publisher, track = await speaking(url, name, sources[name], SPEED)
                     publishers.append(publisher)
                     tracks.append(track)
-                await until(lambda: hears(rt, meeting.id, *letters),
-                            "the bot hearing A, B, C, D")
-                await until(lambda: {s.participant_id for s in audio.segments()} ==
-                            set(letters), "a sealed utterance of each participant", 40)
+                await until(lambda: hears(rt, meeting.id, *letters), "the bot hearing A, B, C, D")
+                await until(
+                    lambda: {s.participant_id for s in audio.segments()} == set(letters),
+                    "a sealed utterance of each participant",
+                    40,
+                )
                 first.extend(audio.segments())
             for track in tracks:
                 await asyncio.wait_for(track.finished.wait(), track.duration / SPEED + 30)
@@ -165,9 +173,11 @@ def test_four_participants_are_sealed_and_transcribed_under_their_own_names(
     run(scenario())
     # Each participant's utterances were sealed under their own name (the sealing context
     # binds the name: opening under another fails), 16 kHz.
-    print("first sealed utterances:",
-          sorted((s.participant_id, s.start_ms, s.duration_ms) for s in first),
-          f"; late frames per publisher: {late}")
+    print(
+        "first sealed utterances:",
+        sorted((s.participant_id, s.start_ms, s.duration_ms) for s in first),
+        f"; late frames per publisher: {late}",
+    )
     assert {s.participant_id for s in first} == set(letters)
     assert all(s.sample_rate == 16000 and s.duration_ms >= 300 for s in first)
 
@@ -180,17 +190,23 @@ def test_four_participants_are_sealed_and_transcribed_under_their_own_names(
     # plain faster-whisper on the same utterances too). Attribution is judged by how much of
     # each speaker's reference a participant's transcript recovers, in order: the speaker's
     # own transcript must recover most of it, and more than anybody else's.
-    recall = {(ref, name): common_words(refs[ref], heard[name]) / len(refs[ref])
-              for ref in letters for name in letters}
+    recall = {
+        (ref, name): common_words(refs[ref], heard[name]) / len(refs[ref])
+        for ref in letters
+        for name in letters
+    }
     for ref in ("A", "B", "D"):  # C only says "Mm. Yeah."
-        print(f"reference {ref} recovered by " +
-              ", ".join(f"{name} {recall[ref, name]:.2f}" for name in letters))
+        print(
+            f"reference {ref} recovered by "
+            + ", ".join(f"{name} {recall[ref, name]:.2f}" for name in letters)
+        )
     for ref in ("A", "B", "D"):
         own = recall[ref, ref]
         best_other = max(recall[ref, name] for name in letters if name != ref)
         assert own >= 0.6, f"{ref}'s transcript recovers {own:.2f} of their words"
-        assert own >= best_other + 0.05, \
+        assert own >= best_other + 0.05, (
             f"{ref}'s words: {own:.2f} in their own transcript, {best_other:.2f} in another"
+        )
     # D's headset carries the least crosstalk: there the margin is wide.
     assert recall["D", "D"] >= 0.4 + max(recall["D", n] for n in ("A", "B", "C"))
 
@@ -199,7 +215,8 @@ def test_four_participants_are_sealed_and_transcribed_under_their_own_names(
 
 
 def test_switching_off_mid_meeting_stores_nothing_of_the_off_period(
-        stack: MeetingStack, tenant_id: str) -> None:
+    stack: MeetingStack, tenant_id: str
+) -> None:
     rt = stack.rt
     meeting = services.create_meeting(rt, tenant_id, transcription=True)
     url = stack.url(TOGGLE_ROOM)
@@ -218,8 +235,10 @@ def test_switching_off_mid_meeting_stores_nothing_of_the_off_period(
             await asyncio.sleep(6)  # Eve keeps talking
             marks["on"] = at_ms(meeting, time.time())
             services.set_transcription(rt, meeting.id, True)
-            await until(lambda: any(s.start_ms >= marks["on"] for s in audio.of("Eve")),
-                        "an utterance after switching back on")
+            await until(
+                lambda: any(s.start_ms >= marks["on"] for s in audio.of("Eve")),
+                "an utterance after switching back on",
+            )
         finally:
             await leave_all([eve])
         await recall_bot(rt, meeting.id)
@@ -234,8 +253,9 @@ def test_switching_off_mid_meeting_stores_nothing_of_the_off_period(
         assert any(end <= off for _, end in spans), f"no {what} before the switch"
         assert any(start >= on for start, _ in spans), f"no {what} after switching on"
         for start, end in spans:
-            assert not (end > off + GRACE_MS and start < on), \
+            assert not (end > off + GRACE_MS and start < on), (
                 f"{what} {start}..{end} covers the off period {off}..{on}"
+            )
 
     check([span(s) for s in audio], "audio segments")
     transcript = drained(rt, meeting.id)
@@ -261,12 +281,16 @@ def test_an_opted_out_participant_is_never_stored(stack: MeetingStack, tenant_id
             for name in ("A", "B", "C"):
                 publishers.append((await speaking(url, name, speech))[0])
             await until(lambda: hears(rt, meeting.id, "A", "B", "C"), "the bot hearing A, B, C")
-            await until(lambda: bool(audio.of("A")) and bool(audio.of("C")),
-                        "A's and C's first utterances stored")
+            await until(
+                lambda: bool(audio.of("A")) and bool(audio.of("C")),
+                "A's and C's first utterances stored",
+            )
             marks["c_out"] = at_ms(meeting, time.time())
             services.set_consent(rt, meeting.id, "C", opted_out=True)  # while speaking
-            await until(lambda: any(s.start_ms >= marks["c_out"] + GRACE_MS
-                                    for s in audio.of("A")), "A's audio after C opted out")
+            await until(
+                lambda: any(s.start_ms >= marks["c_out"] + GRACE_MS for s in audio.of("A")),
+                "A's audio after C opted out",
+            )
         finally:
             await leave_all(publishers)
         await recall_bot(rt, meeting.id)
@@ -311,8 +335,10 @@ def test_fleurs_through_janus_keeps_accuracy(stack: MeetingStack, tenant_id: str
     segments = drained(rt, meeting.id)
     assert {s.participant_id for s in segments} == {"reader"}
     wer = transcript_wer(segments, reference)
-    print(f"fleurs-en through Janus at {SPEED:g}x real time: WER {wer:.3f} over "
-          f"{len(reference)} words, {len(segments)} segments, {late[0]} late frames")
+    print(
+        f"fleurs-en through Janus at {SPEED:g}x real time: WER {wer:.3f} over "
+        f"{len(reference)} words, {len(segments)} segments, {late[0]} late frames"
+    )
     assert wer <= 0.085, f"WER {wer:.3f}"
 
 
@@ -320,24 +346,26 @@ def test_fleurs_through_janus_keeps_accuracy(stack: MeetingStack, tenant_id: str
 
 
 def test_bad_joins_fail_precisely_and_disturb_no_other_meeting(
-        stack: MeetingStack, tenant_id: str) -> None:
+    stack: MeetingStack, tenant_id: str
+) -> None:
     rt = stack.rt
     good = services.create_meeting(rt, tenant_id, transcription=True)
     url = stack.url(CAPTURE_ROOM)
     unreachable_url = f"janus://{stack.ns.host_addr}:9/{OPEN_ROOM}"  # nothing listens there
 
     # Malformed URLs are refused up front, saying what is wrong; no bot is even asked for.
-    for bad, words in (("janus://10.0.0.1:8088/room-1", "the room must be a positive integer"),
-                       ("janus://10.0.0.1:99999/1234", "the port must be a number"),
-                       ("https://meet.example/1234", "must start with janus://")):
+    for bad, words in (
+        ("janus://10.0.0.1:8088/room-1", "the room must be a positive integer"),
+        ("janus://10.0.0.1:99999/1234", "the port must be a number"),
+        ("https://meet.example/1234", "must start with janus://"),
+    ):
         meeting = services.create_meeting(rt, tenant_id)
         with pytest.raises(InvalidInput, match=words):
             join_meeting(rt, meeting.id, bad)
         with pytest.raises(NotFound):
             bot_status(rt, meeting.id)
 
-    wrong_pin, no_room, unreachable = (services.create_meeting(rt, tenant_id)
-                                       for _ in range(3))
+    wrong_pin, no_room, unreachable = (services.create_meeting(rt, tenant_id) for _ in range(3))
     marks: dict[str, int] = {}
 
     async def scenario() -> dict[str, list[tuple[BotState, str]]]:
@@ -353,21 +381,29 @@ def test_bad_joins_fail_precisely_and_disturb_no_other_meeting(
             await until(lambda: bool(audio.of("Gail")), "Gail's first utterance stored")
             marks["bad_from"] = at_ms(good, time.time())
             for name, meeting, bad_url in (
-                    ("pin", wrong_pin, stack.url(PIN_ROOM, pin="wrong-pin-4711")),
-                    ("room", no_room, stack.url(999)),
-                    ("unreachable", unreachable, unreachable_url)):
+                ("pin", wrong_pin, stack.url(PIN_ROOM, pin="wrong-pin-4711")),
+                ("room", no_room, stack.url(999)),
+                ("unreachable", unreachable, unreachable_url),
+            ):
                 join_meeting(rt, meeting.id, bad_url)
                 trails[name] = StateTrail(rt, meeting.id).start()
-            await until(lambda: all(bot_status(rt, m.id).state.final
-                                    for m in (wrong_pin, no_room, unreachable)),
-                        "the three bad joins to end", timeout=30)
+            await until(
+                lambda: all(
+                    bot_status(rt, m.id).state.final for m in (wrong_pin, no_room, unreachable)
+                ),
+                "the three bad joins to end",
+                timeout=30,
+            )
             marks["bad_to"] = at_ms(good, time.time())
             # The good meeting's bot went on capturing all along, and still does.
-            await until(lambda: any(s.start_ms >= marks["bad_to"] for s in audio.of("Gail")),
-                        "Gail's audio after the bad joins ended")
+            await until(
+                lambda: any(s.start_ms >= marks["bad_to"] for s in audio.of("Gail")),
+                "Gail's audio after the bad joins ended",
+            )
             assert hears(rt, good.id, "Gail")
-            during = [s for s in audio.of("Gail")
-                      if marks["bad_from"] <= s.start_ms < marks["bad_to"]]
+            during = [
+                s for s in audio.of("Gail") if marks["bad_from"] <= s.start_ms < marks["bad_to"]
+            ]
             assert during, "nothing of Gail stored while the bad joins ran"
         finally:
             await leave_all(publishers)
@@ -407,13 +443,21 @@ def test_the_cli_sends_and_recalls_the_bot(stack: MeetingStack, tenant_id: str) 
     url = stack.url(CLI_ROOM)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=stack.env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     joined = cli("meeting", "join", meeting.id, url, "--wait", "20")
     assert joined.returncode == 0, joined.stderr
-    assert f"bot in janus://{stack.janus.host}:{stack.janus.port}/{CLI_ROOM}: in meeting" \
-        in joined.stdout, joined.stdout
+    assert (
+        f"bot in janus://{stack.janus.host}:{stack.janus.port}/{CLI_ROOM}: in meeting"
+        in joined.stdout
+    ), joined.stdout
     assert bot_status(rt, meeting.id).state is BotState.IN_MEETING
 
     left = cli("meeting", "leave", meeting.id)

@@ -40,9 +40,12 @@ SESSION_TIMEOUT = 4  # seconds: short, so that a test can outlive it cheaply
 def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NetNs, JanusServer]]:
     require_netns()
     require_janus()
-    with network_namespace() as ns, \
-            janus_server(ns, tmp_path_factory.mktemp("janus"),
-                         session_timeout=SESSION_TIMEOUT) as server:
+    with (
+        network_namespace() as ns,
+        janus_server(
+            ns, tmp_path_factory.mktemp("janus"), session_timeout=SESSION_TIMEOUT
+        ) as server,
+    ):
         configure_ice(ns.peer_addr)
         try:
             yield ns, server
@@ -52,6 +55,7 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NetNs, Jan
 
 def in_netns(ns: NetNs, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``scenario`` on a fresh event loop inside the namespace, bounded in time."""
+
     async def bounded() -> None:
         async with asyncio.timeout(TIMEOUT):
             await scenario()
@@ -133,7 +137,8 @@ async def publishing(url: str, display: str, audio: Path | None) -> Publisher:
 
 
 def test_tracks_per_participant_leaves_joins_and_the_visible_name(
-        janus: tuple[NetNs, JanusServer]) -> None:
+    janus: tuple[NetNs, JanusServer],
+) -> None:
     ns, server = janus
     url = server.join_url(OPEN_ROOM)
     wavs = sources()
@@ -149,8 +154,10 @@ def test_tracks_per_participant_leaves_joins_and_the_visible_name(
         try:
             await until(lambda: sink.live == {"Alice", "Bob"}, "Alice's and Bob's tracks")
             assert sink.joined_count == 1
-            await until(lambda: sink.audible >= {"Alice", "Bob"} and
-                        min(sink.frames.values()) >= 25, "audio frames from both")
+            await until(
+                lambda: sink.audible >= {"Alice", "Bob"} and min(sink.frames.values()) >= 25,
+                "audio frames from both",
+            )
             # The room sees the bot, and whether it transcribes.
             assert "sealscribe" in await displays(url)
             await connector.announce(True)
@@ -164,8 +171,10 @@ def test_tracks_per_participant_leaves_joins_and_the_visible_name(
             before = sink.frames["Alice"]
             late.append(await publishing(url, "Carol", wavs[3]))
             late.append(await publishing(url, "Alice", wavs[2]))
-            await until(lambda: sink.live == {"Alice", "Carol", "Alice (2)"},
-                        "the late joiners' tracks, a duplicate name told apart")
+            await until(
+                lambda: sink.live == {"Alice", "Carol", "Alice (2)"},
+                "the late joiners' tracks, a duplicate name told apart",
+            )
             await until(lambda: {"Carol", "Alice (2)"} <= sink.audible, "late joiners' audio")
             assert sink.frames["Alice"] > before
             # The video-only participant never became a track, and nothing broke.
@@ -184,8 +193,7 @@ def test_tracks_per_participant_leaves_joins_and_the_visible_name(
     in_netns(ns, scenario)
 
 
-def test_refusals_are_precise_and_keep_the_pin_secret(
-        janus: tuple[NetNs, JanusServer]) -> None:
+def test_refusals_are_precise_and_keep_the_pin_secret(janus: tuple[NetNs, JanusServer]) -> None:
     ns, server = janus
 
     async def rejected(url: str) -> str:
@@ -199,8 +207,10 @@ def test_refusals_are_precise_and_keep_the_pin_secret(
         wrong = await rejected(server.join_url(PIN_ROOM, pin="wrong-pin-777"))
         assert wrong == f"Janus refused the pin for room {PIN_ROOM}"
         assert "wrong-pin-777" not in wrong
-        assert await rejected(server.join_url(PIN_ROOM)) == \
-            f"Janus room {PIN_ROOM} needs a pin (add ?pin=...)"
+        assert (
+            await rejected(server.join_url(PIN_ROOM))
+            == f"Janus room {PIN_ROOM} needs a pin (add ?pin=...)"
+        )
         assert await rejected(server.join_url(999)) == "Janus room 999 does not exist"
         # The right pin gets in, and the bot is listed in that room.
         right = server.join_url(PIN_ROOM, pin=ROOM_PIN)
@@ -216,16 +226,20 @@ def test_refusals_are_precise_and_keep_the_pin_secret(
 
 
 def test_api_secret_is_sent_and_refusals_name_no_secret(
-        janus: tuple[NetNs, JanusServer], tmp_path: Path) -> None:
+    janus: tuple[NetNs, JanusServer], tmp_path: Path
+) -> None:
     ns, _ = janus
     api_secret = "api-s3cret-31"
 
     async def scenario(server: JanusServer) -> None:
         base = f"janus://{server.host}:{server.port}/{OPEN_ROOM}"
-        for url, message in ((base, f"Janus at {server.host}:{server.port} needs an API "
-                                    "secret (add ?secret=...)"),
-                             (f"{base}?secret=wrong-77", f"Janus at {server.host}:"
-                                                         f"{server.port} refused the API secret")):
+        for url, message in (
+            (base, f"Janus at {server.host}:{server.port} needs an API secret (add ?secret=...)"),
+            (
+                f"{base}?secret=wrong-77",
+                f"Janus at {server.host}:{server.port} refused the API secret",
+            ),
+        ):
             connector = connector_for(url)
             with pytest.raises(JoinRejected) as info:
                 await connector.run(RecordingSink())
@@ -292,7 +306,8 @@ def test_destroyed_room_ends_the_run(janus: tuple[NetNs, JanusServer]) -> None:
 
 
 def test_keepalives_hold_the_session_past_janus_session_timeout(
-        janus: tuple[NetNs, JanusServer]) -> None:
+    janus: tuple[NetNs, JanusServer],
+) -> None:
     ns, server = janus
     url = server.join_url(OPEN_ROOM)
 
@@ -313,7 +328,8 @@ def test_keepalives_hold_the_session_past_janus_session_timeout(
 
 
 def test_janus_restart_loses_the_session_as_a_transient_error(
-        janus: tuple[NetNs, JanusServer]) -> None:
+    janus: tuple[NetNs, JanusServer],
+) -> None:
     ns, server = janus
     url = server.join_url(OPEN_ROOM)
 

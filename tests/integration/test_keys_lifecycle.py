@@ -65,8 +65,7 @@ def test_100_segments_survive_rotation_and_retire_then_die_on_revoke(rt: Runtime
     assert services.audit_verify(rt, tenant.id).ok
 
 
-def test_rotation_resumes_after_interruption(rt: Runtime,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_resumes_after_interruption(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     tenant, _ = services.create_tenant(rt, "Acme")
     meetings = [services.create_meeting(rt, tenant.id) for _ in range(5)]
     real = rt.store.meetings.replace_wrapped
@@ -127,9 +126,11 @@ def test_tenant_b_cannot_open_tenant_a(rt: Runtime) -> None:
     # Even with direct access: A's wrapped key under B's context, or A's segment under B.
     wrapped = rt.store.meetings.wrapped_key(ma.id, KeyUse.AUDIO)
     from keys.types import KeyContext
+
     with pytest.raises(InvalidSeal):
-        rt.keys.provider.unwrap(b.id, wrapped, KeyContext(b.id, ma.id, KeyUse.AUDIO),
-                                Purpose.DELIVER)
+        rt.keys.provider.unwrap(
+            b.id, wrapped, KeyContext(b.id, ma.id, KeyUse.AUDIO), Purpose.DELIVER
+        )
     key = services.data_key(rt, ma, KeyUse.AUDIO, Purpose.DELIVER)
     sealed = rt.store.segments.get_audio(ma.id, next(iter(content)))
     assert sealed is not None

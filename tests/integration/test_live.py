@@ -28,13 +28,15 @@ def rt(env: dict[str, str]) -> Runtime:
     return Runtime.from_settings(Settings.from_env(env), actor="test")
 
 
-async def publish_all(rt: Runtime, token: str, meeting_id: str,
-                      streams: dict[str, bytes], speed: float) -> None:
+async def publish_all(
+    rt: Runtime, token: str, meeting_id: str, streams: dict[str, bytes], speed: float
+) -> None:
     async with serve_api(rt) as base:
         pubs = []
         for name, pcm in streams.items():
-            pub = WhipPublisher(f"{base}/v1/meetings/{meeting_id}/whip", token,
-                                PcmTrack(pcm, speed=speed), name)
+            pub = WhipPublisher(
+                f"{base}/v1/meetings/{meeting_id}/whip", token, PcmTrack(pcm, speed=speed), name
+            )
             await pub.start()
             pubs.append(pub)
         for pub in pubs:
@@ -46,8 +48,10 @@ async def publish_all(rt: Runtime, token: str, meeting_id: str,
 
 def transcribed(rt: Runtime, meeting_id: str, timeout: float = 300) -> None:
     def done() -> bool:
-        return (rt.store.segments.pending_count(meeting_id) == 0
-                and rt.store.segments.transcript_count(meeting_id) > 0)
+        return (
+            rt.store.segments.pending_count(meeting_id) == 0
+            and rt.store.segments.transcript_count(meeting_id) > 0
+        )
 
     wait_until(done, timeout=timeout, poll=0.2)
 
@@ -61,13 +65,16 @@ def test_fleurs_through_whip_keeps_accuracy(rt: Runtime, worker: WorkerProcess) 
     segments = read_transcript(rt, meeting.id)
     assert {s.participant_id for s in segments} == {"reader"}
     wer = transcript_wer(segments, reference)
-    print(f"fleurs-en through WHIP: WER {wer:.3f} over {len(reference)} words, "
-          f"{len(segments)} segments")
+    print(
+        f"fleurs-en through WHIP: WER {wer:.3f} over {len(reference)} words, "
+        f"{len(segments)} segments"
+    )
     assert wer <= 0.085, f"WER {wer:.3f}"
 
 
-def test_each_participant_is_transcribed_under_their_name(rt: Runtime,
-                                                          worker: WorkerProcess) -> None:
+def test_each_participant_is_transcribed_under_their_name(
+    rt: Runtime, worker: WorkerProcess
+) -> None:
     clips = sorted(shared_data("fleurs-en").glob("*.ogg"))
     tenant, token = services.create_tenant(rt, "acme")
     meeting = services.create_meeting(rt, tenant.id, transcription=True)

@@ -22,8 +22,12 @@ def test_base_model_is_joined_checked_and_rebuilt_when_altered(tmp_path: Path) -
     path = resolve_model_path("base", tmp_path)
     assert path == tmp_path / "models" / "base"
     assert sha(path / "model.bin") == BASE_SHA256
-    assert {p.name for p in path.iterdir()} == {"model.bin", "config.json", "tokenizer.json",
-                                                "vocabulary.txt"}
+    assert {p.name for p in path.iterdir()} == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    }
     with (path / "model.bin").open("r+b") as fh:  # a flipped byte must never be loaded
         fh.seek(1000)
         fh.write(b"\x00")

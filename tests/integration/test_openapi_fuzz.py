@@ -56,8 +56,12 @@ schemathesis.serializer.alias("application/sdp", "text/plain")
 
 Route = tuple[str, str]
 _DOC: dict[str, Any] = create_app().openapi()
-ROUTES: list[Route] = sorted((m.upper(), p) for p, item in _DOC["paths"].items()
-                             for m in item if m in {"get", "put", "post", "delete", "patch"})
+ROUTES: list[Route] = sorted(
+    (m.upper(), p)
+    for p, item in _DOC["paths"].items()
+    for m in item
+    if m in {"get", "put", "post", "delete", "patch"}
+)
 WHIP = ("POST", "/v1/meetings/{meeting_id}/whip")
 REVOKE = ("POST", "/v1/keys/revoke")
 JOIN = ("POST", "/v1/meetings/{meeting_id}/bot")
@@ -69,11 +73,19 @@ def _negatable(route: Route) -> bool:
     return bool(op.get("parameters") or op.get("requestBody") or op.get("security"))
 
 
-CASES = [(route, mode) for route in ROUTES
-         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-         if mode is GenerationMode.POSITIVE or _negatable(route)]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CASES = [
+    (route, mode)
+    for route in ROUTES
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode is GenerationMode.POSITIVE or _negatable(route)
+]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,8 @@ def world(rt: Runtime) -> Iterator[World]:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
         offer = sdp_offer()
         publish = schema[WHIP[1]][WHIP[0]].Case(
-            path_parameters={"meeting_id": meeting.id}, body=offer, media_type="application/sdp")
+            path_parameters={"meeting_id": meeting.id}, body=offer, media_type="application/sdp"
+        )
         answer = publish.call(headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 201, answer.text
         session_id = answer.headers["location"][0].rsplit("/", 1)[1]
@@ -112,34 +125,45 @@ def world(rt: Runtime) -> Iterator[World]:
 
 def _strategy(route: Route, mode: GenerationMode, w: World) -> st.SearchStrategy[Any]:
     op = w.schema[route[1]][route[0]]
-    real = {name: value for name, value in (("meeting_id", w.meeting_id),
-                                             ("session_id", w.session_id))
-            if "{" + name + "}" in route[1]}
+    real = {
+        name: value
+        for name, value in (("meeting_id", w.meeting_id), ("session_id", w.session_id))
+        if "{" + name + "}" in route[1]
+    }
     branches = [op.as_strategy(mode)]
     if real:  # the same operation on the objects that exist
         branches.append(op.as_strategy(mode, path_parameters=real))
     if mode is GenerationMode.POSITIVE and route == WHIP:  # a real offer too, not only noise
-        branches.append(op.as_strategy(mode, path_parameters=real, body=w.offer,
-                                       media_type="application/sdp"))
+        branches.append(
+            op.as_strategy(mode, path_parameters=real, body=w.offer, media_type="application/sdp")
+        )
     if mode is GenerationMode.POSITIVE and route == REVOKE:  # the one confirmation that works
         branches.append(op.as_strategy(mode, body={"confirm": f"revoke {w.tenant_id}"}))
     if mode is GenerationMode.POSITIVE and route == JOIN:  # a join URL that parses
-        branches.append(op.as_strategy(mode, path_parameters=real,
-                                       body={"url": "janus://127.0.0.1:8088/4321"}))
+        branches.append(
+            op.as_strategy(mode, path_parameters=real, body={"url": "janus://127.0.0.1:8088/4321"})
+        )
     return st.one_of(branches)
 
 
-@pytest.mark.parametrize(("route", "mode"), CASES,
-                         ids=[f"{m} {p} {mode.value}" for (m, p), mode in CASES])
+@pytest.mark.parametrize(
+    ("route", "mode"), CASES, ids=[f"{m} {p} {mode.value}" for (m, p), mode in CASES]
+)
 def test_operation_conforms(route: Route, mode: GenerationMode, world: World) -> None:
     credentials = {"Authorization": f"Bearer {world.token}"}
     checks = CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])
     statuses: set[int] = set()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(case=_strategy(route, mode, world),
-           authenticated=st.sampled_from([True, True, True, False]))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        case=_strategy(route, mode, world), authenticated=st.sampled_from([True, True, True, False])
+    )
     def fuzz(case: Any, authenticated: bool) -> None:
         # mostly as the tenant; otherwise with whatever credentials were generated (if any),
         # and always so when the headers are the negative part: the token would mend them

@@ -19,8 +19,9 @@ from pipeline.services.retention import purge_expired, set_retention
 from workers.client import use_broker
 
 
-def test_content_expires_and_the_meeting_is_shredded(rt: Runtime,
-                                                     redis_client: redis.Redis) -> None:
+def test_content_expires_and_the_meeting_is_shredded(
+    rt: Runtime, redis_client: redis.Redis
+) -> None:
     tenant, _ = services.create_tenant(rt, "Acme")
     kept = set_retention(rt, tenant.id, transcript_ttl=2, audio_ttl=1)
     assert (kept.transcript_ttl, kept.audio_ttl) == (2, 1)
@@ -28,8 +29,11 @@ def test_content_expires_and_the_meeting_is_shredded(rt: Runtime,
     use_broker(rt.settings.redis_url)  # the queued task is never consumed
     Capture(rt, m).submit(AudioSegment("p", 0, 0, 16000, bytes(3200)))
     key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
-    rt.store.segments.complete(seal_transcript(key, tenant.id, m.id, TranscriptSegment(
-        "p", 1, 0, 100, "old news")), 0, services.get_tenant(rt, tenant.id).transcript_ttl)
+    rt.store.segments.complete(
+        seal_transcript(key, tenant.id, m.id, TranscriptSegment("p", 1, 0, 100, "old news")),
+        0,
+        services.get_tenant(rt, tenant.id).transcript_ttl,
+    )
     assert 0 < redis_client.ttl(f"ss:audio:{m.id}:p.0") <= 1
     assert 0 < redis_client.ttl(f"ss:transcript:{m.id}:p.1") <= 2
     other = services.create_tenant(rt, "Other")[0]
@@ -44,8 +48,9 @@ def test_content_expires_and_the_meeting_is_shredded(rt: Runtime,
         services.get_meeting(rt, m.id)
     assert services.get_meeting(rt, fresh.id).id == fresh.id
     assert redis_client.zcard("ss:pending") == 0
-    assert [e.outcome for e in services.audit_show(rt, tenant.id, limit=1000)
-            if e.action == "shred"] == ["retention"]
+    assert [
+        e.outcome for e in services.audit_show(rt, tenant.id, limit=1000) if e.action == "shred"
+    ] == ["retention"]
     # Even the wrapped keys in a backup taken before the purge no longer open.
     for k, v in backup.items():
         assert v is not None

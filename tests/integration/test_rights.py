@@ -24,10 +24,17 @@ from pipeline.sealing import seal_transcript
 def add_transcript(rt: Runtime, meeting: Meeting, texts: list[str]) -> None:
     key = services.data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
     for seq, text in enumerate(texts):
-        seg = TranscriptSegment("alice", seq, seq * 2000, seq * 2000 + 1500, text,
-                                (Word(seq * 2000, seq * 2000 + 400, text.split()[0], 0.9),))
-        rt.store.segments.complete(seal_transcript(key, meeting.tenant_id, meeting.id, seg),
-                                   seg.start_ms)
+        seg = TranscriptSegment(
+            "alice",
+            seq,
+            seq * 2000,
+            seq * 2000 + 1500,
+            text,
+            (Word(seq * 2000, seq * 2000 + 400, text.split()[0], 0.9),),
+        )
+        rt.store.segments.complete(
+            seal_transcript(key, meeting.tenant_id, meeting.id, seg), seg.start_ms
+        )
 
 
 def test_export_holds_everything_the_tenant_owns(rt: Runtime, tmp_path: Path) -> None:
@@ -36,21 +43,24 @@ def test_export_holds_everything_the_tenant_owns(rt: Runtime, tmp_path: Path) ->
     m1 = services.create_meeting(rt, tenant.id, transcription=True)
     m2 = services.create_meeting(rt, tenant.id)
     add_transcript(rt, m1, ["Quarterly numbers look good.", "Ship it on Friday."])
-    add_transcript(rt, services.create_meeting(rt, other.id, transcription=True),
-                   ["Not yours to see."])
+    add_transcript(
+        rt, services.create_meeting(rt, other.id, transcription=True), ["Not yours to see."]
+    )
     out = tmp_path / "acme.zip"
     report = services.export_tenant(rt, tenant.id, out)
     assert (report.meetings, report.transcript_segments) == (2, 2)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
-        assert {f"meetings/{m.id}/{f}" for m in (m1, m2)
-                for f in ("meeting.json", "transcript.json", "transcript.vtt")} < names
+        assert {
+            f"meetings/{m.id}/{f}"
+            for m in (m1, m2)
+            for f in ("meeting.json", "transcript.json", "transcript.vtt")
+        } < names
         vtt = zf.read(f"meetings/{m1.id}/transcript.vtt").decode()
         assert "<v alice>Quarterly numbers look good." in vtt
         doc = json.loads(zf.read(f"meetings/{m1.id}/transcript.json"))
-        assert [d["text"] for d in doc] == ["Quarterly numbers look good.",
-                                            "Ship it on Friday."]
+        assert [d["text"] for d in doc] == ["Quarterly numbers look good.", "Ship it on Friday."]
         everything = b"".join(zf.read(n) for n in names)
         assert b"Not yours to see" not in everything
         audit = [json.loads(line) for line in zf.read("audit.jsonl").splitlines()]
@@ -60,8 +70,9 @@ def test_export_holds_everything_the_tenant_owns(rt: Runtime, tmp_path: Path) ->
         services.export_tenant(rt, tenant.id, out)
 
 
-def test_erase_leaves_only_the_erase_entry(rt: Runtime, redis_client: redis.Redis,
-                                           tmp_path: Path) -> None:
+def test_erase_leaves_only_the_erase_entry(
+    rt: Runtime, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     tenant, token = services.create_tenant(rt, "Acme")
     kept, _ = services.create_tenant(rt, "Kept")
     meetings = [services.create_meeting(rt, tenant.id, transcription=True) for _ in range(2)]
@@ -74,8 +85,11 @@ def test_erase_leaves_only_the_erase_entry(rt: Runtime, redis_client: redis.Redi
     result = CliRunner().invoke(app, ["tenant", "erase", tenant.id, "--yes", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"tenant_id": tenant.id, "meetings": 2}
-    left = {k.decode() for k in redis_client.scan_iter("*") if tenant.id.encode() in k
-            or any(m.id.encode() in k for m in meetings)}
+    left = {
+        k.decode()
+        for k in redis_client.scan_iter("*")
+        if tenant.id.encode() in k or any(m.id.encode() in k for m in meetings)
+    }
     assert left == {f"ss:audit:{tenant.id}", f"ss:audit:{tenant.id}:head"}
     entries = rt.keys.audit.entries(tenant.id)
     assert [(e.seq, e.action) for e in entries] == [(0, "erase")]

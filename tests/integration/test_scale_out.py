@@ -49,9 +49,13 @@ VISIBILITY = "20"
 def scale_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A private home and temp directory, and the scale database, for this process (the
     client side) and for the workers it starts."""
-    values = {"SEALSCRIBE_HOME": str(tmp_path / "home"), "SEALSCRIBE_REDIS_URL": SCALE_REDIS_URL,
-              "SEALSCRIBE_KEY_PROVIDER": "local", "SEALSCRIBE_VISIBILITY": VISIBILITY,
-              "TMPDIR": str(tmp_path)}
+    values = {
+        "SEALSCRIBE_HOME": str(tmp_path / "home"),
+        "SEALSCRIBE_REDIS_URL": SCALE_REDIS_URL,
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+        "SEALSCRIBE_VISIBILITY": VISIBILITY,
+        "TMPDIR": str(tmp_path),
+    }
     r = redis.Redis.from_url(SCALE_REDIS_URL)
     r.flushdb()
     previous = celery_app.conf.broker_url
@@ -73,12 +77,13 @@ def rt(scale_env: dict[str, str]) -> Runtime:
     return Runtime.from_settings(Settings.from_env(scale_env), actor="test")
 
 
-def start_workers(n: int, env: dict[str, str], logs: Path,
-                  args: tuple[str, ...] = ()) -> list[WorkerProcess]:
+def start_workers(
+    n: int, env: dict[str, str], logs: Path, args: tuple[str, ...] = ()
+) -> list[WorkerProcess]:
     """``n`` worker processes, loading their models at the same time."""
+
     def one(i: int) -> WorkerProcess:
-        return WorkerProcess(Path(env["SEALSCRIBE_HOME"]), logs / f"worker{i}.log", args,
-                             **env)
+        return WorkerProcess(Path(env["SEALSCRIBE_HOME"]), logs / f"worker{i}.log", args, **env)
 
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(one, range(n)))
@@ -105,7 +110,8 @@ def lease_holders(rt: Runtime, meetings: list[tuple[str, int]]) -> dict[tuple[st
 
 
 def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
-        scale_env: dict[str, str], rt: Runtime, tmp_path: Path) -> None:
+    scale_env: dict[str, str], rt: Runtime, tmp_path: Path
+) -> None:
     tenant = services.create_tenant(rt, "Acme")[0].id
     sources = sorted(shared_data("ami-es2004", "sources").glob("source*.wav"))
     fleurs = sorted(shared_data("fleurs-en").glob("*.ogg"))[:4]
@@ -115,8 +121,9 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
         t0 = time.monotonic()
         # Four AMI headset tracks and four fleurs clips, each its own meeting, cut into
         # voice-activity utterances as live capture cuts them: 50-odd segments at once.
-        meetings = [submit(rt, tenant, path, "live", participant="Alice")
-                    for path in [*sources, *fleurs]]
+        meetings = [
+            submit(rt, tenant, path, "live", participant="Alice") for path in [*sources, *fleurs]
+        ]
         total = sum(n for _, n in meetings)
         assert total >= 40
         pids = {w: pool_pids(w) for w in workers}
@@ -169,35 +176,44 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
 
 
 def test_worker_metrics_are_summed_over_its_processes_and_name_nobody(
-        scale_env: dict[str, str], rt: Runtime, tmp_path: Path) -> None:
+    scale_env: dict[str, str], rt: Runtime, tmp_path: Path
+) -> None:
     tenant = services.create_tenant(rt, "Zephyrine Holdings")[0].id
     port = free_port()
-    (worker,) = start_workers(1, scale_env, tmp_path, ("--concurrency", "2",
-                                                         "--metrics-port", str(port)))
+    (worker,) = start_workers(
+        1, scale_env, tmp_path, ("--concurrency", "2", "--metrics-port", str(port))
+    )
     try:
         clips = sorted(shared_data("fleurs-en").glob("*.ogg"))[:6]
-        meetings = [submit(rt, tenant, clip, "live", participant="Quillon Marchetti")
-                    for clip in clips]
-        wait_until(lambda: not any(rt.store.segments.pending_count(m) for m, _ in meetings),
-                   timeout=90, poll=0.2)
+        meetings = [
+            submit(rt, tenant, clip, "live", participant="Quillon Marchetti") for clip in clips
+        ]
+        wait_until(
+            lambda: not any(rt.store.segments.pending_count(m) for m, _ in meetings),
+            timeout=90,
+            poll=0.2,
+        )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
     finally:
         worker.stop()
-    values = {name: float(v) for name, v in
-              re.findall(r"(?m)^(sealscribe_\S+) ([0-9.e+-]+)$", text)}
+    values = {
+        name: float(v) for name, v in re.findall(r"(?m)^(sealscribe_\S+) ([0-9.e+-]+)$", text)
+    }
     total = sum(n for _, n in meetings)
     # Counted in the children, served by the main process: the sum, whichever child worked.
     assert values["sealscribe_segments_transcribed_total"] == total
     assert values["sealscribe_audio_transcribed_seconds_total"] > 30
     assert values["sealscribe_transcription_rtf_count"] >= 1
-    assert 0 < values["sealscribe_transcription_rtf_sum"] / \
-        values["sealscribe_transcription_rtf_count"] < 5
+    assert (
+        0
+        < values["sealscribe_transcription_rtf_sum"] / values["sealscribe_transcription_rtf_count"]
+        < 5
+    )
     assert values['sealscribe_key_unwraps_total{purpose="transcribe"}'] >= 1
     outcomes = {k: v for k, v in values.items() if k.startswith("sealscribe_transcribe_tasks")}
     assert values['sealscribe_transcribe_tasks_total{outcome="transcribed"}'] >= 1
     assert sum(outcomes.values()) >= total
     # Labels name kinds and reasons only: no meeting, tenant or participant.
-    for secret in (tenant, "Zephyrine", "Quillon", "Marchetti",
-                   *(m for m, _ in meetings)):
+    for secret in (tenant, "Zephyrine", "Quillon", "Marchetti", *(m for m, _ in meetings)):
         assert secret not in text

@@ -57,8 +57,9 @@ def put(rt: Runtime, meeting: Meeting, n: int) -> dict[str, bytes]:
     out = {}
     for seq in range(n):
         pcm = os.urandom(640)
-        sealed = seal_audio(key, meeting.tenant_id, meeting.id,
-                            AudioSegment("p", seq, 0, 16000, pcm))
+        sealed = seal_audio(
+            key, meeting.tenant_id, meeting.id, AudioSegment("p", seq, 0, 16000, pcm)
+        )
         out[rt.store.segments.put_audio(sealed)] = pcm
     return out
 
@@ -87,12 +88,15 @@ def test_round_trip_rotation_and_retire(trt: Runtime, bao: BaoServer) -> None:
     key_name = report.status.details["key"]
     # The old ciphertext no longer decrypts: version 1 is trimmed away in OpenBao.
     with pytest.raises(KeyUnavailable, match="retired"):
-        trt.keys.provider.unwrap(tenant.id, wrapped,
-                                 KeyContext(tenant.id, meetings[0].id, KeyUse.AUDIO),
-                                 Purpose.DELIVER)
+        trt.keys.provider.unwrap(
+            tenant.id, wrapped, KeyContext(tenant.id, meetings[0].id, KeyUse.AUDIO), Purpose.DELIVER
+        )
     # OpenBao's own audit device saw exactly the decrypts our audit log recorded.
-    ours = [e for e in services.audit_show(trt, tenant.id, limit=1000)
-            if e.action == "unwrap" and e.outcome == "ok"]
+    ours = [
+        e
+        for e in services.audit_show(trt, tenant.id, limit=1000)
+        if e.action == "unwrap" and e.outcome == "ok"
+    ]
     assert bao.decrypt_calls(key_name) == len(ours) > 0
     assert {e.purpose for e in ours} == {"transcribe", "deliver"}
 
@@ -106,8 +110,7 @@ def test_tenants_are_isolated(trt: Runtime, transit: TransitKeyProvider) -> None
     with pytest.raises(InvalidSeal):
         transit.unwrap(b.id, wrapped, KeyContext(b.id, ma.id, KeyUse.AUDIO), Purpose.DELIVER)
     with pytest.raises(InvalidSeal):
-        transit.unwrap(a.id, wrapped, KeyContext(a.id, "m_other", KeyUse.AUDIO),
-                       Purpose.DELIVER)
+        transit.unwrap(a.id, wrapped, KeyContext(a.id, "m_other", KeyUse.AUDIO), Purpose.DELIVER)
     with pytest.raises(ValueError, match="another tenant"):
         transit.unwrap(b.id, wrapped, KeyContext(a.id, ma.id, KeyUse.AUDIO), Purpose.DELIVER)
 
@@ -141,8 +144,12 @@ def test_kms_outage_is_key_unavailable_and_never_weaker(trt: Runtime, tmp_path: 
     tenant, _ = services.create_tenant(trt, "Acme")
     m = services.create_meeting(trt, tenant.id, transcription=True)
     down = TransitKeyProvider(TransitConfig(url="http://127.0.0.1:9", token="x", timeout=1))
-    rt_down = Runtime(trt.settings, trt.store, trt.keys.__class__(
-        down, trt.keys.audit, trt.store.meetings), "test")
+    rt_down = Runtime(
+        trt.settings,
+        trt.store,
+        trt.keys.__class__(down, trt.keys.audit, trt.store.meetings),
+        "test",
+    )
     with pytest.raises(KeyUnavailable, match="unreachable"):
         services.data_key(rt_down, m, KeyUse.AUDIO, Purpose.TRANSCRIBE)
     with pytest.raises(KeyUnavailable):
@@ -150,8 +157,9 @@ def test_kms_outage_is_key_unavailable_and_never_weaker(trt: Runtime, tmp_path: 
     assert services.audit_show(trt, tenant.id, limit=1000)[-1].outcome == "KeyUnavailable"
 
 
-def test_migration_local_to_transit_and_back(settings: Settings, bao: BaoServer,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migration_local_to_transit_and_back(
+    settings: Settings, bao: BaoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     both = dataclasses.replace(settings, transit=TransitConfig(url=bao.url, token=bao.token))
     rt = Runtime.from_settings(both, actor="test")  # routes each tenant to its provider
     tenant, _ = services.create_tenant(rt, "Acme")
@@ -183,8 +191,9 @@ def test_migration_local_to_transit_and_back(settings: Settings, bao: BaoServer,
     assert report.rewrapped == 4
     status = services.key_status(rt, tenant.id)
     assert status.status.provider == "transit" and status.wrapped_by_version == {1: 6}
-    assert {w.provider for _, w in rt.store.meetings.wrapped_keys(tenant.id, 0, 100)[1]} == \
-        {"transit"}
+    assert {w.provider for _, w in rt.store.meetings.wrapped_keys(tenant.id, 0, 100)[1]} == {
+        "transit"
+    }
     for m in meetings:
         read_all(rt, m, content[m.id])
 
@@ -196,18 +205,25 @@ def test_migration_local_to_transit_and_back(settings: Settings, bao: BaoServer,
     # Content was never re-encrypted, and nothing of it touched the disk.
     assert {k: rt.store.redis.get(k) for k in sealed_before} == sealed_before
     assert services.audit_verify(rt, tenant.id).ok
-    assert [e.outcome for e in services.audit_show(rt, tenant.id, limit=1000)
-            if e.action == "migrate"] == ["to-transit", "to-transit", "to-local"]
+    assert [
+        e.outcome for e in services.audit_show(rt, tenant.id, limit=1000) if e.action == "migrate"
+    ] == ["to-transit", "to-transit", "to-local"]
 
 
 @pytest.fixture(scope="module")
-def kms_env(bao: BaoServer, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[tuple[Runtime, TcpProxy, WorkerProcess]]:
+def kms_env(
+    bao: BaoServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Runtime, TcpProxy, WorkerProcess]]:
     """A worker keyed through Transit, reaching OpenBao through a proxy we can cut."""
     proxy = TcpProxy(bao.port)
     home = tmp_path_factory.mktemp("kms-home")
-    extra = {"SEALSCRIBE_KEY_PROVIDER": "transit", "SEALSCRIBE_TRANSIT_ADDR": proxy.url,
-             "SEALSCRIBE_TRANSIT_TOKEN": bao.token, "SEALSCRIBE_TRANSIT_TIMEOUT": "2"}
+    extra = {
+        "SEALSCRIBE_KEY_PROVIDER": "transit",
+        "SEALSCRIBE_TRANSIT_ADDR": proxy.url,
+        "SEALSCRIBE_TRANSIT_TOKEN": bao.token,
+        "SEALSCRIBE_TRANSIT_TIMEOUT": "2",
+    }
     env = worker_env(home, **extra)
     redis.Redis.from_url(WORKER_REDIS_URL).flushdb()
     with pytest.MonkeyPatch.context() as mp:
@@ -250,7 +266,8 @@ def test_kms_outage_during_capture(kms_env: tuple[Runtime, TcpProxy, WorkerProce
 
 
 def test_kms_outage_during_transcription_is_retried_then_done(
-        kms_env: tuple[Runtime, TcpProxy, WorkerProcess]) -> None:
+    kms_env: tuple[Runtime, TcpProxy, WorkerProcess],
+) -> None:
     rt, proxy, _worker = kms_env
     tenant, _ = services.create_tenant(rt, "Acme")
     celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
@@ -258,9 +275,13 @@ def test_kms_outage_during_transcription_is_retried_then_done(
     proxy.stop()
     celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
     try:
-        wait_until(lambda: any(e.outcome == "KeyUnavailable"
-                               for e in services.audit_show(rt, tenant.id, limit=1000)),
-                   timeout=60)
+        wait_until(
+            lambda: any(
+                e.outcome == "KeyUnavailable"
+                for e in services.audit_show(rt, tenant.id, limit=1000)
+            ),
+            timeout=60,
+        )
         assert rt.store.segments.pending_count(job.meeting.id) == 1  # kept, not purged
     finally:
         proxy.start()
@@ -284,9 +305,13 @@ path "transit/rewrap/sealscribe-*" { capabilities = ["update"] }
     bao.client.auth.approle.create_or_update_approle("sealscribe", token_policies=["sealscribe"])
     role_id = bao.client.auth.approle.read_role_id("sealscribe")["data"]["role_id"]
     secret_id = bao.client.auth.approle.generate_secret_id("sealscribe")["data"]["secret_id"]
-    config = TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": bao.url,
-                                     "SEALSCRIBE_TRANSIT_ROLE_ID": role_id,
-                                     "SEALSCRIBE_TRANSIT_SECRET_ID": secret_id})
+    config = TransitConfig.from_env(
+        {
+            "SEALSCRIBE_TRANSIT_ADDR": bao.url,
+            "SEALSCRIBE_TRANSIT_ROLE_ID": role_id,
+            "SEALSCRIBE_TRANSIT_SECRET_ID": secret_id,
+        }
+    )
     provider = TransitKeyProvider(config)
     assert provider.create("t_approle") == 1
     ctx = KeyContext("t_approle", "m_1", KeyUse.TRANSCRIPT)

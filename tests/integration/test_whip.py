@@ -45,8 +45,9 @@ def stored(rt: Runtime, meeting_id: str) -> list[str]:
     return rt.store.segments.pending_audio(meeting_id)
 
 
-async def publish(base: str, token: str, meeting_id: str, audio: bytes, name: str,
-                  speed: float = 1.0) -> PcmTrack:
+async def publish(
+    base: str, token: str, meeting_id: str, audio: bytes, name: str, speed: float = 1.0
+) -> PcmTrack:
     track = PcmTrack(audio, speed=speed)
     pub = WhipPublisher(f"{base}/v1/meetings/{meeting_id}/whip", token, track, name)
     await pub.start()
@@ -106,8 +107,10 @@ def test_opted_out_participant_is_never_stored(rt: Runtime, tenant: tuple[str, s
 
     async def main() -> None:
         async with serve_api(rt) as base:
-            await asyncio.gather(publish(base, token, meeting.id, audio, "carol", speed=2),
-                                 publish(base, token, meeting.id, audio, "dave", speed=2))
+            await asyncio.gather(
+                publish(base, token, meeting.id, audio, "carol", speed=2),
+                publish(base, token, meeting.id, audio, "dave", speed=2),
+            )
 
     asyncio.run(main())
     sids = stored(rt, meeting.id)
@@ -115,7 +118,8 @@ def test_opted_out_participant_is_never_stored(rt: Runtime, tenant: tuple[str, s
 
 
 def test_switching_off_mid_call_takes_effect_within_a_second(
-        rt: Runtime, tenant: tuple[str, str]) -> None:
+    rt: Runtime, tenant: tuple[str, str]
+) -> None:
     tenant_id, token = tenant
     meeting = services.create_meeting(rt, tenant_id, transcription=True)
     audio = (pcm(JFK) + bytes(2 * 32000)) * 3  # 11 s of speech, 2 s of silence, thrice
@@ -145,24 +149,42 @@ def test_switching_off_mid_call_takes_effect_within_a_second(
         assert end_ms <= off_ms + 1000, f"audio {end_ms - off_ms} ms after the switch"
 
 
-@pytest.mark.parametrize(("body", "ctype", "status", "words"), [
-    ("hello", "application/sdp", 400, "start with v=0"),
-    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
-     "application/sdp", 400, "no audio"),
-    ("v=0\r\n" + "a=x\r\n" * 40000, "application/sdp", 413, "larger than"),
-    ('{"sdp": "v=0"}', "application/json", 415, "application/sdp"),
-    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n", "application/sdp",
-     400, "refused"),
-])
-def test_bad_offers_get_precise_errors(rt: Runtime, tenant: tuple[str, str], body: str,
-                                       ctype: str, status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "words"),
+    [
+        ("hello", "application/sdp", 400, "start with v=0"),
+        (
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+            "application/sdp",
+            400,
+            "no audio",
+        ),
+        ("v=0\r\n" + "a=x\r\n" * 40000, "application/sdp", 413, "larger than"),
+        ('{"sdp": "v=0"}', "application/json", 415, "application/sdp"),
+        (
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n",
+            "application/sdp",
+            400,
+            "refused",
+        ),
+    ],
+)
+def test_bad_offers_get_precise_errors(
+    rt: Runtime, tenant: tuple[str, str], body: str, ctype: str, status: int, words: str
+) -> None:
     tenant_id, token = tenant
     meeting = services.create_meeting(rt, tenant_id, transcription=True)
 
     async def main() -> tuple[int, dict[str, object]]:
-        async with serve_api(rt) as base, aiohttp.ClientSession() as http, http.post(
-                f"{base}/v1/meetings/{meeting.id}/whip", data=body,
-                headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"}) as resp:
+        async with (
+            serve_api(rt) as base,
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base}/v1/meetings/{meeting.id}/whip",
+                data=body,
+                headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"},
+            ) as resp,
+        ):
             assert resp.headers["Content-Type"] == "application/problem+json"
             return resp.status, await resp.json()
 
@@ -183,8 +205,11 @@ def test_whip_auth_and_resources(rt: Runtime, tenant: tuple[str, str]) -> None:
             sdp_headers = {"Content-Type": "application/sdp"}
             async with http.post(url, data="v=0\r\n", headers=sdp_headers) as r:
                 assert r.status == 401
-            async with http.post(url, data="v=0\r\n", headers={
-                    **sdp_headers, "Authorization": f"Bearer {other_token}"}) as r:
+            async with http.post(
+                url,
+                data="v=0\r\n",
+                headers={**sdp_headers, "Authorization": f"Bearer {other_token}"},
+            ) as r:
                 assert r.status == 404  # another tenant's meeting does not exist for them
             pub = WhipPublisher(url, token, PcmTrack(audio), "frank")
             await pub.start()
@@ -192,13 +217,12 @@ def test_whip_auth_and_resources(rt: Runtime, tenant: tuple[str, str]) -> None:
             resource = pub.resource
             async with http.patch(resource, headers={"Authorization": f"Bearer {token}"}) as r:
                 assert r.status == 405
-            async with http.delete(resource,
-                                   headers={"Authorization": f"Bearer {other_token}"}) as r:
+            async with http.delete(
+                resource, headers={"Authorization": f"Bearer {other_token}"}
+            ) as r:
                 assert r.status == 404
             await pub.stop()
             async with http.delete(resource, headers={"Authorization": f"Bearer {token}"}) as r:
                 assert r.status == 404  # already ended
 
     asyncio.run(main())
-
-

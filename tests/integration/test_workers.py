@@ -54,7 +54,8 @@ def test_jfk_gives_the_known_sentence(rt: Runtime, tenant: str, worker: WorkerPr
     texts = transcribe_file(rt, shared_data("jfk", "jfk.flac"), tenant)
     assert normalise(" ".join(texts)) == normalise(
         "And so my fellow Americans, ask not what your country can do for you, ask what you "
-        "can do for your country.")
+        "can do for your country."
+    )
 
 
 def test_fleurs_wer_within_target(rt: Runtime, tenant: str, worker: WorkerProcess) -> None:
@@ -81,8 +82,9 @@ def _resume() -> None:
     celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
 
 
-def test_switching_off_purges_queued_segments(rt: Runtime, tenant: str,
-                                              worker: WorkerProcess) -> None:
+def test_switching_off_purges_queued_segments(
+    rt: Runtime, tenant: str, worker: WorkerProcess
+) -> None:
     meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
     try:
         services.set_transcription(rt, meeting_id, False)
@@ -92,13 +94,17 @@ def test_switching_off_purges_queued_segments(rt: Runtime, tenant: str,
     assert rt.store.segments.transcript_count(meeting_id) == 0
     purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
     assert [e.outcome for e in purges] == ["transcription-off"] * n
-    assert not [e for e in services.audit_show(rt, tenant, limit=1000)
-                if e.action == "unwrap" and e.purpose == "transcribe"
-                and e.meeting == meeting_id and e.seq > purges[0].seq - n]
+    assert not [
+        e
+        for e in services.audit_show(rt, tenant, limit=1000)
+        if e.action == "unwrap"
+        and e.purpose == "transcribe"
+        and e.meeting == meeting_id
+        and e.seq > purges[0].seq - n
+    ]
 
 
-def test_revoking_purges_queued_segments(rt: Runtime, tenant: str,
-                                         worker: WorkerProcess) -> None:
+def test_revoking_purges_queued_segments(rt: Runtime, tenant: str, worker: WorkerProcess) -> None:
     meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
     try:
         services.revoke_keys(rt, tenant)
@@ -113,8 +119,9 @@ def test_revoking_purges_queued_segments(rt: Runtime, tenant: str,
     assert after == [("purge", "key-revoked")] * n
 
 
-def test_audio_that_expired_in_the_queue_is_reported_lost(rt: Runtime, tenant: str,
-                                                          worker: WorkerProcess) -> None:
+def test_audio_that_expired_in_the_queue_is_reported_lost(
+    rt: Runtime, tenant: str, worker: WorkerProcess
+) -> None:
     set_retention(rt, tenant, audio_ttl=1)  # sealed audio may wait one second
     meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
     time.sleep(1.5)  # ... and waited longer: Redis expired it
@@ -127,8 +134,8 @@ def test_audio_that_expired_in_the_queue_is_reported_lost(rt: Runtime, tenant: s
 
 
 def test_sigkill_mid_task_then_restart_transcribes_each_once(
-        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
-        worker: WorkerProcess) -> None:
+    env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path, worker: WorkerProcess
+) -> None:
     worker.stop()  # this test runs its own worker with a short redelivery time
     home = Path(env["SEALSCRIBE_HOME"])
     log = tmp_path / "kill.log"
@@ -140,8 +147,10 @@ def test_sigkill_mid_task_then_restart_transcribes_each_once(
         first = jobs[0].meeting.id
 
         def busy() -> bool:  # the first segment's key was unwrapped: transcription under way
-            return any(e.action == "unwrap" and e.purpose == "transcribe" and e.meeting == first
-                       for e in services.audit_show(rt, tenant, limit=1000))
+            return any(
+                e.action == "unwrap" and e.purpose == "transcribe" and e.meeting == first
+                for e in services.audit_show(rt, tenant, limit=1000)
+            )
 
         wait_until(busy, timeout=60, poll=0.02)
         victim.kill()
@@ -161,15 +170,27 @@ def test_sigkill_mid_task_then_restart_transcribes_each_once(
         assert all(s.text for s in segments)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                    reason="espeak-ng (Debian package) is needed to speak the canary; "
-                           "scripts/setup installs it")
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng (Debian package) is needed to speak the canary; scripts/setup installs it",
+)
 def test_spoken_canary_is_readable_only_through_the_transcript(
-        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
-        worker: WorkerProcess) -> None:
+    env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path, worker: WorkerProcess
+) -> None:
     wav = tmp_path / "canary.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(wav),
-                    "The Flintwick protocol is ready"], check=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "en-us",
+            "-s",
+            "160",
+            "-w",
+            str(wav),
+            "The Flintwick protocol is ready",
+        ],
+        check=True,
+    )
     texts = transcribe_file(rt, wav, tenant)
     assert "flintwick" in normalise(" ".join(texts))
     wav.unlink()  # the test's own input, not something sealscribe wrote
@@ -182,8 +203,10 @@ def test_spoken_canary_is_readable_only_through_the_transcript(
     rt.store.redis.set("ss:leak", "THE FLINTWICK PROTOCOL".encode("utf-16-le"))
     try:
         found = scan(rt.store.redis, "Flintwick", home, temp_dir=temp)
-        assert {(f.where, Path(f.name).name) for f in found} == {("file", "leak.log"),
-                                                                  ("redis", "ss:leak")}
+        assert {(f.where, Path(f.name).name) for f in found} == {
+            ("file", "leak.log"),
+            ("redis", "ss:leak"),
+        }
         result = CliRunner().invoke(cli_app, ["scan", "--canary", "Flintwick", "--json"])
         assert result.exit_code == 1
         assert {"where": "redis", "name": "ss:leak"} in json.loads(result.output)["found"]
@@ -196,8 +219,10 @@ def test_transcript_export_formats(rt: Runtime, tenant: str, worker: WorkerProce
     job = submit_file(rt, shared_data("jfk", "jfk.flac"), tenant)
     wait_for(rt, job, lambda *_: None, 120)
     runner = CliRunner()
-    out = {fmt: runner.invoke(cli_app, ["meeting", "transcript", job.meeting.id, "-f", fmt])
-           for fmt in ("txt", "srt", "vtt", "json")}
+    out = {
+        fmt: runner.invoke(cli_app, ["meeting", "transcript", job.meeting.id, "-f", fmt])
+        for fmt in ("txt", "srt", "vtt", "json")
+    }
     assert all(r.exit_code == 0 for r in out.values()), {k: r.output for k, r in out.items()}
     assert out["vtt"].output.startswith("WEBVTT\n\n00:00:00.")
     assert "<v file>And so" in out["vtt"].output
@@ -206,19 +231,23 @@ def test_transcript_export_formats(rt: Runtime, tenant: str, worker: WorkerProce
     doc = json.loads(out["json"].output)
     assert doc[0]["speaker"] == "file" and doc[0]["words"][0]["word"].strip() == "And"
     # Delivery is audited with its purpose.
-    assert [e.purpose for e in services.audit_show(rt, tenant, limit=1000)
-            if e.action == "unwrap"][-1] == Purpose.DELIVER.value
+    assert [e.purpose for e in services.audit_show(rt, tenant, limit=1000) if e.action == "unwrap"][
+        -1
+    ] == Purpose.DELIVER.value
     key_use = services.data_key(rt, job.meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
     assert key_use is not None
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "is empty"),
-    (b"this is not audio at all" * 100, "is not a readable audio or video file"),
-])
-def test_bad_files_leave_nothing_behind(rt: Runtime, tenant: str, tmp_path: Path,
-                                        content: bytes, message: str,
-                                        worker: WorkerProcess) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"this is not audio at all" * 100, "is not a readable audio or video file"),
+    ],
+)
+def test_bad_files_leave_nothing_behind(
+    rt: Runtime, tenant: str, tmp_path: Path, content: bytes, message: str, worker: WorkerProcess
+) -> None:
     bad = tmp_path / "input.wav"
     bad.write_bytes(content)
     before = set(rt.store.redis.scan_iter("ss:*"))
@@ -228,25 +257,37 @@ def test_bad_files_leave_nothing_behind(rt: Runtime, tenant: str, tmp_path: Path
 
 
 def test_transcribe_json_gives_the_text(tenant: str, worker: WorkerProcess) -> None:
-    result = CliRunner().invoke(cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")),
-                                          "--tenant", tenant, "--json"])
+    result = CliRunner().invoke(
+        cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")), "--tenant", tenant, "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert "your country" in " ".join(s["text"] for s in out["transcript"]).lower()
     assert out["transcript"][0]["speaker"]
 
 
-def test_too_long_and_unknown_meeting(rt: Runtime, tenant: str, worker: WorkerProcess,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_long_and_unknown_meeting(
+    rt: Runtime, tenant: str, worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = set(rt.store.redis.scan_iter("ss:*"))
-    result = CliRunner().invoke(cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")),
-                                          "--tenant", tenant, "--meeting", "m_nope"])
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "transcribe",
+            str(shared_data("jfk", "jfk.flac")),
+            "--tenant",
+            tenant,
+            "--meeting",
+            "m_nope",
+        ],
+    )
     assert result.exit_code == 3 and "no meeting m_nope" in result.output
     monkeypatch.setenv("SEALSCRIBE_MAX_FILE_SECONDS", "5")
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")),
-                                              "--tenant", tenant])
+        result = CliRunner().invoke(
+            cli_app, ["transcribe", str(shared_data("jfk", "jfk.flac")), "--tenant", tenant]
+        )
     finally:
         monkeypatch.delenv("SEALSCRIBE_MAX_FILE_SECONDS")
         get_settings.cache_clear()
@@ -254,25 +295,39 @@ def test_too_long_and_unknown_meeting(rt: Runtime, tenant: str, worker: WorkerPr
     assert set(rt.store.redis.scan_iter("ss:*")) == before
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                    reason="espeak-ng (Debian package) is needed to speak French; "
-                           "scripts/setup installs it")
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng (Debian package) is needed to speak French; scripts/setup installs it",
+)
 def test_base_model_detects_french_and_translates(
-        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
-        worker: WorkerProcess) -> None:
+    env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path, worker: WorkerProcess
+) -> None:
     home = Path(env["SEALSCRIBE_HOME"])
     wav = tmp_path / "fr.wav"
-    subprocess.run(["espeak-ng", "-v", "fr", "-s", "150", "-w", str(wav),
-                    "Bonjour à tous. La réunion commence maintenant. Nous parlons du budget de "
-                    "l'année prochaine."], check=True)
+    subprocess.run(
+        [
+            "espeak-ng",
+            "-v",
+            "fr",
+            "-s",
+            "150",
+            "-w",
+            str(wav),
+            "Bonjour à tous. La réunion commence maintenant. Nous parlons du budget de "
+            "l'année prochaine.",
+        ],
+        check=True,
+    )
     worker.stop()  # the queue must reach the base-model worker only
     base = WorkerProcess(home, tmp_path / "base.log", SEALSCRIBE_MODEL="base")
     try:
-        rt_base = Runtime.from_settings(Settings.from_env({**env, "SEALSCRIBE_MODEL": "base"}),
-                                        actor="test")
+        rt_base = Runtime.from_settings(
+            Settings.from_env({**env, "SEALSCRIBE_MODEL": "base"}), actor="test"
+        )
         detected = services.create_meeting(rt_base, tenant, transcription=True)
-        translated = services.create_meeting(rt_base, tenant, transcription=True,
-                                             language="fr", translate=True)
+        translated = services.create_meeting(
+            rt_base, tenant, transcription=True, language="fr", translate=True
+        )
         out = {}
         for meeting in (detected, translated):
             job = submit_file(rt_base, wav, tenant, meeting.id)
@@ -291,16 +346,18 @@ def test_base_model_detects_french_and_translates(
 
 
 def test_batches_across_meetings_keep_each_transcript_right(
-        env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path,
-        worker: WorkerProcess) -> None:
+    env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path, worker: WorkerProcess
+) -> None:
     home = Path(env["SEALSCRIBE_HOME"])
     worker.stop()
     log = tmp_path / "batch.log"
     batcher = WorkerProcess(home, log, SEALSCRIBE_BATCH="4")
     try:
         celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
-        files = [shared_data("jfk", "jfk.flac"),
-                 *sorted(shared_data("fleurs-en").glob("*.ogg"))[:5]]
+        files = [
+            shared_data("jfk", "jfk.flac"),
+            *sorted(shared_data("fleurs-en").glob("*.ogg"))[:5],
+        ]
         jobs = [submit_file(rt, f, tenant) for f in files]  # six meetings
         celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
         for job in jobs:
@@ -312,7 +369,8 @@ def test_batches_across_meetings_keep_each_transcript_right(
     texts = [" ".join(s.text for s in read_transcript(rt, j.meeting.id)) for j in jobs]
     assert normalise(texts[0]) == normalise(
         "And so my fellow Americans, ask not what your country can do for you, ask what you "
-        "can do for your country.")
+        "can do for your country."
+    )
     errors = words = 0
     for f, text in zip(files[1:], texts[1:], strict=True):
         ref = normalise(f.with_suffix(".txt").read_text())
@@ -340,14 +398,15 @@ def make_video(audio: Path, out: Path) -> None:
         sound = container.add_stream("aac", rate=16000)
         sound.layout = "mono"
         for i in range(len(samples) // 1600):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i % 255, np.uint8),
-                                               format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.full((48, 64, 3), i % 255, np.uint8), format="rgb24"
+            )
             for packet in video.encode(frame):
                 container.mux(packet)
         for start in range(0, len(samples), 1024):
             chunk = np.zeros((1, 1024), np.float32)
-            piece = samples[start:start + 1024]
-            chunk[0, :len(piece)] = piece
+            piece = samples[start : start + 1024]
+            chunk[0, : len(piece)] = piece
             aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
             aframe.sample_rate = 16000
             for packet in sound.encode(aframe):
@@ -357,25 +416,29 @@ def make_video(audio: Path, out: Path) -> None:
                 container.mux(packet)
 
 
-def test_cli_transcribes_a_video_file(rt: Runtime, tenant: str, tmp_path: Path,
-                                      worker: WorkerProcess) -> None:
+def test_cli_transcribes_a_video_file(
+    rt: Runtime, tenant: str, tmp_path: Path, worker: WorkerProcess
+) -> None:
     clip = tmp_path / "talk.mp4"
     make_video(shared_data("jfk", "jfk.flac"), clip)
-    result = CliRunner().invoke(cli_app, ["transcribe", str(clip), "--tenant", tenant,
-                                          "--format", "txt"])
+    result = CliRunner().invoke(
+        cli_app, ["transcribe", str(clip), "--tenant", tenant, "--format", "txt"]
+    )
     assert result.exit_code == 0, result.output
     assert "[00:00:00] file: And so" in result.output
     assert "ask not what your country can do for you" in " ".join(normalise(result.output))
     assert "1 segments, 11.1 s of audio" in result.output
 
 
-def test_beat_purges_meetings_past_retention(env: dict[str, str], rt: Runtime, tenant: str,
-                                             tmp_path: Path, worker: WorkerProcess) -> None:
+def test_beat_purges_meetings_past_retention(
+    env: dict[str, str], rt: Runtime, tenant: str, tmp_path: Path, worker: WorkerProcess
+) -> None:
     home = Path(env["SEALSCRIBE_HOME"])
     set_retention(rt, tenant, transcript_ttl=3)
     worker.stop()
-    beat = WorkerProcess(home, tmp_path / "beat.log", args=("--beat",),
-                         SEALSCRIBE_PURGE_INTERVAL="1")
+    beat = WorkerProcess(
+        home, tmp_path / "beat.log", args=("--beat",), SEALSCRIBE_PURGE_INTERVAL="1"
+    )
     try:
         job = submit_file(rt, shared_data("jfk", "jfk.flac"), tenant)
         wait_for(rt, job, lambda *_: None, timeout=120)

@@ -13,13 +13,18 @@ from workers.client import use_broker
 
 #: Worker tests get their own database: flushing one under a running worker would also
 #: delete Celery's queue bindings.
-WORKER_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_WORKER_REDIS_URL",
-                                  "redis://127.0.0.1:6379/14")
+WORKER_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_WORKER_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 def worker_env(home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "SEALSCRIBE_HOME": str(home), "SEALSCRIBE_REDIS_URL": WORKER_REDIS_URL,
-            "SEALSCRIBE_KEY_PROVIDER": "local", "PYTHONUNBUFFERED": "1", **extra}
+    return {
+        **os.environ,
+        "SEALSCRIBE_HOME": str(home),
+        "SEALSCRIBE_REDIS_URL": WORKER_REDIS_URL,
+        "SEALSCRIBE_KEY_PROVIDER": "local",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 class WorkerProcess:
@@ -30,10 +35,22 @@ class WorkerProcess:
     def start(self) -> None:
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker", "-c", "1", "--loglevel", "info",
-             *self.args],
-            env=worker_env(self.home, **self.extra), stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "worker",
+                "-c",
+                "1",
+                "--loglevel",
+                "info",
+                *self.args,
+            ],
+            env=worker_env(self.home, **self.extra),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -41,7 +58,7 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early; see {self.log}")
-            if b"ready." in self.log.read_bytes()[self._log_start:]:
+            if b"ready." in self.log.read_bytes()[self._log_start :]:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout} s; see {self.log}")

@@ -33,29 +33,54 @@ MUTATION_TABLE: list[tuple[str, str, str, str, str]] = []
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sealscribe privacy suite")
-    group.addoption("--deployment-url", default=None,
-                    help="run the privacy suite against this sealscribe API instead of "
-                         "starting one")
-    group.addoption("--deployment-redis", default=None,
-                    help="the deployment's Redis URL (read for plaintext and sealed keys; "
-                         "the suite writes only under its own tenants)")
-    group.addoption("--deployment-token", default=None,
-                    help="API token of a tenant the suite may use (tenant A)")
-    group.addoption("--deployment-other-token", default=None,
-                    help="API token of a second tenant (B), for the isolation tests")
-    group.addoption("--deployment-revoke-token", default=None,
-                    help="API token of a tenant the suite may REVOKE (irreversible)")
-    group.addoption("--deployment-scan-dir", action="append", default=[], type=Path,
-                    help="a directory of the deployment (logs, home, temp) readable here, "
-                         "to scan for plaintext; repeatable")
-    group.addoption("--deployment-ice-hosts", default=None,
-                    help="ICE host addresses for the suite's WebRTC publishers (default: "
-                         "127.0.0.1 for a loopback URL, every interface otherwise)")
+    group.addoption(
+        "--deployment-url",
+        default=None,
+        help="run the privacy suite against this sealscribe API instead of starting one",
+    )
+    group.addoption(
+        "--deployment-redis",
+        default=None,
+        help="the deployment's Redis URL (read for plaintext and sealed keys; "
+        "the suite writes only under its own tenants)",
+    )
+    group.addoption(
+        "--deployment-token",
+        default=None,
+        help="API token of a tenant the suite may use (tenant A)",
+    )
+    group.addoption(
+        "--deployment-other-token",
+        default=None,
+        help="API token of a second tenant (B), for the isolation tests",
+    )
+    group.addoption(
+        "--deployment-revoke-token",
+        default=None,
+        help="API token of a tenant the suite may REVOKE (irreversible)",
+    )
+    group.addoption(
+        "--deployment-scan-dir",
+        action="append",
+        default=[],
+        type=Path,
+        help="a directory of the deployment (logs, home, temp) readable here, "
+        "to scan for plaintext; repeatable",
+    )
+    group.addoption(
+        "--deployment-ice-hosts",
+        default=None,
+        help="ICE host addresses for the suite's WebRTC publishers (default: "
+        "127.0.0.1 for a loopback URL, every interface otherwise)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "mutation: runs privacy tests against a build with "
-                                       "one fault injected (slow; needs the local stack)")
+    config.addinivalue_line(
+        "markers",
+        "mutation: runs privacy tests against a build with "
+        "one fault injected (slow; needs the local stack)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,8 +93,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    mutations.summary(terminalreporter, "privacy mutations: fault -> test (without the fault)",
-                      MUTATION_TABLE)
+    mutations.summary(
+        terminalreporter, "privacy mutations: fault -> test (without the fault)", MUTATION_TABLE
+    )
 
 
 def _option(config: pytest.Config, name: str) -> object:
@@ -79,18 +105,27 @@ def _option(config: pytest.Config, name: str) -> object:
 
 
 @pytest.fixture(scope="session")
-def deployment(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     config = request.config
     url = _option(config, "deployment_url")
     if url:
         redis_url = _option(config, "deployment_redis")
         if not redis_url:
-            pytest.fail("--deployment-url needs --deployment-redis: the suite reads Redis to "
-                        "look for plaintext and sealed keys")
-        tokens = {role: str(value) for role, option in (
-            ("a", "deployment_token"), ("b", "deployment_other_token"),
-            ("revoke", "deployment_revoke_token")) if (value := _option(config, option))}
+            pytest.fail(
+                "--deployment-url needs --deployment-redis: the suite reads Redis to "
+                "look for plaintext and sealed keys"
+            )
+        tokens = {
+            role: str(value)
+            for role, option in (
+                ("a", "deployment_token"),
+                ("b", "deployment_other_token"),
+                ("revoke", "deployment_revoke_token"),
+            )
+            if (value := _option(config, option))
+        }
         if "a" not in tokens:
             pytest.fail("--deployment-url needs --deployment-token (a tenant to test with)")
         ice = _option(config, "deployment_ice_hosts")
@@ -101,8 +136,9 @@ def deployment(request: pytest.FixtureRequest,
         found.close()
         configure_ice("")
         return
-    local = LocalStack(tmp_path_factory.mktemp("sealscribe"),
-                       os.environ.get("SEALSCRIBE_PRIVACY_REDIS_URL"))
+    local = LocalStack(
+        tmp_path_factory.mktemp("sealscribe"), os.environ.get("SEALSCRIBE_PRIVACY_REDIS_URL")
+    )
     with local.running():
         found = Deployment(local.api_url, local.redis_url, local, {}, local.scan_dirs)
         yield found

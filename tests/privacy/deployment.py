@@ -24,8 +24,11 @@ from tests.stack import LocalStack, T, wait_until
 __all__ = ["TOKEN_OPTIONS", "Api", "Deployment", "LocalStack", "T", "free_port", "wait_until"]
 
 #: tenant role -> the option that gives its token when running against a deployment
-TOKEN_OPTIONS = {"a": "--deployment-token", "b": "--deployment-other-token",
-                 "revoke": "--deployment-revoke-token"}
+TOKEN_OPTIONS = {
+    "a": "--deployment-token",
+    "b": "--deployment-other-token",
+    "revoke": "--deployment-revoke-token",
+}
 
 
 class Api:
@@ -43,20 +46,25 @@ class Api:
     def ok(self, method: str, path: str, **kwargs: Any) -> Any:
         r = self(method, path, **kwargs)
         assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text[:300]}"
-        return r.json() if r.headers.get("content-type", "").startswith("application/json") \
-            else r.text
+        return (
+            r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+        )
 
     def meeting(self, transcription: bool = True) -> str:
-        meeting_id: str = self.ok("POST", "/v1/meetings",
-                                  json={"transcription": transcription})["id"]
+        meeting_id: str = self.ok("POST", "/v1/meetings", json={"transcription": transcription})[
+            "id"
+        ]
         return meeting_id
 
     def switch(self, meeting_id: str, on: bool) -> None:
         self.ok("PUT", f"/v1/meetings/{meeting_id}/transcription", json={"enabled": on})
 
     def consent(self, meeting_id: str, participant: str, transcribe: bool) -> None:
-        self.ok("PUT", f"/v1/meetings/{meeting_id}/participants/{participant}/consent",
-                json={"transcribe": transcribe})
+        self.ok(
+            "PUT",
+            f"/v1/meetings/{meeting_id}/participants/{participant}/consent",
+            json={"transcribe": transcribe},
+        )
 
     def transcript(self, meeting_id: str) -> str:
         """The transcript as text, opened by the API with purpose deliver."""
@@ -75,7 +83,7 @@ class Api:
         return f"{self.base}/v1/meetings/{meeting_id}/whip"
 
     def captions(self, meeting_id: str) -> str:
-        ws = "ws" + self.base[len("http"):]
+        ws = "ws" + self.base[len("http") :]
         return f"{ws}/v1/meetings/{meeting_id}/captions"
 
     def close(self) -> None:
@@ -100,8 +108,10 @@ class Deployment:
             return self.local.tenant(f"privacy-{role}")
         token = self.tokens.get(role)
         if token is None:
-            pytest.skip(f"needs {TOKEN_OPTIONS[role]} (the token of a tenant the suite may "
-                        f"{'revoke' if role == 'revoke' else 'use'})")
+            pytest.skip(
+                f"needs {TOKEN_OPTIONS[role]} (the token of a tenant the suite may "
+                f"{'revoke' if role == 'revoke' else 'use'})"
+            )
         me = self.api(token).ok("GET", "/v1/tenant")
         return T(me["id"], token)
 
@@ -113,8 +123,9 @@ class Deployment:
 
     def need_local(self, why: str) -> LocalStack:
         if self.local is None:
-            pytest.skip(f"needs the suite's own processes ({why}); not possible against "
-                        "--deployment-url")
+            pytest.skip(
+                f"needs the suite's own processes ({why}); not possible against --deployment-url"
+            )
         return self.local
 
     def redis(self) -> redis.Redis:

@@ -22,8 +22,9 @@ SPEED = 2.0
 
 
 @asynccontextmanager
-async def participant(api: Api, meeting_id: str, name: str,
-                      speed: float = SPEED) -> AsyncIterator[Speaker]:
+async def participant(
+    api: Api, meeting_id: str, name: str, speed: float = SPEED
+) -> AsyncIterator[Speaker]:
     """``name`` in the meeting over real WebRTC (WHIP, Opus) for the length of the block."""
     speaker = Speaker(speed)
     assert api.token is not None
@@ -46,8 +47,14 @@ def counts(r: redis.Redis, meeting_id: str) -> tuple[int, int]:
     return int(pending), int(done)
 
 
-def settled(r: redis.Redis, meeting_id: str, transcripts: int = 1, pending: int = 0,
-            timeout: float = 90, quiet: float = 0.8) -> tuple[int, int]:
+def settled(
+    r: redis.Redis,
+    meeting_id: str,
+    transcripts: int = 1,
+    pending: int = 0,
+    timeout: float = 90,
+    quiet: float = 0.8,
+) -> tuple[int, int]:
     """Wait until the meeting has ``pending`` audio segments waiting and at least
     ``transcripts`` transcript segments, unchanged for ``quiet`` seconds."""
     deadline = time.monotonic() + timeout
@@ -56,18 +63,20 @@ def settled(r: redis.Redis, meeting_id: str, transcripts: int = 1, pending: int 
         now = counts(r, meeting_id)
         if now != last:
             last, since = now, time.monotonic()
-        elif now[0] == pending and now[1] >= transcripts and \
-                time.monotonic() - since >= quiet:
+        elif now[0] == pending and now[1] >= transcripts and time.monotonic() - since >= quiet:
             return now
         if time.monotonic() > deadline:
-            raise TimeoutError(f"meeting {meeting_id}: {now[0]} audio segments pending, "
-                               f"{now[1]} transcribed after {timeout:g} s (wanted {pending} "
-                               f"and at least {transcripts})")
+            raise TimeoutError(
+                f"meeting {meeting_id}: {now[0]} audio segments pending, "
+                f"{now[1]} transcribed after {timeout:g} s (wanted {pending} "
+                f"and at least {transcripts})"
+            )
         time.sleep(0.1)
 
 
-async def asettled(r: redis.Redis, meeting_id: str, transcripts: int = 1, pending: int = 0,
-                   timeout: float = 90) -> tuple[int, int]:
+async def asettled(
+    r: redis.Redis, meeting_id: str, transcripts: int = 1, pending: int = 0, timeout: float = 90
+) -> tuple[int, int]:
     return await asyncio.to_thread(settled, r, meeting_id, transcripts, pending, timeout)
 
 

@@ -101,13 +101,18 @@ class Sampler:
 
     def segments(self, meeting_id: str, kind: str | None = None) -> list[Seen]:
         with self._lock:
-            return [s for s in self.seen.values() if s.meeting_id == meeting_id
-                    and (kind is None or s.kind == kind)]
+            return [
+                s
+                for s in self.seen.values()
+                if s.meeting_id == meeting_id and (kind is None or s.kind == kind)
+            ]
 
     def report(self) -> str:
-        return (f"{len(self.scans)} scans of Redis and {len(self.dirs)} directories; "
-                f"plaintext found {len(self.found)} times: "
-                f"{sorted({(f.canary, f.where, f.name) for f in self.found})}")
+        return (
+            f"{len(self.scans)} scans of Redis and {len(self.dirs)} directories; "
+            f"plaintext found {len(self.found)} times: "
+            f"{sorted({(f.canary, f.where, f.name) for f in self.found})}"
+        )
 
     # -- sampling --------------------------------------------------------------------------
 
@@ -135,8 +140,9 @@ class Sampler:
         try:
             at = time.time()
             places = [*scan._scan_redis(r, self._all), *scan._scan_files(self.dirs, self._all)]
-            found = [Found(at, canary, p.where, p.name) for p in places
-                     for canary in self._which(r, p)]
+            found = [
+                Found(at, canary, p.where, p.name) for p in places for canary in self._which(r, p)
+            ]
         finally:
             if own:
                 r.close()
@@ -157,7 +163,8 @@ class Sampler:
             else:
                 key = place.name.encode()
                 hit = scan._contains(key, needles) or any(
-                    scan._contains(v, needles) for v in scan._redis_values(r, key))
+                    scan._contains(v, needles) for v in scan._redis_values(r, key)
+                )
             if hit:
                 out.append(canary)
         return out or ["?"]  # gone again before it could be attributed: still a finding
@@ -166,14 +173,15 @@ class Sampler:
         """Record sealed segments and queued tasks that exist now."""
         at = time.time()
         now: list[tuple[str, str, str]] = []
-        for kind, pattern in (("audio", schema.audio("*", "*")),
-                              ("transcript", schema.transcript("*", "*"))):
+        for kind, pattern in (
+            ("audio", schema.audio("*", "*")),
+            ("transcript", schema.transcript("*", "*")),
+        ):
             prefix = pattern.split("*", 1)[0]
             for key in r.scan_iter(match=pattern, count=1000):
-                meeting_id, _, sid = as_str(key)[len(prefix):].partition(":")
+                meeting_id, _, sid = as_str(key)[len(prefix) :].partition(":")
                 now.append((kind, meeting_id, sid))
-        raw: Iterable[object] = [*r.lrange(schema.CELERY_QUEUE, 0, -1),
-                                 *r.hvals(UNACKED)]
+        raw: Iterable[object] = [*r.lrange(schema.CELERY_QUEUE, 0, -1), *r.hvals(UNACKED)]
         for message in raw:
             ids = task_ids(as_bytes(message))
             if ids is not None:

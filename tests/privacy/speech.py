@@ -42,8 +42,10 @@ CANARIES = tuple(PHRASES)
 
 def require_espeak() -> None:
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng (Debian package espeak-ng) is needed to speak the canary "
-                    "phrases; scripts/setup installs it")
+        pytest.skip(
+            "espeak-ng (Debian package espeak-ng) is needed to speak the canary "
+            "phrases; scripts/setup installs it"
+        )
 
 
 def _wav_samples(wav: bytes) -> tuple[np.ndarray, int]:
@@ -53,14 +55,14 @@ def _wav_samples(wav: bytes) -> tuple[np.ndarray, int]:
         raise ValueError("espeak-ng did not write a WAV")
     pos, rate = 12, 0
     while pos + 8 <= len(wav):
-        chunk, size = wav[pos:pos + 4], struct.unpack("<I", wav[pos + 4:pos + 8])[0]
+        chunk, size = wav[pos : pos + 4], struct.unpack("<I", wav[pos + 4 : pos + 8])[0]
         if chunk == b"fmt ":
-            channels, rate = struct.unpack("<HI", wav[pos + 10:pos + 16])
+            channels, rate = struct.unpack("<HI", wav[pos + 10 : pos + 16])
             if channels != 1:
                 raise ValueError("espeak-ng wrote more than one channel")
         elif chunk == b"data":
-            data = wav[pos + 8:]
-            return np.frombuffer(data[:len(data) // 2 * 2], dtype="<i2"), rate
+            data = wav[pos + 8 :]
+            return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2"), rate
         pos += 8 + size
     raise ValueError("the WAV has no data chunk")
 
@@ -69,14 +71,20 @@ def _wav_samples(wav: bytes) -> tuple[np.ndarray, int]:
 def speak(text: str, lead_s: float = 0.3) -> bytes:
     """``text`` spoken by espeak-ng (en-us, 160 wpm) as 16 kHz mono s16 PCM, in memory."""
     require_espeak()
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "--stdout", text],
-                         check=True, capture_output=True, timeout=30).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "160", "--stdout", text],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    ).stdout
     samples, rate = _wav_samples(wav)
     frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = rate
     resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-    out = b"".join(bytes(f.planes[0])[:f.samples * 2]
-                   for f in [*resampler.resample(frame), *resampler.resample(None)])
+    out = b"".join(
+        bytes(f.planes[0])[: f.samples * 2]
+        for f in [*resampler.resample(frame), *resampler.resample(None)]
+    )
     return bytes(int(lead_s * RATE) * 2) + out
 
 
@@ -124,8 +132,8 @@ class Speaker(MediaStreamTrack):
         chunk = np.zeros(FRAME, dtype=np.int16)
         if self._queue:
             current = self._queue[0]
-            piece = current.samples[self._pos:self._pos + FRAME]
-            chunk[:piece.size] = piece
+            piece = current.samples[self._pos : self._pos + FRAME]
+            chunk[: piece.size] = piece
             self._pos += FRAME
             if self._pos >= current.samples.size:
                 self._queue.pop(0)

@@ -19,8 +19,9 @@ from tests.privacy.speech import PHRASES, require_espeak
 PURPOSES = {"transcribe", "deliver", "rewrap"}
 
 
-def test_every_key_use_is_audited_and_tampering_is_named(deployment: Deployment,
-                                                         sampler: Sampler) -> None:
+def test_every_key_use_is_audited_and_tampering_is_named(
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     a = deployment.tenant("a")
     api = deployment.api(a)
@@ -37,26 +38,36 @@ def test_every_key_use_is_audited_and_tampering_is_named(deployment: Deployment,
     api.ok("POST", "/v1/keys/rotate")  # rewrapping
 
     entries = api.audit()
-    used = {(e["action"], e["purpose"], e["actor"].split(":")[0]) for e in entries
-            if e["meeting"] == m and e["outcome"] == "ok"}
+    used = {
+        (e["action"], e["purpose"], e["actor"].split(":")[0])
+        for e in entries
+        if e["meeting"] == m and e["outcome"] == "ok"
+    }
     assert ("unwrap", "transcribe", "worker") in used, "the worker's key use is not audited"
     assert {("unwrap", "deliver"), ("rewrap", "rewrap")} <= {u[:2] for u in used}, used
     key_uses = [e for e in entries if e["action"] in ("wrap", "unwrap", "rewrap")]
     assert {e["purpose"] for e in key_uses} <= PURPOSES, "a key use without a known purpose"
     assert {e["purpose"] for e in entries} <= PURPOSES | {None}
-    assert api.ok("GET", "/v1/audit/verify") == {"ok": True, "entries": len(entries),
-                                                 "problems": []}
+    assert api.ok("GET", "/v1/audit/verify") == {
+        "ok": True,
+        "entries": len(entries),
+        "problems": [],
+    }
     export = api("GET", "/v1/tenant/export")
     with zipfile.ZipFile(io.BytesIO(export.content)) as zf:
         exported = [json.loads(line) for line in zf.read("audit.jsonl").splitlines()]
-    assert [e["hash"] for e in exported[:len(entries)]] == [e["hash"] for e in entries]
-    assert {(e["action"], e["purpose"]) for e in exported[len(entries):]} <= {
-        ("unwrap", "deliver")}, "the export opened the transcripts for delivery, and says so"
+    assert [e["hash"] for e in exported[: len(entries)]] == [e["hash"] for e in entries]
+    assert {(e["action"], e["purpose"]) for e in exported[len(entries) :]} <= {
+        ("unwrap", "deliver")
+    }, "the export opened the transcripts for delivery, and says so"
 
     # Tampering in Redis: an edit, then a deletion at the end, each named.
     key = schema.audit(a.id)
-    deliver = next(e["seq"] for e in entries if e["action"] == "unwrap"
-                   and e["purpose"] == "deliver" and e["meeting"] == m)
+    deliver = next(
+        e["seq"]
+        for e in entries
+        if e["action"] == "unwrap" and e["purpose"] == "deliver" and e["meeting"] == m
+    )
     original = as_str(r.lindex(key, deliver))
     doc = json.loads(original)
     doc["actor"] = "someone-else"

@@ -32,13 +32,25 @@ def test_faults_need_the_explicit_consent() -> None:
 
 
 @pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "1"], ["tenant", "list"]])
-def test_a_process_with_faults_but_no_consent_does_not_start(command: list[str],
-                                                             tmp_path: Path) -> None:
+def test_a_process_with_faults_but_no_consent_does_not_start(
+    command: list[str], tmp_path: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != faults.ALLOW_VAR}
-    env |= {faults.FAULTS_VAR: "skip-seal-context", "SEALSCRIBE_HOME": str(tmp_path),
-            "SEALSCRIBE_REDIS_URL": "redis://127.0.0.1:1/0"}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *command], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env |= {
+        faults.FAULTS_VAR: "skip-seal-context",
+        "SEALSCRIBE_HOME": str(tmp_path),
+        "SEALSCRIBE_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
-    assert "SEALSCRIBE_FAULTS is set, and it disables privacy mechanisms: refusing to start" \
-        in proc.stderr, proc.stderr[-2000:]
+    assert (
+        "SEALSCRIBE_FAULTS is set, and it disables privacy mechanisms: refusing to start"
+        in proc.stderr
+    ), proc.stderr[-2000:]

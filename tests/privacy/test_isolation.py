@@ -30,43 +30,57 @@ def request_for(route: Route, caller: T, victim: T) -> dict[str, Any]:
         ("POST", "/v1/meetings"): {"json": {}},
         ("PUT", "/v1/tenant/retention"): {"json": {"transcript_ttl": 86400}},
         ("PUT", "/v1/meetings/{meeting_id}/transcription"): {"json": {"enabled": False}},
-        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/consent"):
-            {"json": {"transcribe": True}},
+        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/consent"): {
+            "json": {"transcribe": True}
+        },
         ("POST", "/v1/meetings/{meeting_id}/bot"): {"json": {"url": "janus://127.0.0.1/1"}},
         ("POST", "/v1/keys/retire"): {"json": {"below": 1}},
         # the caller confirms revoking the victim: refused (400), nobody is revoked
         ("POST", "/v1/keys/revoke"): {"json": {"confirm": f"revoke {victim.id}"}},
         ("POST", "/v1/meetings/{meeting_id}/whip"): {
-            "content": SDP, "headers": {"Content-Type": "application/sdp"}},
+            "content": SDP,
+            "headers": {"Content-Type": "application/sdp"},
+        },
     }
     return bodies.get(route, {})
 
 
 def needs_body(operation: dict[str, Any]) -> bool:
-    return bool(operation.get("requestBody", {}).get("required")) or \
-        "application/json" in operation.get("requestBody", {}).get("content", {})
+    return bool(
+        operation.get("requestBody", {}).get("required")
+    ) or "application/json" in operation.get("requestBody", {}).get("content", {})
 
 
 async def _captions_close(api: Api, meeting_id: str) -> int | None:
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-            api.captions(meeting_id), headers={"Authorization": f"Bearer {api.token}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            api.captions(meeting_id), headers={"Authorization": f"Bearer {api.token}"}
+        ) as ws,
+    ):
         await ws.receive(timeout=10)
         return ws.close_code
 
 
-def test_another_tenant_finds_nothing_of_ours_on_any_route(deployment: Deployment,
-                                                           sampler: Sampler) -> None:
+def test_another_tenant_finds_nothing_of_ours_on_any_route(
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     a, b = deployment.tenant("a"), deployment.tenant("b")
     api_a, api_b = deployment.api(a), deployment.api(b)
     r = deployment.redis()
     schema = httpx.get(f"{deployment.api_url}/openapi.json", timeout=30).json()
-    routes = {(method.upper(), path): op for path, item in schema["paths"].items()
-              for method, op in item.items() if method in METHODS}
+    routes = {
+        (method.upper(), path): op
+        for path, item in schema["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    }
     secured = {route: op for route, op in routes.items() if op.get("security")}
     assert secured, "the OpenAPI document declares no secured routes"
-    missing = [route for route, op in secured.items()
-               if needs_body(op) and not request_for(route, b, a)]
+    missing = [
+        route for route, op in secured.items() if needs_body(op) and not request_for(route, b, a)
+    ]
     assert not missing, f"the isolation test does not know how to call {missing}"
 
     m = api_a.meeting()
@@ -89,11 +103,17 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(deployment: Deploymen
                 sent = request_for((method, template), b, a)
                 got = await asyncio.to_thread(api_b, method, path, **sent)
                 checked[(method, template)] = got.status_code
-                text = got.content.lower() if not got.headers.get(
-                    "content-type", "").startswith("application/zip") else _unzipped(got)
+                text = (
+                    got.content.lower()
+                    if not got.headers.get("content-type", "").startswith("application/zip")
+                    else _unzipped(got)
+                )
                 # an error may name what B itself sent (the meeting id in the path): no more
-                leaked = [s for s in secrets if s.lower().encode() in text
-                          and s not in path and s not in str(sent)]
+                leaked = [
+                    s
+                    for s in secrets
+                    if s.lower().encode() in text and s not in path and s not in str(sent)
+                ]
                 assert not leaked, f"{method} {template} showed B {leaked}"
             # A's own session is untouched by all that: it still answers A
             resource = await asyncio.to_thread(api_a, "PATCH", alice.session)
@@ -120,5 +140,6 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(deployment: Deploymen
 
 def _unzipped(got: httpx.Response) -> bytes:
     with zipfile.ZipFile(io.BytesIO(got.content)) as zf:
-        return b"\n".join([n.encode() for n in zf.namelist()]
-                          + [zf.read(n) for n in zf.namelist()]).lower()
+        return b"\n".join(
+            [n.encode() for n in zf.namelist()] + [zf.read(n) for n in zf.namelist()]
+        ).lower()

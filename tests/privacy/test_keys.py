@@ -29,7 +29,8 @@ def _speak(api: Api, meeting_id: str, phrase: str) -> None:
 
 
 def test_rotation_rewraps_every_data_key_and_retiring_keeps_content(
-        deployment: Deployment, sampler: Sampler) -> None:
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     api = deployment.api(deployment.tenant("a"))
     r = deployment.redis()
@@ -59,8 +60,12 @@ def test_rotation_rewraps_every_data_key_and_retiring_keeps_content(
 
 
 async def _captions_close_code(api: Api, meeting_id: str) -> int | None:
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-            api.captions(meeting_id), headers={"Authorization": f"Bearer {api.token}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            api.captions(meeting_id), headers={"Authorization": f"Bearer {api.token}"}
+        ) as ws,
+    ):
         await ws.receive(timeout=10)
         return ws.close_code
 
@@ -98,7 +103,7 @@ def test_revocation_is_a_kill_switch(deployment: Deployment, sampler: Sampler) -
     # Workers fail closed: what was queued is purged, untranscribed, without opening a key.
     assert settled(r, m, transcripts=done) == (0, done), "queued work was transcribed"
     entries = api.audit()
-    after = entries[next(i for i, e in enumerate(entries) if e["action"] == "revoke"):]
+    after = entries[next(i for i, e in enumerate(entries) if e["action"] == "revoke") :]
     assert [e["outcome"] for e in after if e["action"] == "purge"] == ["key-revoked"] * queued
     assert not [e for e in after if e["action"] == "unwrap" and e["outcome"] == "ok"], after
 
@@ -116,5 +121,6 @@ def test_revocation_is_a_kill_switch(deployment: Deployment, sampler: Sampler) -
             services.data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
         wrapped = rt.store.meetings.wrapped_key(m, KeyUse.TRANSCRIPT)
         with pytest.raises(KeyUnavailable):  # the key itself is gone, not just refused
-            rt.keys.provider.unwrap(t.id, wrapped, KeyContext(t.id, m, KeyUse.TRANSCRIPT),
-                                    Purpose.DELIVER)
+            rt.keys.provider.unwrap(
+                t.id, wrapped, KeyContext(t.id, m, KeyUse.TRANSCRIPT), Purpose.DELIVER
+            )

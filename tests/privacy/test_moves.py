@@ -32,8 +32,9 @@ def _speak(api: Api, meeting_id: str, phrase: str) -> None:
     asyncio.run(meeting())
 
 
-def test_moved_audio_fails_authentication_and_is_purged(deployment: Deployment,
-                                                        sampler: Sampler) -> None:
+def test_moved_audio_fails_authentication_and_is_purged(
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     local = deployment.need_local("pausing the workers, keys in this process")
     rt = local.rt
@@ -50,22 +51,28 @@ def test_moved_audio_fails_authentication_and_is_purged(deployment: Deployment,
         original = rt.store.segments.get_audio(m1, sid)
         assert original is not None
         who, seq = parse_segment_id(sid)
-        moves = {"another participant": (a.id, m1, "Mallory", seq),
-                 "another position": (a.id, m1, who, seq + 1),
-                 "another meeting": (a.id, m2, who, seq),
-                 "another tenant": (b.id, m3, who, seq)}
+        moves = {
+            "another participant": (a.id, m1, "Mallory", seq),
+            "another position": (a.id, m1, who, seq + 1),
+            "another meeting": (a.id, m2, who, seq),
+            "another tenant": (b.id, m3, who, seq),
+        }
         for where, (tenant_id, meeting_id, p, s) in moves.items():
             moved = SealedSegment(meeting_id, p, s, original.sealed)
-            key = services.data_key(rt, rt.store.meetings.get(meeting_id), KeyUse.AUDIO,
-                                    Purpose.TRANSCRIBE)
+            key = services.data_key(
+                rt, rt.store.meetings.get(meeting_id), KeyUse.AUDIO, Purpose.TRANSCRIBE
+            )
             with pytest.raises(InvalidSeal):
                 open_audio(key, tenant_id, moved)
                 pytest.fail(f"a segment moved to {where} opened")
             enqueue_transcribe(meeting_id, rt.store.segments.put_audio(moved))
         # The data key does not move either: A's wrapped key under another context.
         wrapped = rt.store.meetings.wrapped_key(m1, KeyUse.AUDIO)
-        for context in (KeyContext(b.id, m1, KeyUse.AUDIO), KeyContext(a.id, m2, KeyUse.AUDIO),
-                        KeyContext(a.id, m1, KeyUse.TRANSCRIPT)):
+        for context in (
+            KeyContext(b.id, m1, KeyUse.AUDIO),
+            KeyContext(a.id, m2, KeyUse.AUDIO),
+            KeyContext(a.id, m1, KeyUse.TRANSCRIPT),
+        ):
             with pytest.raises(InvalidSeal):
                 rt.keys.provider.unwrap(context.tenant_id, wrapped, context, Purpose.DELIVER)
 
@@ -76,11 +83,16 @@ def test_moved_audio_fails_authentication_and_is_purged(deployment: Deployment,
     assert segment_id("Mallory", seq) not in done and segment_id(who, seq + 1) not in done
     assert "flintwick" in words(api_a.transcript(m1))
     assert api_a.transcript(m2) == "" and api_b.transcript(m3) == ""
-    purged = [(e["meeting"], e["outcome"]) for api in (api_a, api_b) for e in api.audit()
-              if e["action"] == "purge"]
-    assert sorted(purged) == sorted([(m1, "failed-authentication")] * 2
-                                    + [(m2, "failed-authentication"),
-                                       (m3, "failed-authentication")])
+    purged = [
+        (e["meeting"], e["outcome"])
+        for api in (api_a, api_b)
+        for e in api.audit()
+        if e["action"] == "purge"
+    ]
+    assert sorted(purged) == sorted(
+        [(m1, "failed-authentication")] * 2
+        + [(m2, "failed-authentication"), (m3, "failed-authentication")]
+    )
 
 
 def test_moved_transcripts_are_not_delivered(deployment: Deployment, sampler: Sampler) -> None:
@@ -97,10 +109,12 @@ def test_moved_transcripts_are_not_delivered(deployment: Deployment, sampler: Sa
     who, seq = parse_segment_id(sid)
     blob = r.get(schema.transcript(m1, sid))
     assert blob is not None
-    moves = {"another participant": (api_a, m1, segment_id("Mallory", seq)),
-             "another position": (api_a, m1, segment_id(who, seq + 1)),
-             "another meeting": (api_a, m2, sid),
-             "another tenant": (api_b, m3, sid)}
+    moves = {
+        "another participant": (api_a, m1, segment_id("Mallory", seq)),
+        "another position": (api_a, m1, segment_id(who, seq + 1)),
+        "another meeting": (api_a, m2, sid),
+        "another tenant": (api_b, m3, sid),
+    }
     for where, (api, meeting_id, new_sid) in moves.items():
         r.set(schema.transcript(meeting_id, new_sid), blob)
         r.zadd(schema.meeting_transcript(meeting_id), {new_sid: start})

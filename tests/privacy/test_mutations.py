@@ -23,33 +23,47 @@ HERE = "tests/privacy"
 #: fault -> the tests that must fail with it (the guarantee's tests, see PRIVACY.md)
 MUTATIONS: dict[str, tuple[str, ...]] = {
     "log-plaintext": (
-        "test_plaintext.py::test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens",),
+        "test_plaintext.py::test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens",
+    ),
     "capture-ignores-policy": (
-        "test_off_means_off.py::test_nothing_is_kept_from_off_periods_or_opted_out_participants",),
+        "test_off_means_off.py::test_nothing_is_kept_from_off_periods_or_opted_out_participants",
+    ),
     "worker-ignores-policy": (
-        "test_off_means_off.py::test_switching_off_purges_what_is_already_queued",),
+        "test_off_means_off.py::test_switching_off_purges_what_is_already_queued",
+    ),
     "skip-seal-context": (
         "test_moves.py::test_moved_audio_fails_authentication_and_is_purged",
-        "test_moves.py::test_moved_transcripts_are_not_delivered"),
+        "test_moves.py::test_moved_transcripts_are_not_delivered",
+    ),
     "rotate-skips-rewrap": (
-        "test_keys.py::test_rotation_rewraps_every_data_key_and_retiring_keeps_content",),
+        "test_keys.py::test_rotation_rewraps_every_data_key_and_retiring_keeps_content",
+    ),
     "worker-ignores-revocation": ("test_keys.py::test_revocation_is_a_kill_switch",),
     "keep-audio": (
-        "test_purge.py::test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting",),
+        "test_purge.py::test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting",
+    ),
     "no-rotate-on-delete": (
-        "test_purge.py::test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting",),
+        "test_purge.py::test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting",
+    ),
     "audit-skip": ("test_audit.py::test_every_key_use_is_audited_and_tampering_is_named",),
     "no-tenant-check": (
-        "test_isolation.py::test_another_tenant_finds_nothing_of_ours_on_any_route",),
+        "test_isolation.py::test_another_tenant_finds_nothing_of_ours_on_any_route",
+    ),
 }
+
+
 @pytest.fixture(scope="module")
-def mutation_runs(deployment: Deployment,
-                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Outcome]]:
+def mutation_runs(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[Outcome]]:
     deployment.need_local("injecting faults into the suite's own processes")
     require_espeak()  # else every run would skip, and a skip proves nothing
     return mutations.run_all(
         {fault: tuple(f"{HERE}/{t}" for t in tests) for fault, tests in MUTATIONS.items()},
-        conftest.OUTCOMES, tmp_path_factory.mktemp("mutations"), conftest.MUTATION_TABLE)
+        conftest.OUTCOMES,
+        tmp_path_factory.mktemp("mutations"),
+        conftest.MUTATION_TABLE,
+    )
 
 
 def test_every_fault_is_exercised() -> None:
@@ -57,13 +71,15 @@ def test_every_fault_is_exercised() -> None:
 
 
 def test_without_faults_every_guarantee_test_passes(
-        mutation_runs: dict[str, list[Outcome]]) -> None:
+    mutation_runs: dict[str, list[Outcome]],
+) -> None:
     failing = [o for o in mutation_runs[BASELINE] if o.result != "passed"]
     assert not failing, failing
 
 
 @pytest.mark.parametrize("fault", sorted(MUTATIONS))
 def test_with_the_fault_the_guarantee_test_fails(
-        fault: str, mutation_runs: dict[str, list[Outcome]]) -> None:
+    fault: str, mutation_runs: dict[str, list[Outcome]]
+) -> None:
     survived = [o for o in mutation_runs[fault] if o.result != "failed"]
     assert not survived, f"with {fault} injected these did not fail: {survived}"

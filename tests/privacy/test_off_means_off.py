@@ -19,7 +19,8 @@ from tests.privacy.speech import PHRASES, require_espeak
 
 
 def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
-        deployment: Deployment, sampler: Sampler) -> None:
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     api = deployment.api(deployment.tenant("a"))
     r = deployment.redis()
@@ -27,10 +28,10 @@ def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
     api.consent(m, "Olive", transcribe=False)  # Olive opted out before she joins
 
     async def meeting() -> tuple[float, float, float]:
-        async with participant(api, m, "Alice") as alice, \
-                participant(api, m, "Olive") as olive:
-            await asyncio.gather(alice.says(PHRASES["Flintwick"]),
-                                 olive.says(PHRASES["Kensington"]))
+        async with participant(api, m, "Alice") as alice, participant(api, m, "Olive") as olive:
+            await asyncio.gather(
+                alice.says(PHRASES["Flintwick"]), olive.says(PHRASES["Kensington"])
+            )
             await asettled(r, m, transcripts=1)
             # Flap the switch: off, on, off, on, off within a second, ending off.
             flap = time.time()
@@ -39,9 +40,11 @@ def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
             off = time.time()
             await asyncio.sleep(1.0)  # the promise: off takes effect within a second
             async with participant(api, m, "Oscar") as oscar:  # joins while it is off
-                await asyncio.gather(oscar.says(PHRASES["Pemberton"]),
-                                     alice.says(PHRASES["Copperfield"]),
-                                     olive.says(PHRASES["Kensington"]))
+                await asyncio.gather(
+                    oscar.says(PHRASES["Pemberton"]),
+                    alice.says(PHRASES["Copperfield"]),
+                    olive.says(PHRASES["Kensington"]),
+                )
             await asyncio.sleep(1.0)  # what capture had sealed would be stored by now
             on = time.time()
             await asyncio.to_thread(api.switch, m, True)
@@ -57,22 +60,30 @@ def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
     assert not said & {"copperfield", "kensington", "pemberton"}, said
 
     seen = sampler.segments(m)
-    assert {s.participant for s in seen} == {"Alice"}, \
+    assert {s.participant for s in seen} == {"Alice"}, (
         f"stored or queued for someone who opted out or spoke while off: {seen}"
+    )
     while_off = [s for s in seen if off < s.at < on]
     assert not while_off, f"stored or queued while transcription was off: {while_off}"
     # Nothing from an off period even reached a worker: it never had to purge anything.
     entries = [e for e in api.audit() if e["meeting"] == m]
     assert not [e for e in entries if e["action"] == "purge"], entries
-    assert [e["outcome"] for e in entries if e["action"] == "transcription"] == \
-        ["off", "on", "off", "on", "off", "on"]
+    assert [e["outcome"] for e in entries if e["action"] == "transcription"] == [
+        "off",
+        "on",
+        "off",
+        "on",
+        "off",
+        "on",
+    ]
     report = api.ok("GET", f"/v1/meetings/{m}/privacy")
     assert report["purged"] == {} and report["audio_pending"] == 0, report
     assert report["consent_changes"][0][1] == "Olive:opted-out", report
 
 
-def test_switching_off_purges_what_is_already_queued(deployment: Deployment,
-                                                     sampler: Sampler) -> None:
+def test_switching_off_purges_what_is_already_queued(
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     local = deployment.need_local("pausing the workers")
     api = deployment.api(deployment.tenant("a"))
@@ -90,10 +101,12 @@ def test_switching_off_purges_what_is_already_queued(deployment: Deployment,
         api.switch(m, False)
     assert settled(r, m, transcripts=0) == (0, 0)
     entries = [e for e in api.audit() if e["meeting"] == m]
-    assert [e["outcome"] for e in entries if e["action"] == "purge"] == \
-        ["transcription-off"] * queued, entries
-    assert not [e for e in entries if e["action"] == "unwrap"
-                and e["actor"].startswith("worker")], "the worker opened what it had to purge"
+    assert [e["outcome"] for e in entries if e["action"] == "purge"] == [
+        "transcription-off"
+    ] * queued, entries
+    assert not [
+        e for e in entries if e["action"] == "unwrap" and e["actor"].startswith("worker")
+    ], "the worker opened what it had to purge"
     assert [s.participant for s in sampler.segments(m, "queued")], "the task was queued"
 
 

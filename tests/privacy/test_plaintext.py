@@ -25,8 +25,10 @@ STAGES = ("speaking", "transcribing", "delivering", "rotating", "deleting")
 
 
 async def _captions(url: str, token: str, got: list[str], want: int) -> None:
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-            url, headers={"Authorization": f"Bearer {token}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws,
+    ):
         async for message in ws:
             got.append(json.loads(message.data)["text"])
             if len(got) >= want:
@@ -34,7 +36,8 @@ async def _captions(url: str, token: str, got: list[str], want: int) -> None:
 
 
 def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
-        deployment: Deployment, sampler: Sampler) -> None:
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     a = deployment.tenant("a")
     api = deployment.api(a)
@@ -46,8 +49,7 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
         follow = asyncio.create_task(_captions(api.captions(m), a.token, captions, 2))
         sampler.mark("speaking")
         async with participant(api, m, "Alice") as alice, participant(api, m, "Bob") as bob:
-            await asyncio.gather(alice.says(PHRASES["Flintwick"]),
-                                 bob.says(PHRASES["Copperfield"]))
+            await asyncio.gather(alice.says(PHRASES["Flintwick"]), bob.says(PHRASES["Copperfield"]))
         sampler.mark("transcribing")
         await asettled(r, m, transcripts=2)
         await asyncio.wait_for(follow, 30)
@@ -80,14 +82,20 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
     assert {s.participant for s in sampler.segments(m)} == {"Alice", "Bob"}
 
 
-def test_the_sampler_finds_a_planted_canary(deployment: Deployment,
-                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_sampler_finds_a_planted_canary(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """The positive control: the same scan finds the canary where a leak would put it."""
     r = deployment.redis()
     planted = "sealscribe-privacy-suite:planted"
     body = base64.b64encode(json.dumps([["m_0", "The Flintwick protocol"], {}, {}]).encode())
-    message = json.dumps({"body": body.decode(), "headers": {"task": "sealscribe.transcribe"},
-                          "properties": {"body_encoding": "base64"}})
+    message = json.dumps(
+        {
+            "body": body.decode(),
+            "headers": {"task": "sealscribe.transcribe"},
+            "properties": {"body_encoding": "base64"},
+        }
+    )
     r.rpush(planted, message)
     files = []
     for d in deployment.scan_dirs[:1] or [tmp_path_factory.mktemp("planted")]:
@@ -101,5 +109,7 @@ def test_the_sampler_finds_a_planted_canary(deployment: Deployment,
         r.delete(planted)
         for leak in files:
             leak.unlink()
-    assert {(f.where, f.name) for f in found} == {("redis", planted),
-                                                  *(("file", str(f)) for f in files)}
+    assert {(f.where, f.name) for f in found} == {
+        ("redis", planted),
+        *(("file", str(f)) for f in files),
+    }

@@ -38,7 +38,8 @@ def _keys_of(r: redis.Redis, meeting_id: str) -> list[bytes]:
 
 
 def test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting(
-        deployment: Deployment, sampler: Sampler) -> None:
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     a = deployment.tenant("a")
     api = deployment.api(a)
@@ -53,8 +54,9 @@ def test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting(
     assert sampler.segments(doomed, "audio"), "the sampler saw the sealed audio while it lived"
 
     backup = {k: r.dump(k) for k in _keys_of(r, doomed)}  # an operator's backup
-    assert any(b"transcript" in k for k in backup) and schema.meeting_keys(doomed).encode() \
-        in backup
+    assert (
+        any(b"transcript" in k for k in backup) and schema.meeting_keys(doomed).encode() in backup
+    )
     assert api("DELETE", f"/v1/meetings/{doomed}").status_code == 204
     assert _keys_of(r, doomed) == []
     assert "wimbledon" in words(api.transcript(kept))  # the other meeting is untouched
@@ -67,22 +69,25 @@ def test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting(
             r.restore(k, 0, v, replace=True)
         r.sadd(schema.tenant_meetings(a.id), doomed)
         got = api("GET", f"/v1/meetings/{doomed}/transcript")
-        assert got.status_code == 503 and "flintwick" not in got.text.lower(), \
+        assert got.status_code == 503 and "flintwick" not in got.text.lower(), (
             f"a backup taken before the delete opened: {got.status_code}"
+        )
         assert "retired" in got.json()["detail"]
         if deployment.local is not None:
             rt = deployment.local.rt
             with pytest.raises(KeyUnavailable, match="retired"):
-                services.data_key(rt, rt.store.meetings.get(doomed), KeyUse.TRANSCRIPT,
-                                  Purpose.DELIVER)
+                services.data_key(
+                    rt, rt.store.meetings.get(doomed), KeyUse.TRANSCRIPT, Purpose.DELIVER
+                )
     finally:
         for k in backup:
             r.delete(k)
         r.srem(schema.tenant_meetings(a.id), doomed)
 
 
-def test_transcripts_expire_at_the_tenants_retention(deployment: Deployment,
-                                                     sampler: Sampler) -> None:
+def test_transcripts_expire_at_the_tenants_retention(
+    deployment: Deployment, sampler: Sampler
+) -> None:
     require_espeak()
     a = deployment.tenant("a")
     api = deployment.api(a)

@@ -25,15 +25,16 @@ class MemoryAuditStore:
 
     def audit_entries(self, tenant_id: str, start: int = 0, stop: int = -1) -> list[str]:
         rows = self.rows.get(tenant_id, [])
-        return rows[start:None if stop == -1 else stop + 1]
+        return rows[start : None if stop == -1 else stop + 1]
 
 
 def make_log(n: int = 5) -> tuple[MemoryAuditStore, AuditLog]:
     store = MemoryAuditStore()
     log = AuditLog(store, clock=lambda: 1_700_000_000.0)
     for i in range(n):
-        log.record("t", "unwrap", actor="worker", meeting=f"m{i}", purpose="transcribe",
-                   key_version=1)
+        log.record(
+            "t", "unwrap", actor="worker", meeting=f"m{i}", purpose="transcribe", key_version=1
+        )
     return store, log
 
 
@@ -63,8 +64,9 @@ def test_edit_with_recomputed_hash_is_named() -> None:
     forged = AuditEntry(**{**json.loads(forged.to_json()), "hash": forged.compute_hash()})
     store.rows["t"][2] = forged.to_json()
     problems = check(store)
-    assert problems == ("entry 3 does not follow entry 2: an entry before it was edited or "
-                        "replaced",)
+    assert problems == (
+        "entry 3 does not follow entry 2: an entry before it was edited or replaced",
+    )
 
 
 def test_insertion_is_named() -> None:

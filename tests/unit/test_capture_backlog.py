@@ -45,13 +45,16 @@ class Policy:
 
 
 def test_the_backlog_holds_up_to_its_bound_then_counts_drops(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     enqueued: list[str] = []
-    monkeypatch.setattr(capture_module, "enqueue_transcribe",
-                        lambda meeting_id, sid: enqueued.append(sid))
+    monkeypatch.setattr(
+        capture_module, "enqueue_transcribe", lambda meeting_id, sid: enqueued.append(sid)
+    )
     store = FlakyStore()
-    rt: Any = SimpleNamespace(store=SimpleNamespace(segments=store),
-                              settings=SimpleNamespace(capture_backlog_mb=32))
+    rt: Any = SimpleNamespace(
+        store=SimpleNamespace(segments=store), settings=SimpleNamespace(capture_backlog_mb=32)
+    )
 
     async def scenario() -> MeetingCapture:
         capture = MeetingCapture(rt, Policy())  # type: ignore[arg-type]

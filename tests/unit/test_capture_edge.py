@@ -19,15 +19,18 @@ from pipeline.bot.room import MAX_LABEL, participant_label
 from pipeline.bot.whip import MAX_OFFER_BYTES, check_offer
 
 
-@pytest.mark.parametrize(("name", "label"), [
-    ("Alice", "Alice"),
-    ("  Bob\n\tSmith  ", "Bob Smith"),
-    ("\x00\x1b[31m", "[31m"),
-    ("", "participant"),
-    (None, "participant"),
-    ("\u200b", "participant"),
-    ("Zoë", "Zoë"),
-])
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("Alice", "Alice"),
+        ("  Bob\n\tSmith  ", "Bob Smith"),
+        ("\x00\x1b[31m", "[31m"),
+        ("", "participant"),
+        (None, "participant"),
+        ("\u200b", "participant"),
+        ("Zoë", "Zoë"),
+    ],
+)
 def test_participant_labels_are_printable_one_line(name: str | None, label: str) -> None:
     assert participant_label(name) == label
 
@@ -50,15 +53,15 @@ def test_offer_checks() -> None:
 
 
 def test_ice_hosts_restrict_gathering_and_no_stun_by_default(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("SEALSCRIBE_STUN", raising=False)
     assert rtc_configuration().iceServers == []
     try:
         configure_ice("127.0.0.1, ::1")
         assert ice_hosts() == ("127.0.0.1", "::1")
         assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
-        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1",
-                                                                               "::1"]
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
     finally:
         configure_ice("")
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
@@ -92,8 +95,9 @@ class Sink:
     def __init__(self, on: bool) -> None:
         self.policy = Policy(on)
         self.stats = type("S", (), {"frames": 0, "frames_off": 0})()
-        self.rt = type("R", (), {"settings": type("T", (), {"max_segment_ms": 15000,
-                                                           "end_silence_ms": 500})()})()
+        self.rt = type(
+            "R", (), {"settings": type("T", (), {"max_segment_ms": 15000, "end_silence_ms": 500})()}
+        )()
         self.got: list[tuple[int, int]] = []
 
     async def submit(self, participant: str, start_ms: int, pcm: bytes) -> None:
@@ -105,8 +109,9 @@ def stereo_48k(seconds: float, tone: bool, pts: int) -> list[av.AudioFrame]:
     for i in range(int(seconds * 50)):
         t = (np.arange(960) + (pts + i) * 960) / 48000
         mono = (8000 * np.sin(2 * np.pi * 220 * t) if tone else np.zeros(960)).astype(np.int16)
-        f = av.AudioFrame.from_ndarray(np.repeat(mono, 2).reshape(1, -1), format="s16",
-                                       layout="stereo")
+        f = av.AudioFrame.from_ndarray(
+            np.repeat(mono, 2).reshape(1, -1), format="s16", layout="stereo"
+        )
         f.sample_rate, f.pts = 48000, (pts + i) * 960
         frames.append(f)
     return frames
@@ -114,8 +119,7 @@ def stereo_48k(seconds: float, tone: bool, pts: int) -> list[av.AudioFrame]:
 
 @pytest.mark.parametrize("on", [True, False])
 def test_track_capture_cuts_48k_stereo_into_16k_utterances(on: bool) -> None:
-    frames = (stereo_48k(1.0, False, 0) + stereo_48k(2.0, True, 50)
-              + stereo_48k(1.5, False, 150))
+    frames = stereo_48k(1.0, False, 0) + stereo_48k(2.0, True, 50) + stereo_48k(1.5, False, 150)
     sink = Sink(on)
     asyncio.run(TrackCapture(sink, "ann", Frames(frames)).run())  # type: ignore[arg-type]
     assert sink.stats.frames == 225

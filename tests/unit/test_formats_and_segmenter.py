@@ -26,8 +26,10 @@ def test_vtt_srt_txt_carry_speakers_and_times() -> None:
     assert "01:02:03.004 --> 01:02:05.000\n<v p2>A -> B next\n" in vtt
     srt = render(SEGS, "srt", names)
     assert srt.startswith("1\n00:00:01,500 --> 00:00:04,250\nAlice: Hello there.\n\n2\n")
-    assert render(SEGS, "txt", names).splitlines() == ["[00:00:01] Alice: Hello there.",
-                                                        "[01:02:03] p2: A -> B next"]
+    assert render(SEGS, "txt", names).splitlines() == [
+        "[00:00:01] Alice: Hello there.",
+        "[01:02:03] p2: A -> B next",
+    ]
     doc = json.loads(render(SEGS, "json", names))
     assert doc[0]["speaker"] == "Alice" and doc[0]["words"][0]["start_ms"] == 1500
     with pytest.raises(ValueError, match="unknown format 'doc'"):
@@ -36,8 +38,9 @@ def test_vtt_srt_txt_carry_speakers_and_times() -> None:
 
 def tone(seconds: float, amplitude: float = 8000) -> bytes:
     n = int(16000 * seconds)
-    return struct.pack(f"<{n}h", *(int(amplitude * math.sin(2 * math.pi * 300 * i / 16000))
-                                   for i in range(n)))
+    return struct.pack(
+        f"<{n}h", *(int(amplitude * math.sin(2 * math.pi * 300 * i / 16000)) for i in range(n))
+    )
 
 
 def silence(seconds: float) -> bytes:

@@ -58,8 +58,9 @@ def test_other_tenant_cannot_unwrap(ring: LocalKeyring) -> None:
     with pytest.raises(ValueError, match="another tenant"):
         ring.unwrap("t_other", wrapped, CTX, Purpose.TRANSCRIBE)
     with pytest.raises(InvalidSeal):
-        ring.unwrap("t_other", wrapped, KeyContext("t_other", "m_1", KeyUse.AUDIO),
-                    Purpose.TRANSCRIBE)
+        ring.unwrap(
+            "t_other", wrapped, KeyContext("t_other", "m_1", KeyUse.AUDIO), Purpose.TRANSCRIBE
+        )
 
 
 def test_no_other_purpose_exists(ring: LocalKeyring) -> None:
@@ -128,14 +129,18 @@ def test_open_permissions_are_refused(ring: LocalKeyring, mode: int) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
-@pytest.mark.parametrize(("content", "why"), [
-    (b"{not json", "not valid JSON"),
-    (b'{"format": "other"}', "format is not"),
-    (b'{"format": "sealscribe-keyring/1", "tenant": "t_acme"}', "missing or malformed"),
-    (b'{"format": "sealscribe-keyring/1", "tenant": "t_zzz"}', "another tenant"),
-])
-def test_corrupt_keyring_is_refused_and_never_overwritten(ring: LocalKeyring, content: bytes,
-                                                          why: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"format": "other"}', "format is not"),
+        (b'{"format": "sealscribe-keyring/1", "tenant": "t_acme"}', "missing or malformed"),
+        (b'{"format": "sealscribe-keyring/1", "tenant": "t_zzz"}', "another tenant"),
+    ],
+)
+def test_corrupt_keyring_is_refused_and_never_overwritten(
+    ring: LocalKeyring, content: bytes, why: str
+) -> None:
     path = ring.root / f"{T}.json"
     path.write_bytes(content)
     with pytest.raises(KeyringCorrupt, match=why):

@@ -51,19 +51,20 @@ def test_our_exception_messages_are_kept(captured: io.StringIO) -> None:
 
 def test_unknown_libraries_and_content_arguments(captured: io.StringIO) -> None:
     logging.getLogger("somelib.parser").warning("could not parse %r", f"{CANARY} text")
-    logging.getLogger("pipeline.x").info("got %s and %s", f"{CANARY}".encode() * 40,
-                                         ValueError(CANARY))
-    logging.getLogger("pipeline.x").info("token %s key %s wrapped %s",
-                                         "sst_" + "A" * 43, "ab" * 32,
-                                         "local:v2:" + "Zm9vYmFy" * 8)
+    logging.getLogger("pipeline.x").info(
+        "got %s and %s", f"{CANARY}".encode() * 40, ValueError(CANARY)
+    )
+    logging.getLogger("pipeline.x").info(
+        "token %s key %s wrapped %s", "sst_" + "A" * 43, "ab" * 32, "local:v2:" + "Zm9vYmFy" * 8
+    )
     # Celery reports a failed task's exception as a repr string named "exc".
     logging.getLogger("celery.app.trace").error(
         "Task %(name)s[%(id)s] raised unexpected: %(exc)s",
-        {"name": "sealscribe.transcribe", "id": "42", "exc": f"ValueError('{CANARY}')"})
+        {"name": "sealscribe.transcribe", "id": "42", "exc": f"ValueError('{CANARY}')"},
+    )
     out = captured.getvalue()
     assert CANARY not in out and CANARY.lower() not in out
     assert "<message from logger somelib.parser redacted>" in out
     assert "<360 bytes>" in out and "ValueError(<message redacted>)" in out
     assert "sst_" not in out and "ab" * 32 not in out and "Zm9vYmFy" not in out
-    assert "Task sealscribe.transcribe[42] raised unexpected: ValueError(<message redacted>)" \
-        in out
+    assert "Task sealscribe.transcribe[42] raised unexpected: ValueError(<message redacted>)" in out

@@ -17,10 +17,12 @@ from keys.types import DataKey
 KEY = DataKey(bytes(range(32)))
 CTX = SegmentContext("t_a", "m_1", "p_1", 7, SegmentKind.AUDIO)
 
-ids = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1,
-              max_size=12)
-contexts = st.builds(SegmentContext, ids, ids, ids, st.integers(0, 2**64 - 1),
-                     st.sampled_from(SegmentKind))
+ids = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=12
+)
+contexts = st.builds(
+    SegmentContext, ids, ids, ids, st.integers(0, 2**64 - 1), st.sampled_from(SegmentKind)
+)
 
 
 def assert_fails(key: DataKey, ctx: SegmentContext, sealed: bytes) -> None:
@@ -63,19 +65,22 @@ def test_chunks_cannot_be_reordered() -> None:
     sealed = segment.seal(KEY, CTX, body)
     chunk = 16384 + 16
     start = HEADER_SIZE + 56
-    a, b = sealed[start:start + chunk], sealed[start + chunk:start + 2 * chunk]
-    swapped = sealed[:start] + b + a + sealed[start + 2 * chunk:]
+    a, b = sealed[start : start + chunk], sealed[start + chunk : start + 2 * chunk]
+    swapped = sealed[:start] + b + a + sealed[start + 2 * chunk :]
     assert_fails(KEY, CTX, swapped)
 
 
-@pytest.mark.parametrize("change", [
-    {"tenant_id": "t_b"},
-    {"meeting_id": "m_2"},
-    {"participant_id": "p_2"},
-    {"seq": 8},
-    {"seq": 6},
-    {"kind": SegmentKind.TRANSCRIPT},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tenant_id": "t_b"},
+        {"meeting_id": "m_2"},
+        {"participant_id": "p_2"},
+        {"seq": 8},
+        {"seq": 6},
+        {"kind": SegmentKind.TRANSCRIPT},
+    ],
+)
 def test_segment_cannot_move(change: dict[str, object]) -> None:
     sealed = segment.seal(KEY, CTX, b"who said what")
     assert_fails(KEY, dataclasses.replace(CTX, **change), sealed)  # type: ignore[arg-type]

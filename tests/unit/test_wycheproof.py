@@ -64,7 +64,7 @@ def test_c2sp_chunked(group: dict[str, Any], tc: dict[str, Any]) -> None:
 def test_aes_gcm(group: dict[str, Any], tc: dict[str, Any]) -> None:
     key, iv, aad = (bytes.fromhex(tc[k]) for k in ("key", "iv", "aad"))
     msg, ct, tag = (bytes.fromhex(tc[k]) for k in ("msg", "ct", "tag"))
-    ours = (len(key) == 32 and len(iv) == 12 and group["tagSize"] == 128)
+    ours = len(key) == 32 and len(iv) == 12 and group["tagSize"] == 128
     if ours:
         if tc["result"] == "valid":
             assert _primitives.gcm_wrap(key, aad, msg, nonce=iv) == iv + ct + tag

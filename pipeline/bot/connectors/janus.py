@@ -35,8 +35,14 @@ from keys.errors import InvalidInput, SealscribeError
 from pipeline.bot.connectors.base import Connector, JoinRejected, ParticipantSink
 from pipeline.bot.ice import rtc_configuration
 
-__all__ = ["JanusAddress", "JanusConnector", "JanusError", "JanusSession", "JanusUnavailable",
-           "parse_janus_url"]
+__all__ = [
+    "JanusAddress",
+    "JanusConnector",
+    "JanusError",
+    "JanusSession",
+    "JanusUnavailable",
+    "parse_janus_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,10 @@ _MISSING_ELEMENT = 429
 _PUBLISHERS_FULL = 432
 _ROOM_UNAUTHORIZED = 433
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-                       r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$"
+)
 _ROOM = re.compile(r"^[1-9][0-9]{0,18}$")
 _MAX_ROOM = 2**63 - 1
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -144,7 +152,7 @@ def parse_janus_url(url: str) -> JanusAddress:
 def _parse_netloc(netloc: str) -> tuple[str, int]:
     if netloc.startswith("["):
         close = netloc.find("]")
-        raw_host, rest = netloc[1:close], netloc[close + 1:]
+        raw_host, rest = netloc[1:close], netloc[close + 1 :]
         try:
             host = str(ipaddress.IPv6Address(raw_host))
         except ValueError:
@@ -155,7 +163,7 @@ def _parse_netloc(netloc: str) -> tuple[str, int]:
         raw_host, _, port_part = netloc.partition(":")
         if ":" in port_part:
             raise _bad("an IPv6 host must be written in brackets, e.g. janus://[::1]:8088/1234")
-        rest = netloc[len(raw_host):]
+        rest = netloc[len(raw_host) :]
         host = raw_host.lower()
         if not host:
             raise _bad("the host is missing (janus://HOST:PORT/ROOM)")
@@ -195,8 +203,9 @@ def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None]:
         if _BAD_ESCAPE.search(item):
             raise _bad("a query parameter is not validly percent-encoded")
         try:
-            ((name, value),) = parse_qsl(item, keep_blank_values=True, strict_parsing=True,
-                                         errors="strict")
+            ((name, value),) = parse_qsl(
+                item, keep_blank_values=True, strict_parsing=True, errors="strict"
+            )
         except (ValueError, UnicodeDecodeError):
             raise _bad("a query parameter is not validly percent-encoded") from None
         if name not in ("pin", "secret"):
@@ -222,9 +231,12 @@ class JanusSession:
     pending request fails with it.
     """
 
-    def __init__(self, address: JanusAddress,
-                 on_event: Callable[[dict[str, Any]], None] | None = None,
-                 on_lost: Callable[[JanusUnavailable], None] | None = None) -> None:
+    def __init__(
+        self,
+        address: JanusAddress,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_lost: Callable[[JanusUnavailable], None] | None = None,
+    ) -> None:
         self.address = address
         self.on_event = on_event
         self.on_lost = on_lost
@@ -243,7 +255,8 @@ class JanusSession:
     async def create(self) -> None:
         """Create the session and start the long poll and the keepalive."""
         self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=5.0))
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=5.0)
+        )
         await self._learn_session_timeout()
         answer = await self._post(self.address.api_url, {"janus": "create"}, "create")
         self.session_id = int(answer["data"]["id"])
@@ -263,17 +276,21 @@ class JanusSession:
             self._keepalive_every = min(KEEPALIVE_INTERVAL, max(0.5, timeout / 3))
 
     async def attach(self, plugin: str = VIDEOROOM) -> int:
-        answer = await self._post(self._session_url(), {"janus": "attach", "plugin": plugin},
-                                  "attach")
+        answer = await self._post(
+            self._session_url(), {"janus": "attach", "plugin": plugin}, "attach"
+        )
         return int(answer["data"]["id"])
 
     async def detach(self, handle: int) -> None:
         await self._post(f"{self._session_url()}/{handle}", {"janus": "detach"}, "detach")
 
-    async def message(self, handle: int, body: dict[str, Any],
-                      jsep: dict[str, Any] | None = None,
-                      timeout: float = REQUEST_TIMEOUT,
-                      ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def message(
+        self,
+        handle: int,
+        body: dict[str, Any],
+        jsep: dict[str, Any] | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Send a plugin request; return the plugin's answer (``plugindata.data``) and its
         JSEP, whether Janus answered at once or later as an event.
 
@@ -289,14 +306,16 @@ class JanusSession:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[transaction] = future  # before posting: the event may beat the answer
         try:
-            answer = await self._post(f"{self._session_url()}/{handle}", request, name,
-                                      transaction=transaction)
+            answer = await self._post(
+                f"{self._session_url()}/{handle}", request, name, transaction=transaction
+            )
             if answer.get("janus") == "ack":
                 try:
                     answer = await asyncio.wait_for(asyncio.shield(future), timeout)
                 except TimeoutError:
-                    raise JanusUnavailable(f"Janus at {self.where} did not answer {name!r} "
-                                           f"within {timeout:.0f} s") from None
+                    raise JanusUnavailable(
+                        f"Janus at {self.where} did not answer {name!r} within {timeout:.0f} s"
+                    ) from None
         finally:
             self._pending.pop(transaction, None)
             if not future.done():
@@ -312,8 +331,11 @@ class JanusSession:
 
     async def trickle_completed(self, handle: int) -> None:
         """Tell Janus there are no more candidates: aiortc puts all of them in the SDP."""
-        await self._post(f"{self._session_url()}/{handle}",
-                         {"janus": "trickle", "candidate": {"completed": True}}, "trickle")
+        await self._post(
+            f"{self._session_url()}/{handle}",
+            {"janus": "trickle", "candidate": {"completed": True}},
+            "trickle",
+        )
 
     async def destroy(self) -> None:
         """Destroy the session on Janus (best effort, bounded) and release everything."""
@@ -328,10 +350,9 @@ class JanusSession:
         if self.session_id is not None and self._lost is None and self._http is not None:
             with contextlib.suppress(JanusUnavailable, JanusError, TimeoutError):
                 await asyncio.wait_for(
-                    self._post(self._session_url(), {"janus": "destroy"}, "destroy"),
-                    CLOSE_TIMEOUT)
-        self._fail_pending(JanusUnavailable(f"the session with Janus at {self.where} "
-                                            "was closed"))
+                    self._post(self._session_url(), {"janus": "destroy"}, "destroy"), CLOSE_TIMEOUT
+                )
+        self._fail_pending(JanusUnavailable(f"the session with Janus at {self.where} was closed"))
         if self._http is not None:
             await self._http.close()
 
@@ -340,8 +361,9 @@ class JanusSession:
             raise RuntimeError("the Janus session is not created yet")
         return f"{self.address.api_url}/{self.session_id}"
 
-    async def _post(self, url: str, request: dict[str, Any], name: str,
-                    transaction: str | None = None) -> dict[str, Any]:
+    async def _post(
+        self, url: str, request: dict[str, Any], name: str, transaction: str | None = None
+    ) -> dict[str, Any]:
         if self._lost is not None:
             raise JanusUnavailable(str(self._lost))
         if self._http is None or self._closed:
@@ -352,12 +374,15 @@ class JanusSession:
         try:
             async with self._http.post(url, json=body) as resp:
                 if resp.status != 200:
-                    raise JanusUnavailable(f"Janus at {self.where} answered {name!r} with "
-                                           f"HTTP {resp.status}; is it a Janus HTTP API?")
+                    raise JanusUnavailable(
+                        f"Janus at {self.where} answered {name!r} with "
+                        f"HTTP {resp.status}; is it a Janus HTTP API?"
+                    )
                 answer = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise JanusUnavailable(f"Janus at {self.where} is unreachable "
-                                   f"({type(exc).__name__} on {name!r})") from None
+            raise JanusUnavailable(
+                f"Janus at {self.where} is unreachable ({type(exc).__name__} on {name!r})"
+            ) from None
         if not isinstance(answer, dict):
             raise JanusUnavailable(f"Janus at {self.where} sent a malformed answer to {name!r}")
         _raise_for_error(answer, name)
@@ -375,8 +400,9 @@ class JanusSession:
             try:
                 async with self._http.get(url, params=params, timeout=timeout) as resp:
                     if resp.status != 200:
-                        raise JanusUnavailable(f"Janus at {self.where} answered the long poll "
-                                               f"with HTTP {resp.status}")
+                        raise JanusUnavailable(
+                            f"Janus at {self.where} answered the long poll with HTTP {resp.status}"
+                        )
                     events = await resp.json(content_type=None)
                 for event in events if isinstance(events, list) else [events]:
                     if isinstance(event, dict):
@@ -386,8 +412,11 @@ class JanusSession:
                 return
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 # The URL may carry the API secret: only the exception's type is kept.
-                self._lose(JanusUnavailable(f"lost the connection to Janus at {self.where} "
-                                            f"({type(exc).__name__})"))
+                self._lose(
+                    JanusUnavailable(
+                        f"lost the connection to Janus at {self.where} ({type(exc).__name__})"
+                    )
+                )
                 return
 
     async def _keepalive(self) -> None:
@@ -399,8 +428,11 @@ class JanusSession:
                 self._lose(exc)
                 return
             except JanusError as exc:
-                self._lose(JanusUnavailable(f"Janus at {self.where} dropped our session "
-                                            f"(error {exc.code})"))
+                self._lose(
+                    JanusUnavailable(
+                        f"Janus at {self.where} dropped our session (error {exc.code})"
+                    )
+                )
                 return
 
     def _dispatch(self, event: dict[str, Any]) -> None:
@@ -532,15 +564,21 @@ class JanusConnector(Connector):
             await session.create()
             handle = await session.attach(VIDEOROOM)
             self._handle = handle
-            body: dict[str, Any] = {"request": "join", "ptype": "publisher",
-                                    "room": self.address.room, "display": self.display_name}
+            body: dict[str, Any] = {
+                "request": "join",
+                "ptype": "publisher",
+                "room": self.address.room,
+                "display": self.display_name,
+            }
             if self.address.pin is not None:
                 body["pin"] = self.address.pin
             joined_as = self.display_name
             data, _ = await session.message(handle, body)
             if data.get("videoroom") != "joined":
-                raise JanusUnavailable(f"Janus at {self.address.netloc} did not confirm the "
-                                       f"join of room {self.address.room}")
+                raise JanusUnavailable(
+                    f"Janus at {self.address.netloc} did not confirm the "
+                    f"join of room {self.address.room}"
+                )
             private_id = data.get("private_id")
             self._private_id = private_id if isinstance(private_id, int) else None
             self._joined = True
@@ -577,13 +615,18 @@ class JanusConnector(Connector):
             if session is None or handle is None or self._ended is None or self._ended.done():
                 return
             try:
-                await session.message(handle, {"request": "configure",
-                                               "display": self.display_name})
+                await session.message(
+                    handle, {"request": "configure", "display": self.display_name}
+                )
             except (JanusError, JanusUnavailable) as exc:
-                log.warning("could not show the transcription state in %s: %s",
-                            self.describe(), exc)
-                self._end(JanusUnavailable(f"Janus at {self.address.netloc} did not take the "
-                                           "bot's new display name"))
+                log.warning(
+                    "could not show the transcription state in %s: %s", self.describe(), exc
+                )
+                self._end(
+                    JanusUnavailable(
+                        f"Janus at {self.address.netloc} did not take the bot's new display name"
+                    )
+                )
 
     async def close(self) -> None:
         """Leave the room, close every peer connection, destroy the session. Final."""
@@ -646,8 +689,7 @@ class JanusConnector(Connector):
         self._joined = False
         if session is not None and handle is not None:
             with contextlib.suppress(JanusError, JanusUnavailable, TimeoutError):
-                await asyncio.wait_for(session.message(handle, {"request": "leave"}),
-                                       CLOSE_TIMEOUT)
+                await asyncio.wait_for(session.message(handle, {"request": "leave"}), CLOSE_TIMEOUT)
         if session is not None:
             await session.destroy()  # destroying the session detaches (and leaves) everything
         self._labels.clear()
@@ -660,15 +702,18 @@ class JanusConnector(Connector):
             if kind == "event":
                 self._room_event(event.get("plugindata", {}).get("data", {}))
             elif kind == "detached":
-                self._end(JanusUnavailable(f"Janus at {self.address.netloc} detached the bot "
-                                           f"from room {self.address.room}"))
+                self._end(
+                    JanusUnavailable(
+                        f"Janus at {self.address.netloc} detached the bot "
+                        f"from room {self.address.room}"
+                    )
+                )
             return
         sub = next((s for s in self._subs.values() if s.handle == sender), None)
         if sub is None:
             return
         if kind == "hangup":  # Janus's side of ICE/DTLS gave up: try that feed again
-            log.info("Janus hung up the subscription to feed %s in %s", sub.feed,
-                     self.describe())
+            log.info("Janus hung up the subscription to feed %s in %s", sub.feed, self.describe())
             self._resubscribe(sub)
 
     def _room_event(self, data: dict[str, Any]) -> None:
@@ -681,8 +726,9 @@ class JanusConnector(Connector):
         for key in ("unpublished", "leaving", "kicked"):
             feed = data.get(key)
             if feed == "ok" and key != "unpublished":
-                log.info("the bot was removed from %s (%s)", self.describe(),
-                         data.get("reason", key))
+                log.info(
+                    "the bot was removed from %s (%s)", self.describe(), data.get("reason", key)
+                )
                 self._end(None)
             elif isinstance(feed, int):
                 self._remove(feed)
@@ -701,11 +747,20 @@ class JanusConnector(Connector):
             streams = pub.get("streams")
             mids: list[str] | None = None
             if isinstance(streams, list):
-                mids = [str(s["mid"]) for s in streams if isinstance(s, dict)
-                        and s.get("type") == "audio" and "mid" in s and not s.get("disabled")]
+                mids = [
+                    str(s["mid"])
+                    for s in streams
+                    if isinstance(s, dict)
+                    and s.get("type") == "audio"
+                    and "mid" in s
+                    and not s.get("disabled")
+                ]
                 if not mids:
-                    log.info("feed %s in %s publishes no audio; nothing to capture", feed,
-                             self.describe())
+                    log.info(
+                        "feed %s in %s publishes no audio; nothing to capture",
+                        feed,
+                        self.describe(),
+                    )
                     continue
             sub = _Subscription(feed=feed, display=display, mids=mids)
             self._subs[feed] = sub
@@ -738,8 +793,11 @@ class JanusConnector(Connector):
             return
         try:
             sub.handle = await session.attach(VIDEOROOM)
-            body: dict[str, Any] = {"request": "join", "ptype": "subscriber",
-                                    "room": self.address.room}
+            body: dict[str, Any] = {
+                "request": "join",
+                "ptype": "subscriber",
+                "room": self.address.room,
+            }
             if sub.mids is None:
                 body["feed"] = sub.feed
             else:
@@ -750,8 +808,9 @@ class JanusConnector(Connector):
                 body["pin"] = self.address.pin
             _, offer = await session.message(sub.handle, body)
             if offer is None or offer.get("type") != "offer" or "sdp" not in offer:
-                raise JanusUnavailable(f"Janus at {self.address.netloc} sent no offer for "
-                                       f"feed {sub.feed}")
+                raise JanusUnavailable(
+                    f"Janus at {self.address.netloc} sent no offer for feed {sub.feed}"
+                )
             pc = RTCPeerConnection(rtc_configuration())
             sub.pc = pc
             tracks: list[MediaStreamTrack] = []
@@ -762,31 +821,40 @@ class JanusConnector(Connector):
                 if transceiver.kind != "audio":  # an old Janus may offer video: refuse it
                     transceiver.direction = "inactive"
             await pc.setLocalDescription(await pc.createAnswer())
-            await session.message(sub.handle, {"request": "start", "room": self.address.room},
-                                  jsep={"type": "answer", "sdp": pc.localDescription.sdp})
+            await session.message(
+                sub.handle,
+                {"request": "start", "room": self.address.room},
+                jsep={"type": "answer", "sdp": pc.localDescription.sdp},
+            )
             await session.trickle_completed(sub.handle)
         except JanusError as exc:
             if exc.code in (_NO_SUCH_FEED, _NO_SUCH_ROOM):  # it left while we subscribed
-                log.info("feed %s left %s before the subscription completed", sub.feed,
-                         self.describe())
+                log.info(
+                    "feed %s left %s before the subscription completed", sub.feed, self.describe()
+                )
             else:
-                log.warning("subscribing to feed %s in %s failed: %s", sub.feed,
-                            self.describe(), exc)
+                log.warning(
+                    "subscribing to feed %s in %s failed: %s", sub.feed, self.describe(), exc
+                )
             self._forget(sub)
             return
         except JanusUnavailable as exc:
-            log.warning("subscribing to feed %s in %s failed: %s", sub.feed, self.describe(),
-                        exc)
+            log.warning("subscribing to feed %s in %s failed: %s", sub.feed, self.describe(), exc)
             self._forget(sub)
             return
         except Exception as exc:  # aiortc refusing Janus's SDP: lose this feed, not the room
-            log.warning("subscribing to feed %s in %s failed: %s", sub.feed, self.describe(),
-                        type(exc).__name__)
+            log.warning(
+                "subscribing to feed %s in %s failed: %s",
+                sub.feed,
+                self.describe(),
+                type(exc).__name__,
+            )
             self._forget(sub)
             return
         if not tracks:
-            log.info("feed %s in %s offered no audio; nothing to capture", sub.feed,
-                     self.describe())
+            log.info(
+                "feed %s in %s offered no audio; nothing to capture", sub.feed, self.describe()
+            )
         for track in tracks:
             label = self._label(sub)
             sub.labels.append(label)
@@ -834,8 +902,11 @@ class JanusConnector(Connector):
         log.warning("ICE failed for feed %s in %s", sub.feed, self.describe())
         if not any(s is not sub for s in self._subs.values()):
             self._forget(sub)
-            self._end(JanusUnavailable(f"ICE failed for every subscription to Janus at "
-                                       f"{self.address.netloc}"))
+            self._end(
+                JanusUnavailable(
+                    f"ICE failed for every subscription to Janus at {self.address.netloc}"
+                )
+            )
         else:
             self._resubscribe(sub)
 
@@ -843,10 +914,10 @@ class JanusConnector(Connector):
         """Replace a broken subscription with a fresh one, a few times per feed at most."""
         self._forget(sub)
         if sub.failures >= MAX_RESUBSCRIBES:
-            log.warning("giving up on feed %s in %s until the next join", sub.feed,
-                        self.describe())
+            log.warning("giving up on feed %s in %s until the next join", sub.feed, self.describe())
             return
-        retry = _Subscription(feed=sub.feed, display=sub.display, mids=sub.mids,
-                              failures=sub.failures + 1)
+        retry = _Subscription(
+            feed=sub.feed, display=sub.display, mids=sub.mids, failures=sub.failures + 1
+        )
         self._subs[sub.feed] = retry
         self._start(retry)
