@@ -11,11 +11,12 @@ backoff).
 from __future__ import annotations
 
 import abc
-from typing import Protocol
-
-from aiortc.mediastreams import MediaStreamTrack
+from typing import TYPE_CHECKING, Protocol
 
 from keys.errors import SealscribeError
+
+if TYPE_CHECKING:  # aiortc only for the annotation: importing connectors stays cheap
+    from aiortc.mediastreams import MediaStreamTrack
 
 __all__ = ["Connector", "JoinRejected", "ParticipantSink"]
 
