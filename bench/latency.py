@@ -204,9 +204,9 @@ def run(
     from pipeline.bot.ice import configure_ice
     from pipeline.config import Settings
     from pipeline.net import free_port
+    from pipeline.processes import worker_process
+    from pipeline.queue import use_broker
     from pipeline.runtime import Runtime
-    from workers.client import use_broker
-    from workers.process import worker_process
 
     redis.Redis.from_url(redis_url).flushdb()
     home = Path(tempfile.mkdtemp(prefix="bench-latency-"))

@@ -272,8 +272,8 @@ def run(
     from pipeline import services
     from pipeline.config import Settings
     from pipeline.net import free_port
+    from pipeline.queue import use_broker
     from pipeline.runtime import Runtime
-    from workers.client import use_broker
 
     settings = Settings.from_env(env)
     rt = Runtime.from_settings(settings, actor="bench")

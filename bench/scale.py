@@ -180,8 +180,8 @@ def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> d
     )
     from pipeline import services
     from pipeline.config import get_settings
+    from pipeline.queue import use_broker
     from pipeline.runtime import Runtime
-    from workers.client import use_broker
 
     get_settings.cache_clear()
     use_broker(redis_url)

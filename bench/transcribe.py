@@ -77,9 +77,9 @@ def run_pipeline(
     os.environ.update(SEALSCRIBE_REDIS_URL=redis_url, SEALSCRIBE_HOME=str(home))
     from pipeline import services
     from pipeline.config import get_settings
+    from pipeline.processes import worker_process
     from pipeline.runtime import Runtime
     from pipeline.services.transcripts import read_transcript, submit_file, wait_for
-    from workers.process import worker_process
 
     settings = get_settings()
     rt = Runtime.from_settings(settings, actor="bench")

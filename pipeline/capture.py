@@ -10,11 +10,11 @@ import time
 
 from keys.errors import KeyRevoked
 from keys.types import DataKey, KeyUse, Purpose
+from pipeline.datakeys import data_key
 from pipeline.models import AudioSegment, Meeting
+from pipeline.queue import enqueue_transcribe
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_audio
-from pipeline.services.meetings import data_key
-from workers.client import enqueue_transcribe
 
 __all__ = ["Capture"]
 

@@ -9,8 +9,8 @@ transcript opened with the customer's key, a purge report (no audio left; a word
 transcript searched for as a canary in Redis, logs, data and temp directories), the audit
 chain verified, and a crypto-shredding delete. With ``serve`` the API and console stay up.
 
-If Redis is not reachable at ``SEALSCRIBE_REDIS_URL``, :func:`private_redis` starts one in a
-temporary directory (``redis-server`` must be installed).
+If Redis is not reachable at ``SEALSCRIBE_REDIS_URL``, the CLI starts a private one
+(:func:`pipeline.processes.private_redis`; ``redis-server`` must be installed).
 """
 
 from __future__ import annotations
@@ -20,29 +20,26 @@ import contextlib
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
-from keys.errors import Conflict, StoreUnavailable
+from keys.errors import Conflict
 from pipeline import services
 from pipeline.aio import run
 from pipeline.audio.decode import decode_file
 from pipeline.formats import render
 from pipeline.net import free_port
+from pipeline.processes import worker_process
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
 from pipeline.services.captions import follow_captions
 from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
-from workers.process import worker_process
 
-__all__ = ["DEMO_MEETING", "DemoResult", "private_redis", "run_demo"]
+__all__ = ["DEMO_MEETING", "DemoResult", "run_demo"]
 
 DATA = Path(__file__).with_name("demo_data")
 #: the bundled meeting: participant name -> their headset track
@@ -67,64 +64,6 @@ class DemoResult:
     readable_after_delete: bool | None
     url: str | None = None
     token: str | None = field(default=None, repr=False)
-
-
-@contextlib.contextmanager
-def private_redis(url: str) -> Iterator[str | None]:
-    """Yields None if Redis answers at ``url``; otherwise starts a private ``redis-server``
-    (no persistence, loopback only, in a temporary directory) and yields its URL."""
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-        yield None
-        return
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        pass
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise StoreUnavailable(
-            f"Redis is not reachable at {url} and redis-server is not installed: install it "
-            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set "
-            "SEALSCRIBE_REDIS_URL to a Redis you run"
-        )
-    workdir = tempfile.mkdtemp(prefix="sealscribe-redis-")
-    port = free_port()
-    proc = subprocess.Popen(  # noqa: S603 - a fixed command line
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    private = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(private, socket_connect_timeout=0.5).ping()
-                break
-            except (redis.ConnectionError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise StoreUnavailable("the private redis-server did not start") from None
-                time.sleep(0.05)
-        yield private
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _canary(text: str) -> str:

@@ -23,15 +23,14 @@ import httpx
 import pytest
 import redis
 
-from pipeline import services
+from pipeline import queue, services
 from pipeline.bot.ice import configure_ice
 from pipeline.config import Settings, get_settings
 from pipeline.net import free_port
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.store import schema
 from tests.integration.workers import WorkerProcess
-from workers.app import app as celery_app
-from workers.client import use_broker
 
 __all__ = ["LocalStack", "T", "wait_until"]
 
@@ -234,8 +233,8 @@ class LocalStack:
     @contextlib.contextmanager
     def workers_paused(self) -> Iterator[None]:
         """Workers take nothing from the queue inside the block: what is sealed waits."""
-        celery_app.control.cancel_consumer(schema.CELERY_QUEUE, reply=True, timeout=5, limit=1)
+        queue.client().control.cancel_consumer(schema.CELERY_QUEUE, reply=True, timeout=5, limit=1)
         try:
             yield
         finally:
-            celery_app.control.add_consumer(schema.CELERY_QUEUE, reply=True, timeout=5, limit=1)
+            queue.client().control.add_consumer(schema.CELERY_QUEUE, reply=True, timeout=5, limit=1)

@@ -1,4 +1,8 @@
-"""The Celery application: Redis as broker and result backend, tasks that take ids only.
+"""The Celery application: Redis as broker, tasks that take ids only.
+
+The app object exists at import (``celery -A workers.app:app`` finds it there) but is
+configured late, from the settings and the fault registry, the first time Celery reads its
+configuration: importing this module reads no environment and no fault flag.
 
 Reliability settings (celery task guide): tasks acknowledge late and are rejected back to
 the queue when their worker process dies, one message is prefetched at a time, and an
@@ -17,38 +21,27 @@ from celery.signals import setup_logging
 
 from pipeline import faults
 from pipeline.config import get_settings
-from pipeline.store import schema
+from pipeline.queue import PURGE, QUEUE
 
 __all__ = ["app"]
 
-TRANSCRIBE = "sealscribe.transcribe"
-PURGE = "sealscribe.purge"
 
-
-#: a task is acknowledged only once done, so a worker killed mid-batch loses nothing (off
-#: only with the ``worker-owns-work`` fault, which proves tests/faults can see the loss)
-LEASED = not faults.on("worker-owns-work")
-
-
-def make_app() -> Celery:
+def _configuration() -> dict[str, Any]:
     settings = get_settings()
-    celery = Celery(
-        "sealscribe",
-        broker=settings.redis_url,
-        backend=settings.redis_url,
-        include=["workers.tasks"],
-    )
-    celery.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        task_ignore_result=True,
-        task_acks_late=LEASED,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={
+    return {
+        "broker_url": settings.redis_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        # a task is acknowledged only once done, so a worker killed mid-batch loses nothing
+        # (off only with the ``worker-owns-work`` fault, which proves tests/faults see the loss)
+        "task_acks_late": not faults.on("worker-owns-work"),
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout,
             # kombu sweeps for messages a dead worker left unacknowledged only every
             # interval * throttle seconds (100 s by default): sweep often enough that they
@@ -56,17 +49,17 @@ def make_app() -> Celery:
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
             "unacked_restore_throttle": 1,
         },
-        task_default_queue=schema.CELERY_QUEUE,
-        worker_send_task_events=False,
-        beat_schedule={
+        "task_default_queue": QUEUE,
+        "worker_send_task_events": False,
+        "beat_schedule": {
             "retention-purge": {"task": PURGE, "schedule": float(settings.purge_interval)}
         },
-        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
-    )
-    return celery
+        "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
+    }
 
 
-app = make_app()
+app = Celery("sealscribe", include=["workers.tasks"])
+app.add_defaults(_configuration)  # evaluated when the configuration is first read
 
 
 @setup_logging.connect

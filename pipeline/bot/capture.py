@@ -30,11 +30,11 @@ from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults, metrics
 from pipeline.audio.segmenter import Segmenter, SegmenterConfig
 from pipeline.bot.policy import MeetingPolicy
+from pipeline.datakeys import data_key
 from pipeline.models import AudioSegment, Meeting, SealedSegment
+from pipeline.queue import enqueue_transcribe
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_audio
-from pipeline.services.meetings import data_key
-from workers.client import enqueue_transcribe
 
 __all__ = ["CaptureStats", "MeetingCapture", "TrackCapture"]
 

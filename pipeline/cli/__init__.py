@@ -46,8 +46,8 @@ def demo(
 ) -> None:
     """The embedded default: a four-person meeting over WebRTC, sealed, transcribed live."""
     from pipeline.config import get_settings
-    from pipeline.demo import private_redis
-    from workers.client import use_broker
+    from pipeline.processes import private_redis
+    from pipeline.queue import use_broker
 
     def say(message: str) -> None:
         if not as_json:  # transcript text is shown as it is, never as Rich markup

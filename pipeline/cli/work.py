@@ -99,7 +99,7 @@ def transcribe(
     as_json: bool = JsonOption,
 ) -> None:
     """Transcribe a recorded file through the same sealed path as live audio."""
-    from workers.client import workers_alive
+    from pipeline.queue import workers_alive
 
     if fmt not in FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}")

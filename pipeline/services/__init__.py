@@ -1,6 +1,7 @@
 """Service functions: the one place each rule lives. The CLI, the API and the console are
 thin layers over these."""
 
+from pipeline.datakeys import data_key
 from pipeline.services.custody import (
     KeyReport,
     audit_show,
@@ -14,7 +15,6 @@ from pipeline.services.custody import (
 )
 from pipeline.services.meetings import (
     create_meeting,
-    data_key,
     delete_meeting,
     get_meeting,
     list_meetings,

@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from keys.errors import InvalidInput, StoreUnavailable
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
+from pipeline.datakeys import data_key
 from pipeline.models import Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
-from pipeline.services.meetings import data_key
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from keys.errors import SealscribeError
+from pipeline.queue import workers_alive
 from pipeline.runtime import Runtime
 from pipeline.store import schema
 from pipeline.store.connection import redis_errors
@@ -24,8 +25,6 @@ class Health:
 
 
 def check_health(rt: Runtime, worker_timeout: float = 1.0) -> Health:
-    from workers.client import workers_alive
-
     try:
         rt.store.redis.ping()
         redis_state = "ok"

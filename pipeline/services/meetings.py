@@ -11,14 +11,13 @@ import re
 from keys.errors import InvalidInput, KeyRevoked
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline import faults
+from pipeline.asr import is_multilingual
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store.meetings import MeetingStore
-from workers.model import is_multilingual
 
 __all__ = [
     "create_meeting",
-    "data_key",
     "delete_meeting",
     "get_meeting",
     "list_meetings",
@@ -105,24 +104,6 @@ def set_consent(
         meeting=meeting_id,
     )
     return rt.store.meetings.get(meeting_id)
-
-
-def data_key(rt: Runtime, meeting: Meeting, use: KeyUse, purpose: Purpose) -> DataKey:
-    """Unwrap one of the meeting's data keys for ``purpose`` (audited). Refused outright,
-    before any key use (but audited), once the tenant has revoked its key."""
-    if rt.store.tenants.get(meeting.tenant_id).revoked:
-        rt.keys.audit.record(
-            meeting.tenant_id,
-            "unwrap",
-            actor=rt.actor,
-            outcome="KeyRevoked",
-            meeting=meeting.id,
-            purpose=Purpose(purpose).value,
-        )
-        raise KeyRevoked(f"the key of tenant {meeting.tenant_id} was revoked")
-    context = KeyContext(meeting.tenant_id, meeting.id, use)
-    wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
-    return rt.keys.unwrap(context, wrapped, purpose, rt.actor)
 
 
 def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> None:

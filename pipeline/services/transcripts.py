@@ -11,10 +11,11 @@ from keys.errors import Conflict
 from keys.types import KeyUse, Purpose
 from pipeline.audio.decode import SAMPLE_RATE, decode_file
 from pipeline.audio.segmenter import Segmenter, pack
+from pipeline.datakeys import data_key
 from pipeline.models import AudioSegment, Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
-from pipeline.services.meetings import create_meeting, data_key
+from pipeline.services.meetings import create_meeting
 
 __all__ = ["FileJob", "read_transcript", "submit_file", "wait_for"]
 

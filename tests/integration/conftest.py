@@ -11,8 +11,8 @@ import redis
 
 from pipeline.bot.ice import configure_ice
 from pipeline.config import get_settings
+from pipeline.queue import use_broker
 from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, worker_env
-from workers.client import use_broker
 
 
 @pytest.fixture(scope="module")

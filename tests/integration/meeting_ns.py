@@ -211,9 +211,6 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
     require_netns()
     require_janus()
     require_redis_server()
-    from workers.app import app
-
-    previous_broker = str(app.conf.broker_url)
     home, tmp = workdir / "home", workdir / "tmp"
     for folder in (home, tmp):
         folder.mkdir(parents=True)
@@ -260,8 +257,7 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
         cleanup.callback(rt.store.redis.close)
         configure_ice(ns.peer_addr)
         cleanup.callback(configure_ice)
-        use_broker(redis_server.url)
-        cleanup.callback(use_broker, previous_broker)
+        cleanup.callback(use_broker, use_broker(redis_server.url))
         yield MeetingStack(ns, janus, redis_server, env, rt, worker, bots, workdir)
 
 

@@ -19,10 +19,10 @@ from pipeline.bot.connectors import Connector, JoinRejected, ParticipantSink
 from pipeline.bot.publish import PcmTrack
 from pipeline.bot.service import BotService
 from pipeline.models import BotState
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
 from tests.conftest import TEST_REDIS_URL
-from workers.client import use_broker
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ import redis
 
 from keys.errors import InvalidInput
 from pipeline import services
+from pipeline.asr import is_multilingual
 from pipeline.runtime import Runtime
-from workers.model import BASE_SHA256, is_multilingual, resolve_model_path
+from workers.model import BASE_SHA256, resolve_model_path
 
 
 def sha(path: Path) -> str:

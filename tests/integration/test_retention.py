@@ -13,10 +13,10 @@ from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.capture import Capture
 from pipeline.models import AudioSegment, TranscriptSegment
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
 from pipeline.services.retention import purge_expired, set_retention
-from workers.client import use_broker
 
 
 def test_content_expires_and_the_meeting_is_shredded(

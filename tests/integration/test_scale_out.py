@@ -27,14 +27,13 @@ from bench.scale import submit
 from pipeline import services
 from pipeline.config import Settings, get_settings
 from pipeline.net import free_port
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 from tests.conftest import shared_data
 from tests.integration.workers import WorkerProcess, wait_until
-from workers.app import app as celery_app
-from workers.client import use_broker
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +57,10 @@ def scale_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     }
     r = redis.Redis.from_url(SCALE_REDIS_URL)
     r.flushdb()
-    previous = celery_app.conf.broker_url
     for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
         monkeypatch.setenv(k, values[k])
     get_settings.cache_clear()
-    use_broker(SCALE_REDIS_URL)
+    previous = use_broker(SCALE_REDIS_URL)
     try:
         yield values
     finally:

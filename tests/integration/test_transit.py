@@ -14,7 +14,7 @@ from bench.wer import normalise
 from keys.errors import InvalidInput, InvalidSeal, KeyRevoked, KeyUnavailable
 from keys.transit import TransitConfig, TransitKeyProvider
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
-from pipeline import services
+from pipeline import queue, services
 from pipeline.capture import Capture
 from pipeline.config import Settings, get_settings
 from pipeline.models import AudioSegment, Meeting
@@ -30,7 +30,6 @@ from tests.integration.workers import (
     wait_until,
     worker_env,
 )
-from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
 
@@ -247,7 +246,7 @@ def test_kms_outage_during_capture(kms_env: tuple[Runtime, TcpProxy, WorkerProce
     assert tenant.key_provider == "transit"
     running = services.create_meeting(rt, tenant.id, transcription=True)
     capture = Capture(rt, running)
-    celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
     try:
         assert capture.submit(AudioSegment("p", 0, 0, 16000, bytes(3200)))  # keyed while up
         proxy.stop()
@@ -261,7 +260,7 @@ def test_kms_outage_during_capture(kms_env: tuple[Runtime, TcpProxy, WorkerProce
         assert rt.store.segments.pending_count(running.id) == 2
     finally:
         proxy.start()
-        celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+        queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
     wait_until(lambda: rt.store.segments.pending_count(running.id) == 0, timeout=120)
 
 
@@ -270,10 +269,10 @@ def test_kms_outage_during_transcription_is_retried_then_done(
 ) -> None:
     rt, proxy, _worker = kms_env
     tenant, _ = services.create_tenant(rt, "Acme")
-    celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
     job = submit_file(rt, shared_data("jfk", "jfk.flac"), tenant.id)
     proxy.stop()
-    celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+    queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
     try:
         wait_until(
             lambda: any(

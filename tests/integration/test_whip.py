@@ -15,11 +15,11 @@ from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.audio.decode import decode_file
 from pipeline.bot.publish import PcmTrack, WhipPublisher
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.api import serve_api
-from workers.client import use_broker
 
 pytestmark = pytest.mark.integration
 

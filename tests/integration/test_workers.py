@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bench.wer import normalise, word_errors
 from keys.errors import NotFound
 from keys.types import KeyUse, Purpose
-from pipeline import services
+from pipeline import queue, services
 from pipeline.cli import app as cli_app
 from pipeline.config import Settings, get_settings
 from pipeline.runtime import Runtime
@@ -29,7 +29,6 @@ from tests.integration.workers import (
     WorkerProcess,
     wait_until,
 )
-from workers.app import app as celery_app
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +71,14 @@ def test_fleurs_wer_within_target(rt: Runtime, tenant: str, worker: WorkerProces
 
 def _paused_submit(rt: Runtime, tenant: str, path: Path) -> tuple[str, int]:
     """Submit a file while no worker consumes, so its segments sit in the queue."""
-    celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
     job = submit_file(rt, path, tenant)
     assert job.segments >= 1 and rt.store.segments.pending_count(job.meeting.id) == job.segments
     return job.meeting.id, job.segments
 
 
 def _resume() -> None:
-    celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+    queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
 
 
 def test_switching_off_purges_queued_segments(
@@ -353,13 +352,13 @@ def test_batches_across_meetings_keep_each_transcript_right(
     log = tmp_path / "batch.log"
     batcher = WorkerProcess(home, log, SEALSCRIBE_BATCH="4")
     try:
-        celery_app.control.cancel_consumer("sealscribe", reply=True, timeout=5)
+        queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
         files = [
             shared_data("jfk", "jfk.flac"),
             *sorted(shared_data("fleurs-en").glob("*.ogg"))[:5],
         ]
         jobs = [submit_file(rt, f, tenant) for f in files]  # six meetings
-        celery_app.control.add_consumer("sealscribe", reply=True, timeout=5)
+        queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
         for job in jobs:
             wait_for(rt, job, lambda *_: None, timeout=180)
     finally:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from workers.client import use_broker
+from pipeline.queue import use_broker
 
 #: Worker tests get their own database: flushing one under a running worker would also
 #: delete Celery's queue bindings.

@@ -14,6 +14,7 @@ from keys.errors import InvalidSeal
 from keys.types import KeyContext, KeyUse, Purpose
 from pipeline import services
 from pipeline.models import SealedSegment, parse_segment_id, segment_id
+from pipeline.queue import enqueue_transcribe
 from pipeline.sealing import open_audio
 from pipeline.store import schema
 from pipeline.store.connection import as_str
@@ -21,7 +22,6 @@ from tests.privacy.deployment import Api, Deployment, wait_until
 from tests.privacy.live import counts, participant, settled, words
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import PHRASES, require_espeak
-from workers.client import enqueue_transcribe
 
 
 def _speak(api: Api, meeting_id: str, phrase: str) -> None:

@@ -1,0 +1,77 @@
+"""Sending work to the workers: task names, ids only, through a send-only Celery client.
+
+Everything below the top layers that queues work (capture, the services, the CLI) comes
+through here; nothing here imports ``workers``, faster-whisper or the task code. The client is
+made on first use from the settings, and :func:`use_broker` makes a new one for another
+broker URL (the demo's private Redis, a test's database).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from celery import Celery
+
+from pipeline.config import get_settings
+from pipeline.store import schema
+
+__all__ = [
+    "PURGE",
+    "QUEUE",
+    "TRANSCRIBE",
+    "client",
+    "enqueue_transcribe",
+    "use_broker",
+    "workers_alive",
+]
+
+TRANSCRIBE = "sealscribe.transcribe"
+PURGE = "sealscribe.purge"
+QUEUE = schema.CELERY_QUEUE
+
+_lock = threading.Lock()
+_client: Celery | None = None
+
+
+def _make(url: str) -> Celery:
+    sender = Celery("sealscribe-client", broker=url, set_as_current=False)
+    sender.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=QUEUE,
+        broker_connection_retry_on_startup=True,
+    )
+    return sender
+
+
+def client() -> Celery:
+    """This process's send-only Celery client (no tasks, no result backend)."""
+    global _client
+    with _lock:
+        if _client is None:
+            _client = _make(get_settings().redis_url)
+        return _client
+
+
+def use_broker(url: str) -> str:
+    """Send to ``url`` from now on; returns the URL used before. The old client's
+    connections are released."""
+    global _client
+    with _lock:
+        old, _client = _client, _make(url)
+    if old is None:
+        return get_settings().redis_url
+    previous = str(old.conf.broker_url)
+    old.close()
+    return previous
+
+
+def enqueue_transcribe(meeting_id: str, segment_id: str) -> None:
+    """Queue one sealed audio segment for transcription (ids only, never content)."""
+    client().send_task(TRANSCRIBE, args=[meeting_id, segment_id], ignore_result=True)
+
+
+def workers_alive(timeout: float = 1.0) -> int:
+    """How many workers answer a ping."""
+    return len(client().control.ping(timeout=timeout) or [])
