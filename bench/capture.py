@@ -43,7 +43,7 @@ async def _capture(port: int, tracks: int, seconds: float, out: Path) -> None:
     import uvicorn
 
     from pipeline.api.app import create_app
-    from pipeline.bot.whip import WhipIngest
+    from pipeline.capture.whip import WhipIngest
     from pipeline.config import Settings
     from pipeline.runtime import Runtime
 
@@ -63,7 +63,7 @@ async def _capture(port: int, tracks: int, seconds: float, out: Path) -> None:
             for r in (ingest.room(m) for m in {s.meeting_id for s in ingest._sessions.values()})
             if r
         ]
-        return sum(r.capture.stats.frames for r in rooms), [r.capture.stats for r in rooms]
+        return sum(r.stats.frames for r in rooms), [r.stats for r in rooms]
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -151,7 +151,7 @@ class OpusTrack:
 async def _publish(
     port: int, tracks: int, seconds: float, token: str, meeting: str, speech: bytes
 ) -> dict[str, int]:
-    from pipeline.bot.publish import WhipPublisher
+    from pipeline.publish import WhipPublisher
 
     url = f"http://127.0.0.1:{port}/v1/meetings/{meeting}/whip"
     packets = opus_packets(speech)
@@ -181,7 +181,7 @@ def _loop_factory(name: str) -> Any:
 def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[str, Any]:
     from pipeline import services
     from pipeline.audio.decode import decode_file
-    from pipeline.bot.ice import configure_ice
+    from pipeline.capture.ice import configure_ice
     from pipeline.config import Settings
     from pipeline.runtime import Runtime
 
@@ -256,7 +256,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        from pipeline.bot.ice import configure_ice
+        from pipeline.capture.ice import configure_ice
 
         configure_ice("127.0.0.1")
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:

@@ -109,7 +109,7 @@ async def measure(
 ) -> tuple[list[Utterance], dict[str, list[tuple[float, str]]]]:
     import aiohttp
 
-    from pipeline.bot.publish import PcmTrack, WhipPublisher
+    from pipeline.publish import PcmTrack, WhipPublisher
 
     pcm, bounds = program(clips)
     utts: list[Utterance] = []
@@ -201,7 +201,7 @@ def run(
     participants: int, clips: int, redis_url: str, knobs: dict[str, str] | None = None
 ) -> dict[str, Any]:
     from pipeline import services
-    from pipeline.bot.ice import configure_ice
+    from pipeline.capture.ice import configure_ice
     from pipeline.config import Settings
     from pipeline.net import free_port
     from pipeline.processes import worker_process

@@ -74,7 +74,7 @@ def _usage() -> dict[str, float]:
 async def _publish(cfg: dict[str, Any], status: Path) -> dict[str, Any]:
     from bench.capture import OpusTrack, opus_packets
     from pipeline.audio.decode import decode_file
-    from pipeline.bot.publish import WhipPublisher
+    from pipeline.publish import WhipPublisher
 
     packets = [opus_packets(decode_file(path, 120)) for path in TRACKS]
     meetings: list[str] = cfg["meetings"]
@@ -118,7 +118,7 @@ async def _publish(cfg: dict[str, Any], status: Path) -> dict[str, Any]:
 
 def publisher_main(config: Path) -> None:
     from pipeline.aio import run
-    from pipeline.bot.ice import configure_ice
+    from pipeline.capture.ice import configure_ice
 
     cfg = json.loads(config.read_text())
     configure_ice("127.0.0.1")

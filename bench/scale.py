@@ -148,7 +148,7 @@ def submit(
     """Seal and queue one file as one meeting; (meeting id, segments)."""
     from pipeline.audio.decode import SAMPLE_RATE, decode_file
     from pipeline.audio.segmenter import Segmenter
-    from pipeline.capture import Capture
+    from pipeline.capture.file import capture_segments
     from pipeline.models import AudioSegment
     from pipeline.services.meetings import create_meeting
     from pipeline.services.transcripts import submit_file
@@ -157,12 +157,14 @@ def submit(
         job = submit_file(rt, path, tenant_id)
         return job.meeting.id, job.segments
     meeting = create_meeting(rt, tenant_id, transcription=True)
-    capture = Capture(rt, meeting)
     pcm = decode_file(path, 36000)
     segmenter = Segmenter()
-    for seq, utt in enumerate([*segmenter.feed(pcm), *segmenter.flush()]):
-        capture.submit(AudioSegment(participant, seq, utt.start_ms, SAMPLE_RATE, utt.pcm))
-    return meeting.id, capture.sealed
+    utterances = [*segmenter.feed(pcm), *segmenter.flush()]  # as live capture cuts them
+    segments = [
+        AudioSegment(participant, seq, utt.start_ms, SAMPLE_RATE, utt.pcm)
+        for seq, utt in enumerate(utterances)
+    ]
+    return meeting.id, capture_segments(rt, meeting, segments).stored
 
 
 def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> dict[str, Any]:

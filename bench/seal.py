@@ -50,7 +50,7 @@ def transit_unwrap(n: int) -> dict[str, float]:
 
     from keys.transit import TransitConfig, TransitKeyProvider
     from keys.types import KeyContext, KeyUse, Purpose
-    from tests.integration.bao import BaoServer
+    from tests.harness.bao import BaoServer
     from workers.keycache import DataKeyCache
 
     server = BaoServer(Path(tempfile.mkdtemp(prefix="bench-bao-")))

@@ -12,7 +12,7 @@ Public API::
 """
 
 from keys.audit import AuditEntry, AuditLog, AuditStore, VerifyReport, verify
-from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, SealscribeError
+from keys.errors import InvalidSeal, KeyRevoked, KeysError, KeyUnavailable
 from keys.local import LocalKeyring
 from keys.provider import KeyProvider
 from keys.segment import SegmentContext, SegmentKind, open, seal
@@ -32,10 +32,10 @@ __all__ = [
     "KeyStatus",
     "KeyUnavailable",
     "KeyUse",
+    "KeysError",
     "LocalKeyring",
     "Purpose",
     "RotationReport",
-    "SealscribeError",
     "SegmentContext",
     "SegmentKind",
     "VerifyReport",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from keys.errors import Conflict
+from keys.errors import KeyConflict
 
 __all__ = ["AuditEntry", "AuditLog", "AuditStore", "VerifyReport", "genesis_hash", "verify"]
 
@@ -109,7 +109,7 @@ class AuditLog:
             entry = _with_hash(entry)
             if self.store.audit_append(tenant_id, entry):
                 return entry
-        raise Conflict("the audit log is too busy to append to; try again")
+        raise KeyConflict("the audit log is too busy to append to; try again")
 
     def entries(self, tenant_id: str, start: int = 0, stop: int = -1) -> list[AuditEntry]:
         """The readable entries in that range; a mangled one is left out (``verify``

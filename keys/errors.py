@@ -1,52 +1,46 @@
-"""The one exception tree of sealscribe.
+"""The key library's own errors, and nothing else (the application's errors live in
+``pipeline/errors.py``, which also maps these to exit codes and HTTP statuses).
 
-This is a leaf module: it imports nothing, so every layer (``keys``, ``pipeline``,
-``workers``) can raise and catch the same types. It lives in ``keys/`` because that is the
-bottom layer, which may import nothing from the others. Errors from redis, cryptography,
-PyAV or hvac are translated into these at the boundary where they occur; the API and the
-CLI map these types to HTTP status codes and exit codes in one place each.
+A leaf module: it imports nothing. Errors from cryptography and hvac are translated into
+these where they occur.
 
 ::
 
-    SealscribeError
+    KeysError
     ├── InvalidSeal               sealed data failed to open (message-less, on purpose)
     ├── KeyUnavailable            the tenant's key cannot be used right now
     │   └── KeyRevoked            the tenant's key was revoked: fail closed, never retry
     ├── KeyringError              the local keyring on disk cannot be trusted
     │   ├── KeyringCorrupt        unreadable or malformed keyring file
     │   └── KeyringPermissions    keyring file readable by others than its owner
-    ├── InvalidInput              caller supplied something malformed (precise message)
-    ├── NotFound                  unknown tenant, meeting, participant, segment
-    ├── AuthenticationFailed      unknown or malformed API token
-    ├── Conflict                  the request clashes with the current state
-    └── StoreUnavailable          Redis (or another store) could not be reached
+    ├── InvalidKeyInput           a malformed argument to the key library (precise message)
+    ├── UnknownKey                a tenant the provider holds no key for
+    └── KeyConflict               the key operation clashes with the keys' current state
 
-Messages never contain audio, transcript text, tokens or key material.
+Messages never contain key material or content.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "AuthenticationFailed",
-    "Conflict",
-    "InvalidInput",
+    "InvalidKeyInput",
     "InvalidSeal",
+    "KeyConflict",
     "KeyRevoked",
     "KeyUnavailable",
     "KeyringCorrupt",
     "KeyringError",
     "KeyringPermissions",
-    "NotFound",
-    "SealscribeError",
-    "StoreUnavailable",
+    "KeysError",
+    "UnknownKey",
 ]
 
 
-class SealscribeError(Exception):
-    """Base class of every error sealscribe raises on purpose."""
+class KeysError(Exception):
+    """Base class of every error the key library raises on purpose."""
 
 
-class InvalidSeal(SealscribeError):
+class InvalidSeal(KeysError):
     """Sealed data did not open: tampered, truncated, extended, reordered, moved, or the
     wrong key or context. Carries no message, so it tells an attacker nothing."""
 
@@ -54,7 +48,7 @@ class InvalidSeal(SealscribeError):
         super().__init__()
 
 
-class KeyUnavailable(SealscribeError):
+class KeyUnavailable(KeysError):
     """The tenant's key cannot be used now (provider unreachable, version retired)."""
 
 
@@ -62,7 +56,7 @@ class KeyRevoked(KeyUnavailable):
     """The tenant's key was revoked. Work must fail closed and must not be retried."""
 
 
-class KeyringError(SealscribeError):
+class KeyringError(KeysError):
     """The local keyring on disk cannot be used; it is left exactly as found."""
 
 
@@ -74,21 +68,15 @@ class KeyringPermissions(KeyringError):
     """A keyring file can be read or written by users other than its owner."""
 
 
-class InvalidInput(SealscribeError, ValueError):
-    """Malformed input from a caller; the message says exactly what is wrong."""
+class InvalidKeyInput(KeysError, ValueError):
+    """A malformed argument (wrapped key text, imported key, version, provider setting);
+    the message says exactly what is wrong."""
 
 
-class NotFound(SealscribeError):
-    """An unknown tenant, meeting, participant or segment (or one of another tenant)."""
+class UnknownKey(KeysError):
+    """The provider holds no key for this tenant."""
 
 
-class AuthenticationFailed(SealscribeError):
-    """An API token that matches no tenant."""
-
-
-class Conflict(SealscribeError):
-    """The request cannot be carried out in the current state."""
-
-
-class StoreUnavailable(SealscribeError):
-    """The state store (Redis) could not be reached."""
+class KeyConflict(KeysError):
+    """The key operation cannot be carried out in the keys' current state (data keys still
+    wrapped below a version to retire; the audit log too busy to append to)."""

@@ -29,12 +29,12 @@ from typing import Any
 
 from keys import _primitives
 from keys.errors import (
-    InvalidInput,
+    InvalidKeyInput,
     KeyRevoked,
     KeyringCorrupt,
     KeyringPermissions,
     KeyUnavailable,
-    NotFound,
+    UnknownKey,
 )
 from keys.types import DataKey, KeyContext, KeyStatus, Purpose, WrappedKey, encode_fields
 
@@ -47,7 +47,7 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 def parse_key_material(data: bytes) -> bytes:
     """Accept a customer-supplied 256-bit key as 32 raw bytes, 64 hex digits or base64.
 
-    Raises :class:`InvalidInput` (never echoing the input) for anything else."""
+    Raises :class:`InvalidKeyInput` (never echoing the input) for anything else."""
     if len(data) == _primitives.KEY_SIZE:
         return data
     text = data.strip()
@@ -58,7 +58,7 @@ def parse_key_material(data: bytes) -> bytes:
         raw = base64.b64decode(text, validate=True)
         if len(raw) == _primitives.KEY_SIZE:
             return raw
-    raise InvalidInput(
+    raise InvalidKeyInput(
         f"an imported key must be {_primitives.KEY_SIZE} bytes: raw, as "
         f"{2 * _primitives.KEY_SIZE} hex digits, or base64; got {len(data)} bytes "
         "that are none of these"
@@ -169,7 +169,7 @@ class LocalKeyring:
 
     def _path(self, tenant_id: str) -> Path:
         if not isinstance(tenant_id, str) or not _TENANT_RE.match(tenant_id):
-            raise InvalidInput("tenant id must be 1-64 letters, digits, '_' or '-'")
+            raise InvalidKeyInput("tenant id must be 1-64 letters, digits, '_' or '-'")
         return self.root / f"{tenant_id}.json"
 
     def _read(self, tenant_id: str) -> _Ring:
@@ -177,7 +177,7 @@ class LocalKeyring:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            raise NotFound(f"tenant {tenant_id} has no key in the local keyring") from None
+            raise UnknownKey(f"tenant {tenant_id} has no key in the local keyring") from None
         except OSError as exc:
             raise KeyringCorrupt(f"keyring file {path} cannot be opened: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as fh:
@@ -303,7 +303,7 @@ class LocalKeyring:
         with self._locked(tenant_id):
             ring = self._usable(tenant_id)
             if not 1 <= version <= ring.primary:
-                raise InvalidInput(
+                raise InvalidKeyInput(
                     f"can only retire below a version from 1 to the primary ({ring.primary})"
                 )
             for v in ring.versions.values():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from keys.errors import InvalidInput, KeyUnavailable
+from keys.errors import InvalidKeyInput, KeyUnavailable
 from keys.provider import KeyProvider
 from keys.types import DataKey, KeyContext, KeyStatus, Purpose, WrappedKey
 
@@ -79,7 +79,7 @@ class ProviderRouter:
         provider = self.provider_for(tenant_id)
         importer = getattr(provider, "import_key", None)
         if importer is None:
-            raise InvalidInput(
+            raise InvalidKeyInput(
                 f"the {provider.name} key provider does not import keys: "
                 "import it into the KMS itself"
             )

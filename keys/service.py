@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from keys.audit import AuditLog
-from keys.errors import Conflict, InvalidInput, SealscribeError
+from keys.errors import InvalidKeyInput, KeyConflict
 from keys.provider import KeyProvider
 from keys.types import DataKey, KeyContext, KeyStatus, Purpose, WrappedKey
 
@@ -70,9 +70,9 @@ class KeyService:
     ) -> T:
         try:
             result = call()
-        except InvalidInput:
+        except InvalidKeyInput:
             raise  # a malformed request never reached a key: nothing to audit
-        except SealscribeError as exc:
+        except Exception as exc:  # a key error, or the caller's store failing: both audited
             self.audit.record(
                 tenant_id,
                 action,
@@ -151,7 +151,7 @@ class KeyService:
         """Bring your own key: it becomes the primary version and every key is rewrapped."""
         importer = getattr(self.provider, "import_key", None)
         if importer is None:
-            raise InvalidInput(f"the {self.provider.name} key provider does not import keys")
+            raise InvalidKeyInput(f"the {self.provider.name} key provider does not import keys")
         version: int = self._audited(
             tenant_id, "import", actor, lambda: importer(tenant_id, material), version=lambda v: v
         )
@@ -185,10 +185,10 @@ class KeyService:
 
         Returns the number of data keys rewrapped first."""
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidInput("the version to retire below must be a positive integer")
+            raise InvalidKeyInput("the version to retire below must be a positive integer")
         status = self.provider.status(tenant_id)
         if version > status.primary_version:
-            raise InvalidInput(
+            raise InvalidKeyInput(
                 f"cannot retire below version {version}: the primary version "
                 f"is {status.primary_version}"
             )
@@ -199,7 +199,7 @@ class KeyService:
             if w.version < version or w.provider != status.provider
         )
         if stranded:
-            raise Conflict(
+            raise KeyConflict(
                 f"{stranded} data keys are still wrapped below version {version} "
                 "or by another provider"
             )

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from keys.errors import InvalidInput, InvalidSeal, KeyRevoked, KeyUnavailable
+from keys.errors import InvalidKeyInput, InvalidSeal, KeyRevoked, KeyUnavailable
 from keys.types import DataKey, KeyContext, KeyStatus, Purpose, WrappedKey
 
 __all__ = ["TransitConfig", "TransitKeyProvider"]
@@ -60,22 +60,24 @@ class TransitConfig:
 
         url = get("ADDR")
         if not url:
-            raise InvalidInput(
+            raise InvalidKeyInput(
                 "SEALSCRIBE_KEY_PROVIDER=transit needs SEALSCRIBE_TRANSIT_ADDR "
                 "(or VAULT_ADDR), e.g. https://kms.example:8200"
             )
         if not url.startswith(("http://", "https://")):
-            raise InvalidInput("SEALSCRIBE_TRANSIT_ADDR must start with http:// or https://")
+            raise InvalidKeyInput("SEALSCRIBE_TRANSIT_ADDR must start with http:// or https://")
         token, role_id, secret_id = get("TOKEN"), get("ROLE_ID"), get("SECRET_ID")
         if not token and not (role_id and secret_id):
-            raise InvalidInput(
+            raise InvalidKeyInput(
                 "Transit needs SEALSCRIBE_TRANSIT_TOKEN, or an AppRole as "
                 "SEALSCRIBE_TRANSIT_ROLE_ID and SEALSCRIBE_TRANSIT_SECRET_ID"
             )
         try:
             timeout = float(env.get("SEALSCRIBE_TRANSIT_TIMEOUT") or 5.0)
         except ValueError:
-            raise InvalidInput("SEALSCRIBE_TRANSIT_TIMEOUT must be a number of seconds") from None
+            raise InvalidKeyInput(
+                "SEALSCRIBE_TRANSIT_TIMEOUT must be a number of seconds"
+            ) from None
         return cls(
             url=url,
             token=token,
@@ -270,7 +272,9 @@ class TransitKeyProvider:
     def retire_below(self, tenant_id: str, version: int) -> None:
         latest = int(self._read(tenant_id)["latest_version"])
         if not 1 <= version <= latest:
-            raise InvalidInput(f"can only retire below a version from 1 to the primary ({latest})")
+            raise InvalidKeyInput(
+                f"can only retire below a version from 1 to the primary ({latest})"
+            )
         self._configure(tenant_id, min_decryption_version=version, min_encryption_version=version)
         # Trim destroys the retired versions' material (the key's archive keeps it otherwise).
         self._call(

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass, field
 
 from keys import _primitives
-from keys.errors import InvalidInput
+from keys.errors import InvalidKeyInput
 
 __all__ = [
     "DataKey",
@@ -128,11 +128,11 @@ class WrappedKey:
     def from_str(cls, text: str) -> WrappedKey:
         m = _WRAPPED_RE.match(text)
         if m is None:
-            raise InvalidInput("wrapped key is not of the form PROVIDER:vVERSION:BASE64")
+            raise InvalidKeyInput("wrapped key is not of the form PROVIDER:vVERSION:BASE64")
         try:
             blob = base64.b64decode(m.group(3), validate=True)
         except binascii.Error:
-            raise InvalidInput("wrapped key has invalid base64") from None
+            raise InvalidKeyInput("wrapped key has invalid base64") from None
         return cls(m.group(1), int(m.group(2)), blob)
 
 

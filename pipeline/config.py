@@ -48,9 +48,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from keys.errors import InvalidInput
 from keys.transit import TransitConfig
 from pipeline import faults
+from pipeline.errors import InvalidInput
 
 __all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
 

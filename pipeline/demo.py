@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keys.errors import Conflict
 from pipeline import services
 from pipeline.aio import run
 from pipeline.audio.decode import decode_file
+from pipeline.errors import Conflict
 from pipeline.formats import render
 from pipeline.net import free_port
 from pipeline.processes import worker_process
@@ -104,8 +104,8 @@ async def _run(
     import uvicorn
 
     from pipeline.api.app import create_app
-    from pipeline.bot.ice import configure_ice
-    from pipeline.bot.publish import PcmTrack, WhipPublisher
+    from pipeline.capture.ice import configure_ice
+    from pipeline.publish import PcmTrack, WhipPublisher
 
     configure_ice(rt.settings.ice_hosts or "127.0.0.1")
     tenant, token = services.create_tenant(rt, "Demo tenant")
@@ -153,7 +153,8 @@ async def _run(
             async for caption in follow_captions(rt, meeting, "0"):
                 s = caption.segment
                 captions += 1
-                say(f"   [{s.start_ms / 1000:6.1f} s] {s.participant_id}: {s.text.strip()}")
+                if s.text.strip():  # a segment with no words (a cough, a click) shows nothing
+                    say(f"   [{s.start_ms / 1000:6.1f} s] {s.participant_id}: {s.text.strip()}")
 
         follower = asyncio.create_task(follow())
         publishers: list[WhipPublisher] = []

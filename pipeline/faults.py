@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-from keys.errors import InvalidInput
+from pipeline.errors import InvalidInput
 from pipeline.models import Meeting, Tenant
 
 __all__ = [

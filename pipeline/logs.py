@@ -26,8 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from keys.errors import SealscribeError
 from pipeline import faults
+from pipeline.errors import OURS
 
 __all__ = ["GuardedFileHandler", "RedactingFilter", "configure_logging", "redact_text"]
 
@@ -64,7 +64,7 @@ def redact_text(text: str) -> str:
 
 
 def _safe_arg(value: Any) -> Any:
-    if isinstance(value, SealscribeError):
+    if isinstance(value, OURS):
         return f"{type(value).__name__}: {value}"
     if isinstance(value, BaseException):
         return f"{type(value).__name__}(<message redacted>)"
@@ -80,7 +80,7 @@ def _safe_arg(value: Any) -> Any:
 def _exception_text(exc_info: Any) -> str:
     exc_type, exc, tb = exc_info
     frames = "".join(traceback.format_list(traceback.extract_tb(tb)))
-    message = str(exc) if isinstance(exc, SealscribeError) else "<message redacted>"
+    message = str(exc) if isinstance(exc, OURS) else "<message redacted>"
     return f"Traceback (most recent call last):\n{frames}{exc_type.__name__}: {message}"
 
 

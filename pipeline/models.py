@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from keys.errors import InvalidInput
+from pipeline.errors import InvalidInput
 
 __all__ = ["AudioSegment", "Meeting", "SealedSegment", "Tenant", "TranscriptSegment", "Word"]
 

@@ -17,8 +17,8 @@ from typing import TypeVar
 
 import redis
 
-from keys.errors import Conflict, StoreUnavailable
 from pipeline.config import Settings
+from pipeline.errors import Conflict, StoreUnavailable
 from pipeline.net import free_port
 from pipeline.queue import workers_alive
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from keys.errors import InvalidInput
+from pipeline.errors import InvalidInput
 from pipeline.store.connection import Redis, as_bytes, redis_errors
 
 __all__ = ["Finding", "scan"]

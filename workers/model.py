@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from keys.errors import InvalidInput
 from pipeline.config import Settings
+from pipeline.errors import InvalidInput
 
 __all__ = ["BASE_SHA256", "load_model", "resolve_model_path"]
 

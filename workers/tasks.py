@@ -9,11 +9,12 @@ from typing import Any
 
 from celery.signals import worker_process_init
 
-from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound, StoreUnavailable
+from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, UnknownKey
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
 from pipeline.config import get_settings
 from pipeline.datakeys import data_key
+from pipeline.errors import NotFound, StoreUnavailable
 from pipeline.models import AudioSegment, Meeting, SealedSegment, Tenant, TranscriptSegment
 from pipeline.queue import PURGE, TRANSCRIBE
 from pipeline.runtime import Runtime, default_actor
@@ -124,7 +125,7 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
         return _Job(tenant, meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
-    except (InvalidSeal, NotFound):
+    except (InvalidSeal, NotFound, UnknownKey):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "failed-authentication")
 
 

@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
 from pipeline.api import captions, console, health, keys, meetings, problems, tenant, whip
-from pipeline.bot.ice import configure_ice
-from pipeline.bot.whip import WhipIngest
+from pipeline.capture.ice import configure_ice
+from pipeline.capture.whip import WhipIngest
 from pipeline.config import get_settings
 from pipeline.metrics import QueueCollector
 from pipeline.runtime import Runtime, default_actor

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from keys.errors import AuthenticationFailed
+from pipeline.errors import AuthenticationFailed
 from pipeline.models import Tenant
 from pipeline.runtime import Runtime
 

@@ -16,7 +16,7 @@ import contextlib
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
-from keys.errors import AuthenticationFailed, InvalidInput, KeyRevoked, NotFound, SealscribeError
+from pipeline.errors import OURS, AuthenticationFailed, kind_of
 from pipeline.runtime import Runtime
 from pipeline.services.captions import follow_captions, parse_cursor
 from pipeline.services.meetings import get_meeting
@@ -24,17 +24,6 @@ from pipeline.services.meetings import get_meeting
 __all__ = ["router"]
 
 router = APIRouter()
-
-CLOSE_CODES: list[tuple[type[SealscribeError], int]] = [
-    (AuthenticationFailed, 4401),
-    (NotFound, 4404),
-    (InvalidInput, 4400),
-    (KeyRevoked, 4403),
-]
-
-
-def _close_code(exc: SealscribeError) -> int:
-    return next((c for kind, c in CLOSE_CODES if isinstance(exc, kind)), 1011)
 
 
 def _token(ws: WebSocket) -> str:
@@ -57,8 +46,8 @@ async def captions(ws: WebSocket, meeting_id: str, cursor: str = "0") -> None:
         tenant = await run_in_threadpool(rt.store.tenants.authenticate, _token(ws))
         meeting = await run_in_threadpool(get_meeting, rt, meeting_id, tenant.id)
         cursor = parse_cursor(cursor)
-    except SealscribeError as exc:
-        await ws.close(code=_close_code(exc), reason=str(exc)[:120])
+    except OURS as exc:
+        await ws.close(code=kind_of(exc).close_code, reason=str(exc)[:120])
         return
     feed = follow_captions(rt, meeting, cursor)
     closed = asyncio.create_task(_closed(ws))
@@ -74,9 +63,9 @@ async def captions(ws: WebSocket, meeting_id: str, cursor: str = "0") -> None:
             await ws.send_json(nxt.result().to_dict())
     except WebSocketDisconnect:
         return
-    except SealscribeError as exc:  # e.g. revoked while following: the key is refused
+    except OURS as exc:  # e.g. revoked while following: the key is refused
         with contextlib.suppress(Exception):
-            await ws.close(code=_close_code(exc), reason=str(exc)[:120])
+            await ws.close(code=kind_of(exc).close_code, reason=str(exc)[:120])
     finally:
         closed.cancel()
         await feed.aclose()

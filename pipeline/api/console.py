@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from keys.errors import NotFound
+from pipeline.errors import NotFound
 
 __all__ = ["CSP", "router"]
 

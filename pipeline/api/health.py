@@ -9,9 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from keys.errors import StoreUnavailable
 from pipeline.api.auth import RuntimeDep
 from pipeline.api.problems import problem, problem_responses
+from pipeline.errors import StoreUnavailable
 from pipeline.services.health import Health, check_health
 
 __all__ = ["router"]

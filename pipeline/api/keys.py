@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from keys.audit import AuditEntry
-from keys.errors import InvalidInput
 from pipeline.api.auth import CurrentTenant, RuntimeDep
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
+from pipeline.errors import InvalidInput
 from pipeline.services import custody
 
 __all__ = ["router"]

@@ -17,21 +17,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keys.errors import (
-    AuthenticationFailed,
-    Conflict,
-    InvalidInput,
-    InvalidSeal,
-    KeyRevoked,
-    KeyUnavailable,
-    NotFound,
-    SealscribeError,
-    StoreUnavailable,
-)
+from keys.errors import InvalidSeal
+from pipeline.errors import OURS, kind_of
 
 __all__ = [
     "MAX_JSON_BYTES",
-    "PROBLEM_TYPES",
     "StrictBody",
     "problem",
     "problem_responses",
@@ -62,24 +52,6 @@ class StrictBody(BaseModel):
         }
 
 
-# (exception, status, type slug); the first match wins, so subclasses come first.
-PROBLEM_TYPES: list[tuple[type[SealscribeError], int, str]] = [
-    (InvalidInput, 400, "invalid-input"),
-    (AuthenticationFailed, 401, "unauthenticated"),
-    (NotFound, 404, "not-found"),
-    (Conflict, 409, "conflict"),
-    (KeyRevoked, 403, "key-revoked"),
-    (KeyUnavailable, 503, "key-unavailable"),
-    (StoreUnavailable, 503, "store-unavailable"),
-    # stored content that fails authentication was moved or altered: it is never delivered
-    (InvalidSeal, 409, "invalid-seal"),
-]
-
-_FIXED_DETAIL: dict[type[SealscribeError], str] = {
-    InvalidSeal: "stored content failed authentication (moved or altered) and was not opened"
-}
-
-
 def problem(
     status: int,
     detail: str,
@@ -99,12 +71,15 @@ def problem(
 
 
 def _ours(request: Request, exc: Exception) -> JSONResponse:
-    for kind, status, slug in PROBLEM_TYPES:
-        if isinstance(exc, kind):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            detail = _FIXED_DETAIL.get(kind) or str(exc) or slug.replace("-", " ")
-            return problem(status, detail, slug, headers)
-    return problem(500, f"internal error ({type(exc).__name__})", "internal")
+    kind = kind_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+    if isinstance(exc, InvalidSeal):
+        detail = "stored content failed authentication (moved or altered) and was not opened"
+    elif kind.status == 500:
+        detail = f"internal error ({type(exc).__name__})"
+    else:
+        detail = str(exc) or kind.slug.replace("-", " ")
+    return problem(kind.status, detail, kind.slug, headers)
 
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -147,7 +122,8 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
 
 def register(app: FastAPI) -> None:
     """Map errors to problem details, and make the OpenAPI document say so."""
-    app.add_exception_handler(SealscribeError, _ours)
+    for base in OURS:
+        app.add_exception_handler(base, _ours)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     generate = app.openapi

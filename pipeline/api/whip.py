@@ -14,11 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from keys.errors import InvalidInput, KeyRevoked, NotFound
+from keys.errors import KeyRevoked
 from pipeline.api.auth import CurrentTenant, RuntimeDep
 from pipeline.api.meetings import MeetingId
 from pipeline.api.problems import problem, problem_responses
-from pipeline.bot.whip import MAX_OFFER_BYTES, WhipIngest
+from pipeline.capture.whip import MAX_OFFER_BYTES, WhipIngest
+from pipeline.errors import InvalidInput, NotFound
 from pipeline.services import meetings
 
 __all__ = ["router"]

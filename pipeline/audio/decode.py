@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 
-from keys.errors import InvalidInput
+from pipeline.errors import InvalidInput
 
 __all__ = ["SAMPLE_RATE", "decode_file"]
 

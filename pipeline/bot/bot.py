@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from keys.errors import InvalidInput, NotFound, SealscribeError
 from pipeline import faults
 from pipeline.bot.connectors import Connector, JoinRejected, connector_for
-from pipeline.bot.room import MeetingRoom
+from pipeline.capture.room import MeetingRoom
+from pipeline.errors import OURS, InvalidInput, NotFound
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
 
@@ -64,13 +64,13 @@ class Bot:
         participants = self.room.participants if self.room is not None else []
         try:
             self.rt.store.bots.set_state(self.meeting_id, state, reason, participants)
-        except SealscribeError:
+        except OURS:
             log.warning(
                 "could not record bot state %s for meeting %s", state.value, self.meeting_id
             )
 
     def _participants(self, names: list[str]) -> None:
-        with contextlib.suppress(SealscribeError):
+        with contextlib.suppress(*OURS):
             self.rt.store.bots.set_participants(self.meeting_id, names)
 
     def _joined(self) -> None:
@@ -181,7 +181,7 @@ class Bot:
 def _describe(exc: BaseException) -> str:
     """A reason for the bot's state: our messages are written to be shown; for anything
     else only the type is shown (a library message could carry more than it should)."""
-    if isinstance(exc, (SealscribeError, ConnectionError)) and str(exc):
+    if isinstance(exc, (*OURS, ConnectionError)) and str(exc):
         return str(exc)
     if isinstance(exc, TimeoutError):
         return "the meeting server did not answer in time"

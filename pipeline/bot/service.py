@@ -16,10 +16,10 @@ import secrets
 import socket
 from collections.abc import Callable
 
-from keys.errors import SealscribeError, StoreUnavailable
 from pipeline.bot.bot import Bot
 from pipeline.bot.connectors import Connector, connector_for
-from pipeline.bot.ice import configure_ice
+from pipeline.capture.ice import configure_ice
+from pipeline.errors import OURS, StoreUnavailable
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
 
@@ -96,7 +96,7 @@ class BotService:
             for meeting_id, (bot, task) in list(self.bots.items()):
                 if task.done():
                     del self.bots[meeting_id]
-                    with contextlib.suppress(SealscribeError):
+                    with contextlib.suppress(*OURS):
                         await asyncio.to_thread(store.release, meeting_id, self.owner)
                     continue
                 try:
@@ -121,6 +121,6 @@ class BotService:
         for meeting_id, (_bot, task) in list(self.bots.items()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            with contextlib.suppress(SealscribeError):
+            with contextlib.suppress(*OURS):
                 self.rt.store.bots.release(meeting_id, self.owner)
         self.bots.clear()

@@ -6,10 +6,10 @@ import os
 
 import typer
 
-from keys.errors import SealscribeError
 from pipeline.cli import audit, keys, meeting, serve, tenant, work
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
+from pipeline.errors import OURS
 
 __all__ = ["app", "main"]
 
@@ -81,7 +81,7 @@ def main() -> None:
 
     try:
         log_dir = get_settings().log_dir
-    except SealscribeError:
+    except OURS:
         log_dir = None  # a configuration error is reported by the command itself
     # Commands log warnings and errors only (the worker sets its own level); every handler
     # redacts.

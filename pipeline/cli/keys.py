@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
+from pipeline.errors import InvalidInput
 
 app = typer.Typer(
     help="Customer-held keys: status, rotate, retire, revoke, import.", no_args_is_help=True

@@ -9,9 +9,9 @@ from enum import StrEnum
 import typer
 from rich.table import Table
 
-from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
+from pipeline.errors import InvalidInput
 from pipeline.models import BotState, BotStatus, Meeting
 
 app = typer.Typer(help="Meetings and their transcription switch.", no_args_is_help=True)

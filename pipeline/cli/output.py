@@ -29,17 +29,8 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from keys.errors import (
-    AuthenticationFailed,
-    Conflict,
-    InvalidInput,
-    KeyringError,
-    KeyUnavailable,
-    NotFound,
-    SealscribeError,
-    StoreUnavailable,
-)
 from pipeline.config import get_settings
+from pipeline.errors import OURS, kind_of
 from pipeline.runtime import Runtime, default_actor
 
 P = ParamSpec("P")
@@ -47,16 +38,6 @@ R = TypeVar("R")
 
 console = Console()
 err_console = Console(stderr=True)
-
-EXIT_CODES: list[tuple[type[SealscribeError], int]] = [
-    (InvalidInput, 2),
-    (NotFound, 3),
-    (StoreUnavailable, 4),
-    (KeyringError, 5),
-    (KeyUnavailable, 6),
-    (AuthenticationFailed, 7),
-    (Conflict, 8),
-]
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
@@ -89,13 +70,6 @@ def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
         human()
 
 
-def exit_code(exc: SealscribeError) -> int:
-    for kind, code in EXIT_CODES:
-        if isinstance(exc, kind):
-            return code
-    return 1
-
-
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn our errors into a message (or JSON) and an exit code; no traceback."""
 
@@ -103,12 +77,12 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except SealscribeError as exc:
+        except OURS as exc:
             message = str(exc) or "the sealed data could not be opened"
             if kwargs.get("as_json"):
                 print(json.dumps({"error": {"type": type(exc).__name__, "message": message}}))
             else:
                 err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exit_code(exc)) from None
+            raise typer.Exit(kind_of(exc).exit_code) from None
 
     return wrapper

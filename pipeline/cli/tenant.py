@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
+from pipeline.errors import InvalidInput
 
 app = typer.Typer(help="Tenants (customers) and their API tokens.", no_args_is_help=True)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from keys.errors import Conflict, InvalidInput
 from pipeline.cli.output import JsonOption, console, emit, err_console, guarded, runtime
 from pipeline.config import get_settings
+from pipeline.errors import Conflict, InvalidInput
 from pipeline.formats import FORMATS, render
 from pipeline.scan import scan as scan_for
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for

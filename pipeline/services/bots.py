@@ -8,7 +8,8 @@ with :func:`bot_status`.
 
 from __future__ import annotations
 
-from keys.errors import Conflict, KeyRevoked, NotFound
+from keys.errors import KeyRevoked
+from pipeline.errors import Conflict, NotFound
 from pipeline.models import BotStatus
 from pipeline.runtime import Runtime
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from keys.errors import InvalidInput, StoreUnavailable
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
 from pipeline.datakeys import data_key
+from pipeline.errors import InvalidInput, StoreUnavailable
 from pipeline.models import Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript

@@ -7,10 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from keys.audit import AuditEntry, VerifyReport, verify
-from keys.errors import InvalidInput, KeyRevoked
+from keys.errors import KeyRevoked
 from keys.service import RotationReport
 from keys.types import KeyStatus
 from pipeline.config import KEY_PROVIDERS
+from pipeline.errors import InvalidInput
 from pipeline.runtime import Runtime
 
 __all__ = [

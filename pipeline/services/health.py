@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from keys.errors import SealscribeError
+from pipeline.errors import OURS
 from pipeline.queue import workers_alive
 from pipeline.runtime import Runtime
 from pipeline.store import schema
@@ -33,7 +33,7 @@ def check_health(rt: Runtime, worker_timeout: float = 1.0) -> Health:
     try:
         rt.keys.provider.health()
         providers = "ok"
-    except SealscribeError as exc:
+    except OURS as exc:
         providers = str(exc) or type(exc).__name__
     try:
         workers = workers_alive(worker_timeout) if redis_state == "ok" else 0

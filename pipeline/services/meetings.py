@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
-from keys.errors import InvalidInput, KeyRevoked
+from keys.errors import KeyRevoked
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline import faults
 from pipeline.asr import is_multilingual
+from pipeline.errors import InvalidInput
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store.meetings import MeetingStore

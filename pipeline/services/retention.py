@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from keys.errors import InvalidInput, KeyRevoked
+from keys.errors import KeyRevoked
+from pipeline.errors import InvalidInput
 from pipeline.models import Tenant
 from pipeline.runtime import Runtime
 from pipeline.store import schema

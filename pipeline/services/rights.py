@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from keys.errors import InvalidInput, KeyRevoked
+from keys.errors import KeyRevoked
+from pipeline.errors import InvalidInput
 from pipeline.formats import render
 from pipeline.runtime import Runtime
 from pipeline.services.transcripts import read_transcript

@@ -7,19 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from keys.errors import Conflict
 from keys.types import KeyUse, Purpose
-from pipeline.audio.decode import SAMPLE_RATE, decode_file
-from pipeline.audio.segmenter import Segmenter, pack
+from pipeline.audio.decode import SAMPLE_RATE
 from pipeline.datakeys import data_key
-from pipeline.models import AudioSegment, Meeting, TranscriptSegment
+from pipeline.errors import Conflict
+from pipeline.models import Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
 from pipeline.services.meetings import create_meeting
 
 __all__ = ["FileJob", "read_transcript", "submit_file", "wait_for"]
-
-FILE_PARTICIPANT = "file"
 
 
 @dataclass(frozen=True)
@@ -30,7 +27,8 @@ class FileJob:
 
 
 def submit_file(rt: Runtime, path: Path, tenant_id: str, meeting_id: str | None = None) -> FileJob:
-    """Decode ``path`` in memory, cut it into utterances, seal and enqueue each.
+    """Decode ``path`` in memory, cut it into utterances, seal and enqueue each, through
+    the capture path live tracks take (:mod:`pipeline.capture.file`).
 
     Without ``meeting_id`` a new meeting is created with transcription on (the customer
     asked for this file to be transcribed); an existing meeting must have it on."""
@@ -42,18 +40,15 @@ def submit_file(rt: Runtime, path: Path, tenant_id: str, meeting_id: str | None 
                 f"transcription is off for meeting {meeting_id}; switch it on "
                 "first (sealscribe meeting transcription MEETING on)"
             )
-    from pipeline.capture import Capture  # capture needs this package: import it late
+    # imported when used: capture brings the Celery client, which most users of services skip
+    from pipeline.capture.file import capture_segments, decode, file_segments
 
-    pcm = decode_file(path, rt.settings.max_file_seconds)  # before creating anything
+    pcm = decode(path, rt.settings.max_file_seconds)  # before creating anything
     if meeting_id is None:
         meeting = create_meeting(rt, tenant_id, transcription=True)
-    capture = Capture(rt, meeting)
-    segmenter = Segmenter()
-    # A file is not live: join utterances into ~28 s windows (see pack) for throughput.
-    utterances = pack([*segmenter.feed(pcm), *segmenter.flush()], pcm, SAMPLE_RATE)
-    for seq, utt in enumerate(utterances):
-        capture.submit(AudioSegment(FILE_PARTICIPANT, seq, utt.start_ms, SAMPLE_RATE, utt.pcm))
-    return FileJob(meeting, capture.sealed, len(pcm) / (2 * SAMPLE_RATE))
+    # A file is not live: its utterances are joined into ~28 s windows for throughput.
+    stats = capture_segments(rt, meeting, file_segments(pcm))
+    return FileJob(meeting, stats.stored, len(pcm) / (2 * SAMPLE_RATE))
 
 
 def wait_for(

@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 import redis
 
-from keys.errors import StoreUnavailable
+from pipeline.errors import StoreUnavailable
 
 __all__ = ["Redis", "as_bytes", "as_str", "connect", "redis_errors"]
 

@@ -9,9 +9,9 @@ import builtins
 import secrets
 import time
 
-from keys.errors import NotFound
 from keys.types import KeyContext, KeyUse, WrappedKey
 from pipeline import faults
+from pipeline.errors import NotFound
 from pipeline.models import Meeting
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_str, redis_errors

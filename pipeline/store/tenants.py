@@ -6,7 +6,7 @@ import builtins
 import secrets
 import time
 
-from keys.errors import AuthenticationFailed, InvalidInput, NotFound
+from pipeline.errors import AuthenticationFailed, InvalidInput, NotFound
 from pipeline.models import Tenant
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_str, redis_errors

@@ -1,5 +1,6 @@
-"""The bot's backlog of sealed segments while Redis is away: held up to its bound in bytes,
-stored in order once Redis answers, and counted as dropped beyond the bound.
+"""Capture's backlog of sealed segments while Redis is away (``pipeline/capture/sink.py``):
+held up to its bound in bytes, stored in order once Redis answers; beyond the bound a live
+source's segments are counted as dropped, while a file waits for room and loses none.
 
 Redis is faked here (a store that refuses, then accepts) so the bound can be tested at byte
 granularity; ``tests/faults/test_redis_restart.py`` proves the same path with a real Redis
@@ -8,16 +9,18 @@ killed and restarted mid-meeting."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from keys.errors import StoreUnavailable
 from keys.types import DataKey
-from pipeline.bot import capture as capture_module
-from pipeline.bot.capture import MeetingCapture
-from pipeline.models import Meeting, SealedSegment
+from pipeline.capture import sink as sink_module
+from pipeline.capture.sealer import Sealer
+from pipeline.capture.sink import Sink
+from pipeline.errors import StoreUnavailable
+from pipeline.models import AudioSegment, Meeting, SealedSegment
 
 PCM = bytes(16000)  # 0.5 s of 16 kHz s16 audio
 
@@ -40,40 +43,114 @@ class Policy:
         self.revoked = self.ended = False
         self.on_change: list[Any] = []
 
+    @property
+    def transcribing(self) -> bool:
+        return self.meeting.transcription
+
     def transcribes(self, participant: str) -> bool:
         return self.meeting.transcription
+
+
+def segment(seq: int) -> AudioSegment:
+    return AudioSegment("alice", seq, seq, 16000, PCM)
+
+
+def fake_capture(
+    monkeypatch: pytest.MonkeyPatch, wait_for_room: bool
+) -> tuple[FlakyStore, list[str], Sealer]:
+    """A sealer and sink over a store that is down until ``store.up``; the data key is
+    already held (fetching it needs Redis and the key provider, tested elsewhere)."""
+    enqueued: list[str] = []
+    monkeypatch.setattr(
+        sink_module, "enqueue_transcribe", lambda meeting_id, sid: enqueued.append(sid)
+    )
+    store = FlakyStore()
+    tenants = SimpleNamespace(get=lambda tenant_id: SimpleNamespace(audio_ttl=None))
+    rt: Any = SimpleNamespace(
+        store=SimpleNamespace(segments=store, tenants=tenants),
+        settings=SimpleNamespace(capture_backlog_mb=32),
+    )
+    policy: Any = Policy()
+    sealer = Sealer(rt, policy, Sink(rt, policy, wait_for_room=wait_for_room))
+    sealer._key = DataKey.generate()
+    return store, enqueued, sealer
 
 
 def test_the_backlog_holds_up_to_its_bound_then_counts_drops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    enqueued: list[str] = []
-    monkeypatch.setattr(
-        capture_module, "enqueue_transcribe", lambda meeting_id, sid: enqueued.append(sid)
-    )
-    store = FlakyStore()
-    rt: Any = SimpleNamespace(
-        store=SimpleNamespace(segments=store), settings=SimpleNamespace(capture_backlog_mb=32)
-    )
+    store, enqueued, sealer = fake_capture(monkeypatch, wait_for_room=False)
+    sink = sealer.sink
 
-    async def scenario() -> MeetingCapture:
-        capture = MeetingCapture(rt, Policy())  # type: ignore[arg-type]
-        capture._key, capture._audio_ttl = DataKey.generate(), None
-        writer = asyncio.create_task(capture.writer())
-        await capture.submit("alice", 0, PCM)
-        capture.backlog_limit = 4 * capture._backlog_bytes + 100  # room for four segments
+    async def scenario() -> None:
+        writer = asyncio.create_task(sink.writer())
+        await sealer.submit(segment(0))
+        sink.backlog_limit = 4 * sink._backlog_bytes + 100  # room for four segments
         for seq in range(1, 7):
-            await capture.submit("alice", seq * 1000, PCM)
+            await sealer.submit(segment(seq * 1000))
             await asyncio.sleep(0.01)
-        assert capture.backlog == 4 and capture.stats.dropped_backlog == 3
-        assert capture._backlog_bytes <= capture.backlog_limit
+        assert sink.backlog == 4 and sink.stats.dropped_backlog == 3
+        assert sink._backlog_bytes <= sink.backlog_limit
         store.up = True  # Redis is back
-        await capture.drain(timeout=15)
+        await sink.drain(timeout=15)
         writer.cancel()
-        return capture
 
-    capture = asyncio.run(scenario())
-    assert capture.stats.sealed == 7 and capture.stats.stored == 4
-    assert capture.backlog == 0 and capture._backlog_bytes == 0
+    asyncio.run(scenario())
+    assert sink.stats.sealed == 7 and sink.stats.stored == 4
+    assert sink.backlog == 0 and sink._backlog_bytes == 0
     assert [s.segment_id for s in store.stored] == enqueued  # stored, then queued
     assert [s.seq for s in store.stored] == [0, 1000, 2000, 3000]  # the oldest kept
+
+
+def test_a_file_waits_for_room_and_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, enqueued, sealer = fake_capture(monkeypatch, wait_for_room=True)
+    sink = sealer.sink
+
+    async def scenario() -> None:
+        writer = asyncio.create_task(sink.writer())
+        await sealer.submit(segment(0))
+        sink.backlog_limit = 4 * sink._backlog_bytes + 100  # room for four segments
+
+        async def rest() -> None:
+            for seq in range(1, 7):
+                await sealer.submit(segment(seq))
+
+        feeding = asyncio.create_task(rest())
+        await asyncio.sleep(0.5)
+        assert not feeding.done() and sink.backlog == 4  # held back, not dropped
+        assert sink.stats.dropped_backlog == 0
+        store.up = True  # Redis is back: the file goes on
+        await asyncio.wait_for(feeding, 15)
+        await sink.flush()
+        writer.cancel()
+
+    asyncio.run(scenario())
+    assert sink.stats.sealed == sink.stats.stored == 7 and sink.stats.dropped_backlog == 0
+    assert [s.seq for s in store.stored] == list(range(7))
+    assert [s.segment_id for s in store.stored] == enqueued
+
+
+def test_a_file_waiting_for_room_when_switched_off_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, _, sealer = fake_capture(monkeypatch, wait_for_room=True)
+    sink = sealer.sink
+
+    async def scenario() -> None:
+        writer = asyncio.create_task(sink.writer())
+        await sealer.submit(segment(0))
+        sink.backlog_limit = sink._backlog_bytes + 100  # room for one segment
+        waiting = asyncio.create_task(sealer.submit(segment(1)))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        sealer.policy.meeting = dataclasses.replace(sealer.policy.meeting, transcription=False)
+        for callback in sealer.policy.on_change:
+            callback()
+        await asyncio.wait_for(waiting, 5)
+        store.up = True
+        await asyncio.sleep(0.5)
+        writer.cancel()
+
+    asyncio.run(scenario())
+    assert store.stored == [] and sink.backlog == 0
+    assert sink.stats.sealed == 2 and sink.stats.dropped_policy == 2

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from keys.errors import InvalidInput
-from pipeline.bot.capture import TrackCapture
-from pipeline.bot.ice import configure_ice, ice_hosts, rtc_configuration
-from pipeline.bot.room import MAX_LABEL, participant_label
-from pipeline.bot.whip import MAX_OFFER_BYTES, check_offer
+from pipeline.capture.ice import configure_ice, ice_hosts, rtc_configuration
+from pipeline.capture.room import MAX_LABEL, participant_label
+from pipeline.capture.track import TrackCapture
+from pipeline.capture.whip import MAX_OFFER_BYTES, check_offer
+from pipeline.errors import InvalidInput
+from pipeline.models import AudioSegment
 
 
 @pytest.mark.parametrize(
@@ -89,8 +90,8 @@ class Policy:
         return self.on
 
 
-class Sink:
-    """Stands in for MeetingCapture (a collaborator: sealing is tested elsewhere)."""
+class FakeSealer:
+    """Stands in for the Sealer (a collaborator: sealing is tested elsewhere)."""
 
     def __init__(self, on: bool) -> None:
         self.policy = Policy(on)
@@ -100,8 +101,9 @@ class Sink:
         )()
         self.got: list[tuple[int, int]] = []
 
-    async def submit(self, participant: str, start_ms: int, pcm: bytes) -> None:
-        self.got.append((start_ms, len(pcm)))
+    async def submit(self, segment: AudioSegment) -> None:
+        assert segment.participant_id == "ann" and segment.seq == segment.start_ms
+        self.got.append((segment.start_ms, len(segment.pcm)))
 
 
 def stereo_48k(seconds: float, tone: bool, pts: int) -> list[av.AudioFrame]:
@@ -120,14 +122,14 @@ def stereo_48k(seconds: float, tone: bool, pts: int) -> list[av.AudioFrame]:
 @pytest.mark.parametrize("on", [True, False])
 def test_track_capture_cuts_48k_stereo_into_16k_utterances(on: bool) -> None:
     frames = stereo_48k(1.0, False, 0) + stereo_48k(2.0, True, 50) + stereo_48k(1.5, False, 150)
-    sink = Sink(on)
-    asyncio.run(TrackCapture(sink, "ann", Frames(frames)).run())  # type: ignore[arg-type]
-    assert sink.stats.frames == 225
+    sealer = FakeSealer(on)
+    asyncio.run(TrackCapture(sealer, "ann", Frames(frames)).run())  # type: ignore[arg-type]
+    assert sealer.stats.frames == 225
     if not on:
-        assert sink.got == [] and sink.stats.frames_off == 225
+        assert sealer.got == [] and sealer.stats.frames_off == 225
         return
-    assert len(sink.got) == 1
-    start_ms, nbytes = sink.got[0]
+    assert len(sealer.got) == 1
+    start_ms, nbytes = sealer.got[0]
     # the tone starts at 1.0 s; the utterance keeps a short pre-roll and lasts ~2 s at 16 kHz
     assert 600 <= start_ms <= 1000
     assert 2.0 * 32000 <= nbytes <= 3.2 * 32000

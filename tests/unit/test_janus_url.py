@@ -6,9 +6,9 @@ import traceback
 
 import pytest
 
-from keys.errors import InvalidInput
 from pipeline.bot.connectors import connector_for
 from pipeline.bot.connectors.janus import JanusAddress, JanusConnector, parse_janus_url
+from pipeline.errors import InvalidInput
 
 PIN = "s3cr3t-pin-9876"
 SECRET = "api-secret-5432"

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from keys.errors import (
-    InvalidInput,
+    InvalidKeyInput,
     InvalidSeal,
     KeyRevoked,
     KeyringCorrupt,
     KeyringPermissions,
     KeyUnavailable,
-    NotFound,
+    UnknownKey,
 )
 from keys.local import LocalKeyring, parse_key_material
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
@@ -82,7 +82,7 @@ def test_rotate_rewrap_retire(ring: LocalKeyring) -> None:
         ring.unwrap(T, old, CTX, Purpose.DELIVER)
     status = ring.status(T)
     assert (status.primary_version, status.min_version, status.versions) == (2, 2, (2,))
-    with pytest.raises(InvalidInput, match="from 1 to the primary"):
+    with pytest.raises(InvalidKeyInput, match="from 1 to the primary"):
         ring.retire_below(T, 3)
 
 
@@ -109,7 +109,7 @@ def test_import_accepts_raw_hex_and_base64(ring: LocalKeyring) -> None:
 @pytest.mark.parametrize("bad", [b"", b"short", b"z" * 64, os.urandom(31), os.urandom(33)])
 def test_malformed_import_is_refused_without_echo(ring: LocalKeyring, bad: bytes) -> None:
     before = (ring.root / f"{T}.json").read_bytes()
-    with pytest.raises(InvalidInput, match="must be 32 bytes") as info:
+    with pytest.raises(InvalidKeyInput, match="must be 32 bytes") as info:
         ring.import_key(T, bad)
     if bad:
         assert bad.hex() not in str(info.value)
@@ -153,7 +153,7 @@ def test_corrupt_keyring_is_refused_and_never_overwritten(
 
 
 def test_unknown_tenant_and_bad_ids(ring: LocalKeyring) -> None:
-    with pytest.raises(NotFound, match="t_nobody"):
+    with pytest.raises(UnknownKey, match="t_nobody"):
         ring.status("t_nobody")
-    with pytest.raises(InvalidInput, match="tenant id"):
+    with pytest.raises(InvalidKeyInput, match="tenant id"):
         ring.status("../etc/passwd")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keys.errors import NotFound
+from pipeline.errors import NotFound
 from pipeline.logs import RedactingFilter
 
 CANARY = "Flintwick"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from keys.errors import InvalidInput
 from pipeline.bot.connectors.base import Connector, JoinRejected, ParticipantSink
+from pipeline.errors import InvalidInput
 
 __all__ = ["Connector", "JoinRejected", "ParticipantSink", "connector_for"]
 

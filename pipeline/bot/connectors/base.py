@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Protocol
 
-from keys.errors import SealscribeError
+from pipeline.errors import SealscribeError
 
 if TYPE_CHECKING:  # aiortc only for the annotation: importing connectors stays cheap
     from aiortc.mediastreams import MediaStreamTrack

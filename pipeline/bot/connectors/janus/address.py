@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-from keys.errors import InvalidInput
+from pipeline.errors import InvalidInput
 
 __all__ = ["DEFAULT_PORT", "JanusAddress", "parse_janus_url"]
 

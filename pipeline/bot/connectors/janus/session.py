@@ -21,8 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from keys.errors import SealscribeError
 from pipeline.bot.connectors.janus.address import JanusAddress
+from pipeline.errors import SealscribeError
 
 __all__ = [
     "CLOSE_TIMEOUT",

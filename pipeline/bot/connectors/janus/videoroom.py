@@ -21,7 +21,6 @@ from typing import Any, cast
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from keys.errors import SealscribeError
 from pipeline.bot.connectors.base import Connector, JoinRejected, ParticipantSink
 from pipeline.bot.connectors.janus.address import JanusAddress, parse_janus_url
 from pipeline.bot.connectors.janus.session import (
@@ -31,7 +30,8 @@ from pipeline.bot.connectors.janus.session import (
     JanusSession,
     JanusUnavailable,
 )
-from pipeline.bot.ice import rtc_configuration
+from pipeline.capture.ice import rtc_configuration
+from pipeline.errors import SealscribeError
 
 __all__ = ["JanusConnector"]
 

@@ -1,9 +1,10 @@
-"""One meeting as a capture sees it: its policy, its participants' tracks, its sealed output.
+"""One meeting as live capture sees it: its participants' tracks, labelled, feeding one
+:class:`~pipeline.capture.session.CaptureSession` (one policy, one data key, one bounded
+backlog, one writer).
 
-Both ways in use it: the bot's connector (a Janus room) and the API's WHIP endpoint hand their
-participants' tracks to a :class:`MeetingRoom`, which labels each participant, runs a
-:class:`TrackCapture` per track and shares one :class:`MeetingCapture` (one data key, one
-bounded backlog, one writer) across them.
+Both live ways in use it: the bot's connector (a Janus room) and the API's WHIP endpoint hand
+their participants' tracks to a :class:`MeetingRoom`, which labels each participant and runs a
+:class:`~pipeline.capture.track.TrackCapture` per track.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from types import TracebackType
 
 from aiortc.mediastreams import MediaStreamTrack
 
-from pipeline.bot.capture import MeetingCapture, TrackCapture
-from pipeline.bot.policy import MeetingPolicy
+from pipeline.capture.policy import MeetingPolicy
+from pipeline.capture.session import CaptureSession
+from pipeline.capture.sink import CaptureStats
+from pipeline.capture.track import TrackCapture
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 
@@ -47,12 +50,18 @@ class MeetingRoom:
         on_participants: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.rt = rt
-        self.policy = MeetingPolicy(rt, meeting)
-        self.capture = MeetingCapture(rt, self.policy)
+        self.capture = CaptureSession(rt, meeting)
         self.on_participants = on_participants
         self.on_joined: Callable[[], None] | None = None
         self._tracks: dict[str, asyncio.Task[None]] = {}
-        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def policy(self) -> MeetingPolicy:
+        return self.capture.policy
+
+    @property
+    def stats(self) -> CaptureStats:
+        return self.capture.stats
 
     @property
     def meeting_id(self) -> str:
@@ -63,10 +72,7 @@ class MeetingRoom:
         return sorted(self._tracks)
 
     async def start(self) -> None:
-        self._background = [
-            asyncio.create_task(self.policy.watch()),
-            asyncio.create_task(self.capture.writer()),
-        ]
+        await self.capture.start()
 
     async def __aenter__(self) -> MeetingRoom:
         await self.start()
@@ -93,7 +99,7 @@ class MeetingRoom:
         while label in self._tracks:
             label = f"{base[: MAX_LABEL - 5]} ({n})"
             n += 1
-        task = asyncio.create_task(TrackCapture(self.capture, label, track).run())
+        task = asyncio.create_task(TrackCapture(self.capture.sealer, label, track).run())
         self._tracks[label] = task
         task.add_done_callback(functools.partial(self._track_done, label))
         self._participants_changed()
@@ -128,10 +134,4 @@ class MeetingRoom:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.capture.drain(drain_timeout)
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._background = []
+        await self.capture.close(drain_timeout)

@@ -1,4 +1,5 @@
-"""A meeting's capture policy, kept current in a running bot within one second.
+"""A meeting's capture policy (the switch, the opt-outs, revocation), kept current within
+one second for every source of capture: a bot's or WHIP session's tracks, a recorded file.
 
 The switch and the opt-outs live in Redis (``pipeline.store.meetings``); every change is
 published on the meeting's event channel, and this watcher re-reads the meeting the moment it
@@ -16,8 +17,8 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from keys.errors import NotFound, StoreUnavailable
 from pipeline import faults
+from pipeline.errors import NotFound, StoreUnavailable
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store import schema
@@ -67,7 +68,7 @@ class MeetingPolicy:
             self._changed()
             return
         except StoreUnavailable:
-            return  # keep the last known policy; the bot buffers only sealed segments
+            return  # keep the last known policy; capture buffers only sealed segments
         before = (self.meeting.transcription, self.meeting.opted_out, self.revoked)
         self.meeting, self.revoked = meeting, tenant
         if before != (meeting.transcription, meeting.opted_out, tenant):

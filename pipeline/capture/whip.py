@@ -19,9 +19,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc import exceptions as rtc_errors
 from aiortc.mediastreams import MediaStreamTrack
 
-from keys.errors import InvalidInput, NotFound
-from pipeline.bot.ice import rtc_configuration
-from pipeline.bot.room import MeetingRoom, participant_label
+from pipeline.capture.ice import rtc_configuration
+from pipeline.capture.room import MeetingRoom, participant_label
+from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 

@@ -19,8 +19,8 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from keys.errors import InvalidInput, SealscribeError
-from pipeline.bot.ice import rtc_configuration
+from pipeline.capture.ice import rtc_configuration
+from pipeline.errors import InvalidInput, SealscribeError
 
 __all__ = ["PcmTrack", "WhipPublisher"]
 

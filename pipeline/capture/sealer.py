@@ -1,0 +1,73 @@
+"""The sealer: owns the policy check at the edge and the meeting's audio data key, and turns
+each utterance it is handed into a sealed segment for the sink, or into nothing.
+
+Every source of audio (a live track, a recorded file) hands its utterances here. While the
+policy says no for the participant (switched off, opted out, key revoked, meeting deleted) an
+utterance is dropped in memory, counted, and never sealed; it is asked again after the data
+key was fetched, since the policy may change meanwhile. Otherwise it is sealed at once, in
+memory, with the participant and position bound in, and handed to the :class:`Sink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from keys.errors import KeyRevoked, UnknownKey
+from keys.types import DataKey, KeyUse, Purpose
+from pipeline import metrics
+from pipeline.capture.policy import MeetingPolicy
+from pipeline.capture.sink import CaptureStats, Sink
+from pipeline.datakeys import data_key
+from pipeline.errors import NotFound, StoreUnavailable
+from pipeline.models import AudioSegment
+from pipeline.runtime import Runtime
+from pipeline.sealing import seal_audio
+
+__all__ = ["Sealer"]
+
+
+class Sealer:
+    """Seals one meeting's utterances with its audio data key, if the policy allows."""
+
+    def __init__(self, rt: Runtime, policy: MeetingPolicy, sink: Sink) -> None:
+        self.rt = rt
+        self.policy = policy
+        self.sink = sink
+        self.meeting_id = policy.meeting.id
+        self.tenant_id = policy.meeting.tenant_id
+        self._key: DataKey | None = None
+        self._key_lock = asyncio.Lock()
+        policy.on_change.append(self._policy_changed)
+
+    @property
+    def stats(self) -> CaptureStats:
+        return self.sink.stats
+
+    def _policy_changed(self) -> None:
+        if self.policy.revoked or self.policy.ended:
+            self._key = None  # nothing more is sealed with it
+
+    async def _data_key(self) -> DataKey:
+        async with self._key_lock:
+            if self._key is None:
+                self._key = await asyncio.to_thread(
+                    data_key, self.rt, self.policy.meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE
+                )
+            return self._key
+
+    async def submit(self, segment: AudioSegment) -> None:
+        """Seal ``segment`` (if the policy still allows it) and hand it to the sink."""
+        if not self.policy.transcribes(segment.participant_id):
+            return self.sink.dropped("policy")
+        try:
+            key = await self._data_key()
+        except (KeyRevoked, NotFound, UnknownKey):
+            return self.sink.dropped("policy")
+        except StoreUnavailable as exc:  # no key without Redis: cannot seal
+            return self.sink.unkeyed(exc)
+        if not self.policy.transcribes(segment.participant_id):  # changed meanwhile
+            return self.sink.dropped("policy")
+        sealed = seal_audio(key, self.tenant_id, self.meeting_id, segment)
+        self.stats.sealed += 1
+        metrics.SEGMENTS_SEALED.inc()
+        await self.sink.put(sealed)
