@@ -1,5 +1,11 @@
-"""Shared fixtures. Integration tests use the real Redis at 127.0.0.1:6379 (database 15 by
-default; ``SEALSCRIBE_TEST_REDIS_URL`` overrides) and flush that database around each test."""
+"""Shared fixtures, and the tiers. Integration tests use the real Redis at 127.0.0.1:6379
+(database 15 by default; ``SEALSCRIBE_TEST_REDIS_URL`` overrides) and flush that database
+around each test.
+
+Markers come from the directory (:func:`pytest_collection_modifyitems`): every test outside
+``tests/unit`` and ``tests/fuzz`` is ``integration`` (it starts or needs real services), and
+the privacy, faults, deploy and security suites also carry their own. So ``pytest -m "not
+integration"`` runs exactly the fast tier (unit and fuzz), without any service."""
 
 from __future__ import annotations
 
@@ -13,7 +19,13 @@ import redis
 from pipeline.config import Settings, get_settings
 from pipeline.runtime import Runtime
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TESTS = Path(__file__).resolve().parent
+#: ../shared/data beside the checkout (where the test audio lives); tests skip without it
+SHARED_DATA = TESTS.parents[1] / "shared" / "data"
+#: directories of tests that need no service: the fast tier
+FAST = frozenset({"unit", "fuzz"})
+#: directories whose tests also carry a marker of their own name
+SUITES = frozenset({"privacy", "faults", "deploy", "security"})
 TEST_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -23,6 +35,19 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"test data {path} is absent (see shared/data/NOTICE.md)")
     return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            suite = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # not under tests/
+            continue
+        if suite not in FAST:
+            item.add_marker(pytest.mark.integration)
+        if suite in SUITES:
+            item.add_marker(getattr(pytest.mark, suite))
 
 
 @pytest.fixture

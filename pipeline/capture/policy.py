@@ -29,6 +29,12 @@ __all__ = ["MeetingPolicy"]
 
 log = logging.getLogger(__name__)
 
+#: seconds to wait for the policy channel's connection to close
+_CLOSE_TIMEOUT = 2.0
+#: seconds one read of the policy channel waits for a message before reading again (also
+#: how late a swallowed cancellation is honoured)
+_READ_TIMEOUT = 1.0
+
 
 class MeetingPolicy:
     def __init__(self, rt: Runtime, meeting: Meeting, poll: float = 2.0) -> None:
@@ -100,23 +106,32 @@ class MeetingPolicy:
     async def _listen(self) -> None:
         client = aioredis.Redis.from_url(self.rt.settings.redis_url, socket_connect_timeout=5)
         try:
-            async with client.pubsub() as pubsub:
+            async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(schema.meeting_events(self.meeting.id))
                 await self.refresh()  # anything that changed before we subscribed
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    event = message["data"].decode(errors="replace")
-                    if event == LEAVE:
-                        for callback in self.on_leave:
-                            callback()
-                    elif event == MEETING_ENDED:
-                        self.ended = True
-                        self._changed()
-                    else:
-                        await self.refresh()
+                while True:
+                    message = await pubsub.get_message(timeout=_READ_TIMEOUT)
+                    # redis-py (8.1) sometimes swallows a cancellation that arrives while it
+                    # reads: then the read just returns, and the task must honour the cancel
+                    # itself, or a capture could never stop (a file capture never returned)
+                    if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise asyncio.CancelledError
+                    if message is not None and message.get("type") == "message":
+                        await self._event(message["data"].decode(errors="replace"))
         finally:
-            await client.aclose()
+            # bounded: a capture that cannot stop would never finish a file or leave a meeting
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), _CLOSE_TIMEOUT)
+
+    async def _event(self, event: str) -> None:
+        if event == LEAVE:
+            for callback in self.on_leave:
+                callback()
+        elif event == MEETING_ENDED:
+            self.ended = True
+            self._changed()
+        else:
+            await self.refresh()
 
     async def _poll(self) -> None:
         while True:

@@ -4,7 +4,6 @@ stopped together; live rooms and recorded files both open one and hand it their 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from types import TracebackType
 
 from pipeline.capture.policy import MeetingPolicy
@@ -14,6 +13,9 @@ from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 
 __all__ = ["CaptureSession"]
+
+#: seconds to wait for the policy watcher and the writer to stop
+_STOP_TIMEOUT = 5.0
 
 
 class CaptureSession:
@@ -60,9 +62,8 @@ class CaptureSession:
         """Stop watching and writing at once; what waits unstored is lost."""
         for task in self._background:
             task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._background:  # bounded: a task stuck in a library's cleanup is left behind
+            await asyncio.wait(self._background, timeout=_STOP_TIMEOUT)
         self._background = []
 
     async def __aenter__(self) -> CaptureSession:

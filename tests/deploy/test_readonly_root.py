@@ -5,8 +5,10 @@ them up.
 
 bubblewrap (Debian's ``bubblewrap``, installed by ``scripts/setup --test``) mounts ``/``
 read-only, a fresh tmpfs on ``/tmp``, one directory read-write as the home, and maps the test
-to uid 10001 in a user namespace (the image's ``USER``). The processes share the host's
-network, so they reach the real Redis on loopback (database 6).
+to uid 10001 in a user namespace (the image's ``USER``). A checkout or virtualenv that lives
+under /tmp is bound back, read-only, over the fresh /tmp (the image has its code outside it
+too). The processes share the host's network, so they reach the real Redis on loopback
+(database 6).
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +28,31 @@ import redis
 from bench.wer import normalise
 from pipeline.net import free_port
 from tests.conftest import shared_data
-
-pytestmark = pytest.mark.integration
+from tests.harness.processes import Service, http_ok, sealscribe, worker_ready
 
 REDIS_URL = os.environ.get("SEALSCRIBE_TEST_READONLY_REDIS_URL", "redis://127.0.0.1:6379/6")
 BWRAP = shutil.which("bwrap")
 HOME = "/mnt"  # an empty directory that exists in the read-only root, as in most images
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def sandboxed(home: Path, *args: str) -> list[str]:
+def under_tmp(paths: Iterable[Path]) -> list[Path]:
+    """Those of ``paths`` (and of their real paths) that the sandbox's fresh /tmp would hide,
+    outermost first, without one inside another."""
+    found: list[Path] = []
+    candidates = {q for p in paths for q in (p.absolute(), p.resolve())}
+    for path in sorted(candidates, key=lambda p: len(p.parts)):
+        if path.is_relative_to("/tmp") and not any(path.is_relative_to(f) for f in found):
+            found.append(path)
+    return found
+
+
+def sandboxed(home: Path, *args: str, visible: Iterable[Path] = ()) -> list[str]:
+    """``sealscribe ARGS`` in the sandbox. A checkout or virtualenv under /tmp (a clone
+    there, CI's temp directories) is bound back read-only over the fresh /tmp, as are the
+    ``visible`` files a command reads."""
     assert BWRAP is not None
+    keep = under_tmp([CHECKOUT, Path(sys.prefix), Path(sys.executable).parent, *visible])
     return [
         BWRAP,
         "--ro-bind",
@@ -49,6 +64,7 @@ def sandboxed(home: Path, *args: str) -> list[str]:
         "/proc",
         "--tmpfs",
         "/tmp",
+        *(arg for path in keep for arg in ("--ro-bind", str(path), str(path))),
         "--bind",
         str(home),
         HOME,
@@ -58,10 +74,7 @@ def sandboxed(home: Path, *args: str) -> list[str]:
         "--gid",
         "10001",
         "--die-with-parent",
-        sys.executable,
-        "-m",
-        "pipeline.cli",
-        *args,
+        *sealscribe(*args),
     ]
 
 
@@ -107,87 +120,72 @@ def get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return get(url)[1]
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{url} never answered:\n{log.read_text()}") from None
-            time.sleep(0.3)
-
-
 def test_api_bots_and_worker_write_only_home_and_tmp_as_uid_10001(
     sandbox: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     home, env = sandbox
     api_port, bots_port, worker_port = free_port(), free_port(), free_port()
-    commands = {
-        "worker": (
+    worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
+    bots_metrics = f"http://127.0.0.1:{bots_port}/metrics"
+    services = {
+        "worker": Service(
             "worker",
-            "-c",
-            "1",
-            "--beat",
-            "--loglevel",
-            "info",
-            "--metrics-port",
-            str(worker_port),
+            sandboxed(
+                home,
+                *("worker", "-c", "1", "--beat", "--loglevel", "info"),
+                *("--metrics-port", str(worker_port)),
+            ),
+            env,
+            tmp_path / "worker.log",
+            ready=worker_ready(REDIS_URL),  # answers a Celery ping: consuming
         ),
-        "api": ("serve", "--port", str(api_port)),
-        "bots": ("bots", "--metrics-port", str(bots_port)),
-    }
-    logs = {name: tmp_path / f"{name}.log" for name in commands}
-    procs = {
-        name: subprocess.Popen(
-            sandboxed(home, *args),
-            env=env,
-            stdout=logs[name].open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for name, args in commands.items()
+        "api": Service(
+            "api",
+            sandboxed(home, "serve", "--port", str(api_port)),
+            env,
+            tmp_path / "api.log",
+            ready=http_ok(f"http://127.0.0.1:{api_port}/healthz"),
+        ),
+        "bots": Service(
+            "bots",
+            sandboxed(home, "bots", "--metrics-port", str(bots_port)),
+            env,
+            tmp_path / "bots.log",
+            ready=http_ok(bots_metrics),
+        ),
     }
     try:
-        assert b"sealscribe_segments_transcribed_total" in wait_for(
-            f"http://127.0.0.1:{worker_port}/metrics", procs["worker"], logs["worker"]
-        )
-        assert b"sealscribe_capture_frames_total" in wait_for(
-            f"http://127.0.0.1:{bots_port}/metrics", procs["bots"], logs["bots"]
-        )
-        health = json.loads(
-            wait_for(f"http://127.0.0.1:{api_port}/healthz", procs["api"], logs["api"])
-        )
+        for service in services.values():
+            service.launch()  # all three start at once
+        for service in services.values():
+            service.wait_ready(90)
+        assert b"sealscribe_segments_transcribed_total" in get(worker_metrics)[1]
+        assert b"sealscribe_capture_frames_total" in get(bots_metrics)[1]
+        health = json.loads(get(f"http://127.0.0.1:{api_port}/healthz")[1])
         assert health["ok"] and health["redis"] == "ok"
-        deadline = time.monotonic() + 60
-        while b"ready." not in logs["worker"].read_bytes():
-            assert time.monotonic() < deadline, logs["worker"].read_text()
-            time.sleep(0.2)
+        jfk = shared_data("jfk", "jfk.flac")
 
         def cli(*args: str) -> str:
             done = subprocess.run(
-                sandboxed(home, *args), env=env, capture_output=True, text=True, timeout=120
+                sandboxed(home, *args, visible=[jfk]),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             assert done.returncode == 0, done.stdout + done.stderr
             return done.stdout
 
         tenant = json.loads(cli("tenant", "create", "Acme", "--json"))["tenant"]["id"]
-        said = normalise(cli("transcribe", str(shared_data("jfk", "jfk.flac")), "--tenant", tenant))
+        said = normalise(cli("transcribe", str(jfk), "--tenant", tenant))
         assert " ".join(normalise("ask not what your country can do for you")) in " ".join(said)
-        status, _ = get(f"http://127.0.0.1:{worker_port}/metrics")
+        status, _ = get(worker_metrics)
         assert status == 200
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    for name, log in logs.items():  # nothing tried to write anywhere else
-        text = log.read_text()
+        for service in services.values():
+            service.stop()
+    for name, service in services.items():  # nothing tried to write anywhere else
+        text = service.log.read_text()
         assert "Read-only file system" not in text and "Errno 30" not in text, (name, text)
     # What they did write is in the home: the keyring, logs and the beat schedule.
     written = {p.relative_to(home).parts[0] for p in home.rglob("*")}

@@ -1,5 +1,6 @@
 """What the fault tests share: a whole sealscribe on loopback whose processes they kill and
-restart (:class:`tests.stack.LocalStack`), and speech whose every word they can account for."""
+restart (:class:`tests.harness.stack.LocalStack`), and speech whose every word they can
+account for."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.capture import Capture
+from pipeline.capture.file import capture_segments
 from pipeline.models import AudioSegment, Meeting
 from pipeline.services.transcripts import read_transcript
+from tests.harness.stack import LocalStack
 from tests.privacy.speech import PHRASES, RATE, require_espeak, speak
-from tests.stack import LocalStack
 
 __all__ = ["PHRASES", "heard", "running", "submit_spoken"]
 
@@ -32,11 +33,14 @@ def submit_spoken(
     first: int = 0,
     repeat: int = 1,
 ) -> None:
-    """Seal each text, spoken ``repeat`` times, as one segment and queue it (what capture
-    does), at 10 s intervals of meeting time from segment ``first`` on."""
-    capture = Capture(stack.rt, meeting)
-    for i, text in enumerate(texts, first):
-        capture.submit(AudioSegment(participant, i, i * 10_000, RATE, speak(text) * repeat))
+    """Seal each text, spoken ``repeat`` times, as one segment and queue it through capture
+    (the path a recorded file takes), at 10 s intervals of meeting time from segment
+    ``first`` on."""
+    segments = [
+        AudioSegment(participant, i, i * 10_000, RATE, speak(text) * repeat)
+        for i, text in enumerate(texts, first)
+    ]
+    capture_segments(stack.rt, meeting, segments)
 
 
 def heard(stack: LocalStack, meeting: Meeting) -> set[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from pipeline import services
 from pipeline.models import Meeting
 from pipeline.store import schema
 from tests.faults.harness import PHRASES, running, submit_spoken
+from tests.harness.stack import LocalStack
 from tests.privacy.live import settled
-from tests.stack import LocalStack
 
 TEXTS = list(PHRASES.values())
 
@@ -60,11 +59,11 @@ def test_captions_resume_across_an_api_restart(tmp_path: Path) -> None:
             await asyncio.to_thread(settled, r, meeting.id, 2)
             while len(got) < 2:  # both delivered before the API goes
                 await asyncio.sleep(0.05)
-            stack.stop_api(signal.SIGKILL)
+            stack.api.kill()
             await asyncio.wait_for(reader, 10)  # the socket closed under the client
             await asyncio.to_thread(submit_spoken, stack, meeting, TEXTS[2:], first=2)
             await asyncio.to_thread(settled, r, meeting.id, len(TEXTS))
-            await asyncio.to_thread(stack.start_api)
+            await asyncio.to_thread(stack.api.start)
             await asyncio.wait_for(follow(url, tenant.token, got[-1], len(TEXTS), got), 30)
 
         asyncio.run(scenario(stack))

@@ -20,8 +20,8 @@ import redis
 
 from pipeline import services
 from tests.faults.harness import PHRASES, heard, running, submit_spoken
+from tests.harness.processes import wait_until
 from tests.privacy.live import settled
-from tests.stack import wait_until
 
 NOTICE = b"dropping log records until it can"
 RESUMED = b"records were dropped while it was not"

@@ -12,7 +12,8 @@ from tests.faults import conftest
 from tests.mutations import BASELINE, Outcome
 from tests.privacy.speech import require_espeak
 
-pytestmark = pytest.mark.mutation
+# The module's first test waits for every run: 6 runs, 2 at a time, each bounded at 400 s.
+pytestmark = [pytest.mark.mutation, pytest.mark.timeout(1500)]
 
 HERE = "tests/faults"
 

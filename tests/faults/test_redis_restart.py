@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 from pathlib import Path
 
 import httpx
@@ -20,10 +19,10 @@ import redis
 
 from pipeline.models import Meeting
 from tests.faults.harness import PHRASES, heard, running
+from tests.harness.processes import wait_until
 from tests.privacy.deployment import Api
 from tests.privacy.live import SPEED, asettled, participant
 from tests.privacy.speech import speak
-from tests.stack import wait_until
 
 BEFORE = ["Flintwick", "Copperfield"]
 DURING = ["Kensington", "Pemberton", "Wimbledon"]
@@ -55,6 +54,8 @@ def test_a_redis_restart_mid_meeting_loses_no_segment(tmp_path: Path) -> None:
         api = Api(stack.api_url, tenant.token)
         meeting_id = api.meeting(transcription=True)
         r = redis.Redis.from_url(stack.redis_url)
+        redis_server = stack.redis
+        assert redis_server is not None
 
         async def meeting() -> None:
             async with participant(api, meeting_id, "alice") as alice:
@@ -62,12 +63,12 @@ def test_a_redis_restart_mid_meeting_loses_no_segment(tmp_path: Path) -> None:
                     await alice.says(PHRASES[name])
                     await asyncio.sleep(0.8 / SPEED)  # a pause: each phrase one utterance
                 await asettled(r, meeting_id, transcripts=len(BEFORE))
-                stack.stop_redis(signal.SIGKILL)
+                redis_server.kill()
                 for name in DURING:
                     await alice.says(PHRASES[name])
                     await asyncio.sleep(0.8 / SPEED)
                 await asyncio.sleep(1.0)  # the last utterance ends and is sealed
-                await asyncio.to_thread(stack.start_redis)
+                await asyncio.to_thread(redis_server.start)
 
         for name in BEFORE + DURING:
             speak(PHRASES[name])  # spoken once, before the clock matters

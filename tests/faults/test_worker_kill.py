@@ -17,8 +17,8 @@ from pipeline import services
 from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
 from tests.faults.harness import PHRASES, running, submit_spoken
+from tests.harness.processes import wait_until
 from tests.privacy.live import counts, settled
-from tests.stack import wait_until
 
 VISIBILITY_S = 5
 BATCH = 4
@@ -38,7 +38,10 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(tmp_path: Path) -> 
             submit_spoken(stack, meeting, texts, repeat=4)
         leases = schema.lease(meeting.id, "*")
         wait_until(
-            lambda: len(list(r.scan_iter(leases))) >= 2, 60, "the worker taking a batch", poll=0.01
+            lambda: len(list(r.scan_iter(leases))) >= 2,
+            60,
+            "the worker taking a batch",
+            interval=0.01,
         )
         stack.worker.kill()  # SIGKILL, the whole process group
         killed_at = time.monotonic()

@@ -28,13 +28,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from keys import segment
-from keys.errors import InvalidInput, InvalidSeal, SealscribeError
+from keys.errors import InvalidSeal
 from keys.segment import HEADER_SIZE, SegmentContext, SegmentKind
 from keys.types import DataKey
+from pipeline import egress
 from pipeline.bot.connectors.janus import JanusConnector
-from pipeline.bot.ice import configure_ice, ice_hosts
-from pipeline.bot.room import MeetingRoom
-from pipeline.bot.whip import MAX_OFFER_BYTES, WhipIngest, check_offer
+from pipeline.capture.ice import configure_ice, ice_hosts
+from pipeline.capture.room import MeetingRoom
+from pipeline.capture.whip import MAX_OFFER_BYTES, WhipIngest, WhipSession, check_offer
+from pipeline.egress import EgressPolicy
+from pipeline.errors import InvalidInput, SealscribeError
 from pipeline.models import AudioSegment, Meeting, TranscriptSegment, parse_segment_id
 from pipeline.runtime import Runtime
 from pipeline.services.captions import parse_cursor
@@ -309,9 +312,13 @@ async def _make_offer() -> str:
 
 @pytest.fixture(scope="module")
 def loopback_ice() -> Any:
+    """Offers with loopback candidates, which the egress policy lets through (so that
+    aiortc parses them) as the tests' SEALSCRIBE_BOT_ALLOW=127.0.0.1 would."""
     before = ",".join(ice_hosts())
     configure_ice("127.0.0.1")
+    egress.configure(EgressPolicy.parse("127.0.0.1"))
     yield
+    egress.configure(None)
     configure_ice(before)
 
 
@@ -407,6 +414,9 @@ class _FakeRoom:
 
 
 class _FakeRoomIngest(WhipIngest):
+    async def _claim(self, session: WhipSession) -> None:
+        pass  # no Redis: nothing counts the sessions
+
     async def _room(self, meeting: Meeting) -> MeetingRoom:
         async with self._lock:
             room = self._rooms.get(meeting.id)

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.bot.ice import configure_ice
+from pipeline import egress
+from pipeline.capture.ice import configure_ice
 from pipeline.config import get_settings
+from pipeline.egress import EgressPolicy
 from pipeline.queue import use_broker
-from tests.integration.workers import WORKER_REDIS_URL, WorkerProcess, worker_env
+from tests.harness.processes import WORKER_REDIS_URL, WorkerProcess, worker_env
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,11 @@ def worker(
 
 @pytest.fixture
 def loopback_ice() -> Iterator[None]:
-    """WebRTC on loopback only: aioice offers 127.0.0.1 and nothing else."""
+    """WebRTC on loopback only: aioice offers 127.0.0.1 and nothing else, and the egress
+    policy of this process (the API a test serves in it) lets exactly 127.0.0.1 through, as
+    ``SEALSCRIBE_BOT_ALLOW=127.0.0.1`` would."""
     configure_ice("127.0.0.1")
+    egress.configure(EgressPolicy.parse("127.0.0.1"))
     yield
+    egress.configure(None)
     configure_ice("")

@@ -1,64 +1,39 @@
-"""A whole sealscribe deployment inside a test network namespace, for end-to-end Janus tests.
+"""What the Janus meeting tests share on top of :func:`tests.harness.stack.meeting_stack`:
+waiting on the bot, participants speaking from memory, and the sealed audio and transcripts
+a meeting stored.
 
-:func:`meeting_stack` creates a namespace (:mod:`tests.integration.netns`) and starts in it a
-real Janus (:mod:`tests.integration.janus`), a private ``redis-server`` on the namespace's own
-127.0.0.1, a real ``sealscribe worker`` and a real ``sealscribe bots``, all sharing a private
-``SEALSCRIBE_HOME`` and temp directory. Nothing listens outside the namespace, and nothing
-the test machine's shared Redis holds is touched. Everything is stopped and the namespace
-deleted afterwards, whatever happened.
-
-The test process talks to the same Redis through :attr:`MeetingStack.rt`; it must do so from
-inside the namespace (:meth:`NetNs.entered`), since 127.0.0.1 there is not the host's.
+The namespace stack itself (Janus, a private Redis, the worker and the bot service) is in
+:mod:`tests.harness.stack`; these helpers run inside its namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-import redis
-
 from keys.types import KeyUse, Purpose
-from pipeline import faults, services
+from pipeline import services
 from pipeline.audio.decode import decode_file
-from pipeline.bot.ice import configure_ice
-from pipeline.bot.publish import PcmTrack
-from pipeline.config import Settings
 from pipeline.models import AudioSegment, BotState, BotStatus, Meeting, TranscriptSegment
+from pipeline.publish import PcmTrack
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
-from tests.integration.janus import DEFAULT_ROOMS, JanusServer, Room, janus_server, require_janus
-from tests.integration.netns import NetNs, network_namespace, require_netns
 from tests.integration.publishers import Publisher
-from tests.integration.workers import WorkerProcess, use_broker
 
 __all__ = [
     "SECOND",
-    "BotsProcess",
-    "MeetingStack",
-    "RedisServer",
     "SealedAudio",
     "StateTrail",
     "at_ms",
     "drained",
     "hears",
     "leave_all",
-    "meeting_stack",
-    "paused",
     "recall_bot",
-    "require_redis_server",
     "run",
     "send_bot",
     "speaking",
@@ -67,203 +42,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-REDIS_PORT = 6390  # inside the namespace: any port is free there
-
-
-def require_redis_server() -> None:
-    """Skip (with the reason) where the redis-server binary is absent."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is missing (Debian package redis-server)")
-
-
-class RedisServer:
-    """A throw-away ``redis-server`` without persistence; start it inside the namespace."""
-
-    def __init__(self, workdir: Path, port: int = REDIS_PORT) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.log = workdir / "redis.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        argv = [
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-        ]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited with {self.proc.returncode}; see {self.log}"
-                    )
-                with contextlib.suppress(redis.ConnectionError):
-                    if client.ping():
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not answer within {timeout} s")
-                time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
-
-
-class BotsProcess:
-    """A real ``sealscribe bots`` subprocess (start it inside the namespace)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "bots"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        """SIGTERM (the service hands its bots off and leaves the rooms), then SIGKILL."""
-        _stop(self.proc, timeout=20)
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    """Stop a process started in its own session, with everything in its group."""
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def paused(worker: WorkerProcess) -> Iterator[None]:
-    """Stop the worker (SIGSTOP to its whole group) for the body, so that every sealed audio
-    segment the bot stores meanwhile stays in Redis to be inspected; it resumes afterwards
-    and works through them."""
-    os.killpg(worker.proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(worker.proc.pid, signal.SIGCONT)
-
-
-@dataclass
-class MeetingStack:
-    ns: NetNs
-    janus: JanusServer
-    redis: RedisServer
-    #: the environment of the subprocesses (and of CLI calls a test makes)
-    env: dict[str, str]
-    rt: Runtime
-    worker: WorkerProcess
-    bots: BotsProcess
-    workdir: Path
-
-    def url(self, room: int, pin: str | None = None) -> str:
-        return self.janus.join_url(room, pin)
-
-    def alive(self) -> None:
-        """Fail with the log's tail if a subprocess died."""
-        for name, proc, log in (
-            ("worker", self.worker.proc, self.worker.log),
-            ("bots", self.bots.proc, self.bots.log),
-        ):
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise AssertionError(f"sealscribe {name} exited with {proc.returncode}:\n{tail}")
-
-
-@contextlib.contextmanager
-def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Iterator[MeetingStack]:
-    """Namespace, Janus (``rooms``), private Redis, worker and bot service, all started;
-    stopped and deleted afterwards. Points this process's ICE at the namespace and its Celery
-    client at the private Redis meanwhile."""
-    require_netns()
-    require_janus()
-    require_redis_server()
-    home, tmp = workdir / "home", workdir / "tmp"
-    for folder in (home, tmp):
-        folder.mkdir(parents=True)
-    # Stopped in reverse: the bot service (it leaves its rooms), the worker, Redis, then
-    # Janus, then the namespace (which kills anything still in it).
-    with (
-        network_namespace() as ns,
-        janus_server(ns, _mkdir(workdir / "janus"), rooms=rooms) as janus,
-        contextlib.ExitStack() as cleanup,
-    ):
-        redis_server = RedisServer(workdir)
-        cleanup.callback(redis_server.stop)
-        with ns.entered():
-            redis_server.start()
-        # Nothing of the caller's own sealscribe configuration (a Transit address, STUN
-        # servers) leaks into the namespace's processes; injected faults do (tests/faults).
-        inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("SEALSCRIBE_") or k in (faults.FAULTS_VAR, faults.ALLOW_VAR)
-        }
-        env = {
-            **inherited,
-            "SEALSCRIBE_REDIS_URL": redis_server.url,
-            "SEALSCRIBE_HOME": str(home),
-            "SEALSCRIBE_KEY_PROVIDER": "local",
-            "SEALSCRIBE_ICE_HOSTS": ns.peer_addr,
-            "TMPDIR": str(tmp),
-            "PYTHONUNBUFFERED": "1",
-            "COLUMNS": "200",
-        }
-        # WorkerProcess starts from os.environ: blank what is not ours (empty means unset).
-        extra = {
-            k: env.get(k, "")
-            for k in {*env, *os.environ}
-            if k.startswith("SEALSCRIBE_") or k == "TMPDIR"
-        }
-        with ns.entered():
-            worker = WorkerProcess(home, workdir / "worker.log", (), **extra)
-            cleanup.callback(worker.stop)
-            bots = BotsProcess(env, workdir / "bots.log")
-            cleanup.callback(bots.stop)
-        rt = Runtime.from_settings(Settings.from_env(env), actor="test")
-        cleanup.callback(rt.store.redis.close)
-        configure_ice(ns.peer_addr)
-        cleanup.callback(configure_ice)
-        cleanup.callback(use_broker, use_broker(redis_server.url))
-        yield MeetingStack(ns, janus, redis_server, env, rt, worker, bots, workdir)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # -- waiting on the bot --------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Meeting participants for Janus tests: aiortc publishers in a real VideoRoom.
 
 A :class:`Publisher` joins with a display name and publishes a file's audio over Opus, PCM
-from memory (:meth:`Publisher.publish_pcm`, paced by :class:`~pipeline.bot.publish.PcmTrack`:
+from memory (:meth:`Publisher.publish_pcm`, paced by :class:`~pipeline.publish.PcmTrack`:
 nothing is written to disk), or a synthetic video track alone (the "video-only participant"
 case), through the same Janus HTTP client the connector uses. Call
 ``configure_ice(ns.peer_addr)`` first, so its ICE offers only the namespace address.
@@ -19,8 +19,8 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from pipeline.bot.connectors.janus import VIDEOROOM, JanusAddress, JanusSession, parse_janus_url
-from pipeline.bot.ice import rtc_configuration
-from pipeline.bot.publish import PcmTrack
+from pipeline.capture.ice import rtc_configuration
+from pipeline.publish import PcmTrack
 
 __all__ = ["Publisher", "create_room", "destroy_room", "list_participants"]
 

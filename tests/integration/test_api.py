@@ -32,20 +32,19 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from keys.types import KeyUse, Purpose
-from pipeline import services
+from pipeline import egress, services
 from pipeline.api.app import MAX_BODY_BYTES, create_app
 from pipeline.api.problems import MAX_JSON_BYTES
-from pipeline.bot.ice import configure_ice, rtc_configuration
-from pipeline.bot.whip import MAX_OFFER_BYTES
+from pipeline.capture.ice import configure_ice, rtc_configuration
+from pipeline.capture.whip import MAX_OFFER_BYTES
 from pipeline.config import Settings
+from pipeline.egress import EgressPolicy
 from pipeline.models import TranscriptSegment
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
 from pipeline.services.retention import MAX_AUDIO_TTL, MAX_TRANSCRIPT_TTL
 from tests.conftest import TEST_REDIS_URL
-from tests.integration.workers import use_broker
-
-pytestmark = pytest.mark.integration
 
 #: bad requests carry this; no response may ever contain it
 CANARY = "zebra-canary-7f3a"
@@ -265,10 +264,13 @@ class T:
 
 @pytest.fixture
 def app_rt(rt: Runtime) -> Iterator[Runtime]:
-    # WHIP peers meet on loopback; queued tasks land in the flushed test database
+    # WHIP peers meet on loopback (the egress policy lets exactly that through); queued
+    # tasks land in the flushed test database
     rt.settings = dataclasses.replace(rt.settings, ice_hosts="127.0.0.1")
+    egress.configure(EgressPolicy.parse("127.0.0.1"))
     use_broker(TEST_REDIS_URL)
     yield rt
+    egress.configure(None)
     configure_ice("")
 
 

@@ -11,20 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.audio.decode import decode_file
 from pipeline.bot.bot import Bot
 from pipeline.bot.connectors import Connector, JoinRejected, ParticipantSink
-from pipeline.bot.publish import PcmTrack
 from pipeline.bot.service import BotService
+from pipeline.errors import InvalidInput
 from pipeline.models import BotState
+from pipeline.publish import PcmTrack
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
 from tests.conftest import TEST_REDIS_URL
-
-pytestmark = pytest.mark.integration
 
 JFK = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
 

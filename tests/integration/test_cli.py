@@ -11,10 +11,10 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from keys.errors import AuthenticationFailed
 from pipeline import services
 from pipeline.cli import app
 from pipeline.config import Settings
+from pipeline.errors import AuthenticationFailed
 from pipeline.runtime import Runtime
 
 runner = CliRunner()

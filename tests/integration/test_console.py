@@ -18,13 +18,11 @@ from pipeline import services
 from pipeline.api.app import create_app
 from pipeline.api.console import CSP
 from pipeline.audio.decode import decode_file
-from pipeline.bot.publish import PcmTrack, WhipPublisher
 from pipeline.config import Settings
+from pipeline.publish import PcmTrack, WhipPublisher
 from pipeline.runtime import Runtime
-from tests.integration.api import serve_api
-from tests.integration.workers import WorkerProcess
-
-pytestmark = pytest.mark.integration
+from tests.harness.api import serve_api
+from tests.harness.processes import WorkerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CLIP = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"

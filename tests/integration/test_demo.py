@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,19 @@ def test_demo_starts_a_private_redis_when_none_answers(tmp_path: Path) -> None:
         "SEALSCRIBE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "SEALSCRIBE_HOME": str(tmp_path / "home"),
     }
-    out = run_demo(env, "--seconds", "6")
-    assert out["audit_intact"] is True and out["audio_left"] == 0
+    # As a person runs it: the human output, which says what it started and shows captions.
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--seconds", "6"],
+        env={**env, "COLUMNS": "400"},  # no wrapped lines to match across
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # exit 0 also means: audit chain intact, no audio left, no plaintext found
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "started a private redis-server" in result.stdout
+    captions = re.findall(r"^ +\[ *[0-9.]+ s\] Speaker [ABCD]:(.*)$", result.stdout, re.M)
+    assert captions, result.stdout
+    assert all(text.strip() for text in captions), "the demo printed an empty caption"
     leftover = subprocess.run(["pgrep", "-f", "sealscribe-redis-"], capture_output=True)
     assert leftover.returncode == 1, "the private redis-server was left running"

@@ -8,9 +8,10 @@ import os
 import pytest
 import redis
 
-from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, NotFound
+from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable
 from keys.types import KeyUse, Purpose
 from pipeline import services
+from pipeline.errors import NotFound
 from pipeline.models import AudioSegment, Meeting
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio, seal_audio

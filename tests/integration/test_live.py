@@ -11,16 +11,17 @@ import pytest
 from bench.wer import normalise, word_errors
 from pipeline import services
 from pipeline.audio.decode import decode_file
-from pipeline.bot.publish import PcmTrack, WhipPublisher
 from pipeline.config import Settings
+from pipeline.publish import PcmTrack, WhipPublisher
 from pipeline.runtime import Runtime
 from pipeline.services.transcripts import read_transcript
 from tests.conftest import shared_data
-from tests.integration.api import serve_api
+from tests.harness.api import serve_api
+from tests.harness.processes import WorkerProcess, wait_until
 from tests.integration.fleurs import fleurs_concatenation, transcript_wer
-from tests.integration.workers import WorkerProcess, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("loopback_ice")]
+# Real-time WebRTC publishing, then transcription: each waits up to 300 s.
+pytestmark = [pytest.mark.usefixtures("loopback_ice"), pytest.mark.timeout(660)]
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def transcribed(rt: Runtime, meeting_id: str, timeout: float = 300) -> None:
             and rt.store.segments.transcript_count(meeting_id) > 0
         )
 
-    wait_until(done, timeout=timeout, poll=0.2)
+    wait_until(done, timeout, "the meeting transcribed", interval=0.2)
 
 
 def test_fleurs_through_whip_keeps_accuracy(rt: Runtime, worker: WorkerProcess) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from keys.errors import InvalidInput
 from pipeline import services
 from pipeline.asr import is_multilingual
+from pipeline.errors import InvalidInput
 from pipeline.runtime import Runtime
 from workers.model import BASE_SHA256, resolve_model_path
 

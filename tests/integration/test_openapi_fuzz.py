@@ -37,16 +37,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from pipeline import services
+from pipeline import egress, services
 from pipeline.api.app import create_app
-from pipeline.bot.ice import configure_ice
+from pipeline.capture.ice import configure_ice
+from pipeline.egress import EgressPolicy
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.services.bots import join_meeting
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.test_api import sdp_offer, store_transcript
-from tests.integration.workers import use_broker
-
-pytestmark = pytest.mark.integration
 
 #: examples per operation and mode: the whole module stays well under a minute on 2 cores
 EXAMPLES = 25
@@ -101,6 +100,7 @@ class World:
 @pytest.fixture
 def world(rt: Runtime) -> Iterator[World]:
     rt.settings = dataclasses.replace(rt.settings, ice_hosts="127.0.0.1")
+    egress.configure(EgressPolicy.parse("127.0.0.1"))  # offers carry loopback candidates
     use_broker(TEST_REDIS_URL)  # /healthz pings workers through the test database
     tenant, token = services.create_tenant(rt, "fuzz")
     meeting = services.create_meeting(rt, tenant.id, transcription=True)
@@ -120,6 +120,7 @@ def world(rt: Runtime) -> Iterator[World]:
         yield World(schema, tenant.id, token, meeting.id, session_id, offer)
     finally:
         asgi.shutdown_lifespans()  # closes the WHIP sessions the fuzzing opened
+        egress.configure(None)
         configure_ice("")
 
 

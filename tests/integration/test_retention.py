@@ -8,10 +8,11 @@ import time
 import pytest
 import redis
 
-from keys.errors import InvalidInput, KeyUnavailable, NotFound
+from keys.errors import KeyUnavailable
 from keys.types import KeyUse, Purpose
 from pipeline import services
-from pipeline.capture import Capture
+from pipeline.capture.file import capture_segments
+from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import AudioSegment, TranscriptSegment
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
@@ -27,7 +28,7 @@ def test_content_expires_and_the_meeting_is_shredded(
     assert (kept.transcript_ttl, kept.audio_ttl) == (2, 1)
     m = services.create_meeting(rt, tenant.id, transcription=True)
     use_broker(rt.settings.redis_url)  # the queued task is never consumed
-    Capture(rt, m).submit(AudioSegment("p", 0, 0, 16000, bytes(3200)))
+    capture_segments(rt, m, [AudioSegment("p", 0, 0, 16000, bytes(3200))])
     key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
     rt.store.segments.complete(
         seal_transcript(key, tenant.id, m.id, TranscriptSegment("p", 1, 0, 100, "old news")),

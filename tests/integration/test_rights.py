@@ -12,10 +12,11 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from keys.errors import AuthenticationFailed, InvalidInput, KeyRevoked, KeyUnavailable, NotFound
+from keys.errors import KeyRevoked, KeyUnavailable, UnknownKey
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.cli import app
+from pipeline.errors import AuthenticationFailed, InvalidInput, NotFound
 from pipeline.models import Meeting, TranscriptSegment, Word
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
@@ -104,7 +105,7 @@ def test_erase_leaves_only_the_erase_entry(
     for k, v in backup.items():
         assert v is not None
         redis_client.restore(k, 0, v)
-    with pytest.raises((NotFound, KeyRevoked, KeyUnavailable)):
+    with pytest.raises((NotFound, UnknownKey, KeyRevoked, KeyUnavailable)):
         services.data_key(rt, meetings[0], KeyUse.TRANSCRIPT, Purpose.DELIVER)
 
 

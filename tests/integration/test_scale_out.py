@@ -33,9 +33,10 @@ from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 from tests.conftest import shared_data
-from tests.integration.workers import WorkerProcess, wait_until
+from tests.harness.processes import WorkerProcess, wait_until
 
-pytestmark = pytest.mark.integration
+# Several workers loading models at once, a kill and a drain under load: longer than most.
+pytestmark = pytest.mark.timeout(600)
 
 SCALE_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/7")
 #: Redelivery after a SIGKILL waits this long: longer than any batch takes here (a lease
@@ -133,13 +134,13 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
             return {seg for seg, pid in held.items() if pid in pids[w]}
 
         # SIGKILL the first worker (main process and child) in the middle of a batch.
-        wait_until(lambda: bool(holding(victim)), timeout=30, poll=0.02)
-        victim.kill(signal.SIGKILL)
+        wait_until(lambda: holding(victim), 30, "the victim holding leases", interval=0.02)
+        victim.kill()
         orphaned = holding(victim)  # leased by a dead process: back after the lease lapses
         assert orphaned, "the killed worker's batch finished before it died"
 
         # Drain the second: SIGTERM to its main process only, as Kubernetes stops a pod.
-        wait_until(lambda: bool(holding(drained)), timeout=30, poll=0.02)
+        wait_until(lambda: holding(drained), 30, "the drained worker holding leases", interval=0.02)
         in_hand = holding(drained)
         os.kill(drained.proc.pid, signal.SIGTERM)
         assert drained.proc.wait(timeout=60) == 0
@@ -152,7 +153,7 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
             holding(survivor)
             return not any(rt.store.segments.pending_count(m) for m, _ in meetings)
 
-        wait_until(all_done, timeout=120, poll=0.2)
+        wait_until(all_done, 120, "every meeting transcribed", interval=0.2)
         elapsed = time.monotonic() - t0
     finally:
         for w in workers:
@@ -188,8 +189,9 @@ def test_worker_metrics_are_summed_over_its_processes_and_name_nobody(
         ]
         wait_until(
             lambda: not any(rt.store.segments.pending_count(m) for m, _ in meetings),
-            timeout=90,
-            poll=0.2,
+            90,
+            "every segment transcribed",
+            interval=0.2,
         )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -11,27 +12,21 @@ import pytest
 import redis
 
 from bench.wer import normalise
-from keys.errors import InvalidInput, InvalidSeal, KeyRevoked, KeyUnavailable
+from keys.errors import InvalidKeyInput, InvalidSeal, KeyRevoked, KeyUnavailable
 from keys.transit import TransitConfig, TransitKeyProvider
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline import queue, services
-from pipeline.capture import Capture
+from pipeline.capture.file import feed
+from pipeline.capture.session import CaptureSession
 from pipeline.config import Settings, get_settings
 from pipeline.models import AudioSegment, Meeting
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio, seal_audio
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 from tests.conftest import shared_data
-from tests.integration.bao import BaoServer, TcpProxy
-from tests.integration.workers import (
-    WORKER_REDIS_URL,
-    WorkerProcess,
-    use_broker,
-    wait_until,
-    worker_env,
-)
-
-pytestmark = pytest.mark.integration
+from tests.harness.bao import BaoServer, TcpProxy
+from tests.harness.processes import WORKER_REDIS_URL, WorkerProcess, wait_until, worker_env
 
 
 @pytest.fixture(scope="module")
@@ -245,23 +240,28 @@ def test_kms_outage_during_capture(kms_env: tuple[Runtime, TcpProxy, WorkerProce
     tenant, _ = services.create_tenant(rt, "Acme")
     assert tenant.key_provider == "transit"
     running = services.create_meeting(rt, tenant.id, transcription=True)
-    capture = Capture(rt, running)
+
+    async def scenario() -> None:
+        async with CaptureSession(rt, running, wait_for_room=True) as capture:
+            await feed(capture, [AudioSegment("p", 0, 0, 16000, bytes(3200))])  # keyed while up
+            proxy.stop()
+            before = set(rt.store.redis.scan_iter("ss:*"))
+            # A meeting that cannot be keyed is not created, and nothing is captured for it.
+            with pytest.raises(KeyUnavailable, match="unreachable"):
+                await asyncio.to_thread(submit_file, rt, shared_data("jfk", "jfk.flac"), tenant.id)
+            assert set(rt.store.redis.scan_iter("ss:*")) == before
+            # The running meeting keeps sealing with the data key it already holds.
+            await feed(capture, [AudioSegment("p", 1, 100, 16000, bytes(3200))])
+            assert capture.stats.stored == 2
+
     queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
     try:
-        assert capture.submit(AudioSegment("p", 0, 0, 16000, bytes(3200)))  # keyed while up
-        proxy.stop()
-        before = set(rt.store.redis.scan_iter("ss:*"))
-        # A meeting that cannot be keyed is not created, and nothing is captured for it.
-        with pytest.raises(KeyUnavailable, match="unreachable"):
-            submit_file(rt, shared_data("jfk", "jfk.flac"), tenant.id)
-        assert set(rt.store.redis.scan_iter("ss:*")) == before
-        # The running meeting keeps sealing with the data key it already holds.
-        assert capture.submit(AudioSegment("p", 1, 100, 16000, bytes(3200)))
+        asyncio.run(scenario())
         assert rt.store.segments.pending_count(running.id) == 2
     finally:
         proxy.start()
         queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
-    wait_until(lambda: rt.store.segments.pending_count(running.id) == 0, timeout=120)
+    wait_until(lambda: rt.store.segments.pending_count(running.id) == 0, 120, "drained")
 
 
 def test_kms_outage_during_transcription_is_retried_then_done(
@@ -279,7 +279,8 @@ def test_kms_outage_during_transcription_is_retried_then_done(
                 e.outcome == "KeyUnavailable"
                 for e in services.audit_show(rt, tenant.id, limit=1000)
             ),
-            timeout=60,
+            60,
+            "a transcription refused for the KMS outage",
         )
         assert rt.store.segments.pending_count(job.meeting.id) == 1  # kept, not purged
     finally:
@@ -326,9 +327,9 @@ path "transit/rewrap/sealscribe-*" { capabilities = ["update"] }
 
 
 def test_transit_configuration_errors_are_precise() -> None:
-    with pytest.raises(InvalidInput, match="needs SEALSCRIBE_TRANSIT_ADDR"):
+    with pytest.raises(InvalidKeyInput, match="needs SEALSCRIBE_TRANSIT_ADDR"):
         TransitConfig.from_env({})
-    with pytest.raises(InvalidInput, match="must start with http"):
+    with pytest.raises(InvalidKeyInput, match="must start with http"):
         TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": "kms:8200"})
-    with pytest.raises(InvalidInput, match="AppRole"):
+    with pytest.raises(InvalidKeyInput, match="AppRole"):
         TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": "http://127.0.0.1:1"})

@@ -14,14 +14,12 @@ import pytest
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.audio.decode import decode_file
-from pipeline.bot.publish import PcmTrack, WhipPublisher
+from pipeline.publish import PcmTrack, WhipPublisher
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
 from tests.conftest import TEST_REDIS_URL
-from tests.integration.api import serve_api
-
-pytestmark = pytest.mark.integration
+from tests.harness.api import serve_api
 
 JFK = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
 

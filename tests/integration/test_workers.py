@@ -15,22 +15,17 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.wer import normalise, word_errors
-from keys.errors import NotFound
 from keys.types import KeyUse, Purpose
 from pipeline import queue, services
 from pipeline.cli import app as cli_app
 from pipeline.config import Settings, get_settings
+from pipeline.errors import NotFound
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
 from pipeline.services.retention import set_retention
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 from tests.conftest import shared_data
-from tests.integration.workers import (
-    WorkerProcess,
-    wait_until,
-)
-
-pytestmark = pytest.mark.integration
+from tests.harness.processes import WorkerProcess, wait_until
 
 
 @pytest.fixture
@@ -89,7 +84,7 @@ def test_switching_off_purges_queued_segments(
         services.set_transcription(rt, meeting_id, False)
     finally:
         _resume()
-    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0)
+    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0, 60, "purged")
     assert rt.store.segments.transcript_count(meeting_id) == 0
     purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
     assert [e.outcome for e in purges] == ["transcription-off"] * n
@@ -109,7 +104,7 @@ def test_revoking_purges_queued_segments(rt: Runtime, tenant: str, worker: Worke
         services.revoke_keys(rt, tenant)
     finally:
         _resume()
-    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0)
+    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0, 60, "purged")
     assert rt.store.segments.transcript_count(meeting_id) == 0
     entries = services.audit_show(rt, tenant, limit=1000)
     revoked_at = next(e.seq for e in entries if e.action == "revoke")
@@ -125,7 +120,7 @@ def test_audio_that_expired_in_the_queue_is_reported_lost(
     meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
     time.sleep(1.5)  # ... and waited longer: Redis expired it
     _resume()
-    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0)
+    wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0, 60, "purged")
     assert rt.store.segments.transcript_count(meeting_id) == 0
     purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
     assert [e.outcome for e in purges] == ["audio-expired"] * n  # audited, not "already done"
@@ -151,7 +146,7 @@ def test_sigkill_mid_task_then_restart_transcribes_each_once(
                 for e in services.audit_show(rt, tenant, limit=1000)
             )
 
-        wait_until(busy, timeout=60, poll=0.02)
+        wait_until(busy, 60, "the first segment under way", interval=0.02)
         victim.kill()
         assert rt.store.segments.pending_count(first) >= 1
         survivor = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
@@ -450,7 +445,7 @@ def test_beat_purges_meetings_past_retention(
                 return True
             return False
 
-        wait_until(gone, timeout=30, poll=0.5)
+        wait_until(gone, 30, "the meeting purged", interval=0.5)
     finally:
         beat.stop()
         worker.start()

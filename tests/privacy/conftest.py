@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bot.ice import configure_ice
+from pipeline.capture.ice import configure_ice
 from tests import mutations
 from tests.privacy.deployment import Deployment, LocalStack, is_loopback
 from tests.privacy.sampler import Sampler

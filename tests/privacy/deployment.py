@@ -18,10 +18,9 @@ import httpx
 import pytest
 import redis
 
-from pipeline.net import free_port
-from tests.stack import LocalStack, T, wait_until
+from tests.harness.stack import LocalStack, T
 
-__all__ = ["TOKEN_OPTIONS", "Api", "Deployment", "LocalStack", "T", "free_port", "wait_until"]
+__all__ = ["TOKEN_OPTIONS", "Api", "Deployment", "LocalStack", "T"]
 
 #: tenant role -> the option that gives its token when running against a deployment
 TOKEN_OPTIONS = {

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import redis
 
-from pipeline.bot.publish import WhipPublisher
+from pipeline.publish import WhipPublisher
 from pipeline.store import schema
 from tests.privacy.deployment import Api
 from tests.privacy.speech import Speaker

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from keys.errors import InvalidInput
 from pipeline import faults
 from pipeline.config import Settings
+from pipeline.errors import InvalidInput
 
 ROOT = Path(__file__).resolve().parents[2]
 

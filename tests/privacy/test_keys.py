@@ -12,9 +12,10 @@ import pytest
 from keys.errors import KeyRevoked, KeyUnavailable
 from keys.types import KeyContext, KeyUse, Purpose
 from pipeline import services
-from pipeline.bot.publish import WhipPublisher
+from pipeline.publish import WhipPublisher
 from pipeline.store import schema
-from tests.privacy.deployment import Api, Deployment, wait_until
+from tests.harness.processes import wait_until
+from tests.privacy.deployment import Api, Deployment
 from tests.privacy.live import counts, participant, settled, words
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import PHRASES, Speaker, require_espeak

@@ -18,7 +18,8 @@ from pipeline.queue import enqueue_transcribe
 from pipeline.sealing import open_audio
 from pipeline.store import schema
 from pipeline.store.connection import as_str
-from tests.privacy.deployment import Api, Deployment, wait_until
+from tests.harness.processes import wait_until
+from tests.privacy.deployment import Api, Deployment
 from tests.privacy.live import counts, participant, settled, words
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import PHRASES, require_espeak

@@ -16,7 +16,8 @@ from tests.privacy import conftest
 from tests.privacy.deployment import Deployment
 from tests.privacy.speech import require_espeak
 
-pytestmark = pytest.mark.mutation
+# The module's first test waits for every run: 11 runs, 2 at a time, each bounded at 400 s.
+pytestmark = [pytest.mark.mutation, pytest.mark.timeout(2700)]
 
 HERE = "tests/privacy"
 

@@ -10,9 +10,10 @@ import threading
 import time
 
 from pipeline import services
-from pipeline.bot.policy import MeetingPolicy
+from pipeline.capture.policy import MeetingPolicy
 from pipeline.models import Meeting
-from tests.privacy.deployment import Deployment, wait_until
+from tests.harness.processes import wait_until
+from tests.privacy.deployment import Deployment
 from tests.privacy.live import asettled, counts, participant, settled, words
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import PHRASES, require_espeak

@@ -10,12 +10,14 @@ import asyncio
 import pytest
 import redis
 
-from keys.errors import KeyUnavailable, NotFound
+from keys.errors import KeyUnavailable
 from keys.types import KeyUse, Purpose
 from pipeline import services
+from pipeline.errors import NotFound
 from pipeline.services.retention import purge_expired
 from pipeline.store import schema
-from tests.privacy.deployment import Api, Deployment, wait_until
+from tests.harness.processes import wait_until
+from tests.privacy.deployment import Api, Deployment
 from tests.privacy.live import participant, settled, words
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import PHRASES, require_espeak

