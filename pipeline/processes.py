@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pipeline.errors import Conflict, StoreUnavailable
 from pipeline.net import free_port
 from pipeline.queue import workers_alive
 
-__all__ = ["private_redis", "wait_until", "worker_process"]
+__all__ = ["private_redis", "stop", "wait_until", "worker_process"]
 
 T = TypeVar("T")
 
@@ -47,6 +48,23 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout:g} s")
         time.sleep(interval)
+
+
+def stop(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30.0
+) -> None:
+    """Stop a process started in its own session, with everything in its group: ``sig``,
+    at most ``timeout`` seconds for it to exit, then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _running(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
@@ -102,11 +120,7 @@ def private_redis(url: str) -> Iterator[str | None]:
             raise StoreUnavailable("the private redis-server did not start") from None
         yield private
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc, timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -156,9 +170,4 @@ def worker_process(
                 raise Conflict(f"the worker did not start; see {log_path}") from None
             yield True
         finally:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=60)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop(proc, timeout=60)  # a warm shutdown: the worker finishes the batch in hand

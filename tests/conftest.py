@@ -48,6 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if suite in SUITES:
             item.add_marker(getattr(pytest.mark, suite))
+    # a mutation test compares with this session's outcomes of its suite: it runs last
+    items.sort(key=lambda item: item.get_closest_marker("mutation") is not None)
 
 
 @pytest.fixture

@@ -13,18 +13,6 @@ OUTCOMES: dict[str, str] = {}
 MUTATION_TABLE: list[tuple[str, str, str, str, str]] = []
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "mutation: runs tests against a build with one "
-        "fault injected (slow; needs the local stack)",
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.get_closest_marker("mutation") is not None)
-
-
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     mutations.record(OUTCOMES, report, "tests/faults/")
 

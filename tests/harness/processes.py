@@ -23,7 +23,7 @@ import httpx
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from pipeline.processes import wait_until
+from pipeline.processes import stop, wait_until
 
 __all__ = [
     "WORKER_REDIS_URL",
@@ -51,23 +51,6 @@ Probe = Callable[["Service"], bool]
 def sealscribe(*args: str) -> list[str]:
     """The command line of ``sealscribe ARGS`` run by this interpreter (its venv)."""
     return [sys.executable, "-m", "pipeline.cli", *args]
-
-
-def stop(
-    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30.0
-) -> None:
-    """Stop a process started in its own session, with everything in its group: ``sig``,
-    at most ``timeout`` seconds for it to exit, then SIGKILL."""
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def http_ok(url: str) -> Probe:

@@ -75,19 +75,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "mutation: runs privacy tests against a build with "
-        "one fault injected (slow; needs the local stack)",
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The mutation test compares with this session's outcomes: it runs last."""
-    items.sort(key=lambda item: item.get_closest_marker("mutation") is not None)
-
-
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     mutations.record(OUTCOMES, report, "tests/privacy/")
 
