@@ -193,6 +193,10 @@ def run(n: int, seconds: float, redis_url: str, loop: str = "asyncio") -> dict[s
         "SEALSCRIBE_HOME": str(home),
         "SEALSCRIBE_KEY_PROVIDER": "local",
         "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+        "SEALSCRIBE_BOT_ALLOW": "127.0.0.1",  # the publishers' loopback candidates
+        # every track publishes into one meeting: lift the WHIP session caps above --tracks
+        "SEALSCRIBE_WHIP_PER_MEETING": str(max(n, 50)),
+        "SEALSCRIBE_WHIP_PER_TENANT": str(max(n, 100)),
     }
     rt = Runtime.from_settings(Settings.from_env(env), actor="bench")
     tenant, token = services.create_tenant(rt, "bench")

@@ -118,7 +118,7 @@ async def measure(
     ws_url = base.replace("http", "ws") + f"/v1/meetings/{meeting_id}/captions"
     async with (
         aiohttp.ClientSession() as http,
-        http.ws_connect(ws_url, params={"access_token": token}) as ws,
+        http.ws_connect(ws_url, headers={"Authorization": f"Bearer {token}"}) as ws,
     ):
         for i in range(participants):
             name = f"p{i:02d}"
@@ -216,6 +216,7 @@ def run(
         "SEALSCRIBE_HOME": str(home),
         "SEALSCRIBE_KEY_PROVIDER": "local",
         "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+        "SEALSCRIBE_BOT_ALLOW": "127.0.0.1",  # the publishers' loopback candidates
         **(knobs or {}),
     }
     settings = Settings.from_env(env)

@@ -267,6 +267,7 @@ def run(
         "SEALSCRIBE_HOME": str(home),
         "SEALSCRIBE_KEY_PROVIDER": "local",
         "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
+        "SEALSCRIBE_BOT_ALLOW": "127.0.0.1",  # the publishers' loopback candidates
         "SEALSCRIBE_CPU_THREADS": os.environ.get("SEALSCRIBE_CPU_THREADS", "1"),
     }
     from pipeline import services

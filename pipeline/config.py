@@ -30,6 +30,11 @@ SEALSCRIBE_ICE_HOSTS        the only addresses the bot and WHIP     (every inter
                             separated (127.0.0.1 for one machine)
 SEALSCRIBE_STUN             STUN servers for ICE (none by default:  (none)
                             no public server is contacted)
+SEALSCRIBE_BOT_ALLOW        where a tenant may point the service:   public
+                            Janus servers and remote ICE candidates
+                            (``public``, addresses, CIDR blocks,
+                            host names, ``mdns``; comma separated;
+                            see ``pipeline.egress``)
 SEALSCRIBE_CAPTURE_BACKLOG_MB sealed audio a meeting's capture may   32
                             hold in memory while Redis is slow or
                             down; beyond it, segments are dropped
@@ -37,6 +42,43 @@ SEALSCRIBE_CAPTURE_BACKLOG_MB sealed audio a meeting's capture may   32
 SEALSCRIBE_MAX_SEGMENT_MS   longest live utterance before it is cut 15000
                             (bounds caption latency)
 SEALSCRIBE_END_SILENCE_MS   pause that ends a live utterance        500
+SEALSCRIBE_WHIP_PER_MEETING WHIP sessions one meeting may hold at   50
+                            once, across every API process
+SEALSCRIBE_WHIP_PER_TENANT  WHIP sessions one tenant may hold at    100
+                            once, across every API process
+SEALSCRIBE_QUOTA_MEETINGS   meetings one tenant may hold at once    1000
+                            (created, not yet deleted or expired;
+                            0: no limit)
+SEALSCRIBE_QUOTA_BOTS       bots one tenant may have in meetings    10
+                            at once, across every bot service
+                            (0: no limit)
+SEALSCRIBE_QUOTA_PUBLISHERS publishers one bot follows in a room;   50
+                            more are ignored and logged (0: no
+                            limit)
+SEALSCRIBE_QUOTA_RPS        API requests per second per tenant,     50
+                            across every API process (bursts of
+                            twice that; 0: no limit)
+SEALSCRIBE_SHRED_RETRY      seconds between the beat's retries of   60
+                            meeting deletes whose key rotation is
+                            pending (``worker --beat``)
+SEALSCRIBE_METRICS_TOKEN    bearer token ``/metrics`` and the       (none: open)
+                            worker and bot metrics ports require
+SEALSCRIBE_API_DOCS         ``1``: serve ``/docs`` and ``/redoc``   0 (off)
+                            (they load Swagger UI / ReDoc from a
+                            public CDN); ``/openapi.json`` always
+SEALSCRIBE_CAPTION_SOCKETS_PER_MEETING  caption sockets open on one    20
+                            meeting at once, across every API
+                            process (more are closed with 4429)
+SEALSCRIBE_CAPTION_SOCKETS_PER_TENANT   caption sockets one tenant     100
+                            may hold open at once, across every
+                            API process
+SEALSCRIBE_AUTH_FAILURES    failed authentications a client         20
+                            address (IPv6: its /64) may make per
+                            minute; then 429 with Retry-After
+SEALSCRIBE_CLIENT_ADDRESS_HEADER  the header a reverse proxy puts   (none: the peer's
+                            the client's address in (its right-     address)
+                            most entry is used); set it only
+                            behind a proxy that sets it
 ==========================  ======================================  ===========================
 """
 
@@ -45,11 +87,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keys.transit import TransitConfig
 from pipeline import faults
+from pipeline.egress import ALLOW_VAR, EgressPolicy
 from pipeline.errors import InvalidInput
 
 __all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
@@ -71,6 +114,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidInput(f"{name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -87,9 +139,23 @@ class Settings:
     key_cache_seconds: int = 60
     purge_interval: int = 300
     ice_hosts: str = ""
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     capture_backlog_mb: int = 32
     max_segment_ms: int = 15000
     end_silence_ms: int = 500
+    whip_per_meeting: int = 50
+    whip_per_tenant: int = 100
+    quota_meetings: int = 1000
+    quota_bots: int = 10
+    quota_publishers: int = 50
+    quota_rps: int = 50
+    shred_retry: int = 60
+    metrics_token: str = field(default="", repr=False)
+    api_docs: bool = False
+    caption_sockets_per_meeting: int = 20
+    caption_sockets_per_tenant: int = 100
+    auth_failures: int = 20
+    client_address_header: str = ""
     transit: TransitConfig | None = None
 
     @property
@@ -139,6 +205,7 @@ class Settings:
                 env, "SEALSCRIBE_KEY_CACHE_SECONDS", cls.key_cache_seconds, minimum=0
             ),
             ice_hosts=env.get("SEALSCRIBE_ICE_HOSTS", ""),
+            egress=EgressPolicy.parse(env.get(ALLOW_VAR)),
             capture_backlog_mb=_positive_int(
                 env, "SEALSCRIBE_CAPTURE_BACKLOG_MB", cls.capture_backlog_mb
             ),
@@ -148,6 +215,29 @@ class Settings:
             end_silence_ms=_positive_int(
                 env, "SEALSCRIBE_END_SILENCE_MS", cls.end_silence_ms, minimum=100
             ),
+            whip_per_meeting=_positive_int(
+                env, "SEALSCRIBE_WHIP_PER_MEETING", cls.whip_per_meeting
+            ),
+            whip_per_tenant=_positive_int(env, "SEALSCRIBE_WHIP_PER_TENANT", cls.whip_per_tenant),
+            quota_meetings=_positive_int(
+                env, "SEALSCRIBE_QUOTA_MEETINGS", cls.quota_meetings, minimum=0
+            ),
+            quota_bots=_positive_int(env, "SEALSCRIBE_QUOTA_BOTS", cls.quota_bots, minimum=0),
+            quota_publishers=_positive_int(
+                env, "SEALSCRIBE_QUOTA_PUBLISHERS", cls.quota_publishers, minimum=0
+            ),
+            quota_rps=_positive_int(env, "SEALSCRIBE_QUOTA_RPS", cls.quota_rps, minimum=0),
+            shred_retry=_positive_int(env, "SEALSCRIBE_SHRED_RETRY", cls.shred_retry),
+            metrics_token=env.get("SEALSCRIBE_METRICS_TOKEN", "").strip(),
+            api_docs=_flag(env, "SEALSCRIBE_API_DOCS"),
+            caption_sockets_per_meeting=_positive_int(
+                env, "SEALSCRIBE_CAPTION_SOCKETS_PER_MEETING", cls.caption_sockets_per_meeting
+            ),
+            caption_sockets_per_tenant=_positive_int(
+                env, "SEALSCRIBE_CAPTION_SOCKETS_PER_TENANT", cls.caption_sockets_per_tenant
+            ),
+            auth_failures=_positive_int(env, "SEALSCRIBE_AUTH_FAILURES", cls.auth_failures),
+            client_address_header=env.get("SEALSCRIBE_CLIENT_ADDRESS_HEADER", "").strip().lower(),
             transit=(
                 TransitConfig.from_env(env)
                 if provider == "transit" or env.get("SEALSCRIBE_TRANSIT_ADDR")

@@ -11,6 +11,11 @@ chain verified, and a crypto-shredding delete. With ``serve`` the API and consol
 
 If Redis is not reachable at ``SEALSCRIBE_REDIS_URL``, the CLI starts a private one
 (:func:`pipeline.processes.private_redis`; ``redis-server`` must be installed).
+
+The demo publishes to itself on loopback (or ``SEALSCRIBE_ICE_HOSTS``), whose ICE candidates
+the egress policy refuses by default (:mod:`pipeline.egress`): so that it works out of the
+box, its own process lets exactly those addresses through as well, for as long as it runs;
+``SEALSCRIBE_BOT_ALLOW`` is otherwise unchanged and nothing else is widened.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import services
+from pipeline import egress, services
 from pipeline.aio import run
 from pipeline.audio.decode import decode_file
 from pipeline.errors import Conflict
@@ -36,6 +41,7 @@ from pipeline.processes import worker_process
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
 from pipeline.services.captions import follow_captions
+from pipeline.services.meetings import finish_shreds
 from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
 
@@ -85,11 +91,21 @@ def run_demo(
     temp = Path(tempfile.mkdtemp(prefix="sealscribe-demo-"))
     previous = tempfile.tempdir
     tempfile.tempdir = str(temp)
+    # The demo's publishers offer its own API candidates on this machine's loopback (or on
+    # SEALSCRIBE_ICE_HOSTS), which the egress policy refuses by default: this process lets
+    # exactly those addresses through as well, and nothing else changes.
+    egress.configure(rt.settings.egress.allowing(_demo_ice_hosts(rt).split(",")))
     try:
         return run(_run(rt, say, seconds, serve, host, port, temp))
     finally:
+        egress.configure(None)
         tempfile.tempdir = previous
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _demo_ice_hosts(rt: Runtime) -> str:
+    """The addresses the demo's WebRTC peers meet on: loopback unless configured."""
+    return rt.settings.ice_hosts or "127.0.0.1"
 
 
 async def _run(
@@ -107,7 +123,7 @@ async def _run(
     from pipeline.capture.ice import configure_ice
     from pipeline.publish import PcmTrack, WhipPublisher
 
-    configure_ice(rt.settings.ice_hosts or "127.0.0.1")
+    configure_ice(_demo_ice_hosts(rt))
     tenant, token = services.create_tenant(rt, "Demo tenant")
     say(f"1. tenant {tenant.id} created with its own key (provider: {tenant.key_provider})")
     meeting = services.create_meeting(rt, tenant.id)
@@ -244,6 +260,9 @@ async def _run(
             await serving
             return result
     services.delete_meeting(rt, meeting.id)
+    # What a worker does next (the demo's own worker has stopped): rotate, then retire the
+    # versions that wrapped the deleted meeting's keys.
+    finish_shreds(rt, tenant.id)
     result.readable_after_delete = bool(rt.store.segments.transcript(meeting.id))
     result.primary_version = services.key_status(rt, tenant.id).status.primary_version
     say("9. meeting deleted: data keys shredded, records gone, old key versions retired")

@@ -13,7 +13,10 @@ Errors from redis and PyAV are translated into these where they occur.
     │                         tenant's) object          3    404 not-found
     ├── StoreUnavailable      Redis unreachable         4    503 store-unavailable
     ├── AuthenticationFailed  unknown or bad token      7    401 unauthenticated
-    └── Conflict              clashes with the state    8    409 conflict
+    ├── InsufficientScope     token lacks the scope     7    403 insufficient-scope
+    ├── Conflict              clashes with the state    8    409 conflict
+    └── QuotaExceeded         a per-tenant limit, or
+                              too many tries            9    429 quota-exceeded (Retry-After)
 
     keys.errors.KeysError                              exit  HTTP
     ├── InvalidSeal           content failed to open    1    409 invalid-seal
@@ -47,8 +50,10 @@ __all__ = [
     "AuthenticationFailed",
     "Conflict",
     "ErrorKind",
+    "InsufficientScope",
     "InvalidInput",
     "NotFound",
+    "QuotaExceeded",
     "SealscribeError",
     "StoreUnavailable",
     "kind_of",
@@ -71,8 +76,21 @@ class AuthenticationFailed(SealscribeError):
     """An API token that matches no tenant."""
 
 
+class InsufficientScope(SealscribeError):
+    """A valid API token without the scope the operation needs."""
+
+
 class Conflict(SealscribeError):
     """The request cannot be carried out in the current state."""
+
+
+class QuotaExceeded(SealscribeError):
+    """A per-tenant limit (or a limit on failed attempts) is reached; ``retry_after`` says
+    in how many seconds trying again can succeed, where that is known."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(SealscribeError):
@@ -92,8 +110,8 @@ class ErrorKind:
     @property
     def close_code(self) -> int:
         """The WebSocket close code: 4000 + the status for a bad request, a bad or unknown
-        token, a revoked key or an unknown meeting; else 1011 (internal error)."""
-        return 4000 + self.status if self.status in (400, 401, 403, 404) else 1011
+        token, a revoked key, an unknown meeting or a quota; else 1011 (internal error)."""
+        return 4000 + self.status if self.status in (400, 401, 403, 404, 429) else 1011
 
 
 INTERNAL = ErrorKind(1, 500, "internal")
@@ -103,10 +121,12 @@ _KINDS: list[tuple[type[Exception], ErrorKind]] = [
     (InvalidInput, ErrorKind(2, 400, "invalid-input")),
     (InvalidKeyInput, ErrorKind(2, 400, "invalid-input")),
     (AuthenticationFailed, ErrorKind(7, 401, "unauthenticated")),
+    (InsufficientScope, ErrorKind(7, 403, "insufficient-scope")),
     (NotFound, ErrorKind(3, 404, "not-found")),
     (UnknownKey, ErrorKind(3, 404, "not-found")),
     (Conflict, ErrorKind(8, 409, "conflict")),
     (KeyConflict, ErrorKind(8, 409, "conflict")),
+    (QuotaExceeded, ErrorKind(9, 429, "quota-exceeded")),
     (KeyRevoked, ErrorKind(6, 403, "key-revoked")),
     (KeyUnavailable, ErrorKind(6, 503, "key-unavailable")),
     (StoreUnavailable, ErrorKind(4, 503, "store-unavailable")),

@@ -4,7 +4,8 @@ production.
 Each fault switches off one mechanism at its one-line hook, so that a test suite can show
 the test guarding that mechanism fails without it: the privacy mechanisms
 (:data:`PRIVACY`, ``tests/privacy/test_mutations.py``) and the recovery mechanisms
-(:data:`RECOVERY`, ``tests/faults/test_mutations.py``).
+(:data:`RECOVERY`, ``tests/faults/test_mutations.py``) and the multi-tenant defences
+(:data:`SECURITY`, ``tests/security/test_mutations.py``).
 Faults are named in ``SEALSCRIBE_FAULTS`` (comma separated) and are read **only** when
 ``SEALSCRIBE_ALLOW_FAULTS`` is also set to :data:`CONSENT`; a process that finds
 ``SEALSCRIBE_FAULTS`` without that consent, or an unknown fault name, refuses to start
@@ -29,6 +30,7 @@ __all__ = [
     "FAULTS_VAR",
     "PRIVACY",
     "RECOVERY",
+    "SECURITY",
     "active",
     "on",
     "parse",
@@ -71,7 +73,48 @@ RECOVERY: dict[str, str] = {
     "record it cannot write to stderr",
 }
 
-FAULTS: dict[str, str] = PRIVACY | RECOVERY
+#: the multi-tenant defences, and what each fault switches off (tests/security names the test)
+SECURITY: dict[str, str] = {
+    "whip-reads-extra-tracks": "WHIP answers every media section of an offer recvonly, so "
+    "aiortc receives and decodes tracks that nothing consumes (their frames pile up)",
+    "whip-sessions-unbounded": "WHIP sessions are not counted against the per-meeting and "
+    "per-tenant caps",
+    # per-tenant quotas and the small hardening defaults (tests/security/test_quotas.py,
+    # tests/security/test_small.py)
+    "quotas-off": "no per-tenant quota is enforced: meetings, bots, publishers followed "
+    "and requests per second are unbounded",
+    "ids-unchecked": "ids are used as given: a meeting id like M:keys names another record",
+    "healthz-detail": "/healthz shows the key provider's error text to anyone",
+    "metrics-open": "/metrics and the metrics ports answer without SEALSCRIBE_METRICS_TOKEN",
+    "docs-on": "/docs and /redoc (Swagger UI and ReDoc from a public CDN) are served "
+    "without SEALSCRIBE_API_DOCS",
+    "join-secret-in-clear": "the join URL (pin, API secret) is kept in Redis in the clear",
+    "shred-in-request": "a meeting delete rotates and retires the tenant key inside the "
+    "request, not in a background job the beat retries",
+    # tokens, caption tickets and sockets, failed authentications
+    # (tests/security/test_tokens.py, tests/security/test_caption_sockets.py)
+    "token-scopes-ignored": "every valid token may do everything, whatever its scopes",
+    "long-token-in-url": "the caption socket takes a long-lived token from the URL "
+    "(access_token=), where proxies log it",
+    "caption-ticket-reusable": "a caption ticket can be used again until it expires",
+    "caption-sockets-unbounded": "caption sockets are not counted against the per-meeting "
+    "and per-tenant caps",
+    "caption-socket-outlives-token": "an open caption socket is not closed when its token "
+    "is revoked or rotated or the tenant erased",
+    "auth-failures-unlimited": "failed authentications are not counted: a client may try "
+    "tokens as fast as it likes",
+    # the egress policy (tests/security/test_egress.py)
+    "egress-unchecked": "the bot connects to whatever address a join URL names or resolves "
+    "to, whatever SEALSCRIBE_BOT_ALLOW says",
+    "egress-follows-redirects": "the bot follows HTTP redirects from the meeting server, "
+    "replaying its requests (API secret included) wherever they point",
+    "egress-reasons-differ": "the tenant sees why the meeting server could not be reached "
+    "(refused, closed port, not Janus), which maps what answers where",
+    "ice-candidates-unchecked": "remote ICE candidates (in WHIP offers and in Janus's offers) "
+    "are used as they come, whatever SEALSCRIBE_BOT_ALLOW says",
+}
+
+FAULTS: dict[str, str] = PRIVACY | RECOVERY | SECURITY
 
 
 def parse(env: Mapping[str, str]) -> frozenset[str]:

@@ -3,15 +3,28 @@ participant name, never content. The API serves them at ``/metrics``.
 
 Counters live in the process that does the work (the API for WHIP capture, ``sealscribe
 bots`` for the bot); queue depth is read from Redis when scraped.
+
+With ``SEALSCRIBE_METRICS_TOKEN`` set, every metrics endpoint (the API's ``/metrics``, and
+the ports ``sealscribe worker`` and ``sealscribe bots`` serve with ``--metrics-port``)
+answers only a request with ``Authorization: Bearer <that token>`` (:func:`authorized`);
+unset, they are open, as a scrape inside a private network expects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hmac
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from pipeline import faults
 
 __all__ = [
     "CAPTION_LATENCY",
@@ -20,6 +33,8 @@ __all__ = [
     "SEGMENTS_SEALED",
     "SEGMENTS_STORED",
     "QueueCollector",
+    "authorized",
+    "serve_metrics",
 ]
 
 FRAMES = Counter(
@@ -55,3 +70,52 @@ class QueueCollector(Collector):
         g.add_metric(["segments"], pending)
         g.add_metric(["messages"], messages)
         yield g
+
+
+def authorized(authorization: str | None, token: str) -> bool:
+    """Whether a request with this ``Authorization`` header may read metrics: any request
+    when no token is set, else only ``Bearer <token>`` (compared in constant time)."""
+    if not token or faults.on("metrics-open"):
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on stderr (scrapes come every few seconds)."""
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def serve_metrics(
+    port: int, host: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY, token: str = ""
+) -> WSGIServer:
+    """Serve ``registry`` on ``host:port`` from a daemon thread, behind :func:`authorized`
+    (``token``: ``SEALSCRIBE_METRICS_TOKEN``); returns the server (``shutdown()`` stops it)."""
+    metrics_app: WsgiApp = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not authorized(environ.get("HTTP_AUTHORIZATION"), token):
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
+            )
+            return [b"metrics need Authorization: Bearer <SEALSCRIBE_METRICS_TOKEN>\n"]
+        return metrics_app(environ, start_response)
+
+    server_class = _Server6 if ":" in host else _Server
+    httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True).start()
+    return httpd

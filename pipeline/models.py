@@ -15,7 +15,16 @@ from typing import Any
 
 from pipeline.errors import InvalidInput
 
-__all__ = ["AudioSegment", "Meeting", "SealedSegment", "Tenant", "TranscriptSegment", "Word"]
+__all__ = [
+    "ApiToken",
+    "AudioSegment",
+    "Meeting",
+    "Scope",
+    "SealedSegment",
+    "Tenant",
+    "TranscriptSegment",
+    "Word",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,43 @@ class Tenant:
     #: retention overrides in seconds (None: the deployment's default)
     transcript_ttl: int | None = None
     audio_ttl: int | None = None
+
+
+class Scope(StrEnum):
+    """What an API token may do. ``admin`` includes the other two."""
+
+    #: the tenant's keys, erasure (meeting deletes, the export of everything), retention,
+    #: the audit log, and the tokens themselves
+    ADMIN = "admin"
+    #: meetings and bots: create, switch, consent, send and call back the bot, WHIP publish,
+    #: live captions
+    MEETINGS = "meetings"
+    #: read only: meetings, transcripts, privacy reports, live captions
+    READ = "read"
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One of a tenant's named API tokens, as stored: never the token itself, only its
+    SHA-256 (``digest``, kept out of ``repr`` and of the CLI's JSON)."""
+
+    id: str
+    tenant_id: str
+    name: str
+    scopes: frozenset[Scope]
+    created: float
+    #: when it stops working (epoch seconds), or None
+    expires: float | None = None
+    #: the lifetime it was made with, in seconds: a rotated token gets as long again
+    lifetime: int | None = None
+    digest: str = field(default="", repr=False)
+
+    def allows(self, *wanted: Scope) -> bool:
+        """Whether the token holds any of ``wanted`` (``admin`` holds every scope)."""
+        return Scope.ADMIN in self.scopes or any(s in self.scopes for s in wanted)
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,11 @@ from pipeline.store import schema
 __all__ = [
     "PURGE",
     "QUEUE",
+    "SHRED",
+    "SHRED_RETRY",
     "TRANSCRIBE",
     "client",
+    "enqueue_shred",
     "enqueue_transcribe",
     "use_broker",
     "workers_alive",
@@ -27,6 +30,8 @@ __all__ = [
 
 TRANSCRIBE = "sealscribe.transcribe"
 PURGE = "sealscribe.purge"
+SHRED = "sealscribe.shred"
+SHRED_RETRY = "sealscribe.shred-retry"
 QUEUE = schema.CELERY_QUEUE
 
 _lock = threading.Lock()
@@ -70,6 +75,12 @@ def use_broker(url: str) -> str:
 def enqueue_transcribe(meeting_id: str, segment_id: str) -> None:
     """Queue one sealed audio segment for transcription (ids only, never content)."""
     client().send_task(TRANSCRIBE, args=[meeting_id, segment_id], ignore_result=True)
+
+
+def enqueue_shred(tenant_id: str) -> None:
+    """Queue the rotation and retirement of a tenant's key after a meeting delete (the
+    tenant id only)."""
+    client().send_task(SHRED, args=[tenant_id], ignore_result=True)
 
 
 def workers_alive(timeout: float = 1.0) -> int:

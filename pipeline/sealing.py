@@ -14,7 +14,14 @@ from keys.types import DataKey
 from pipeline import faults
 from pipeline.models import AudioSegment, SealedSegment, TranscriptSegment
 
-__all__ = ["open_audio", "open_transcript", "seal_audio", "seal_transcript"]
+__all__ = [
+    "open_audio",
+    "open_join_target",
+    "open_transcript",
+    "seal_audio",
+    "seal_join_target",
+    "seal_transcript",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +90,24 @@ def seal_transcript(
 
 def open_transcript(key: DataKey, tenant_id: str, sealed: SealedSegment) -> TranscriptSegment:
     return TranscriptSegment.from_payload(_open(key, tenant_id, sealed, SegmentKind.TRANSCRIPT))
+
+
+#: the position a join URL is sealed at: a participant id no participant can have (ids are
+#: printable; see ``pipeline.ids``), so it can never pass for an audio segment, nor one for it
+_JOIN_PARTICIPANT = "\x00join-target"
+
+
+def _join_context(tenant_id: str, meeting_id: str) -> SegmentContext:
+    return SegmentContext(tenant_id, meeting_id, _JOIN_PARTICIPANT, 0, SegmentKind.AUDIO)
+
+
+def seal_join_target(key: DataKey, tenant_id: str, meeting_id: str, url: str) -> bytes:
+    """Seal a join URL (its pin and API secret) under the meeting's audio data key, bound
+    to the tenant and meeting: only a process that may unwrap that key opens it."""
+    return sealed_format.seal(key, _join_context(tenant_id, meeting_id), url.encode())
+
+
+def open_join_target(key: DataKey, tenant_id: str, meeting_id: str, sealed: bytes) -> str:
+    """Open a join URL sealed by :func:`seal_join_target`; :class:`keys.errors.InvalidSeal`
+    if it is not one of this meeting's."""
+    return sealed_format.open(key, _join_context(tenant_id, meeting_id), sealed).decode()

@@ -21,7 +21,7 @@ from celery.signals import setup_logging
 
 from pipeline import faults
 from pipeline.config import get_settings
-from pipeline.queue import PURGE, QUEUE
+from pipeline.queue import PURGE, QUEUE, SHRED_RETRY
 
 __all__ = ["app"]
 
@@ -52,7 +52,9 @@ def _configuration() -> dict[str, Any]:
         "task_default_queue": QUEUE,
         "worker_send_task_events": False,
         "beat_schedule": {
-            "retention-purge": {"task": PURGE, "schedule": float(settings.purge_interval)}
+            "retention-purge": {"task": PURGE, "schedule": float(settings.purge_interval)},
+            # meeting deletes whose key rotation failed or was lost (a KMS outage)
+            "shred-retry": {"task": SHRED_RETRY, "schedule": float(settings.shred_retry)},
         },
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
     }

@@ -34,9 +34,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
-from prometheus_client import start_http_server as _start_http_server
 
 from keys.types import Purpose
+from pipeline.config import get_settings
+from pipeline.metrics import serve_metrics
 
 __all__ = [
     "AUDIO_SECONDS",
@@ -138,11 +139,12 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
 
     ``PROMETHEUS_MULTIPROC_DIR`` must have been set, to an empty directory, before
     prometheus-client was first imported (``sealscribe worker --metrics-port`` does it);
-    otherwise each child would count in its own memory and nothing would be served."""
+    otherwise each child would count in its own memory and nothing would be served.
+    With ``SEALSCRIBE_METRICS_TOKEN`` set, only requests bearing it are answered."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or values.ValueClass is values.MutexValue:
         raise RuntimeError(
             "worker metrics need PROMETHEUS_MULTIPROC_DIR set before prometheus_client is imported"
         )
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    _start_http_server(port, addr=host, registry=registry)
+    serve_metrics(port, host, registry, get_settings().metrics_token)

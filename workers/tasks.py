@@ -9,16 +9,17 @@ from typing import Any
 
 from celery.signals import worker_process_init
 
-from keys.errors import InvalidSeal, KeyRevoked, KeyUnavailable, UnknownKey
+from keys.errors import InvalidSeal, KeyConflict, KeyRevoked, KeyUnavailable, UnknownKey
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
 from pipeline.config import get_settings
 from pipeline.datakeys import data_key
 from pipeline.errors import NotFound, StoreUnavailable
 from pipeline.models import AudioSegment, Meeting, SealedSegment, Tenant, TranscriptSegment
-from pipeline.queue import PURGE, TRANSCRIBE
+from pipeline.queue import PURGE, SHRED, SHRED_RETRY, TRANSCRIBE
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
+from pipeline.services.meetings import finish_shreds, retry_shreds
 from pipeline.services.retention import purge_expired, retention
 from workers import metrics
 from workers.app import app
@@ -228,3 +229,28 @@ def purge() -> dict[str, int]:
     if report.meetings_shredded:
         log.info("retention purge: %d meetings crypto-shredded", report.meetings_shredded)
     return {"meetings_shredded": report.meetings_shredded}
+
+
+@app.task(
+    name=SHRED,
+    acks_late=True,
+    autoretry_for=(StoreUnavailable, KeyUnavailable, KeyConflict),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def shred(tenant_id: str) -> int:
+    """After a meeting delete: rotate and retire the tenant key, so a backup's copies of the
+    deleted meeting's wrapped keys can no longer be unwrapped. Retried with backoff while
+    the KMS is unavailable; after that the beat's ``shred-retry`` takes it up."""
+    done = finish_shreds(runtime(), tenant_id)
+    if done:
+        log.info("key rotated and retired after %d meeting deletes of tenant %s", done, tenant_id)
+    return done
+
+
+@app.task(name=SHRED_RETRY, acks_late=True)
+def shred_retry() -> int:
+    """Periodic (Celery beat): finish the meeting deletes whose key rotation is still
+    pending, so a KMS outage delays a shred but never leaves it half done."""
+    return retry_shreds(runtime(), older_than=get_settings().shred_retry)

@@ -9,12 +9,24 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.api import captions, console, health, keys, meetings, problems, tenant, whip
+from pipeline import faults
+from pipeline.api import (
+    captions,
+    console,
+    health,
+    keys,
+    meetings,
+    problems,
+    tenant,
+    tokens,
+    whip,
+)
 from pipeline.capture.ice import configure_ice
 from pipeline.capture.whip import WhipIngest
 from pipeline.config import get_settings
 from pipeline.metrics import QueueCollector
 from pipeline.runtime import Runtime, default_actor
+from pipeline.services.captions import CaptionHub
 from pipeline.services.health import queue_depth
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -31,19 +43,28 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
             configure_ice(runtime.settings.ice_hosts)
         app.state.runtime = runtime
         app.state.whip = WhipIngest(runtime)
+        app.state.captions = CaptionHub(runtime)  # one Redis pool for every caption socket
         app.state.registry = _registry(runtime)
         try:
             yield
         finally:
             await app.state.whip.close()
+            await app.state.captions.close()
 
+    # /docs and /redoc load Swagger UI and ReDoc from a public CDN into the API's origin: off
+    # unless the operator asks (SEALSCRIBE_API_DOCS=1); /openapi.json is always served.
+    docs = (rt.settings if rt is not None else get_settings()).api_docs or faults.on("docs-on")
     app = FastAPI(
         title="sealscribe",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
         description="Privacy-preserving meeting transcription. Every route but "
         "/healthz, /metrics and the console needs `Authorization: "
-        "Bearer <tenant token>`.",
+        "Bearer <tenant token>`, a token with one of the scopes the route names (`admin`, "
+        "`meetings`, `read`; `admin` holds all three). Tokens never go into URLs: the "
+        "caption socket takes a short-lived ticket (`POST .../captions/ticket`).",
     )
     problems.register(app)
 
@@ -58,7 +79,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (tenant, meetings, whip, captions, keys, health, console):
+    for module in (tenant, meetings, whip, captions, keys, tokens, health, console):
         app.include_router(module.router)
     return app
 

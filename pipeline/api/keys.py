@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from keys.audit import AuditEntry
-from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.auth import Admin, RuntimeDep
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.errors import InvalidInput
 from pipeline.services import custody
@@ -102,19 +102,19 @@ def _keys(rt: RuntimeDep, tenant_id: str) -> KeysOut:
 
 
 @router.get("/keys")
-def status(tenant: CurrentTenant, rt: RuntimeDep) -> KeysOut:
+def status(tenant: Admin, rt: RuntimeDep) -> KeysOut:
     return _keys(rt, tenant.id)
 
 
 @router.post("/keys/rotate", responses=problem_responses(403))
-def rotate(tenant: CurrentTenant, rt: RuntimeDep) -> RotationOut:
+def rotate(tenant: Admin, rt: RuntimeDep) -> RotationOut:
     """A new key version; every data key is rewrapped (no content is re-encrypted)."""
     r = custody.rotate_keys(rt, tenant.id)
     return RotationOut(primary_version=r.primary_version, rewrapped=r.rewrapped)
 
 
 @router.post("/keys/retire", responses=problem_responses(400, 403, 409))
-def retire(body: RetireIn, tenant: CurrentTenant, rt: RuntimeDep) -> RetireOut:
+def retire(body: RetireIn, tenant: Admin, rt: RuntimeDep) -> RetireOut:
     """Retire old versions once nothing is wrapped under them."""
     moved = custody.retire_keys(rt, tenant.id, body.below)
     status = custody.key_status(rt, tenant.id).status
@@ -122,7 +122,7 @@ def retire(body: RetireIn, tenant: CurrentTenant, rt: RuntimeDep) -> RetireOut:
 
 
 @router.post("/keys/revoke", responses=problem_responses(400))
-def revoke(body: RevokeIn, tenant: CurrentTenant, rt: RuntimeDep) -> KeysOut:
+def revoke(body: RevokeIn, tenant: Admin, rt: RuntimeDep) -> KeysOut:
     """The kill switch: nothing of this tenant can be opened again; queued work is purged."""
     if body.confirm != f"revoke {tenant.id}":
         raise InvalidInput(f'revoking is irreversible: send confirm = "revoke {tenant.id}"')
@@ -132,7 +132,7 @@ def revoke(body: RevokeIn, tenant: CurrentTenant, rt: RuntimeDep) -> KeysOut:
 
 @router.get("/audit")
 def audit(
-    tenant: CurrentTenant,
+    tenant: Admin,
     rt: RuntimeDep,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -143,7 +143,7 @@ def audit(
 
 
 @router.get("/audit/verify")
-def verify(tenant: CurrentTenant, rt: RuntimeDep) -> VerifyOut:
+def verify(tenant: Admin, rt: RuntimeDep) -> VerifyOut:
     """Walk the hash chain; names each entry that was altered, removed or reordered."""
     r = custody.audit_verify(rt, tenant.id)
     return VerifyOut(ok=r.ok, entries=r.entries, problems=list(r.problems))

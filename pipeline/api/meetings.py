@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.auth import Admin, Meetings, Reader, RuntimeDep, Viewer
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.formats import render
 from pipeline.models import BotStatus, Meeting
@@ -82,25 +82,25 @@ class BotOut(BaseModel):
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 403))
-def create(body: MeetingIn, tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
+def create(body: MeetingIn, tenant: Meetings, rt: RuntimeDep) -> MeetingOut:
     return MeetingOut.of(
         meetings.create_meeting(rt, tenant.id, body.transcription, body.language, body.translate)
     )
 
 
 @router.get("")
-def list_(tenant: CurrentTenant, rt: RuntimeDep) -> list[MeetingOut]:
+def list_(tenant: Viewer, rt: RuntimeDep) -> list[MeetingOut]:
     return [MeetingOut.of(m) for m in meetings.list_meetings(rt, tenant.id)]
 
 
 @router.get("/{meeting_id}")
-def get(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> MeetingOut:
+def get(meeting_id: MeetingId, tenant: Viewer, rt: RuntimeDep) -> MeetingOut:
     return MeetingOut.of(meetings.get_meeting(rt, meeting_id, tenant.id))
 
 
 @router.put("/{meeting_id}/transcription")
 def set_transcription(
-    meeting_id: MeetingId, body: Switch, tenant: CurrentTenant, rt: RuntimeDep
+    meeting_id: MeetingId, body: Switch, tenant: Meetings, rt: RuntimeDep
 ) -> MeetingOut:
     """Switch transcription on or off, also mid-call; a running bot obeys within a second."""
     return MeetingOut.of(meetings.set_transcription(rt, meeting_id, body.enabled, tenant.id))
@@ -111,7 +111,7 @@ def set_consent(
     meeting_id: MeetingId,
     participant: Participant,
     body: Consent,
-    tenant: CurrentTenant,
+    tenant: Meetings,
     rt: RuntimeDep,
 ) -> MeetingOut:
     """A participant opts out of (or back into) transcription of their own audio."""
@@ -123,24 +123,24 @@ def set_consent(
 @router.post(
     "/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(400, 409)
 )
-def join(meeting_id: MeetingId, body: JoinIn, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
+def join(meeting_id: MeetingId, body: JoinIn, tenant: Meetings, rt: RuntimeDep) -> BotOut:
     """Send the bot; follow it with ``GET .../bot``."""
     return BotOut.of(bots.join_meeting(rt, meeting_id, body.url, tenant.id))
 
 
 @router.get("/{meeting_id}/bot")
-def bot(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
+def bot(meeting_id: MeetingId, tenant: Viewer, rt: RuntimeDep) -> BotOut:
     return BotOut.of(bots.bot_status(rt, meeting_id, tenant.id))
 
 
 @router.delete("/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED)
-def leave(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> BotOut:
+def leave(meeting_id: MeetingId, tenant: Meetings, rt: RuntimeDep) -> BotOut:
     """Call the bot back: it flushes what policy allows and leaves."""
     return BotOut.of(bots.leave_meeting(rt, meeting_id, tenant.id))
 
 
 @router.delete("/{meeting_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-def delete(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> Response:
+def delete(meeting_id: MeetingId, tenant: Admin, rt: RuntimeDep) -> Response:
     """Crypto-shred the meeting: its data keys are destroyed first, then every record."""
     meetings.delete_meeting(rt, meeting_id, tenant.id)
     return Response(status_code=204)
@@ -219,7 +219,7 @@ TRANSCRIPT_JSON: dict[str, Any] = {
     },
 )
 def transcript(
-    meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep, format: Format = Format.txt
+    meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep, format: Format = Format.txt
 ) -> Response:
     segments = read_transcript(rt, meeting_id, tenant.id)
     body = render(segments, format.value)
@@ -266,7 +266,7 @@ class PrivacyOut(BaseModel):
 
 
 @router.get("/{meeting_id}/privacy")
-def privacy(meeting_id: MeetingId, tenant: CurrentTenant, rt: RuntimeDep) -> PrivacyOut:
+def privacy(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> PrivacyOut:
     """When transcription was on, who opened what with which purpose, what was purged."""
     r = privacy_report(rt, meeting_id, tenant.id)
     return PrivacyOut(

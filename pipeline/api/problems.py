@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keys.errors import InvalidSeal
-from pipeline.errors import OURS, kind_of
+from pipeline.errors import OURS, InsufficientScope, QuotaExceeded, kind_of
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -73,6 +73,10 @@ def problem(
 def _ours(request: Request, exc: Exception) -> JSONResponse:
     kind = kind_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+    if isinstance(exc, QuotaExceeded) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, exc.retry_after))}
+    if isinstance(exc, InsufficientScope):  # RFC 6750, 3.1
+        headers = {"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
     if isinstance(exc, InvalidSeal):
         detail = "stored content failed authentication (moved or altered) and was not opened"
     elif kind.status == 500:
@@ -176,15 +180,22 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def _document_problems(doc: dict[str, Any]) -> dict[str, Any]:
     """FastAPI documents its own 422 body (``application/json``, ``HTTPValidationError``);
     ours is a problem. Every operation that takes a JSON body can also answer 413 (too
-    large) and 400 (not text FastAPI can parse, such as bytes that are not UTF-8)."""
+    large) and 400 (not text FastAPI can parse, such as bytes that are not UTF-8); every one
+    that needs a token can answer 401, 403 (the token lacks the scope) and 429 (too many
+    failed authentications from the caller's address)."""
     for operation in _operations(doc):
         responses = operation.setdefault("responses", {})
+        if "401" in responses:  # a tenant's requests count against its quotas
+            responses.setdefault("429", problem_responses(429)[429])
         if "422" in responses:
             responses["422"] = {
                 "description": "the request does not match this operation's parameters or "
                 "body schema; errors says where",
                 "content": {MEDIA_TYPE: {"schema": _schema(errors=True)}},
             }
+        if operation.get("security"):  # a token without the scope; too many failed tries
+            for status in (401, 403, 429):
+                responses.setdefault(str(status), problem_responses(status)[status])
         body = operation.get("requestBody", {}).get("content", {})
         if "application/json" in body:
             for status in (400, 413):

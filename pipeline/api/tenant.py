@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.auth import Admin, RuntimeDep, Viewer
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.services.retention import (
     MAX_AUDIO_TTL,
@@ -48,7 +48,7 @@ class TenantOut(BaseModel):
 
 
 @router.get("")
-def me(tenant: CurrentTenant, rt: RuntimeDep) -> TenantOut:
+def me(tenant: Viewer, rt: RuntimeDep) -> TenantOut:
     r = retention(rt, tenant)
     return TenantOut(
         id=tenant.id,
@@ -61,7 +61,7 @@ def me(tenant: CurrentTenant, rt: RuntimeDep) -> TenantOut:
 
 
 @router.put("/retention", responses=problem_responses(400))
-def put_retention(body: RetentionIn, tenant: CurrentTenant, rt: RuntimeDep) -> RetentionOut:
+def put_retention(body: RetentionIn, tenant: Admin, rt: RuntimeDep) -> RetentionOut:
     """Applies to content written from now on; the purge enforces it."""
     r = set_retention(rt, tenant.id, body.transcript_ttl, body.audio_ttl)
     return RetentionOut(transcript_ttl=r.transcript_ttl, audio_ttl=r.audio_ttl)
@@ -79,7 +79,7 @@ def put_retention(body: RetentionIn, tenant: CurrentTenant, rt: RuntimeDep) -> R
         **problem_responses(403),
     },
 )
-async def export(tenant: CurrentTenant, rt: RuntimeDep) -> Response:
+async def export(tenant: Admin, rt: RuntimeDep) -> Response:
     buf = io.BytesIO()
     await run_in_threadpool(write_export, rt, tenant.id, buf)
     return Response(

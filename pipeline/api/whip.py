@@ -5,6 +5,12 @@ the session. Trickle ICE and ICE restarts (``PATCH``) are not supported (405): t
 holds every candidate. The participant is named by ``?participant=NAME``, else "whip".
 An offer sent as anything but ``application/sdp`` gets 415; a revoked tenant gets 403 (nothing
 it sends could be sealed).
+
+One audio track per session is received: the offer's first audio section is answered
+``recvonly`` and every other (more audio, video) ``inactive``; an offer with more than 16 media
+sections gets 400. A meeting or tenant that already holds ``SEALSCRIBE_WHIP_PER_MEETING`` /
+``SEALSCRIBE_WHIP_PER_TENANT`` sessions (across every API process) gets 429 with
+``Retry-After`` (:mod:`pipeline.capture.whip`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from keys.errors import KeyRevoked
-from pipeline.api.auth import CurrentTenant, RuntimeDep
+from pipeline.api.auth import Meetings, RuntimeDep
 from pipeline.api.meetings import MeetingId
 from pipeline.api.problems import problem, problem_responses
 from pipeline.capture.whip import MAX_OFFER_BYTES, WhipIngest
@@ -63,7 +69,7 @@ class OfferTooLarge(InvalidInput):
     response_class=Response,
     responses={
         201: {"content": {SDP: {}}, "description": "the SDP answer"},
-        **problem_responses(400, 403, 413, 415),
+        **problem_responses(400, 403, 413, 415, 429),
     },
     openapi_extra={
         "requestBody": {"required": True, "content": {SDP: {"schema": {"type": "string"}}}}
@@ -72,7 +78,7 @@ class OfferTooLarge(InvalidInput):
 async def publish(
     meeting_id: MeetingId,
     request: Request,
-    tenant: CurrentTenant,
+    tenant: Meetings,
     rt: RuntimeDep,
     participant: Annotated[str, Query(min_length=1, max_length=64)] = "whip",
 ) -> Response:
@@ -104,7 +110,7 @@ async def publish(
     "/{meeting_id}/whip/{session_id}", status_code=status.HTTP_200_OK, response_class=Response
 )
 async def end(
-    meeting_id: MeetingId, session_id: SessionId, request: Request, tenant: CurrentTenant
+    meeting_id: MeetingId, session_id: SessionId, request: Request, tenant: Meetings
 ) -> Response:
     ingest = _ingest(request)
     if ingest.get(session_id, tenant.id).meeting_id != meeting_id:
@@ -120,7 +126,7 @@ async def end(
     responses={405: {**problem_responses(405)[405], "description": "trickle ICE is not supported"}},
 )
 async def trickle(
-    meeting_id: MeetingId, session_id: SessionId, request: Request, tenant: CurrentTenant
+    meeting_id: MeetingId, session_id: SessionId, request: Request, tenant: Meetings
 ) -> Response:
     """Authenticated like every route: 404 for a session that is not the caller's."""
     if _ingest(request).get(session_id, tenant.id).meeting_id != meeting_id:

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pipeline.bot.bot import Bot
 from pipeline.bot.connectors import Connector, connector_for
 from pipeline.capture.ice import configure_ice
-from pipeline.errors import OURS, StoreUnavailable
+from pipeline.errors import OURS, NotFound, StoreUnavailable
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
+from pipeline.services.bots import open_join_url
 
 __all__ = ["BotService"]
 
@@ -77,9 +78,10 @@ class BotService:
                 return
             if not await asyncio.to_thread(store.claim, meeting_id, self.owner, self.lease):
                 return  # another bot service runs it
-            url = await asyncio.to_thread(store.target, meeting_id)
+            sealed = await asyncio.to_thread(store.target, meeting_id)
         except StoreUnavailable:
             return
+        url = None if sealed is None else await self._open_target(meeting_id, sealed)
         if url is None:
             await asyncio.to_thread(store.release, meeting_id, self.owner)
             return
@@ -87,6 +89,27 @@ class BotService:
         task = asyncio.create_task(bot.run())
         self.bots[meeting_id] = (bot, task)
         log.info("bot for meeting %s started", meeting_id)
+
+    async def _open_target(self, meeting_id: str, sealed: bytes) -> str | None:
+        """The meeting's join URL, opened here only (it is sealed in Redis); None, with the
+        bot failed and the reason recorded, if it cannot be opened."""
+        rt = self.rt
+        try:
+            meeting = await asyncio.to_thread(rt.store.meetings.get, meeting_id)
+            return await asyncio.to_thread(open_join_url, rt, meeting, sealed)
+        except StoreUnavailable:
+            return None  # still wanted: a rescan tries again
+        except OURS as exc:  # InvalidSeal (a key error) among them
+            reason = (
+                f"meeting {meeting_id} no longer exists"
+                if isinstance(exc, NotFound)
+                else f"the join URL could not be opened ({type(exc).__name__})"
+            )
+            with contextlib.suppress(*OURS):
+                await asyncio.to_thread(
+                    rt.store.bots.set_state, meeting_id, BotState.FAILED, reason
+                )
+            return None
 
     async def _maintain(self) -> None:
         """Renew leases, reap finished bots, pick up orphaned meetings."""

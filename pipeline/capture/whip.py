@@ -4,6 +4,25 @@ straight into a meeting's capture, one WHIP session per participant.
 The process that answers an offer holds the peer connection (the API, in ``sealscribe
 serve``). Sessions of one meeting share a :class:`MeetingRoom`, opened with the first session
 and closed with the last. Trickle ICE is not supported: the answer carries every candidate.
+
+What one session may hold is bounded:
+
+* one track: the offer's first audio section the publisher sends on is answered
+  ``recvonly``; every other section (more audio, video) is answered ``inactive``, so aiortc
+  starts no receiver for it: no decoder thread, no frame queue (a browser that offers video
+  as well still works). A publisher that sends on those anyway gains nothing: aiortc routes
+  an RTP stream it does not know to the one receiver of its payload type, if any; video has
+  none and is dropped on arrival, extra audio is decoded as the consumed track's;
+* at most :data:`MAX_MEDIA_SECTIONS` media sections per offer, and :data:`MAX_OFFER_BYTES`;
+* decoded frames waiting for capture: at most :data:`MAX_QUEUED_FRAMES` (the oldest are
+  dropped beyond it, for a publisher that sends faster than real time);
+* time to connect: a session not connected within :data:`CONNECT_TIMEOUT` seconds is ended.
+
+And how many sessions there are: at most ``SEALSCRIBE_WHIP_PER_MEETING`` per meeting and
+``SEALSCRIBE_WHIP_PER_TENANT`` per tenant, counted in Redis across every API process
+(:class:`pipeline.store.whip.WhipSessionStore`, leases of :data:`LEASE_SECONDS` renewed
+while a session lives); an offer beyond a cap is refused with
+:class:`~pipeline.errors.QuotaExceeded` (429, ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -13,24 +32,53 @@ import contextlib
 import logging
 import re
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import exceptions as rtc_errors
 from aiortc.mediastreams import MediaStreamTrack
+from av.frame import Frame
+from av.packet import Packet
 
+from pipeline import faults
 from pipeline.capture.ice import rtc_configuration
 from pipeline.capture.room import MeetingRoom, participant_label
-from pipeline.errors import InvalidInput, NotFound
+from pipeline.egress import filter_candidates
+from pipeline.errors import InvalidInput, NotFound, QuotaExceeded
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
+from pipeline.store.whip import MEETING_FULL
 
-__all__ = ["MAX_OFFER_BYTES", "WhipIngest", "WhipSession", "check_offer"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "LEASE_SECONDS",
+    "MAX_MEDIA_SECTIONS",
+    "MAX_OFFER_BYTES",
+    "MAX_QUEUED_FRAMES",
+    "RETRY_AFTER",
+    "BoundedTrack",
+    "WhipIngest",
+    "WhipSession",
+    "check_offer",
+]
 
 log = logging.getLogger(__name__)
 
 #: an audio offer is a few kilobytes; anything far larger is not one
 MAX_OFFER_BYTES = 64 * 1024
+#: a browser offers 2 or 3 (audio, video, data); each section costs a transceiver (and, when
+#: not bundled, its own ICE and DTLS transport) even when answered inactive
+MAX_MEDIA_SECTIONS = 16
+#: decoded 20 ms frames of the consumed track waiting for capture (10 s)
+MAX_QUEUED_FRAMES = 500
+#: seconds a session may take to connect before it is ended
+CONNECT_TIMEOUT = 30.0
+#: seconds a session counts towards the caps without being renewed (a process that died)
+LEASE_SECONDS = 15.0
+#: the Retry-After of an offer beyond a cap: sessions end at any time, so try again soon
+RETRY_AFTER = 10
 
 
 @dataclass
@@ -41,6 +89,8 @@ class WhipSession:
     participant: str
     pc: RTCPeerConnection = field(repr=False)
     label: str | None = None
+    #: whether the session counts towards the caps (in Redis)
+    claimed: bool = False
 
 
 def check_offer(sdp: str) -> None:
@@ -58,6 +108,53 @@ def check_offer(sdp: str) -> None:
     media = [line.split()[0][2:] for line in lines if line.startswith("m=") and line.split()]
     if "audio" not in media:
         raise InvalidInput("the SDP offer has no audio; sealscribe ingests audio only")
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise InvalidInput(
+            f"the SDP offer has {len(media)} media sections; at most {MAX_MEDIA_SECTIONS} "
+            f"are accepted (one audio track is received, the rest are answered inactive)"
+        )
+
+
+def _consumed(pc: RTCPeerConnection) -> RTCRtpTransceiver | None:
+    """The one transceiver whose track is captured: the first audio section the publisher
+    sends on (aiortc gave it a remote track); every other one is made inactive."""
+    chosen = None
+    for transceiver in pc.getTransceivers():
+        if chosen is None and transceiver.kind == "audio" and transceiver.receiver.track:
+            chosen = transceiver
+        elif not faults.on("whip-reads-extra-tracks"):
+            # inactive: aiortc neither answers recvonly nor starts the receiver (decoder
+            # thread, frame queue) once connected; its packets are routed nowhere
+            transceiver.direction = "inactive"
+    return chosen
+
+
+class BoundedTrack(MediaStreamTrack):
+    """The consumed remote track, with at most ``limit`` decoded frames waiting: aiortc's
+    queue is unbounded, so a publisher sending faster than capture reads would grow it."""
+
+    kind = "audio"
+
+    def __init__(self, inner: MediaStreamTrack, limit: int = MAX_QUEUED_FRAMES) -> None:
+        super().__init__()
+        self.inner = inner
+        self.limit = limit
+        self.dropped = 0
+
+    async def recv(self) -> Frame | Packet[Any]:
+        # RemoteStreamTrack._queue is aiortc's (1.x) queue of decoded frames, None at the end
+        queue = getattr(self.inner, "_queue", None)
+        if isinstance(queue, asyncio.Queue):
+            while queue.qsize() > self.limit:
+                if queue.get_nowait() is None:
+                    queue.put_nowait(None)  # the end of the track: keep it
+                    break
+                self.dropped += 1
+        return await self.inner.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        self.inner.stop()
 
 
 class WhipIngest:
@@ -66,6 +163,8 @@ class WhipIngest:
         self._sessions: dict[str, WhipSession] = {}
         self._rooms: dict[str, MeetingRoom] = {}
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._renewal: asyncio.Task[None] | None = None
 
     def sessions(self, meeting_id: str) -> list[WhipSession]:
         return [s for s in self._sessions.values() if s.meeting_id == meeting_id]
@@ -74,8 +173,14 @@ class WhipIngest:
         return self._rooms.get(meeting_id)
 
     async def offer(self, meeting: Meeting, sdp: str, participant: str) -> tuple[str, str]:
-        """Answer a publisher's offer; returns (session id, SDP answer)."""
+        """Answer a publisher's offer; returns (session id, SDP answer).
+
+        Raises:
+            InvalidInput: the offer is malformed or not an audio publisher's.
+            QuotaExceeded: the meeting or the tenant holds as many sessions as it may.
+        """
         check_offer(sdp)
+        sdp = filter_candidates(sdp)  # the egress policy: a refused candidate is never contacted
         pc = RTCPeerConnection(rtc_configuration())
         session = WhipSession(
             "w_" + secrets.token_hex(8),
@@ -84,21 +189,22 @@ class WhipIngest:
             participant_label(participant),
             pc,
         )
-        room = await self._room(meeting)
-
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio" and session.label is None:
-                session.label = room.track_added(session.participant, track)
+        self._sessions[session.id] = session
+        try:
+            await self._claim(session)
+        except BaseException:
+            await self.end(session.id)
+            raise
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 await self.end(session.id)
 
-        self._sessions[session.id] = session
         try:
+            room = await self._room(meeting)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            consumed = _consumed(pc)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except _OFFER_REFUSED as exc:
@@ -107,7 +213,76 @@ class WhipIngest:
         except BaseException:
             await self.end(session.id)
             raise
+        if consumed is not None and consumed.receiver.track is not None:
+            session.label = room.track_added(
+                session.participant, BoundedTrack(consumed.receiver.track)
+            )
+        self._spawn(self._connect_deadline(session))
         return session.id, pc.localDescription.sdp
+
+    async def _claim(self, session: WhipSession) -> None:
+        """Count the session towards its meeting's and tenant's caps, or refuse it."""
+        if faults.on("whip-sessions-unbounded"):
+            return
+        settings = self.rt.settings
+        full = await asyncio.to_thread(
+            self.rt.store.whip.claim,
+            session.tenant_id,
+            session.meeting_id,
+            session.id,
+            settings.whip_per_meeting,
+            settings.whip_per_tenant,
+            LEASE_SECONDS,
+        )
+        if full == MEETING_FULL:
+            raise QuotaExceeded(
+                f"meeting {session.meeting_id} already has {settings.whip_per_meeting} WHIP "
+                f"sessions (SEALSCRIBE_WHIP_PER_MEETING); end one first",
+                retry_after=RETRY_AFTER,
+            )
+        if full:
+            raise QuotaExceeded(
+                f"tenant {session.tenant_id} already has {settings.whip_per_tenant} WHIP "
+                f"sessions (SEALSCRIBE_WHIP_PER_TENANT); end one first",
+                retry_after=RETRY_AFTER,
+            )
+        session.claimed = True
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.create_task(self._renew())
+
+    async def _unclaim(self, session: WhipSession) -> None:
+        if not session.claimed:
+            return
+        session.claimed = False
+        try:
+            await asyncio.to_thread(
+                self.rt.store.whip.release, session.tenant_id, session.meeting_id, session.id
+            )
+        except Exception as exc:  # its lease lapses by itself
+            log.warning("could not release WHIP session %s: %s", session.id, type(exc).__name__)
+
+    async def _renew(self) -> None:
+        """Keep the leases of this process's sessions from lapsing, while it has any."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            live = [(s.tenant_id, s.meeting_id, s.id) for s in self._sessions.values() if s.claimed]
+            if not live:
+                return
+            try:
+                await asyncio.to_thread(self.rt.store.whip.renew, live, LEASE_SECONDS)
+            except Exception as exc:  # Redis away: try again next round
+                log.warning("could not renew WHIP session leases: %s", type(exc).__name__)
+
+    async def _connect_deadline(self, session: WhipSession) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT)
+        if session.id in self._sessions and session.pc.connectionState != "connected":
+            log.info("WHIP session %s did not connect in %.0f s", session.id, CONNECT_TIMEOUT)
+            await self.end(session.id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _room(self, meeting: Meeting) -> MeetingRoom:
         async with self._lock:
@@ -134,6 +309,7 @@ class WhipIngest:
             room.track_removed(session.label)
         with contextlib.suppress(Exception):
             await session.pc.close()
+        await self._unclaim(session)
         async with self._lock:
             if room is not None and not self.sessions(session.meeting_id):
                 self._rooms.pop(session.meeting_id, None)
@@ -142,6 +318,10 @@ class WhipIngest:
     async def close(self) -> None:
         for session_id in list(self._sessions):
             await self.end(session_id)
+        for task in [*self._tasks, *([self._renewal] if self._renewal else [])]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 #: what aiortc raises for an offer it cannot take: its parser asserts, converts with int() and

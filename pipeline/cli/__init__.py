@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from pipeline.cli import audit, keys, meeting, serve, tenant, work
+from pipeline.cli import audit, keys, meeting, serve, tenant, token, work
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
 from pipeline.errors import OURS
@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # a traceback could show locals holding content
 )
 app.add_typer(tenant.app, name="tenant")
+app.add_typer(token.app, name="token")
 app.add_typer(keys.app, name="keys")
 app.add_typer(meeting.app, name="meeting")
 app.add_typer(audit.app, name="audit")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from pipeline import services
-from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
+from pipeline.cli.output import JsonOption, console, emit, err_console, guarded, runtime
 from pipeline.errors import InvalidInput
 from pipeline.models import BotState, BotStatus, Meeting
 
@@ -101,21 +101,49 @@ def list_(
 def delete(
     meeting: str = typer.Argument(..., help="Meeting id."),
     yes: bool = typer.Option(False, "--yes", help="Confirm without asking."),
+    wait: float = typer.Option(
+        30,
+        "--wait",
+        min=0,
+        help="Seconds to wait for a worker to rotate and retire the tenant key (0: do not).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Crypto-shred a meeting: its keys are destroyed, then every record. Irreversible."""
+    """Crypto-shred a meeting: its keys are destroyed, then every record; a worker then
+    rotates and retires the tenant key, so backups cannot be opened either. Irreversible."""
+    from pipeline.queue import workers_alive
+    from pipeline.services.meetings import wait_for_shred
+
     rt = runtime()
     services.get_meeting(rt, meeting)  # NotFound before asking anything
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInput("deleting is irreversible: pass --yes to confirm")
         typer.confirm(f"Destroy meeting {meeting} and everything in it?", abort=True)
-    services.delete_meeting(rt, meeting)
-    emit(
-        as_json,
-        {"deleted": meeting},
-        lambda: console.print(f"meeting {meeting} crypto-shredded and deleted"),
-    )
+    deleted = services.delete_meeting(rt, meeting)
+    done = False
+    if wait and workers_alive():
+        with err_console.status(
+            "rotating and retiring the tenant key (a worker does it)", spinner="dots"
+        ) as status:
+
+            def progress(waited: float) -> None:
+                status.update(f"rotating and retiring the tenant key: {waited:.0f} s")
+
+            done = wait_for_shred(rt, deleted, wait, None if as_json else progress)
+
+    def human() -> None:
+        console.print(f"meeting {meeting} crypto-shredded and deleted: its data keys are destroyed")
+        if done:
+            console.print("the tenant key is rotated and its old versions retired")
+        else:
+            console.print(
+                "rotating the tenant key and retiring its old versions is pending: a "
+                "worker does it (a `worker --beat` retries it), after which backups "
+                "cannot be opened either; `keys status` shows the versions"
+            )
+
+    emit(as_json, {"deleted": meeting, "shredded": done}, human)
 
 
 @app.command("privacy")

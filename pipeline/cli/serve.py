@@ -30,6 +30,10 @@ def serve(
         access_log=False,
         log_config=None,
         server_header=False,
+        # the client's address is the peer's unless the operator names the header a proxy
+        # sets (SEALSCRIBE_CLIENT_ADDRESS_HEADER): uvicorn's own X-Forwarded-For handling
+        # would trust any local client's header, and failed tries are counted by address
+        proxy_headers=False,
     )
 
 
@@ -48,14 +52,14 @@ def bots(
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
 ) -> None:
     """Run the bot service: takes join requests and keeps each bot in its meeting."""
-    from prometheus_client import start_http_server
-
     from pipeline.bot.service import BotService
+    from pipeline.metrics import serve_metrics
 
-    if metrics_port:
-        start_http_server(metrics_port, addr=metrics_host)
+    rt = runtime()
+    if metrics_port:  # behind SEALSCRIBE_METRICS_TOKEN when it is set
+        serve_metrics(metrics_port, metrics_host, token=rt.settings.metrics_token)
 
-    service = BotService(runtime(), max_bots)
+    service = BotService(rt, max_bots)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from pipeline.services.custody import (
 from pipeline.services.meetings import (
     create_meeting,
     delete_meeting,
+    finish_shreds,
     get_meeting,
     list_meetings,
     set_consent,
@@ -36,6 +37,7 @@ __all__ = [
     "delete_meeting",
     "erase_tenant",
     "export_tenant",
+    "finish_shreds",
     "get_meeting",
     "get_tenant",
     "import_key",

@@ -6,29 +6,66 @@ the stream from its cursor (a stream entry id; ``0`` for everything still kept, 
 only what comes next), opens each segment with the transcript key unwrapped once for
 purpose ``deliver`` (audited), and hands it on with the cursor to resume from, so a client
 that reconnects with the last cursor it saw misses nothing and gets nothing twice.
+
+Every follower in a process shares one :class:`CaptionHub`: a small pool of Redis
+connections (not one per socket), one blocking reader that watches every followed meeting's
+stream and wakes that meeting's followers, and, for the API's caption sockets, the caps per
+meeting and per tenant and a check every :data:`CHECK_INTERVAL` seconds that the token each
+socket was opened with (directly or through a ticket) still holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from keys.errors import KeyRevoked
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
 from pipeline.datakeys import data_key
-from pipeline.errors import InvalidInput, StoreUnavailable
+from pipeline.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    QuotaExceeded,
+    StoreUnavailable,
+)
 from pipeline.models import Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 
-__all__ = ["Caption", "follow_captions", "parse_cursor"]
+__all__ = [
+    "CHECK_INTERVAL",
+    "Caption",
+    "CaptionHub",
+    "CaptionSocket",
+    "follow_captions",
+    "parse_cursor",
+]
+
+log = logging.getLogger(__name__)
+
+#: seconds between checks that each open socket's token still holds (and lease renewals)
+CHECK_INTERVAL = 2.0
+#: seconds a socket counts against the caps without a renewal (its process died)
+LEASE = 30.0
+#: Redis connections a process's followers share (one of them blocks in the reader)
+POOL_SIZE = 8
+#: how long the reader blocks before it looks again at which meetings are followed
+READ_BLOCK_MS = 250
+#: a follower re-reads its stream at least this often, woken or not
+FALLBACK_S = 5.0
+#: sockets being admitted at once (each admission takes a thread and a Redis connection)
+ADMITTING = 8
 
 _CURSOR = re.compile(r"\A(0|\$|[0-9]{1,20}-[0-9]{1,20})\Z")
 
@@ -57,25 +94,226 @@ def parse_cursor(cursor: str | None) -> str:
     return cursor
 
 
+@dataclass(eq=False)
+class CaptionSocket:
+    """One open caption socket, as the hub counts and checks it."""
+
+    tenant_id: str
+    meeting_id: str
+    #: SHA-256 of the token it was opened with (directly, or through a ticket)
+    token_digest: str
+    id: str = field(default_factory=lambda: "cs_" + secrets.token_hex(8))
+    #: set to the reason when the socket must close (its token revoked, the key revoked)
+    ended: asyncio.Future[Exception] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def end(self, reason: Exception) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+
+class CaptionHub:
+    """What one process's caption followers share: a connection pool, one reader that
+    wakes followers, and (for sockets) the caps and the token check.
+
+    Args:
+        rt: the process's runtime (settings: Redis URL and the socket caps).
+        pool_size: Redis connections shared by every follower.
+    """
+
+    def __init__(self, rt: Runtime, pool_size: int = POOL_SIZE) -> None:
+        self.rt = rt
+        self.pool = aioredis.BlockingConnectionPool.from_url(
+            rt.settings.redis_url, max_connections=pool_size, timeout=10, socket_connect_timeout=5
+        )
+        self.redis = aioredis.Redis(connection_pool=self.pool)
+        self._followers: dict[str, set[asyncio.Event]] = {}
+        self._last: dict[str, str] = {}
+        self._sockets: dict[str, CaptionSocket] = {}
+        self._wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        #: held while a socket is admitted (signed in, counted): a burst of sockets waits
+        #: here rather than holding a thread and a Redis connection each
+        self.admitting = asyncio.Semaphore(ADMITTING)
+
+    # -- waking followers ----------------------------------------------------------------
+
+    def _start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._read(), name="captions-reader"),
+                asyncio.create_task(self._check(), name="captions-check"),
+            ]
+
+    def watch(self, meeting_id: str) -> asyncio.Event:
+        """An event set whenever the meeting's caption stream may have grown."""
+        self._start()
+        woken = asyncio.Event()
+        self._followers.setdefault(meeting_id, set()).add(woken)
+        self._wanted.set()
+        return woken
+
+    def unwatch(self, meeting_id: str, woken: asyncio.Event) -> None:
+        followers = self._followers.get(meeting_id)
+        if followers is None:
+            return
+        followers.discard(woken)
+        if not followers:
+            del self._followers[meeting_id]
+            self._last.pop(meeting_id, None)
+
+    def _wake(self, meeting_ids: Iterable[str]) -> None:
+        for meeting_id in list(meeting_ids):
+            for woken in self._followers.get(meeting_id, ()):
+                woken.set()
+
+    async def _read(self) -> None:
+        """One blocking XREAD over every followed meeting's stream, from the newest entry
+        each has: whatever arrives wakes that meeting's followers, who read for themselves."""
+        while True:
+            if not self._followers:
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
+            try:
+                new = [m for m in self._followers if m not in self._last]
+                if new:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for m in new:
+                        pipe.xrevrange(schema.meeting_captions(m), count=1)
+                    for m, newest in zip(new, await pipe.execute(), strict=True):
+                        if m in self._followers:  # (followers come and go during an await)
+                            self._last[m] = as_str(newest[0][0]) if newest else "0-0"
+                    self._wake(new)  # whatever came before the newest: followers read it
+                by_stream = {schema.meeting_captions(m): m for m in self._last}
+                streams: Any = {k: self._last[m] for k, m in by_stream.items()}
+                if not streams:
+                    continue
+                got: Any = await self.redis.xread(streams, count=1000, block=READ_BLOCK_MS)
+            except (aioredis.ConnectionError, aioredis.TimeoutError):
+                self._wake(self._followers)  # they find out for themselves, and say so
+                await asyncio.sleep(1)
+                continue
+            except Exception:  # never die: followers would then wait FALLBACK_S each time
+                log.exception("caption reader failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            woke = []
+            for stream, entries in got or []:
+                meeting_id = by_stream.get(as_str(stream))
+                if meeting_id is not None and entries and meeting_id in self._last:
+                    self._last[meeting_id] = as_str(entries[-1][0])
+                    woke.append(meeting_id)
+            self._wake(woke)
+
+    # -- sockets: caps and the token check -----------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def socket(
+        self, tenant_id: str, meeting_id: str, token_digest: str
+    ) -> AsyncIterator[CaptionSocket]:
+        """Count a socket for the block; :class:`QuotaExceeded` when the meeting or the
+        tenant already holds as many as the settings allow."""
+        sock = CaptionSocket(tenant_id, meeting_id, token_digest)
+        settings = self.rt.settings
+        async with self.admitting:
+            full = await asyncio.to_thread(
+                self.rt.store.sockets.claim,
+                tenant_id,
+                meeting_id,
+                sock.id,
+                settings.caption_sockets_per_meeting,
+                settings.caption_sockets_per_tenant,
+                LEASE,
+            )
+        if full and not faults.on("caption-sockets-unbounded"):
+            cap = (
+                settings.caption_sockets_per_meeting
+                if full == "meeting"
+                else settings.caption_sockets_per_tenant
+            )
+            raise QuotaExceeded(f"this {full} already has {cap} caption sockets open (the most)")
+        self._start()
+        self._sockets[sock.id] = sock
+        try:
+            yield sock
+        finally:
+            del self._sockets[sock.id]
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.to_thread(
+                    self.rt.store.sockets.release, tenant_id, meeting_id, sock.id
+                )
+
+    def _verify(self, sockets: list[CaptionSocket]) -> dict[tuple[str, str], str]:
+        self.rt.store.sockets.renew(((s.tenant_id, s.meeting_id, s.id) for s in sockets), LEASE)
+        return self.rt.store.tokens.valid((s.tenant_id, s.token_digest) for s in sockets)
+
+    async def _check(self) -> None:
+        """Every few seconds: renew the sockets' leases, and end each socket whose token
+        was revoked, rotated or expired, or whose tenant was erased or revoked its key."""
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            sockets = list(self._sockets.values())
+            if not sockets:
+                continue
+            try:
+                verdicts = await asyncio.to_thread(self._verify, sockets)
+            except StoreUnavailable:
+                log.warning("caption sockets: Redis unreachable, tokens not re-checked")
+                continue
+            for sock in sockets:
+                why = verdicts.get((sock.tenant_id, sock.token_digest), "")
+                if not why or faults.on("caption-socket-outlives-token"):
+                    continue
+                sock.end(
+                    KeyRevoked(f"the key of tenant {sock.tenant_id} was revoked")
+                    if why == "revoked"
+                    else AuthenticationFailed(
+                        "the token this socket was opened with was revoked, rotated or expired"
+                    )
+                )
+
+    @property
+    def open_sockets(self) -> int:
+        return len(self._sockets)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.redis.aclose()
+        await self.pool.disconnect()
+
+
 async def follow_captions(
-    rt: Runtime, meeting: Meeting, cursor: str = "0", block_ms: int = 1000
+    rt: Runtime, meeting: Meeting, cursor: str = "0", hub: CaptionHub | None = None
 ) -> AsyncGenerator[Caption, None]:
-    """Captions after ``cursor`` until the caller stops iterating."""
+    """Captions after ``cursor`` until the caller stops iterating; through ``hub`` (the
+    process's shared one), or a hub of its own."""
     cursor = "$" if faults.on("captions-ignore-cursor") else parse_cursor(cursor)
-    client = aioredis.Redis.from_url(rt.settings.redis_url, socket_connect_timeout=5)
+    own = hub is None
+    shared = CaptionHub(rt, pool_size=2) if hub is None else hub
     key: DataKey | None = None
     stream = schema.meeting_captions(meeting.id)
+    woken = shared.watch(meeting.id)
     try:
         if cursor == "$":  # resolve "from now" once, so reconnecting never skips
-            last: Any = await client.xrevrange(stream, count=1)
+            last: Any = await shared.redis.xrevrange(stream, count=1)
             cursor = as_str(last[0][0]) if last else "0"
         while True:
+            woken.clear()  # before reading: a wake-up meanwhile is not lost
             try:
-                got: Any = await client.xread({stream: cursor}, count=100, block=block_ms)
+                got: Any = await shared.redis.xread({stream: cursor}, count=100)
             except (aioredis.ConnectionError, aioredis.TimeoutError):
                 raise StoreUnavailable("Redis is unreachable") from None
             entries = got[0][1] if got else []
             if not entries:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), FALLBACK_S)
                 continue
             sids = [as_str(fields[b"sid"]) for _, fields in entries]
             sealed = await asyncio.to_thread(
@@ -92,4 +330,6 @@ async def follow_captions(
                 if segment is not None and key is not None:  # expired ones are skipped
                     yield Caption(cursor, open_transcript(key, meeting.tenant_id, segment))
     finally:
-        await client.aclose()
+        shared.unwatch(meeting.id, woken)
+        if own:
+            await shared.close()

@@ -1,7 +1,12 @@
-"""Health of the parts a deployment depends on: Redis, workers, key providers."""
+"""Health of the parts a deployment depends on: Redis, workers, key providers.
+
+What went wrong with a key provider is kept apart (``Health.key_providers_detail``) and
+logged: ``/healthz`` shows it only to an admin token, since a KMS's error text can describe
+the operator's infrastructure."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -13,15 +18,23 @@ from pipeline.store.connection import redis_errors
 
 __all__ = ["Health", "check_health", "queue_depth"]
 
+log = logging.getLogger(__name__)
+
+#: what anyone may see of a key provider that fails
+UNAVAILABLE = "unavailable"
+
 
 @dataclass(frozen=True)
 class Health:
     redis: str
     workers: int
+    #: "ok" or "unavailable"
     key_providers: str
     #: Redis and key providers answer (workers may be scaled to zero and still be healthy)
     ok: bool
     checked: float = field(default_factory=time.time)
+    #: why the key providers are unavailable (the error's type and message), or "ok"
+    key_providers_detail: str = "ok"
 
 
 def check_health(rt: Runtime, worker_timeout: float = 1.0) -> Health:
@@ -32,14 +45,17 @@ def check_health(rt: Runtime, worker_timeout: float = 1.0) -> Health:
         redis_state = f"unreachable ({type(exc).__name__})"
     try:
         rt.keys.provider.health()
-        providers = "ok"
+        providers = detail = "ok"
     except OURS as exc:
-        providers = str(exc) or type(exc).__name__
+        providers = UNAVAILABLE
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("the key provider is unavailable: %s", detail)
     try:
         workers = workers_alive(worker_timeout) if redis_state == "ok" else 0
     except Exception:
         workers = 0
-    return Health(redis_state, workers, providers, redis_state == "ok" and providers == "ok")
+    ok = redis_state == "ok" and providers == "ok"
+    return Health(redis_state, workers, providers, ok, key_providers_detail=detail)
 
 
 @redis_errors

@@ -1,30 +1,43 @@
 """Meeting services: create, the transcription switch, consent, data keys, delete.
 
 Rules live here once: transcription is off unless asked for; a tenant only ever sees its own
-meetings (anything else is :class:`NotFound`); deleting shreds keys before records.
+meetings (anything else is :class:`NotFound`); a tenant holds at most its quota of meetings;
+deleting shreds keys before records, and a worker then rotates and retires the tenant key
+(:func:`finish_shreds`), retried by the beat until it is done.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+from collections.abc import Callable
 
 from keys.errors import KeyRevoked
 from keys.types import DataKey, KeyContext, KeyUse, Purpose
-from pipeline import faults
+from pipeline import faults, ids
 from pipeline.asr import is_multilingual
-from pipeline.errors import InvalidInput
+from pipeline.errors import OURS, InvalidInput, NotFound
 from pipeline.models import Meeting
+from pipeline.queue import enqueue_shred
 from pipeline.runtime import Runtime
+from pipeline.services import quotas
 from pipeline.store.meetings import MeetingStore
 
 __all__ = [
     "create_meeting",
     "delete_meeting",
+    "finish_shreds",
     "get_meeting",
     "list_meetings",
+    "retry_shreds",
     "set_consent",
     "set_transcription",
+    "shred_pending",
+    "wait_for_shred",
 ]
+
+log = logging.getLogger(__name__)
 
 
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
@@ -54,6 +67,7 @@ def create_meeting(
         )
     if rt.store.tenants.get(tenant_id).revoked:  # NotFound for an unknown tenant, too
         raise KeyRevoked(f"the key of tenant {tenant_id} was revoked")
+    quotas.check_meetings(rt, tenant_id)  # before any key is made
     meeting_id = MeetingStore.new_id()
     wrapped = {
         use: rt.keys.wrap(
@@ -61,9 +75,18 @@ def create_meeting(
         )
         for use in KeyUse
     }
-    return rt.store.meetings.create(
-        meeting_id, tenant_id, transcription, wrapped, language, translate
+    meeting = rt.store.meetings.create(
+        meeting_id,
+        tenant_id,
+        transcription,
+        wrapped,
+        language,
+        translate,
+        limit=quotas.meetings_limit(rt),
     )
+    if meeting is None:  # another request took the last place meanwhile
+        raise quotas.meetings_quota_exceeded(rt)
+    return meeting
 
 
 def get_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:
@@ -95,6 +118,7 @@ def set_consent(
     rt: Runtime, meeting_id: str, participant_id: str, opted_out: bool, tenant_id: str | None = None
 ) -> Meeting:
     """A participant opts out of (or back into) having their own audio transcribed."""
+    participant_id = ids.participant_id(participant_id)
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     rt.store.meetings.set_opt_out(meeting_id, participant_id, opted_out)
     rt.keys.audit.record(
@@ -107,21 +131,99 @@ def set_consent(
     return rt.store.meetings.get(meeting_id)
 
 
-def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> None:
-    """Crypto-shred a meeting, then delete its records.
+def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:
+    """Crypto-shred a meeting and delete its records, then have a worker finish the job.
 
-    The wrapped data keys go first. Because a backup of Redis taken earlier still holds
-    copies of them, the tenant key is then rotated, every other meeting's keys rewrapped,
-    and the old versions retired: those copies can no longer be unwrapped by anyone."""
+    In the request, at once: the wrapped data keys are destroyed (marked, in the same
+    transaction, as waiting for the rest), then every record; the meeting is gone from the
+    tenant's view and its content unopenable. Because a backup of Redis taken earlier still
+    holds copies of the wrapped keys, the tenant key must then be rotated, every other
+    meeting's keys rewrapped, and the old versions retired: a worker does that
+    (:func:`finish_shreds`), and the beat retries until it is done (:func:`retry_shreds`),
+    so a KMS outage delays it but cannot leave it half done. :func:`shred_pending` says
+    whether it is still to do."""
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
-    rt.store.meetings.shred_keys(meeting.id)
+    rt.store.meetings.shred(meeting)
     rt.keys.audit.record(meeting.tenant_id, "shred", actor=rt.actor, meeting=meeting.id)
     rt.store.meetings.delete(meeting)  # also tells a bot capturing it to stop
     rt.store.bots.delete(meeting.id)
-    if faults.on("no-rotate-on-delete"):
-        return  # the old key versions stay: a backup's wrapped keys still open
+    if faults.on("shred-in-request"):
+        finish_shreds(rt, meeting.tenant_id)  # every other meeting rewrapped in the request
+        return meeting
     try:
-        report = rt.keys.rotate(meeting.tenant_id, rt.actor)
-        rt.keys.retire_below(meeting.tenant_id, report.primary_version, rt.actor)
-    except KeyRevoked:
-        pass  # a revoked key opens nothing already
+        enqueue_shred(meeting.tenant_id)
+    except Exception as exc:  # the mark stays: the beat's shred-retry finishes it
+        log.warning(
+            "could not queue the key rotation after deleting meeting %s (%s); the beat retries it",
+            meeting.id,
+            type(exc).__name__,
+        )
+    return meeting
+
+
+def finish_shreds(rt: Runtime, tenant_id: str) -> int:
+    """Rotate and retire the tenant key for every meeting of the tenant deleted so far, then
+    clear their marks; returns how many. Run again (a retry) after any failure: the marks
+    stay until the old versions are retired. One rotation serves every delete before it."""
+    pending = rt.store.meetings.pending_shreds(tenant_id)
+    if not pending:
+        return 0
+    if not faults.on("no-rotate-on-delete"):  # else the old versions stay: backups open
+        try:
+            tenant = rt.store.tenants.get(tenant_id)
+        except NotFound:
+            tenant = None  # erased since: its key is gone altogether
+        if tenant is not None and not tenant.revoked:
+            try:
+                report = rt.keys.rotate(tenant_id, rt.actor)
+                rt.keys.retire_below(tenant_id, report.primary_version, rt.actor)
+            except KeyRevoked:
+                pass  # a revoked key opens nothing already
+    rt.store.meetings.shreds_done(pending)
+    return len(pending)
+
+
+def retry_shreds(rt: Runtime, older_than: float) -> int:
+    """Finish every shred marked more than ``older_than`` seconds ago (the beat's job: a
+    worker's task failed or was lost); returns how many were finished. One tenant's failure
+    (its KMS still down) does not hold up the others."""
+    tenants = sorted(
+        {t for t, _ in rt.store.meetings.pending_shreds(before=time.time() - older_than)}
+    )
+    done = 0
+    for tenant_id in tenants:
+        try:
+            done += finish_shreds(rt, tenant_id)
+        except OURS as exc:
+            log.warning(
+                "the key rotation after a meeting delete of tenant %s failed again (%s); "
+                "retrying later",
+                tenant_id,
+                type(exc).__name__,
+            )
+    return done
+
+
+def shred_pending(rt: Runtime, meeting: Meeting) -> bool:
+    """Whether the deleted ``meeting``'s tenant key still waits for rotation and retirement."""
+    return rt.store.meetings.shred_pending(meeting.tenant_id, meeting.id)
+
+
+def wait_for_shred(
+    rt: Runtime,
+    meeting: Meeting,
+    timeout: float,
+    progress: Callable[[float], None] | None = None,
+    poll: float = 0.2,
+) -> bool:
+    """Wait up to ``timeout`` seconds for a worker to finish shredding the deleted
+    ``meeting``; True if it did. ``progress`` is called with the seconds waited so far."""
+    start = time.monotonic()
+    while shred_pending(rt, meeting):
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            return False
+        if progress is not None:
+            progress(waited)
+        time.sleep(poll)
+    return True

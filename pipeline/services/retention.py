@@ -8,17 +8,20 @@ meetings with nothing left, so even their data keys do not outlive retention.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
-from keys.errors import KeyRevoked
-from pipeline.errors import InvalidInput
+from pipeline.errors import OURS, InvalidInput
 from pipeline.models import Tenant
 from pipeline.runtime import Runtime
+from pipeline.services.meetings import finish_shreds
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 
 __all__ = ["PurgeReport", "Retention", "purge_expired", "retention", "set_retention"]
+
+log = logging.getLogger(__name__)
 
 MAX_AUDIO_TTL = 7 * 24 * 3600
 MAX_TRANSCRIPT_TTL = 10 * 365 * 24 * 3600
@@ -88,16 +91,21 @@ def purge_expired(rt: Runtime, now: float | None = None) -> PurgeReport:
             if empty and meeting.created + keep.transcript_ttl <= now:
                 expired.append(meeting)
         for meeting in expired:
-            rt.store.meetings.shred_keys(meeting.id)
+            rt.store.meetings.shred(meeting)  # keys destroyed, marked for the rotation
             rt.keys.audit.record(
                 tenant.id, "shred", actor=rt.actor, outcome="retention", meeting=meeting.id
             )
             rt.store.meetings.delete(meeting)
-        if expired and not tenant.revoked:
-            try:  # as for a delete: old key versions go too, so backups cannot be opened
-                report = rt.keys.rotate(tenant.id, rt.actor)
-                rt.keys.retire_below(tenant.id, report.primary_version, rt.actor)
-            except KeyRevoked:
-                pass
+        if expired:
+            # As for a delete: old key versions go too, so backups cannot be opened. If the
+            # KMS fails now, the marks stay and the beat's shred-retry finishes the job.
+            try:
+                finish_shreds(rt, tenant.id)
+            except OURS as exc:
+                log.warning(
+                    "retention purge: the key rotation of tenant %s is left to the retry (%s)",
+                    tenant.id,
+                    type(exc).__name__,
+                )
         shredded += len(expired)
     return PurgeReport(shredded, stale)

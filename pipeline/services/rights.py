@@ -99,6 +99,7 @@ def erase_tenant(rt: Runtime, tenant_id: str) -> ErasureReport:
     if delete is not None:
         delete(tenant_id)  # the local keyring's file goes too
     rt.store.tenants.delete(tenant_id)
+    rt.store.quotas.forget_tenant(tenant_id)
     rt.store.audit.audit_reset(tenant_id)
     rt.keys.audit.record(tenant_id, "erase", actor=rt.actor, outcome=f"{len(meetings)}-meetings")
     return ErasureReport(tenant_id, len(meetings))

@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+from pipeline.store.attempts import AuthAttempts
 from pipeline.store.audit import RedisAuditStore
 from pipeline.store.bots import BotStore
 from pipeline.store.connection import Redis, connect
 from pipeline.store.meetings import MeetingStore
+from pipeline.store.quotas import QuotaStore
 from pipeline.store.segments import SegmentStore
+from pipeline.store.sockets import SocketStore
 from pipeline.store.tenants import TenantStore
+from pipeline.store.tickets import TicketStore
+from pipeline.store.whip import WhipSessionStore
 
 __all__ = ["Store"]
 
@@ -21,10 +26,16 @@ class Store:
     ) -> None:
         self.redis = r
         self.tenants = TenantStore(r)
+        self.tokens = self.tenants.tokens
+        self.tickets = TicketStore(r)
+        self.attempts = AuthAttempts(r)
+        self.sockets = SocketStore(r)
         self.meetings = MeetingStore(r)
         self.segments = SegmentStore(r, audio_ttl, transcript_ttl)
         self.audit = RedisAuditStore(r)
         self.bots = BotStore(r)
+        self.quotas = QuotaStore(r)
+        self.whip = WhipSessionStore(r)
 
     @classmethod
     def from_url(

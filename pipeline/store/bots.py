@@ -7,6 +7,7 @@ meeting in ``wanted`` that no live service holds a lease on.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import json
 import time
@@ -15,7 +16,7 @@ from redis.typing import EncodableT, FieldT
 
 from pipeline.models import BotState, BotStatus
 from pipeline.store import schema
-from pipeline.store.connection import Redis, as_str, redis_errors
+from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
 from pipeline.store.meetings import MEETING_ENDED
 
 __all__ = ["BotStore"]
@@ -28,6 +29,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+# Ask for a bot in a meeting unless its tenant already has ARGV[2] bots wanted (0: no limit).
+# The tenant's set is pruned of meetings no longer wanted first, so a bot that ended by any
+# path (left, failed, its meeting deleted) stops counting without bookkeeping of its own.
+# KEYS: bot hash, wanted, requests, tenant bots. ARGV: meeting id, limit, then the hash's
+# field/value pairs.
+_REQUEST_JOIN = """
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if redis.call('SISMEMBER', KEYS[2], m) == 0 then
+    redis.call('SREM', KEYS[4], m)
+  end
+end
+local limit = tonumber(ARGV[2])
+if limit > 0 and redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 0
+    and redis.call('SCARD', KEYS[4]) >= limit then
+  return 0
+end
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -42,28 +68,36 @@ class BotStore:
         self.r = r
         self._renew = r.register_script(_RENEW)
         self._release = r.register_script(_RELEASE)
+        self._request_join = r.register_script(_REQUEST_JOIN)
 
     @redis_errors
-    def request_join(self, meeting_id: str, target: str, described: str) -> BotStatus:
-        """Ask for a bot in the meeting at ``target`` (kept for the bot service only;
-        ``described`` is what is shown)."""
+    def request_join(
+        self, meeting_id: str, tenant_id: str, target: bytes, described: str, limit: int = 0
+    ) -> BotStatus | None:
+        """Ask for a bot in the meeting at ``target`` (the join URL as the bot service alone
+        can open it: sealed; ``described`` is what is shown). None (nothing asked) if the
+        tenant already has ``limit`` bots wanted (0: no limit): checked and asked atomically,
+        across every API process and bot service."""
         now = time.time()
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(schema.bot(meeting_id))
-        pipe.hset(
+        fields = {
+            "state": BotState.REQUESTED.value,
+            "reason": "",
+            "target": base64.b64encode(target).decode(),
+            "described": described,
+            "since": repr(now),
+            "participants": "[]",
+        }
+        args: list[str | int] = [meeting_id, limit]
+        for field, value in fields.items():
+            args += [field, value]
+        keys = [
             schema.bot(meeting_id),
-            mapping={
-                "state": BotState.REQUESTED.value,
-                "reason": "",
-                "target": target,
-                "described": described,
-                "since": repr(now),
-                "participants": "[]",
-            },
-        )
-        pipe.sadd(schema.BOTS_WANTED, meeting_id)
-        pipe.lpush(schema.BOTS_REQUESTS, meeting_id)
-        pipe.execute()
+            schema.BOTS_WANTED,
+            schema.BOTS_REQUESTS,
+            schema.tenant_bots(tenant_id),
+        ]
+        if not self._request_join(keys=keys, args=args):
+            return None
         return BotStatus(meeting_id, BotState.REQUESTED, described, now)
 
     @redis_errors
@@ -89,9 +123,10 @@ class BotStore:
         return as_str(got[1]) if got else None
 
     @redis_errors
-    def target(self, meeting_id: str) -> str | None:
+    def target(self, meeting_id: str) -> bytes | None:
+        """The join URL as stored by :meth:`request_join` (sealed), or None once done."""
         raw = self.r.hget(schema.bot(meeting_id), "target")
-        return as_str(raw) if raw is not None else None
+        return base64.b64decode(as_bytes(raw)) if raw is not None else None
 
     @redis_errors
     def set_state(

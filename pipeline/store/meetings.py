@@ -10,7 +10,7 @@ import secrets
 import time
 
 from keys.types import KeyContext, KeyUse, WrappedKey
-from pipeline import faults
+from pipeline import faults, ids
 from pipeline.errors import NotFound
 from pipeline.models import Meeting
 from pipeline.store import schema
@@ -21,6 +21,25 @@ __all__ = ["MEETING_ENDED", "POLICY_CHANGED", "MeetingStore"]
 #: events on a meeting's channel (see ``schema.meeting_events``): names only, never content
 POLICY_CHANGED = "policy"
 MEETING_ENDED = "ended"
+
+# Create a meeting (its record, its wrapped keys, its place in the tenant's index) unless the
+# tenant already holds ARGV[2] meetings (0: no limit). KEYS: meeting, keys, tenant meetings.
+# ARGV: meeting id, limit, the number of record fields, then field/value pairs of the record,
+# then use/wrapped-key pairs.
+_CREATE = """
+local limit = tonumber(ARGV[2])
+if limit > 0 and redis.call('SCARD', KEYS[3]) >= limit then
+  return 0
+end
+local n = tonumber(ARGV[3])
+local record, wrapped = {}, {}
+for i = 4, 3 + 2 * n do record[#record + 1] = ARGV[i] end
+for i = 4 + 2 * n, #ARGV do wrapped[#wrapped + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(record))
+redis.call('HSET', KEYS[2], unpack(wrapped))
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
 
 # Swap a wrapped key only if it is still the one we rewrapped (never resurrect a deleted one).
 _REPLACE = """
@@ -36,6 +55,7 @@ class MeetingStore:
     def __init__(self, r: Redis) -> None:
         self.r = r
         self._replace = r.register_script(_REPLACE)
+        self._create = r.register_script(_CREATE)
 
     @redis_errors
     def create(
@@ -46,7 +66,11 @@ class MeetingStore:
         wrapped: dict[KeyUse, WrappedKey],
         language: str | None = None,
         translate: bool = False,
-    ) -> Meeting:
+        limit: int = 0,
+    ) -> Meeting | None:
+        """Store a new meeting with its wrapped data keys; None (nothing stored) if the
+        tenant already holds ``limit`` meetings (0: no limit). Checked and stored atomically,
+        so concurrent creates cannot pass the limit together."""
         meeting = Meeting(
             id=meeting_id,
             tenant_id=tenant_id,
@@ -55,24 +79,29 @@ class MeetingStore:
             language=language,
             translate=translate,
         )
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
+        record: dict[str, str | int] = {
+            "tenant": tenant_id,
+            "created": repr(meeting.created),
+            "transcription": int(transcription),
+            "language": language or "",
+            "translate": int(translate),
+        }
+        args: list[str | int] = [meeting.id, limit, len(record)]
+        for field, value in record.items():
+            args += [field, value]
+        for use, w in wrapped.items():
+            args += [use.value, w.to_str()]
+        keys = [
             schema.meeting(meeting.id),
-            mapping={
-                "tenant": tenant_id,
-                "created": repr(meeting.created),
-                "transcription": int(transcription),
-                "language": language or "",
-                "translate": int(translate),
-            },
-        )
-        pipe.hset(
             schema.meeting_keys(meeting.id),
-            mapping={use.value: w.to_str() for use, w in wrapped.items()},
-        )
-        pipe.sadd(schema.tenant_meetings(tenant_id), meeting.id)
-        pipe.execute()
-        return meeting
+            schema.tenant_meetings(tenant_id),
+        ]
+        return meeting if self._create(keys=keys, args=args) else None
+
+    @redis_errors
+    def count(self, tenant_id: str) -> int:
+        """How many meetings the tenant holds."""
+        return int(self.r.scard(schema.tenant_meetings(tenant_id)))
 
     @staticmethod
     def new_id() -> str:
@@ -81,7 +110,9 @@ class MeetingStore:
 
     @redis_errors
     def get(self, meeting_id: str, tenant_id: str | None = None) -> Meeting:
-        """The meeting; :class:`NotFound` if unknown or (given ``tenant_id``) not theirs."""
+        """The meeting; :class:`NotFound` if unknown, malformed or (given ``tenant_id``) not
+        theirs."""
+        meeting_id = ids.meeting_id(meeting_id)
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(schema.meeting(meeting_id))
         pipe.smembers(schema.meeting_optout(meeting_id))
@@ -122,6 +153,7 @@ class MeetingStore:
 
     @redis_errors
     def set_opt_out(self, meeting_id: str, participant_id: str, opted_out: bool) -> None:
+        participant_id = ids.participant_id(participant_id)
         pipe = self.r.pipeline(transaction=True)
         if opted_out:
             pipe.sadd(schema.meeting_optout(meeting_id), participant_id)
@@ -146,6 +178,36 @@ class MeetingStore:
     def shred_keys(self, meeting_id: str) -> None:
         """Destroy the meeting's wrapped data keys: its content becomes unopenable."""
         self.r.delete(schema.meeting_keys(meeting_id))
+
+    @redis_errors
+    def shred(self, meeting: Meeting) -> None:
+        """Destroy the meeting's wrapped data keys and, in the same transaction, mark it as
+        waiting for its tenant key's rotation and retirement (:meth:`pending_shreds`), so
+        that no failure can leave the keys destroyed but their backups' key versions live
+        without a mark that says so."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(schema.meeting_keys(meeting.id))
+        pipe.zadd(schema.SHREDS, {schema.shred_member(meeting.tenant_id, meeting.id): time.time()})
+        pipe.execute()
+
+    @redis_errors
+    def pending_shreds(
+        self, tenant_id: str | None = None, before: float | None = None
+    ) -> builtins.list[tuple[str, str]]:
+        """(tenant, meeting) of deleted meetings whose tenant key is not yet rotated and
+        retired: the tenant's (or everyone's), marked before ``before`` (or ever)."""
+        marked = self.r.zrangebyscore(schema.SHREDS, "-inf", "+inf" if before is None else before)
+        found = [schema.parse_shred_member(as_str(m)) for m in marked]
+        return [(t, m) for t, m in found if tenant_id is None or t == tenant_id]
+
+    @redis_errors
+    def shred_pending(self, tenant_id: str, meeting_id: str) -> bool:
+        return self.r.zscore(schema.SHREDS, schema.shred_member(tenant_id, meeting_id)) is not None
+
+    @redis_errors
+    def shreds_done(self, done: builtins.list[tuple[str, str]]) -> None:
+        if done:
+            self.r.zrem(schema.SHREDS, *(schema.shred_member(t, m) for t, m in done))
 
     @redis_errors
     def delete(self, meeting: Meeting) -> None:

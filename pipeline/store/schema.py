@@ -8,10 +8,24 @@ key                            type    holds                                    
 =============================  ======  =========================================  ===========
 ss:tenants                     set     tenant ids                                 none
 ss:tenant:{t}                  hash    name, created, revoked, key provider,      none
-                                       token_key (the hashed token's key),
+                                       token_key (the hashed token's key: only
+                                       tenants made before named tokens; moved to
+                                       ss:tenant:{t}:tokens on first use),
                                        transcript_ttl, audio_ttl (retention)
 ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
-ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       none
+ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       its expiry
+ss:tenant:{t}:tokens           hash    sha256(token) -> JSON: id, name, scopes,   none
+                                       created, expires, lifetime (never the
+                                       token itself)
+ss:ticket:{sha256(ticket)}     string  JSON: tenant, meeting, sha256 of the       60 s
+                                       token that asked (a caption ticket,
+                                       taken once with GETDEL)
+ss:authfail:{address}          string  failed authentications from a client       60 s
+                                       address (IPv6: its /64) this minute
+ss:sockets:meeting:{m}         zset    caption sockets open on the meeting,       lease TTL x2
+                                       score = the time its lease lapses
+ss:sockets:tenant:{t}          zset    caption sockets open for the tenant,       lease TTL x2
+                                       score = the time its lease lapses
 ss:meeting:{m}                 hash    tenant, created, transcription, language,  none
                                        translate
 ss:meeting:{m}:optout          set     participant ids that opted out             none
@@ -27,16 +41,33 @@ ss:audit:{t}:head              hash    count, hash of the last entry            
 ss:meeting:{m}:captions        stream  one entry per stored transcript segment:   transcript TTL
                                        its id only (live captions, resumable)
 ss:meeting:{m}:events          pubsub  "policy" / "leave": wakes bots at once     -
-ss:bot:{m}                     hash    state, reason, target (join URL), since,   none
+ss:bot:{m}                     hash    state, reason, target (the join URL        none
+                                       sealed under the meeting's audio data
+                                       key: pin and secret never in the clear;
+                                       dropped when the bot is done), since,
                                        described (URL without pin), participants
 ss:bot:{m}:owner               string  the bot service running this meeting's bot lease TTL
 ss:bots:wanted                 set     meetings whose bot should be in the meeting none
 ss:bots:requests               list    meeting ids, to wake a bot service          none
+ss:tenant:{t}:bots             set     the tenant's meetings with a bot wanted    none
+                                       (its bot quota; pruned against
+                                       ss:bots:wanted at each join)
+ss:tenant:{t}:rate             hash    tokens, at: the tenant's request bucket    a few s
+                                       (its requests-per-second quota)
+ss:shreds                      zset    deleted meetings whose tenant key is not   none
+                                       yet rotated and retired: "{t}/{m}",
+                                       score = time of the delete
+ss:whip:meeting:{m}            zset    WHIP sessions held for the meeting, score = lease TTL x2
+                                       the time its lease lapses
+ss:whip:tenant:{t}             zset    WHIP sessions held for the tenant, score =  lease TTL x2
+                                       the time its lease lapses
 =============================  ======  =========================================  ===========
 
 Pub/sub channels carry only ids and event names, never content.
 
-Deleting a meeting removes ``ss:meeting:{m}:keys`` first (crypto-shredding), then the rest.
+Deleting a meeting removes ``ss:meeting:{m}:keys`` first (crypto-shredding) and marks it in
+``ss:shreds`` in the same transaction, then the rest; a worker rotates and retires the
+tenant key and clears the mark (the beat retries marks left behind).
 """
 
 from __future__ import annotations
@@ -56,8 +87,42 @@ def tenant_meetings(tenant_id: str) -> str:
     return f"{PREFIX}tenant:{tenant_id}:meetings"
 
 
+def token_digest(raw_token: str) -> str:
+    """The SHA-256 of a token or ticket (hex): all that is ever stored of one."""
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
 def token(raw_token: str) -> str:
-    return f"{PREFIX}token:{hashlib.sha256(raw_token.encode()).hexdigest()}"
+    return token_by_digest(token_digest(raw_token))
+
+
+def token_by_digest(digest: str) -> str:
+    return f"{PREFIX}token:{digest}"
+
+
+def digest_of_token_key(key: str) -> str:
+    """The digest inside a key made by :func:`token` (a legacy tenant's ``token_key``)."""
+    return key.rsplit(":", 1)[1]
+
+
+def tenant_tokens(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:tokens"
+
+
+def ticket(raw_ticket: str) -> str:
+    return f"{PREFIX}ticket:{token_digest(raw_ticket)}"
+
+
+def auth_failures(address: str) -> str:
+    return f"{PREFIX}authfail:{address}"
+
+
+def sockets_meeting(meeting_id: str) -> str:
+    return f"{PREFIX}sockets:meeting:{meeting_id}"
+
+
+def sockets_tenant(tenant_id: str) -> str:
+    return f"{PREFIX}sockets:tenant:{tenant_id}"
 
 
 def meeting(meeting_id: str) -> str:
@@ -133,6 +198,34 @@ CELERY_QUEUE = "sealscribe"
 
 BOTS_WANTED = f"{PREFIX}bots:wanted"
 BOTS_REQUESTS = f"{PREFIX}bots:requests"
+
+#: deleted meetings waiting for their tenant key's rotation and retirement
+SHREDS = f"{PREFIX}shreds"
+
+
+def shred_member(tenant_id: str, meeting_id: str) -> str:
+    return f"{tenant_id}/{meeting_id}"
+
+
+def parse_shred_member(member: str) -> tuple[str, str]:
+    tenant_id, _, meeting_id = member.partition("/")
+    return tenant_id, meeting_id
+
+
+def tenant_bots(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:bots"
+
+
+def tenant_rate(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:rate"
+
+
+def whip_meeting(meeting_id: str) -> str:
+    return f"{PREFIX}whip:meeting:{meeting_id}"
+
+
+def whip_tenant(tenant_id: str) -> str:
+    return f"{PREFIX}whip:tenant:{tenant_id}"
 
 
 def meeting_pattern(meeting_id: str) -> list[str]:

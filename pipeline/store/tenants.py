@@ -1,4 +1,4 @@
-"""Tenants and their API tokens (stored only as SHA-256 hashes)."""
+"""Tenants, and the first of their API tokens (tokens: :mod:`pipeline.store.tokens`)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,25 @@ import builtins
 import secrets
 import time
 
-from pipeline.errors import AuthenticationFailed, InvalidInput, NotFound
-from pipeline.models import Tenant
+from pipeline import ids
+from pipeline.errors import InvalidInput, NotFound
+from pipeline.models import Scope, Tenant
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_str, redis_errors
+from pipeline.store.tokens import FIRST_TOKEN, TOKEN_PREFIX, TokenStore
 
-__all__ = ["TenantStore"]
-
-TOKEN_PREFIX = "sst_"  # noqa: S105 - a prefix, not a secret
+__all__ = ["TOKEN_PREFIX", "TenantStore"]
 
 
 class TenantStore:
     def __init__(self, r: Redis) -> None:
         self.r = r
+        self.tokens = TokenStore(r)
 
     @redis_errors
     def create(self, name: str, key_provider: str = "local") -> tuple[Tenant, str]:
-        """A new tenant and its API token (shown once, stored hashed)."""
+        """A new tenant and its first API token, an ``admin`` one (shown once, stored
+        hashed)."""
         name = name.strip() if isinstance(name, str) else ""
         if not name or len(name) > 200 or not name.isprintable():
             raise InvalidInput("tenant name must be 1-200 printable characters")
@@ -32,7 +34,6 @@ class TenantStore:
             created=time.time(),
             key_provider=key_provider,
         )
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(
             schema.tenant(tenant.id),
@@ -40,17 +41,17 @@ class TenantStore:
                 "name": tenant.name,
                 "created": repr(tenant.created),
                 "provider": key_provider,
-                "token_key": schema.token(token),
             },
         )
-        pipe.set(schema.token(token), tenant.id)
+        _, token = self.tokens.add(pipe, tenant.id, FIRST_TOKEN, {Scope.ADMIN}, now=tenant.created)
         pipe.sadd(schema.TENANTS, tenant.id)
         pipe.execute()
         return tenant, token
 
     @redis_errors
     def get(self, tenant_id: str) -> Tenant:
-        raw = self.r.hgetall(schema.tenant(tenant_id)) if isinstance(tenant_id, str) else {}
+        tenant_id = ids.tenant_id(tenant_id)  # NotFound for a malformed id
+        raw = self.r.hgetall(schema.tenant(tenant_id))
         if not raw:
             raise NotFound(f"no tenant {tenant_id}")
 
@@ -94,21 +95,18 @@ class TenantStore:
 
     @redis_errors
     def authenticate(self, token: str) -> Tenant:
-        """The tenant a token belongs to; :class:`AuthenticationFailed` otherwise."""
-        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
-            raise AuthenticationFailed("the API token is malformed")
-        tenant_id = self.r.get(schema.token(token))
-        if tenant_id is None:
-            raise AuthenticationFailed("the API token is not valid")
-        return self.get(as_str(tenant_id))
+        """The tenant a token belongs to, whatever its scopes; :class:`AuthenticationFailed`
+        otherwise (see :meth:`TokenStore.authenticate`)."""
+        tenant_id, _ = self.tokens.authenticate(token)
+        return self.get(tenant_id)
 
     @redis_errors
     def delete(self, tenant_id: str) -> None:
-        """Remove the tenant, its token and its meeting index (meetings are deleted first)."""
-        token_key = self.r.hget(schema.tenant(tenant_id), "token_key")
+        """Remove the tenant, its tokens and its meeting index (meetings are deleted
+        first)."""
         pipe = self.r.pipeline(transaction=True)
-        if token_key:
-            pipe.delete(as_str(token_key))
+        self.tokens.delete_all(pipe, tenant_id)
         pipe.delete(schema.tenant(tenant_id), schema.tenant_meetings(tenant_id))
+        pipe.delete(schema.sockets_tenant(tenant_id))
         pipe.srem(schema.TENANTS, tenant_id)
         pipe.execute()

@@ -6,6 +6,7 @@ found, so a test can show it finds them in a broken copy."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -162,6 +163,80 @@ def k8s_problems(docs: list[Doc]) -> list[str]:
                 if kind == "Secret" and value != "CHANGE-ME" and "CHANGE-ME" not in value:
                     problems.append(f"Secret {name}: {key} holds a value, not a placeholder")
     problems += _autoscaling_problems(docs, deployments, secrets)
+    problems += _egress_problems(docs, deployments)
+    return problems
+
+
+#: addresses no pod may reach through an ipBlock: loopback, the cloud metadata service,
+#: private and CGNAT ranges (the cluster's own), IPv6 ULA and link-local
+NON_PUBLIC_SAMPLES = (
+    "127.0.0.1",
+    "169.254.169.254",
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.0.1",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.251",
+    "::1",
+    "fd00::1",
+    "fe80::1",
+    "64:ff9b::a9fe:a9fe",
+)
+
+
+def _selects(policy: Doc, labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    if not _matches(selector.get("matchLabels", {}), labels):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        if expr["operator"] != "In" or labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def _ip_blocks_reach(rules: list[Doc], address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    for rule in rules:
+        for peer in rule.get("to", []):
+            block = peer.get("ipBlock")
+            if block is None:
+                continue
+            cidr = ipaddress.ip_network(block["cidr"])
+            if ip.version == cidr.version and ip in cidr:
+                excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+                if not any(ip.version == e.version and ip in e for e in excepted):
+                    return True
+    return False
+
+
+def _egress_problems(docs: list[Doc], deployments: dict[str, Doc]) -> list[str]:
+    """Every pod's egress is fenced by a NetworkPolicy: DNS allowed, no ipBlock that reaches
+    a non-public address, and public addresses for the bots and the API only."""
+    problems: list[str] = []
+    policies = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and "Egress" in d["spec"].get("policyTypes", [])
+    ]
+    for name, dep in deployments.items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in policies if _selects(p, labels)]
+        if not mine:
+            problems.append(f"no NetworkPolicy limits the egress of {name}")
+            continue
+        rules = [r for p in mine for r in p["spec"].get("egress", [])]
+        if not any({"protocol": "UDP", "port": 53} in r.get("ports", []) for r in rules):
+            problems.append(f"{name}: its NetworkPolicy must allow DNS (UDP 53)")
+        for address in NON_PUBLIC_SAMPLES:
+            if _ip_blocks_reach(rules, address):
+                problems.append(f"{name}: its NetworkPolicy lets it reach {address}")
+        public = _ip_blocks_reach(rules, "8.8.8.8")
+        needs_public = labels.get("app.kubernetes.io/component") in ("bots", "api")
+        if public != needs_public:
+            problems.append(
+                f"{name}: public addresses must be reachable only by the bots and the API"
+            )
     return problems
 
 

@@ -216,6 +216,14 @@ def test_manifests_agree_with_each_other_and_with_the_code() -> None:
             "sealscribe reads no SEALSCRIBE_VISIBILITY_TIMEOUT",
         ),
         ("api.yaml", "path: /healthz", "path: /health", "must be /healthz"),
+        ("networkpolicy.yaml", "- 169.254.0.0/16", "- 169.254.0.0/24", "reach 169.254.169.254"),
+        (
+            "networkpolicy.yaml",
+            "app.kubernetes.io/component: bots",
+            "app.kubernetes.io/component: bot",
+            "no NetworkPolicy limits the egress of sealscribe-bots",
+        ),
+        ("networkpolicy.yaml", "port: 53}", "port: 5353}", "must allow DNS"),
     ],
 )
 def test_cross_checks_find_a_broken_copy(path: str, old: str, new: str, problem: str) -> None:

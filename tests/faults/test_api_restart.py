@@ -30,7 +30,9 @@ async def follow(url: str, token: str, cursor: str, until: int, got: list[str]) 
     closes (the API went away)."""
     async with (
         aiohttp.ClientSession() as http,
-        http.ws_connect(url, params={"access_token": token, "cursor": cursor}) as ws,
+        http.ws_connect(
+            url, params={"cursor": cursor}, headers={"Authorization": f"Bearer {token}"}
+        ) as ws,
     ):
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:

@@ -29,9 +29,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline import faults, queue, services
+from pipeline import egress, faults, queue, services
 from pipeline.capture.ice import configure_ice
 from pipeline.config import Settings, get_settings
+from pipeline.egress import EgressPolicy
 from pipeline.net import free_port
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
@@ -214,8 +215,9 @@ class MeetingStack:
 @contextlib.contextmanager
 def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Iterator[MeetingStack]:
     """Namespace, Janus (``rooms``), private Redis, worker and bot service, all started;
-    stopped and deleted afterwards. Points this process's ICE at the namespace and its Celery
-    client at the private Redis meanwhile."""
+    stopped and deleted afterwards. Points this process's ICE at the namespace, its egress
+    policy at the namespace's Janus (as ``SEALSCRIBE_BOT_ALLOW`` does for the bot service)
+    and its Celery client at the private Redis meanwhile."""
     require_netns()
     require_janus()
     require_redis_server()
@@ -269,5 +271,8 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
         cleanup.callback(rt.store.redis.close)
         configure_ice(ns.peer_addr)
         cleanup.callback(configure_ice)
+        # the test's own publishers talk to the namespace's Janus through JanusSession too
+        egress.configure(EgressPolicy.parse(ns.host_addr))
+        cleanup.callback(egress.configure, None)
         cleanup.callback(use_broker, use_broker(redis_server.url))
         yield MeetingStack(ns, janus, redis_server, env, rt, worker, bots, workdir)

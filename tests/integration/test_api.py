@@ -92,6 +92,9 @@ JSON_BODY = [
 WHIP = ("POST", "/v1/meetings/{meeting_id}/whip")
 WHIP_SESSION = "/v1/meetings/{meeting_id}/whip/{session_id}"
 CAPTIONS = "/v1/meetings/{meeting_id}/captions"
+TICKET = "/v1/meetings/{meeting_id}/captions/ticket"
+TOKENS = "/v1/tokens"
+TOKEN = "/v1/tokens/{token_id}"
 #: a success that is not 2xx: WHIP sessions refuse trickle ICE by design (RFC 9725)
 SUCCESS_STATUS = {("PATCH", WHIP_SESSION): 405}
 
@@ -359,6 +362,7 @@ def valid_request(route: Route, tenant_id: str) -> dict[str, Any]:
         ("POST", "/v1/meetings/{meeting_id}/bot"): {"url": "janus://127.0.0.1:8088/999"},
         ("POST", "/v1/keys/retire"): {"below": 1},
         ("POST", "/v1/keys/revoke"): {"confirm": f"revoke {tenant_id}"},
+        ("POST", TOKENS): {"scopes": ["read"]},
     }
     if route == WHIP:
         return {
@@ -374,12 +378,20 @@ def valid_request(route: Route, tenant_id: str) -> dict[str, Any]:
 UNKNOWN_TOKEN = "sst_" + "A" * 43
 UNKNOWN_MEETING = "m_" + "0" * 16
 UNKNOWN_SESSION = "w_" + "0" * 16
+UNKNOWN_TOKEN_ID = "tk_" + "0" * 16
 
 
 def path_for(
-    meeting_id: str = UNKNOWN_MEETING, session_id: str = UNKNOWN_SESSION
+    meeting_id: str = UNKNOWN_MEETING,
+    session_id: str = UNKNOWN_SESSION,
+    token_id: str = UNKNOWN_TOKEN_ID,
 ) -> dict[str, str]:
-    return {"meeting_id": meeting_id, "participant": "alice", "session_id": session_id}
+    return {
+        "meeting_id": meeting_id,
+        "participant": "alice",
+        "session_id": session_id,
+        "token_id": token_id,
+    }
 
 
 # -- success paths --------------------------------------------------------------------------
@@ -940,10 +952,66 @@ def test_metrics_name_no_one(api: Api, app_rt: Runtime, a: T) -> None:
     api("DELETE", WHIP_SESSION, a.token, path=path_for(m, session))
 
 
+# -- tokens ---------------------------------------------------------------------------------
+
+
+@covers(f"POST {TOKENS}", f"GET {TOKENS}", f"DELETE {TOKEN}", f"POST {TOKEN}/rotate")
+def test_named_tokens_with_scopes(api: Api, app_rt: Runtime, a: T) -> None:
+    first = api("GET", TOKENS, a.token).json()
+    assert [(t["name"], t["scopes"], t["expires"]) for t in first] == [("initial", ["admin"], None)]
+    r = api("POST", TOKENS, a.token, json={"name": "wall display", "scopes": ["read"]})
+    assert r.status_code == 201
+    reader = r.json()
+    assert reader["token"].startswith("sst_") and reader["scopes"] == ["read"]
+    assert reader["expires"] is None and reader["expired"] is False
+    m = meeting(api, a)
+    # read: meetings and transcripts; not keys, tokens or creating meetings
+    r = api("GET", "/v1/meetings/{meeting_id}", reader["token"], path={"meeting_id": m})
+    assert r.status_code == 200
+    assert_problem(api("GET", "/v1/keys", reader["token"]), 403, "insufficient-scope")
+    assert_problem(api("GET", TOKENS, reader["token"]), 403, "insufficient-scope")
+    denied = api("POST", "/v1/meetings", reader["token"], json={})
+    assert denied.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+    assert "read" in assert_problem(denied, 403, "insufficient-scope")["detail"]
+    assert reader["token"] not in denied.text
+
+    expiring = api(
+        "POST", TOKENS, a.token, json={"name": "ci", "scopes": ["meetings"], "expires_in": 3600}
+    ).json()
+    assert 3590 < expiring["expires"] - expiring["created"] <= 3600
+    assert api("POST", "/v1/meetings", expiring["token"], json={}).status_code == 201
+
+    rotated = api("POST", TOKEN + "/rotate", a.token, path={"token_id": reader["id"]}).json()
+    assert rotated["id"] == reader["id"] and rotated["token"] != reader["token"]
+    assert_problem(api("GET", "/v1/tenant", reader["token"]), 401)  # the old secret is dead
+    assert api("GET", "/v1/tenant", rotated["token"]).json()["id"] == a.id
+
+    r = api("DELETE", TOKEN, a.token, path={"token_id": rotated["id"]})
+    assert r.status_code == 204
+    assert_problem(api("GET", "/v1/tenant", rotated["token"]), 401)
+    assert_problem(api("DELETE", TOKEN, a.token, path={"token_id": rotated["id"]}), 404)
+    # the last admin token stays
+    last = first[0]["id"]
+    assert_problem(api("DELETE", TOKEN, a.token, path={"token_id": last}), 409, "conflict")
+    listed = api("GET", TOKENS, a.token).json()
+    assert [t["name"] for t in listed] == ["initial", "ci"]
+    assert not any(a.token in str(t) or "token" in t for t in listed)  # never the secret
+    bad: dict[str, Any]
+    for bad in ({"scopes": []}, {"scopes": ["root"]}, {"scopes": ["read"], "expires_in": 5}):
+        assert_problem(api("POST", TOKENS, a.token, json=bad), 422)
+    audit = api("GET", "/v1/audit", a.token, params={"limit": 1000}).json()["entries"]
+    assert [e["action"] for e in audit if e["action"].startswith("token-")] == [
+        "token-create",
+        "token-create",
+        "token-rotate",
+        "token-revoke",
+    ]
+
+
 # -- captions over WebSocket ----------------------------------------------------------------
 
 
-@covers(f"WS {CAPTIONS}")
+@covers(f"WS {CAPTIONS}", f"POST {TICKET}")
 def test_captions_resume_without_gaps_or_repeats(api: Api, app_rt: Runtime, a: T) -> None:
     m = meeting(api, a, transcription=True)
     store_transcript(app_rt, m, ["one", "two", "three"])
@@ -973,8 +1041,11 @@ def test_captions_resume_without_gaps_or_repeats(api: Api, app_rt: Runtime, a: T
     every = cursors + [c["cursor"] for c in resumed] + [live["cursor"]]
     assert len(set(every)) == 6
 
-    # browsers authenticate with access_token (they cannot set headers on a WebSocket)
-    with api.ws(m, query={"access_token": a.token}, cursor=live["cursor"]) as ws:
+    # browsers cannot set headers on a WebSocket: they ask for a ticket, good for one socket
+    ticket = api("POST", TICKET, a.token, path={"meeting_id": m}).json()
+    assert ticket["ticket"].startswith("ssc_") and ticket["expires_in"] == 60
+    assert ticket["url"] == f"/v1/meetings/{m}/captions?ticket={ticket['ticket']}"
+    with api.ws(m, query={"ticket": ticket["ticket"]}, cursor=live["cursor"]) as ws:
         store_transcript(app_rt, m, ["seven"], first_seq=6)
         assert receive(ws)["text"] == "seven"
 
@@ -995,6 +1066,18 @@ def test_captions_refusals(api: Api, app_rt: Runtime, a: T, b: T) -> None:
     assert refused(api, m, "not-a-token").code == 4401
     assert refused(api, m, UNKNOWN_TOKEN).code == 4401
     assert refused(api, m, query={"access_token": UNKNOWN_TOKEN}).code == 4401
+    # a long-lived token is never taken from the URL, even a valid one
+    in_url = refused(api, m, query={"access_token": a.token})
+    assert in_url.code == 4401 and "ticket" in (in_url.reason or "")
+    # a ticket is good for one socket, on its own meeting only
+    other = meeting(api, a)
+    ticket = api("POST", TICKET, a.token, path={"meeting_id": other}).json()["ticket"]
+    assert refused(api, m, query={"ticket": ticket}).code == 4401  # and now it is used up
+    ticket = api("POST", TICKET, a.token, path={"meeting_id": m}).json()["ticket"]
+    with api.ws(m, query={"ticket": ticket}) as ws:
+        assert receive(ws)["text"] == "not for you"
+    assert refused(api, m, query={"ticket": ticket}).code == 4401
+    assert refused(api, m, query={"ticket": "ssc_" + CANARY}).code == 4401
     assert refused(api, UNKNOWN_MEETING, a.token).code == 4404
     assert refused(api, m, b.token).code == 4404  # another tenant's meeting does not exist
     for cursor in ("abc", "-1", "1-2-3", CANARY):
@@ -1052,6 +1135,10 @@ VIEWS_CHECKED_FOR_ISOLATION: list[Route] = [
     ("POST", "/v1/keys/revoke"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
+    ("GET", TOKENS),
+    ("POST", TOKENS),
+    ("DELETE", TOKEN),
+    ("POST", TOKEN + "/rotate"),
 ]
 
 
@@ -1083,6 +1170,17 @@ def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime, a
         for name in zf.namelist():
             assert not any(s in name for s in secrets)
             assert not any(s.encode() in zf.read(name) for s in secrets), name
+
+    # B cannot see, revoke or rotate A's tokens
+    a_tokens = api("GET", TOKENS, a.token).json()
+    clean(api("POST", TOKENS, b.token, json={"scopes": ["read"]}))
+    b_tokens = api("GET", TOKENS, b.token)
+    clean(b_tokens)
+    assert not {t["id"] for t in a_tokens} & {t["id"] for t in b_tokens.json()}
+    for method, template in (("DELETE", TOKEN), ("POST", TOKEN + "/rotate")):
+        r = api(method, template, b.token, path={"token_id": a_tokens[0]["id"]})
+        assert_problem(r, 404, "not-found")
+    assert api("GET", TOKENS, a.token).json() == a_tokens
 
     # what B does to its own account leaves A's alone
     clean(api("PUT", "/v1/tenant/retention", b.token, json={"transcript_ttl": 60}))

@@ -19,6 +19,7 @@ from pipeline.api.app import create_app
 from pipeline.api.console import CSP
 from pipeline.audio.decode import decode_file
 from pipeline.config import Settings
+from pipeline.errors import AuthenticationFailed
 from pipeline.publish import PcmTrack, WhipPublisher
 from pipeline.runtime import Runtime
 from tests.harness.api import serve_api
@@ -194,7 +195,12 @@ async def drive(
         await asyncio.sleep(0.05)
     assert len(sockets) == opened + 1, "the console did not reconnect"
     await expect(page.locator("#captions-state")).to_have_text("live")
-    assert parse_qs(urlsplit(sockets[-1].url).query)["cursor"] == [last_cursor]
+    query = parse_qs(urlsplit(sockets[-1].url).query)
+    assert query["cursor"] == [last_cursor]
+    # the socket was opened with a single-use ticket; the token never went into a URL
+    assert query["ticket"][0].startswith("ssc_") and "access_token" not in query
+    assert not [s.url for s in sockets if token in s.url]
+    assert len({parse_qs(urlsplit(s.url).query)["ticket"][0] for s in sockets}) == len(sockets)
     await page.wait_for_timeout(500)
     await expect(captions).to_have_count(stored)
 
@@ -250,6 +256,22 @@ async def drive(
     await page.get_by_label("Janus room URL").fill("http://example.invalid/1")
     await page.get_by_role("button", name="Send bot").click()
     await expect(page.locator("#error-text")).to_contain_text("janus://")
+
+    # API tokens: a read-only one for a wall display, shown once, then revoked
+    await page.get_by_label("New token's name").fill("wall display")
+    await page.get_by_role("button", name="Create token").click()
+    shown = page.locator("#new-token-value")
+    await expect(shown).to_have_value(re.compile(r"^sst_"))
+    secret = await shown.input_value()
+    assert services.authenticate(rt, secret).id == tenant_id
+    row = page.locator("#tokens-table tbody tr").filter(has_text="wall display")
+    await expect(row).to_contain_text("read")
+    await page.get_by_role("button", name="Done").click()
+    await expect(shown).to_be_hidden()
+    await page.get_by_role("button", name="Revoke token wall display").click()
+    await expect(row).to_have_count(0)
+    with pytest.raises(AuthenticationFailed):
+        services.authenticate(rt, secret)
 
     # a phone's width: nothing scrolls sideways
     await page.set_viewport_size({"width": 375, "height": 812})

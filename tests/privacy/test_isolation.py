@@ -41,6 +41,7 @@ def request_for(route: Route, caller: T, victim: T) -> dict[str, Any]:
             "content": SDP,
             "headers": {"Content-Type": "application/sdp"},
         },
+        ("POST", "/v1/tokens"): {"json": {"name": "b's own", "scopes": ["read"]}},
     }
     return bodies.get(route, {})
 
@@ -87,6 +88,7 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
     api_a.consent(m, "Olive", transcribe=False)
     api_a.ok("POST", f"/v1/meetings/{m}/bot", json={"url": "janus://127.0.0.1:8088/1234"})
     keys_a = api_a.ok("GET", "/v1/keys")
+    tokens_a = api_a.ok("GET", "/v1/tokens")
     checked: dict[Route, int] = {}
 
     async def meeting() -> dict[str, Any]:
@@ -96,8 +98,14 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
             assert alice.session is not None
             session = alice.session.rsplit("/", 1)[1]
             before = await asyncio.to_thread(api_a.ok, "GET", f"/v1/meetings/{m}")
-            ids = {"meeting_id": m, "participant": "Olive", "session_id": session}
-            secrets = [a.id, m, session, "flintwick", "Olive"]
+            token_id = tokens_a[0]["id"]  # B revoking or rotating A's token: not found
+            ids = {
+                "meeting_id": m,
+                "participant": "Olive",
+                "session_id": session,
+                "token_id": token_id,
+            }
+            secrets = [a.id, m, session, "flintwick", "Olive", token_id]
             for (method, template), _op in sorted(secured.items()):
                 path = template.format(**ids)
                 sent = request_for((method, template), b, a)
@@ -124,6 +132,8 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
     scoped = {route: status for route, status in checked.items() if "{meeting_id}" in route[1]}
     assert scoped and set(scoped.values()) == {404}, scoped
     assert checked[("POST", "/v1/keys/revoke")] == 400
+    assert checked[("DELETE", "/v1/tokens/{token_id}")] == 404
+    assert checked[("POST", "/v1/tokens/{token_id}/rotate")] == 404
     assert asyncio.run(_captions_close(api_b, m)) == 4404
     assert set(checked) == set(secured)
 
@@ -133,6 +143,7 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
     assert api_a.ok("GET", f"/v1/meetings/{m}/bot")["state"] == "requested"
     assert api_a.ok("GET", "/v1/keys")["primary_version"] == keys_a["primary_version"]
     assert api_a.ok("GET", "/v1/tenant")["revoked"] is False
+    assert api_a.ok("GET", "/v1/tokens") == tokens_a
     assert [x["id"] for x in api_a.ok("GET", "/v1/meetings")].count(m) == 1
     assert m not in [x["id"] for x in api_b.ok("GET", "/v1/meetings")]
     api_a.ok("DELETE", f"/v1/meetings/{m}/bot")

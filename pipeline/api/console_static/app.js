@@ -1,8 +1,9 @@
 // sealscribe console: a thin client of the /v1 API. No framework, no build step.
 //
-// Rules kept here: the token lives in sessionStorage only (nothing persistent, no cookie);
-// content from the API (transcripts, names, errors) is only ever written with textContent;
-// the transcription switch shows what the server answered, never an optimistic guess.
+// Rules kept here: the token lives in sessionStorage only (nothing persistent, no cookie) and
+// never goes into a URL (the caption socket is opened with a single-use ticket); content from
+// the API (transcripts, names, errors) is only ever written with textContent; the
+// transcription switch shows what the server answered, never an optimistic guess.
 "use strict";
 
 (() => {
@@ -152,7 +153,7 @@
     $("console").hidden = false;
     $("meetings-title").focus();
     showRetention(tenant.retention);
-    await Promise.all([loadMeetings(), loadKeys(), loadAudit()]);
+    await Promise.all([loadMeetings(), loadKeys(), loadAudit(), loadTokens()]);
   }
 
   // ---- retention ----------------------------------------------------------------------
@@ -204,6 +205,9 @@
     state.auditPage = null;
     $("meeting-list").replaceChildren();
     $("audit-table").tBodies[0].replaceChildren();
+    $("tokens-table").tBodies[0].replaceChildren();
+    $("new-token-value").value = "";
+    $("new-token").hidden = true;
     for (const id of ["tenant-name", "tenant-id", "revoke-phrase", "notice"]) {
       $(id).textContent = "";
     }
@@ -418,7 +422,7 @@
   function startCaptions(meetingId) {
     const c = { meetingId, cursor: "0", socket: null, retry: 0, timer: null, stopped: false };
     state.captions = c;
-    connectCaptions(c);
+    connectCaptions(c).catch(report);
   }
 
   function stopCaptions() {
@@ -431,15 +435,29 @@
     $("captions-state").textContent = "not connected";
   }
 
-  function connectCaptions(c) {
+  async function connectCaptions(c) {
+    $("captions-state").textContent = c.retry ? "reconnecting…" : "connecting…";
+    // Browsers cannot set headers on a WebSocket, and URLs get logged: the token stays in
+    // the header of this request, and the socket gets a ticket good for one connection.
+    let ticket;
+    try {
+      ticket = await api("POST", meetingPath(c.meetingId, "/captions/ticket"));
+    } catch (err) {
+      if (c.stopped || state.captions !== c) return;
+      if (err.status === 401 || err.status === 403 || err.status === 404) {
+        $("captions-state").textContent = `stopped: ${err.message}`;
+        return;
+      }
+      retryCaptions(c);
+      return;
+    }
+    if (c.stopped || state.captions !== c) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    // browsers cannot set headers on a WebSocket: the API takes the token as access_token
-    const query = new URLSearchParams({ cursor: c.cursor, access_token: state.token });
+    const query = new URLSearchParams({ cursor: c.cursor, ticket: ticket.ticket });
     const url = `${scheme}//${location.host}${meetingPath(c.meetingId, "/captions")}?${query}`;
     const ws = new WebSocket(url);
     c.socket = ws;
     c.opened = false;
-    $("captions-state").textContent = c.retry ? "reconnecting…" : "connecting…";
     ws.addEventListener("open", () => {
       c.opened = true;
       c.retry = 0;
@@ -463,9 +481,9 @@
   }
 
   async function captionsClosed(c, event) {
-    // The API names a refusal with a close code (4401, 4404, 4400, 4403); a refusal before the
-    // handshake reaches the browser as 1006 only, so ask the API what is wrong.
-    if (event.code === 4403) { // the tenant revoked its key: nothing more can be opened
+    // The API names a refusal with a close code (4401, 4404, 4400, 4403, 4429); a refusal
+    // before the handshake reaches the browser as 1006 only, so ask the API what is wrong.
+    if (event.code === 4403) { // the key was revoked, or the token lacks the scope
       $("captions-state").textContent = `stopped: ${event.reason || "the key was revoked"}`;
       return;
     }
@@ -484,14 +502,18 @@
         return;
       }
     }
+    retryCaptions(c, event.code === 4429 ? event.reason : "");
+  }
+
+  function retryCaptions(c, why = "") {
     if (c.stopped || state.captions !== c) return;
     c.retry += 1;
     const delay = Math.min(10000, 500 * 2 ** Math.min(c.retry - 1, 5));
-    $("captions-state").textContent =
-      `disconnected; reconnecting in ${Math.round(delay / 100) / 10} s`;
+    $("captions-state").textContent = `${why || "disconnected"}; reconnecting in ` +
+      `${Math.round(delay / 100) / 10} s`;
     c.timer = setTimeout(() => {
       c.timer = null;
-      if (!c.stopped && state.captions === c) connectCaptions(c);
+      if (!c.stopped && state.captions === c) connectCaptions(c).catch(report);
     }, delay);
   }
 
@@ -533,7 +555,22 @@
 
   // ---- keys ---------------------------------------------------------------------------
 
+  // keys, the audit log and tokens need an admin token: with another, say so in the panel
+  async function adminOnly(load, where) {
+    try {
+      return await load();
+    } catch (err) {
+      if (err.status !== 403) throw err;
+      $(where).textContent = "needs an admin token";
+      return null;
+    }
+  }
+
   async function loadKeys() {
+    return adminOnly(showKeys, "key-provider");
+  }
+
+  async function showKeys() {
     const k = await api("GET", "/v1/keys");
     $("key-provider").textContent = k.provider;
     $("key-version").textContent = String(k.primary_version);
@@ -583,9 +620,81 @@
     await Promise.all([loadKeys(), loadAudit()]);
   }
 
+  // ---- API tokens ---------------------------------------------------------------------
+
+  async function loadTokens() {
+    return adminOnly(showTokens, "tokens-state");
+  }
+
+  async function showTokens() {
+    const tokens = await api("GET", "/v1/tokens");
+    $("tokens-state").textContent = plural(tokens.length, "token", "tokens");
+    const rows = tokens.map((t) => {
+      const tr = el("tr");
+      tr.dataset.id = t.id;
+      for (const value of [t.name, t.scopes.join(", "), when(t.created),
+        t.expires === null ? "never" : `${when(t.expires)}${t.expired ? " (expired)" : ""}`]) {
+        tr.append(el("td", String(value)));
+      }
+      const cell = el("td");
+      const rotateButton = el("button", "Rotate");
+      rotateButton.type = "button";
+      rotateButton.setAttribute("aria-label", `Rotate token ${t.name}`);
+      rotateButton.addEventListener("click", action(rotateButton, () => rotateToken(t)));
+      const revokeButton = el("button", "Revoke", "danger");
+      revokeButton.type = "button";
+      revokeButton.setAttribute("aria-label", `Revoke token ${t.name}`);
+      revokeButton.addEventListener("click", action(revokeButton, () => revokeToken(t)));
+      cell.append(rotateButton, revokeButton);
+      tr.append(cell);
+      return tr;
+    });
+    $("tokens-table").tBodies[0].replaceChildren(...rows);
+    return tokens;
+  }
+
+  function showNewToken(t) {
+    $("new-token-value").value = t.token;
+    $("new-token-name").textContent = t.name;
+    $("new-token").hidden = false;
+    $("new-token-value").focus();
+    $("new-token-value").select();
+  }
+
+  async function createToken() {
+    const name = $("token-name").value.trim() || "console";
+    const scopes = ["admin", "meetings", "read"].filter((s) => $(`token-scope-${s}`).checked);
+    if (!scopes.length) throw new ApiError(0, "choose at least one scope");
+    const days = Number.parseFloat($("token-days").value);
+    const body = { name, scopes };
+    if (days > 0) body.expires_in = Math.max(60, Math.round(days * 86400));
+    const t = await api("POST", "/v1/tokens", body);
+    $("token-name").value = "";
+    showNewToken(t);
+    notify(`Token ${t.name} created; copy it now, it is not shown again.`);
+    await loadTokens();
+  }
+
+  async function rotateToken(t) {
+    const rotated = await api("POST", `/v1/tokens/${encodeURIComponent(t.id)}/rotate`);
+    showNewToken(rotated);
+    notify(`Token ${t.name} rotated: the old secret no longer works.`);
+    await loadTokens();
+  }
+
+  async function revokeToken(t) {
+    await api("DELETE", `/v1/tokens/${encodeURIComponent(t.id)}`);
+    notify(`Token ${t.name} revoked.`);
+    await loadTokens();
+  }
+
   // ---- audit --------------------------------------------------------------------------
 
   async function loadAudit() {
+    return adminOnly(showAudit, "audit-verify");
+  }
+
+  async function showAudit() {
     const v = await api("GET", "/v1/audit/verify");
     const verify = $("audit-verify");
     if (v.ok) {
@@ -674,6 +783,12 @@
     on("revoke-form", "submit", revoke);
     $("revoke-confirm").addEventListener("input", () => { $("revoke").disabled = !revokeReady(); });
     on("audit-refresh", "click", loadAudit);
+    on("token-form", "submit", createToken);
+    on("tokens-refresh", "click", loadTokens);
+    $("new-token-done").addEventListener("click", () => {
+      $("new-token-value").value = "";
+      $("new-token").hidden = true;
+    });
     on("audit-prev", "click", auditStep(-1));
     on("audit-next", "click", auditStep(1));
 

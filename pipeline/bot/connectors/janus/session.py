@@ -7,6 +7,13 @@ keepalive that stops Janus from expiring the session, and turning every transpor
 failure into one of two errors: :class:`JanusUnavailable` (unreachable, lost the session, too
 slow: retry with backoff) or :class:`JanusError` (Janus answered with an error code). The API
 secret travels in every request but never appears in a message or a log line.
+
+Every connection passes the egress policy (:mod:`pipeline.egress`): it is opened only to an
+address ``SEALSCRIBE_BOT_ALLOW`` allows, checked on the address actually connected to; no
+redirect is followed (a 307 would replay the POST, API secret included, elsewhere); and
+whatever goes wrong on the way (an address refused, a closed port, no answer, an HTTP server
+that is not Janus) reads the same to the tenant, :data:`~pipeline.egress.UNREACHABLE`, so that
+the bot cannot be used to map what answers where. The detail goes to the operator's log.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from typing import Any
 
 import aiohttp
 
+from pipeline import egress, faults
 from pipeline.bot.connectors.janus.address import JanusAddress
+from pipeline.egress import UNREACHABLE, EgressPolicy, EgressRefused
 from pipeline.errors import SealscribeError
 
 __all__ = [
@@ -37,6 +46,7 @@ log = logging.getLogger(__name__)
 VIDEOROOM = "janus.plugin.videoroom"
 
 REQUEST_TIMEOUT = 10.0  # one Janus API request, or the plugin's asynchronous answer
+CONNECT_TIMEOUT = 3.0  # opening a connection to Janus
 LONG_POLL_TIMEOUT = 45.0  # Janus answers a long poll within 30 s (a keepalive if idle)
 KEEPALIVE_INTERVAL = 25.0  # at most; sessions expire after 60 s without a request by default
 CLOSE_TIMEOUT = 3.0
@@ -45,7 +55,9 @@ CLOSE_TIMEOUT = 3.0
 class JanusUnavailable(SealscribeError, ConnectionError):
     """Janus cannot be reached or lost our session (restart, network): retry with backoff.
 
-    The message names ``host:port`` only, never the pin or the API secret."""
+    When the server could not be reached at all the message is
+    :data:`~pipeline.egress.UNREACHABLE`, whatever the cause; else it may name ``host:port``,
+    never the pin or the API secret."""
 
 
 class JanusError(SealscribeError):
@@ -63,7 +75,8 @@ class JanusSession:
     Answers to asynchronous plugin requests are matched by transaction; every other event
     goes to ``on_event``. When the session is lost (Janus restarted, connection refused, the
     session timed out) ``on_lost`` is called once with a :class:`JanusUnavailable`, and every
-    pending request fails with it.
+    pending request fails with it. Connections go only where ``policy`` (default: the
+    process's, :func:`pipeline.egress.current`) allows.
     """
 
     def __init__(
@@ -71,8 +84,10 @@ class JanusSession:
         address: JanusAddress,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         on_lost: Callable[[JanusUnavailable], None] | None = None,
+        policy: EgressPolicy | None = None,
     ) -> None:
         self.address = address
+        self.policy = policy
         self.on_event = on_event
         self.on_lost = on_lost
         self.session_id: int | None = None
@@ -92,7 +107,9 @@ class JanusSession:
     async def create(self) -> None:
         """Create the session and start the long poll and the keepalive."""
         self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=5.0)
+            connector=egress.connector(self.address.host, self.policy),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
+            trust_env=False,  # never through a proxy named in the environment
         )
         await self._learn_session_timeout()
         answer = await self._post(self.address.api_url, {"janus": "create"}, "create")
@@ -104,7 +121,9 @@ class JanusSession:
         for Janus 1.1, and ``session_timeout`` may be set below the 60 s default."""
         assert self._http is not None
         try:
-            async with self._http.get(f"{self.address.api_url}/info") as resp:
+            async with self._http.get(
+                f"{self.address.api_url}/info", allow_redirects=_follow_redirects()
+            ) as resp:
                 info = await resp.json(content_type=None) if resp.status == 200 else {}
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
             return  # create() reports an unreachable server with its own message
@@ -223,21 +242,22 @@ class JanusSession:
         if self.address.secret is not None:
             body["apisecret"] = self.address.secret
         try:
-            async with self._http.post(url, json=body) as resp:
+            async with self._http.post(url, json=body, allow_redirects=_follow_redirects()) as resp:
                 if resp.status != 200:
-                    raise JanusUnavailable(
-                        f"Janus at {self.where} answered {name!r} with "
-                        f"HTTP {resp.status}; is it a Janus HTTP API?"
-                    )
+                    raise self._unreachable(name, f"HTTP {resp.status}")
                 answer = await resp.json(content_type=None)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise JanusUnavailable(
-                f"Janus at {self.where} is unreachable ({type(exc).__name__} on {name!r})"
-            ) from None
+            raise self._unreachable(name, _detail(exc)) from None
         if not isinstance(answer, dict):
-            raise JanusUnavailable(f"Janus at {self.where} sent a malformed answer to {name!r}")
+            raise self._unreachable(name, "an answer that is not a JSON object")
         _raise_for_error(answer, name)
         return answer
+
+    def _unreachable(self, name: str, detail: str) -> JanusUnavailable:
+        """The one error a tenant sees for a server it could not use; ``detail`` (never a
+        URL: the long poll's carries the API secret) only in the operator's log."""
+        log.warning("Janus at %s could not be reached (%r): %s", self.where, name, detail)
+        return JanusUnavailable(detail if faults.on("egress-reasons-differ") else UNREACHABLE)
 
     # -- the long poll and the keepalive -------------------------------------------------
 
@@ -247,7 +267,7 @@ class JanusSession:
         params = {"maxev": "10"}
         if self.address.secret is not None:
             params["apisecret"] = self.address.secret
-        timeout = aiohttp.ClientTimeout(total=LONG_POLL_TIMEOUT, sock_connect=5.0)
+        timeout = aiohttp.ClientTimeout(total=LONG_POLL_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
         while True:
             params["rid"] = str(int(time.time() * 1000))
             try:
@@ -256,12 +276,7 @@ class JanusSession:
                 self._lose(exc)
                 return
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-                # The URL may carry the API secret: only the exception's type is kept.
-                self._lose(
-                    JanusUnavailable(
-                        f"lost the connection to Janus at {self.where} ({type(exc).__name__})"
-                    )
-                )
+                self._lose(self._unreachable("long poll", _detail(exc)))
                 return
 
     async def _poll_once(
@@ -269,11 +284,11 @@ class JanusSession:
     ) -> None:
         """One long poll: wait for up to ten events and dispatch them."""
         assert self._http is not None
-        async with self._http.get(url, params=params, timeout=timeout) as resp:
+        async with self._http.get(
+            url, params=params, timeout=timeout, allow_redirects=_follow_redirects()
+        ) as resp:
             if resp.status != 200:
-                raise JanusUnavailable(
-                    f"Janus at {self.where} answered the long poll with HTTP {resp.status}"
-                )
+                raise self._unreachable("long poll", f"HTTP {resp.status}")
             events = await resp.json(content_type=None)
         for event in events if isinstance(events, list) else [events]:
             if isinstance(event, dict):
@@ -329,6 +344,23 @@ class JanusSession:
             if not future.done():
                 future.set_exception(exc)
                 future.exception()  # retrieved here: a waiter may already be gone
+
+
+def _follow_redirects() -> bool:
+    """Never: a redirect could send the next request, API secret included, anywhere."""
+    return faults.on("egress-follows-redirects")
+
+
+def _detail(exc: BaseException) -> str:
+    """Why a request failed, for the operator: the error's type and the system's reason,
+    never its message (aiohttp's may quote a URL, and the long poll's carries the secret)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        exc = exc.os_error
+    if isinstance(exc, EgressRefused):
+        return "refused by the egress policy (SEALSCRIBE_BOT_ALLOW)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__} ({exc.strerror})"
+    return type(exc).__name__
 
 
 def _raise_for_error(answer: dict[str, Any], name: str) -> None:

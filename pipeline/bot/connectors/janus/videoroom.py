@@ -31,7 +31,10 @@ from pipeline.bot.connectors.janus.session import (
     JanusUnavailable,
 )
 from pipeline.capture.ice import rtc_configuration
+from pipeline.config import get_settings
+from pipeline.egress import EgressPolicy, filter_candidates
 from pipeline.errors import SealscribeError
+from pipeline.services.quotas import follows_publisher
 
 __all__ = ["JanusConnector"]
 
@@ -72,6 +75,8 @@ class JanusConnector(Connector):
 
     Args:
         address: the parsed join URL (see :meth:`from_url`).
+        policy: where the connector may connect (the Janus server) and send ICE checks
+            (the candidates in Janus's offers); default: the process's egress policy.
 
     ``close()`` is final: it ends a ``run()`` in progress (which then returns normally), and
     a later ``run()`` returns at once, so a bot told to leave cannot rejoin by a retry.
@@ -79,8 +84,9 @@ class JanusConnector(Connector):
 
     scheme = "janus"
 
-    def __init__(self, address: JanusAddress) -> None:
+    def __init__(self, address: JanusAddress, policy: EgressPolicy | None = None) -> None:
         self.address = address
+        self.policy = policy
         self._transcribing = False
         self._closed = False
         self._session: JanusSession | None = None
@@ -94,6 +100,8 @@ class JanusConnector(Connector):
         self._announce_lock = asyncio.Lock()
         self._teardown: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        #: publishers listed beyond SEALSCRIBE_QUOTA_PUBLISHERS, and so ignored
+        self._ignored = 0
 
     @classmethod
     def from_url(cls, url: str) -> JanusConnector:
@@ -130,7 +138,9 @@ class JanusConnector(Connector):
         self._ended = asyncio.get_running_loop().create_future()
         self._teardown = None
         self._joined = False
-        session = JanusSession(self.address, on_event=self._on_event, on_lost=self._on_lost)
+        session = JanusSession(
+            self.address, on_event=self._on_event, on_lost=self._on_lost, policy=self.policy
+        )
         self._session = session
         try:
             await session.create()
@@ -323,6 +333,9 @@ class JanusConnector(Connector):
             feed = pub["id"]
             if feed in self._subs:
                 continue
+            if not follows_publisher(get_settings(), len(self._subs)):
+                self._ignore()
+                continue
             mids = _audio_mids(pub.get("streams"))
             if mids == []:
                 log.info(
@@ -332,6 +345,19 @@ class JanusConnector(Connector):
             sub = _Subscription(feed=feed, display=_display(pub.get("display")), mids=mids)
             self._subs[feed] = sub
             self._start(sub)
+
+    def _ignore(self) -> None:
+        """Leave a publisher beyond the quota alone (a hostile server could list thousands);
+        logged at the first and every thousandth, not each time."""
+        self._ignored += 1
+        if self._ignored == 1 or self._ignored % 1000 == 0:
+            log.warning(
+                "%s lists more publishers than a bot follows (SEALSCRIBE_QUOTA_PUBLISHERS=%d): "
+                "%d ignored so far",
+                self.describe(),
+                get_settings().quota_publishers,
+                self._ignored,
+            )
 
     def _start(self, sub: _Subscription) -> None:
         if self._ended is None or self._ended.done():  # tearing down: start nothing new
@@ -408,7 +434,9 @@ class JanusConnector(Connector):
         tracks: list[MediaStreamTrack] = []
         pc.on("track", lambda track: tracks.append(track) if track.kind == "audio" else None)
         pc.on("connectionstatechange", lambda: self._pc_state(sub, pc))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        # Janus's candidates pass the egress policy first: a crafted one is never contacted.
+        sdp = filter_candidates(str(offer["sdp"]), self.policy)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         for transceiver in pc.getTransceivers():
             if transceiver.kind != "audio":  # an old Janus may offer video: refuse it
                 transceiver.direction = "inactive"
