@@ -191,6 +191,10 @@ class CaptionHub:
                 if not streams:
                     continue
                 got: Any = await self.redis.xread(streams, count=1000, block=READ_BLOCK_MS)
+                # redis-py can swallow a cancellation that arrives during a blocking read
+                # (see pipeline.capture.policy): honour it here, or close() never returns
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise asyncio.CancelledError
             except (aioredis.ConnectionError, aioredis.TimeoutError):
                 self._wake(self._followers)  # they find out for themselves, and say so
                 await asyncio.sleep(1)
@@ -281,9 +285,8 @@ class CaptionHub:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # bounded: a task stuck in a library's cleanup is left behind
+            await asyncio.wait(self._tasks, timeout=5)
         self._tasks = []
         await self.redis.aclose()
         await self.pool.disconnect()
