@@ -20,7 +20,7 @@ What one session may hold is bounded:
 
 And how many sessions there are: at most ``SEALSCRIBE_WHIP_PER_MEETING`` per meeting and
 ``SEALSCRIBE_WHIP_PER_TENANT`` per tenant, counted in Redis across every API process
-(:class:`pipeline.store.whip.WhipSessionStore`, leases of :data:`LEASE_SECONDS` renewed
+(:class:`pipeline.store.leases.CappedLeases`, leases of :data:`LEASE_SECONDS` renewed
 while a session lives); an offer beyond a cap is refused with
 :class:`~pipeline.errors.QuotaExceeded` (429, ``Retry-After``).
 """
@@ -49,7 +49,7 @@ from pipeline.egress import filter_candidates
 from pipeline.errors import InvalidInput, NotFound, QuotaExceeded
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
-from pipeline.store.whip import MEETING_FULL
+from pipeline.store.leases import MEETING_FULL
 
 __all__ = [
     "CONNECT_TIMEOUT",

@@ -42,6 +42,7 @@ from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
 from pipeline.store import schema
 from pipeline.store.connection import as_str
+from pipeline.store.leases import MEETING_FULL
 
 __all__ = [
     "CHECK_INTERVAL",
@@ -234,7 +235,7 @@ class CaptionHub:
         if full and not faults.on("caption-sockets-unbounded"):
             cap = (
                 settings.caption_sockets_per_meeting
-                if full == "meeting"
+                if full == MEETING_FULL
                 else settings.caption_sockets_per_tenant
             )
             raise QuotaExceeded(f"this {full} already has {cap} caption sockets open (the most)")

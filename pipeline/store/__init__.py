@@ -5,17 +5,17 @@
 
 from __future__ import annotations
 
+from pipeline.store import schema
 from pipeline.store.attempts import AuthAttempts
 from pipeline.store.audit import RedisAuditStore
 from pipeline.store.bots import BotStore
 from pipeline.store.connection import Redis, connect
+from pipeline.store.leases import CappedLeases
 from pipeline.store.meetings import MeetingStore
 from pipeline.store.quotas import QuotaStore
 from pipeline.store.segments import SegmentStore
-from pipeline.store.sockets import SocketStore
 from pipeline.store.tenants import TenantStore
 from pipeline.store.tickets import TicketStore
-from pipeline.store.whip import WhipSessionStore
 
 __all__ = ["Store"]
 
@@ -29,13 +29,15 @@ class Store:
         self.tokens = self.tenants.tokens
         self.tickets = TicketStore(r)
         self.attempts = AuthAttempts(r)
-        self.sockets = SocketStore(r)
+        #: caption sockets open, per meeting and tenant
+        self.sockets = CappedLeases(r, schema.sockets_meeting, schema.sockets_tenant)
         self.meetings = MeetingStore(r)
         self.segments = SegmentStore(r, audio_ttl, transcript_ttl)
         self.audit = RedisAuditStore(r)
         self.bots = BotStore(r)
         self.quotas = QuotaStore(r)
-        self.whip = WhipSessionStore(r)
+        #: WHIP sessions held, per meeting and tenant
+        self.whip = CappedLeases(r, schema.whip_meeting, schema.whip_tenant)
 
     @classmethod
     def from_url(
