@@ -1,4 +1,5 @@
-"""Running the event loop of the processes that carry media (the bot service, the demo).
+"""Event-loop helpers: running the loop of the processes that carry media (the bot service,
+the demo), and stopping tasks that a library may keep from stopping.
 
 uvloop, where installed (it is a dependency on Linux and macOS), halves the event loop's own
 cost per RTP packet; aiortc's receive path is dominated by it. ``sealscribe serve`` gets the
@@ -11,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loop_factory", "run"]
+__all__ = ["cancel_all", "loop_factory", "raise_if_cancelled", "run"]
 
 T = TypeVar("T")
 
@@ -28,3 +29,21 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run(main: Coroutine[Any, Any, T]) -> T:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+def raise_if_cancelled() -> None:
+    """Call after an await on redis-py: its asyncio client (8.1) sometimes swallows a
+    cancellation that arrives during a blocking read, which then just returns; the task must
+    honour the cancellation itself, or it never stops."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]], timeout: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them at most ``timeout`` seconds: one stuck in a
+    library's cleanup is left behind rather than keeping its owner from closing."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)

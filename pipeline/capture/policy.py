@@ -18,6 +18,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from pipeline import faults
+from pipeline.aio import raise_if_cancelled
 from pipeline.errors import NotFound, StoreUnavailable
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
@@ -111,11 +112,7 @@ class MeetingPolicy:
                 await self.refresh()  # anything that changed before we subscribed
                 while True:
                     message = await pubsub.get_message(timeout=_READ_TIMEOUT)
-                    # redis-py (8.1) sometimes swallows a cancellation that arrives while it
-                    # reads: then the read just returns, and the task must honour the cancel
-                    # itself, or a capture could never stop (a file capture never returned)
-                    if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                        raise asyncio.CancelledError
+                    raise_if_cancelled()  # else a capture might never stop
                     if message is not None and message.get("type") == "message":
                         await self._event(message["data"].decode(errors="replace"))
         finally:

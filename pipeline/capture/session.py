@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+from pipeline.aio import cancel_all
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.sealer import Sealer
 from pipeline.capture.sink import CaptureStats, Sink
@@ -60,10 +61,7 @@ class CaptureSession:
 
     async def stop(self) -> None:
         """Stop watching and writing at once; what waits unstored is lost."""
-        for task in self._background:
-            task.cancel()
-        if self._background:  # bounded: a task stuck in a library's cleanup is left behind
-            await asyncio.wait(self._background, timeout=_STOP_TIMEOUT)
+        await cancel_all(self._background, _STOP_TIMEOUT)
         self._background = []
 
     async def __aenter__(self) -> CaptureSession:

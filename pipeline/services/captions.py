@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from keys.errors import KeyRevoked
 from keys.types import DataKey, KeyUse, Purpose
 from pipeline import faults
+from pipeline.aio import cancel_all, raise_if_cancelled
 from pipeline.datakeys import data_key
 from pipeline.errors import (
     AuthenticationFailed,
@@ -192,10 +193,7 @@ class CaptionHub:
                 if not streams:
                     continue
                 got: Any = await self.redis.xread(streams, count=1000, block=READ_BLOCK_MS)
-                # redis-py can swallow a cancellation that arrives during a blocking read
-                # (see pipeline.capture.policy): honour it here, or close() never returns
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise asyncio.CancelledError
+                raise_if_cancelled()  # else close() might never return
             except (aioredis.ConnectionError, aioredis.TimeoutError):
                 self._wake(self._followers)  # they find out for themselves, and say so
                 await asyncio.sleep(1)
@@ -284,10 +282,7 @@ class CaptionHub:
         return len(self._sockets)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # bounded: a task stuck in a library's cleanup is left behind
-            await asyncio.wait(self._tasks, timeout=5)
+        await cancel_all(self._tasks)
         self._tasks = []
         await self.redis.aclose()
         await self.pool.disconnect()
