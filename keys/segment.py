@@ -28,6 +28,10 @@ class SegmentKind(enum.IntEnum):
 
     AUDIO = 1
     TRANSCRIPT = 2
+    #: the audio of an utterance still in progress (a live caption's source)
+    INTERIM_AUDIO = 3
+    #: what an utterance in progress said so far (a live caption, never the transcript)
+    INTERIM_TRANSCRIPT = 4
 
 
 @dataclass(frozen=True)

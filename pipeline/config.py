@@ -42,6 +42,9 @@ SEALSCRIBE_CAPTURE_BACKLOG_MB sealed audio a meeting's capture may   32
 SEALSCRIBE_MAX_SEGMENT_MS   longest live utterance before it is cut 15000
                             (bounds caption latency)
 SEALSCRIBE_END_SILENCE_MS   pause that ends a live utterance        500
+SEALSCRIBE_INTERIM_MS       new speech between interim captions of  1000
+                            an utterance in progress (0: none)
+SEALSCRIBE_INTERIM_BEAM     beam width for interim captions         1 (greedy)
 SEALSCRIBE_WHIP_PER_MEETING WHIP sessions one meeting may hold at   50
                             once, across every API process
 SEALSCRIBE_WHIP_PER_TENANT  WHIP sessions one tenant may hold at    100
@@ -114,6 +117,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     return value
 
 
+def _interim_ms(env: Mapping[str, str], default: int) -> int:
+    """0 (no interim captions) or at least 300 ms between them."""
+    value = _positive_int(env, "SEALSCRIBE_INTERIM_MS", default, minimum=0)
+    if 0 < value < 300:
+        raise InvalidInput(f"SEALSCRIBE_INTERIM_MS must be 0 or at least 300, got {value}")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -143,6 +154,8 @@ class Settings:
     capture_backlog_mb: int = 32
     max_segment_ms: int = 15000
     end_silence_ms: int = 500
+    interim_ms: int = 1000
+    interim_beam: int = 1
     whip_per_meeting: int = 50
     whip_per_tenant: int = 100
     quota_meetings: int = 1000
@@ -215,6 +228,8 @@ class Settings:
             end_silence_ms=_positive_int(
                 env, "SEALSCRIBE_END_SILENCE_MS", cls.end_silence_ms, minimum=100
             ),
+            interim_ms=_interim_ms(env, cls.interim_ms),
+            interim_beam=_positive_int(env, "SEALSCRIBE_INTERIM_BEAM", cls.interim_beam),
             whip_per_meeting=_positive_int(
                 env, "SEALSCRIBE_WHIP_PER_MEETING", cls.whip_per_meeting
             ),

@@ -55,6 +55,7 @@ PRIVACY: dict[str, str] = {
     "segment moved to another participant or position still opens",
     "rotate-skips-rewrap": "rotation does not rewrap the stored data keys",
     "keep-audio": "transcribing a segment leaves its sealed audio in Redis",
+    "keep-interims": "a final transcript leaves its utterance's interim captions in Redis",
     "no-rotate-on-delete": "deleting a meeting does not rotate and retire the tenant key",
     "audit-skip": "unwraps of data keys are not written to the audit log",
     "no-tenant-check": "a meeting is found whichever tenant asks for it",

@@ -96,28 +96,74 @@ class Meeting:
 
 
 _AUDIO_HEADER = struct.Struct(">IQ")  # sample rate, start offset in milliseconds
+#: version 2 of the header: a marker no sample rate can be, then sample rate, start, the
+#: window of words to keep (ms from meeting start; -1: no bound) and the interim number
+_AUDIO_MARK = b"SA2\x00"
+_AUDIO_HEADER_V2 = struct.Struct(">4sIQqqI")
 
 
 @dataclass(frozen=True)
 class AudioSegment:
-    """One utterance of one participant: 16-bit little-endian mono PCM, in memory only."""
+    """One utterance of one participant: 16-bit little-endian mono PCM, in memory only.
+
+    A long utterance cut in pieces overlaps its neighbours by a second or so, so no word is
+    lost at a cut; each piece then says which words are its own (``keep_from_ms`` /
+    ``keep_to_ms``: those whose middle lies in that window) and the worker drops the rest.
+    An interim segment (the utterance so far, for a live caption) carries its number
+    ``part`` (1, 2, ...; 0 for a final segment).
+    """
 
     participant_id: str
     seq: int
     start_ms: int
     sample_rate: int
     pcm: bytes = field(repr=False)
+    keep_from_ms: int | None = None
+    keep_to_ms: int | None = None
+    part: int = 0
 
     @property
     def duration_ms(self) -> int:
         return len(self.pcm) * 1000 // (2 * self.sample_rate)
 
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.duration_ms
+
+    def keeps(self, start_ms: int, end_ms: int) -> bool:
+        """Whether a word spanning ``start_ms``..``end_ms`` is this piece's own."""
+        mid = (start_ms + end_ms) / 2
+        return (self.keep_from_ms is None or mid >= self.keep_from_ms) and (
+            self.keep_to_ms is None or mid < self.keep_to_ms
+        )
+
     def payload(self) -> bytes:
         """What gets sealed: a fixed header then the samples."""
-        return _AUDIO_HEADER.pack(self.sample_rate, self.start_ms) + self.pcm
+        if self.keep_from_ms is None and self.keep_to_ms is None and not self.part:
+            return _AUDIO_HEADER.pack(self.sample_rate, self.start_ms) + self.pcm
+        keep_from = -1 if self.keep_from_ms is None else self.keep_from_ms
+        keep_to = -1 if self.keep_to_ms is None else self.keep_to_ms
+        header = _AUDIO_HEADER_V2.pack(
+            _AUDIO_MARK, self.sample_rate, self.start_ms, keep_from, keep_to, self.part
+        )
+        return header + self.pcm
 
     @classmethod
     def from_payload(cls, participant_id: str, seq: int, payload: bytes) -> AudioSegment:
+        if payload[:4] == _AUDIO_MARK:
+            if len(payload) < _AUDIO_HEADER_V2.size:
+                raise InvalidInput("audio payload is shorter than its header")
+            _, rate, start, keep_from, keep_to, part = _AUDIO_HEADER_V2.unpack_from(payload)
+            return cls(
+                participant_id,
+                seq,
+                start,
+                rate,
+                payload[_AUDIO_HEADER_V2.size :],
+                None if keep_from < 0 else keep_from,
+                None if keep_to < 0 else keep_to,
+                part,
+            )
         if len(payload) < _AUDIO_HEADER.size:
             raise InvalidInput("audio payload is shorter than its header")
         rate, start = _AUDIO_HEADER.unpack_from(payload)
@@ -171,6 +217,8 @@ class TranscriptSegment:
     #: the spoken language (given or detected), and whether ``text`` is its English translation
     language: str | None = None
     translated: bool = False
+    #: an interim caption's number within its utterance (0: a final segment)
+    part: int = 0
 
     def payload(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -16,12 +16,15 @@ from pipeline.config import get_settings
 from pipeline.store import schema
 
 __all__ = [
+    "INTERIM_QUEUE",
     "PURGE",
     "QUEUE",
     "SHRED",
     "SHRED_RETRY",
     "TRANSCRIBE",
+    "TRANSCRIBE_INTERIM",
     "client",
+    "enqueue_interim",
     "enqueue_shred",
     "enqueue_transcribe",
     "use_broker",
@@ -29,10 +32,15 @@ __all__ = [
 ]
 
 TRANSCRIBE = "sealscribe.transcribe"
+TRANSCRIBE_INTERIM = "sealscribe.transcribe-interim"
 PURGE = "sealscribe.purge"
 SHRED = "sealscribe.shred"
 SHRED_RETRY = "sealscribe.shred-retry"
 QUEUE = schema.CELERY_QUEUE
+#: interim captions wait here; a worker takes from it only when :data:`QUEUE` is empty
+INTERIM_QUEUE = schema.CELERY_INTERIM_QUEUE
+#: seconds after which an interim's message is discarded unrun (its caption is stale)
+INTERIM_EXPIRES = 20
 
 _lock = threading.Lock()
 _client: Celery | None = None
@@ -75,6 +83,18 @@ def use_broker(url: str) -> str:
 def enqueue_transcribe(meeting_id: str, segment_id: str) -> None:
     """Queue one sealed audio segment for transcription (ids only, never content)."""
     client().send_task(TRANSCRIBE, args=[meeting_id, segment_id], ignore_result=True)
+
+
+def enqueue_interim(meeting_id: str, participant_id: str) -> None:
+    """Queue the transcription of a participant's newest interim audio (ids only), on the
+    interim queue, behind every final segment."""
+    client().send_task(
+        TRANSCRIBE_INTERIM,
+        args=[meeting_id, participant_id],
+        queue=INTERIM_QUEUE,
+        expires=INTERIM_EXPIRES,
+        ignore_result=True,
+    )
 
 
 def enqueue_shred(tenant_id: str) -> None:

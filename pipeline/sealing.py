@@ -16,9 +16,13 @@ from pipeline.models import AudioSegment, SealedSegment, TranscriptSegment
 
 __all__ = [
     "open_audio",
+    "open_interim_audio",
+    "open_interim_transcript",
     "open_join_target",
     "open_transcript",
     "seal_audio",
+    "seal_interim_audio",
+    "seal_interim_transcript",
     "seal_join_target",
     "seal_transcript",
 ]
@@ -90,6 +94,54 @@ def seal_transcript(
 
 def open_transcript(key: DataKey, tenant_id: str, sealed: SealedSegment) -> TranscriptSegment:
     return TranscriptSegment.from_payload(_open(key, tenant_id, sealed, SegmentKind.TRANSCRIPT))
+
+
+# Interim segments (a live caption of an utterance in progress) are sealed with the same
+# data keys as finals but as their own kinds, at their utterance's position; the interim
+# number is inside the sealed payload. So an interim can never pass for a final, nor a final
+# for an interim, nor one utterance's interim for another's.
+
+
+def seal_interim_audio(
+    key: DataKey, tenant_id: str, meeting_id: str, segment: AudioSegment
+) -> SealedSegment:
+    if segment.part < 1:
+        raise ValueError("an interim audio segment is numbered from 1")
+    return _seal(
+        key,
+        tenant_id,
+        meeting_id,
+        segment.participant_id,
+        segment.seq,
+        SegmentKind.INTERIM_AUDIO,
+        segment.payload(),
+    )
+
+
+def open_interim_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegment:
+    payload = _open(key, tenant_id, sealed, SegmentKind.INTERIM_AUDIO)
+    return AudioSegment.from_payload(sealed.participant_id, sealed.seq, payload)
+
+
+def seal_interim_transcript(
+    key: DataKey, tenant_id: str, meeting_id: str, segment: TranscriptSegment
+) -> SealedSegment:
+    return _seal(
+        key,
+        tenant_id,
+        meeting_id,
+        segment.participant_id,
+        segment.seq,
+        SegmentKind.INTERIM_TRANSCRIPT,
+        segment.payload(),
+    )
+
+
+def open_interim_transcript(
+    key: DataKey, tenant_id: str, sealed: SealedSegment
+) -> TranscriptSegment:
+    payload = _open(key, tenant_id, sealed, SegmentKind.INTERIM_TRANSCRIPT)
+    return TranscriptSegment.from_payload(payload)
 
 
 #: the position a join URL is sealed at: a participant id no participant can have (ids are

@@ -48,6 +48,9 @@ def _configuration() -> dict[str, Any]:
             # come back soon after the visibility timeout (one cheap ZRANGE per sweep).
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
             "unacked_restore_throttle": 1,
+            # queues in name order, not round robin: "sealscribe" (final segments) before
+            # "sealscribe-interim", so an interim caption never waits in front of a final
+            "queue_order_strategy": "sorted",
         },
         "task_default_queue": QUEUE,
         "worker_send_task_events": False,
@@ -60,7 +63,7 @@ def _configuration() -> dict[str, Any]:
     }
 
 
-app = Celery("sealscribe", include=["workers.tasks"])
+app = Celery("sealscribe", include=["workers.tasks", "workers.interim"])
 app.add_defaults(_configuration)  # evaluated when the configuration is first read
 
 

@@ -15,6 +15,7 @@ from pipeline.cli.output import JsonOption, console, emit, err_console, guarded,
 from pipeline.config import get_settings
 from pipeline.errors import Conflict, InvalidInput
 from pipeline.formats import FORMATS, render
+from pipeline.queue import INTERIM_QUEUE, QUEUE
 from pipeline.scan import scan as scan_for
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 
@@ -62,7 +63,7 @@ def worker(
                 "--without-gossip",
                 "--without-mingle",
                 "-Q",
-                "sealscribe",
+                f"{QUEUE},{INTERIM_QUEUE}",
                 *(["--beat"] if beat else []),
             ]
         )

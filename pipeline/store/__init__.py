@@ -33,6 +33,8 @@ class Store:
         self.sockets = CappedLeases(r, schema.sockets_meeting, schema.sockets_tenant)
         self.meetings = MeetingStore(r)
         self.segments = SegmentStore(r, audio_ttl, transcript_ttl)
+        #: interim captions: the newest sealed audio and text of utterances in progress
+        self.interims = self.segments.interims
         self.audit = RedisAuditStore(r)
         self.bots = BotStore(r)
         self.quotas = QuotaStore(r)

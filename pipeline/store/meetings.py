@@ -148,6 +148,8 @@ class MeetingStore:
     def set_transcription(self, meeting_id: str, on: bool) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(schema.meeting(meeting_id), "transcription", int(on))
+        if not on:  # an utterance's interim audio and caption go with the switch
+            pipe.delete(schema.meeting_interim(meeting_id), schema.meeting_interim_text(meeting_id))
         pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
 
@@ -157,6 +159,8 @@ class MeetingStore:
         pipe = self.r.pipeline(transaction=True)
         if opted_out:
             pipe.sadd(schema.meeting_optout(meeting_id), participant_id)
+            pipe.hdel(schema.meeting_interim(meeting_id), participant_id)
+            pipe.hdel(schema.meeting_interim_text(meeting_id), participant_id)
         else:
             pipe.srem(schema.meeting_optout(meeting_id), participant_id)
         pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
@@ -219,6 +223,9 @@ class MeetingStore:
             schema.meeting_audio(meeting.id),
             schema.meeting_transcript(meeting.id),
             schema.meeting_captions(meeting.id),
+            schema.meeting_interim(meeting.id),
+            schema.meeting_interim_text(meeting.id),
+            schema.meeting_interims(meeting.id),
         ]
         for pattern in schema.meeting_pattern(meeting.id):
             doomed.extend(k.decode() for k in self.r.scan_iter(match=pattern, count=1000))

@@ -39,7 +39,19 @@ ss:lease:{m}:{segment}         string  worker holding a segment in a batch      
 ss:audit:{t}                   list    audit entries (JSON, hash-chained)         none
 ss:audit:{t}:head              hash    count, hash of the last entry              none
 ss:meeting:{m}:captions        stream  one entry per stored transcript segment:   transcript TTL
-                                       its id only (live captions, resumable)
+                                       its id only (live captions, resumable);
+                                       and one per interim caption (kind,
+                                       participant, utterance, number), deleted
+                                       when the utterance's final lands
+ss:meeting:{m}:interim         hash    participant -> "SEQ:PART:" + the newest    60 s
+                                       sealed interim audio of the utterance in
+                                       progress (older ones are overwritten
+                                       untranscribed)
+ss:meeting:{m}:interimtext     hash    participant -> "SEQ:PART:" + the newest    120 s
+                                       sealed interim caption text; PARTICIPANT#e
+                                       -> its caption stream entry ids
+ss:meeting:{m}:interims        hash    interim counts by outcome (transcribed,    none
+                                       superseded, transcription-off, ...)
 ss:meeting:{m}:events          pubsub  "policy" / "leave": wakes bots at once     -
 ss:bot:{m}                     hash    state, reason, target (the join URL        none
                                        sealed under the meeting's audio data
@@ -181,6 +193,18 @@ def meeting_captions(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:captions"
 
 
+def meeting_interim(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:interim"
+
+
+def meeting_interim_text(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:interimtext"
+
+
+def meeting_interims(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:interims"
+
+
 def meeting_events(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:events"
 
@@ -195,6 +219,8 @@ def bot_owner(meeting_id: str) -> str:
 
 #: Celery's queue (a Redis list named by the queue): task messages, ids only
 CELERY_QUEUE = "sealscribe"
+#: the queue of interim captions, which workers take only when the first is empty
+CELERY_INTERIM_QUEUE = "sealscribe-interim"
 
 BOTS_WANTED = f"{PREFIX}bots:wanted"
 BOTS_REQUESTS = f"{PREFIX}bots:requests"

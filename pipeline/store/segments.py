@@ -9,6 +9,7 @@ from pipeline import faults
 from pipeline.models import SealedSegment, parse_segment_id
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
+from pipeline.store.interims import InterimStore
 
 __all__ = ["CAPTION_HISTORY", "SegmentStore"]
 
@@ -21,6 +22,7 @@ class SegmentStore:
         self.r = r
         self.audio_ttl = audio_ttl
         self.transcript_ttl = transcript_ttl
+        self.interims = InterimStore(r)
         self._release = r.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
         )
@@ -34,6 +36,8 @@ class SegmentStore:
         pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed, ex=ttl or self.audio_ttl)
         pipe.zadd(schema.meeting_audio(segment.meeting_id), {sid: segment.seq})
         pipe.zadd(schema.PENDING, {schema.pending_member(segment.meeting_id, sid): time.time()})
+        # the utterance is final now: an interim of it still waiting is moot
+        self.interims.drop_audio(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
         return sid
 
@@ -117,6 +121,8 @@ class SegmentStore:
         captions = schema.meeting_captions(segment.meeting_id)
         pipe.xadd(captions, {"sid": sid}, maxlen=CAPTION_HISTORY, approximate=True)
         pipe.expire(captions, ttl or self.transcript_ttl)
+        # the final replaces the utterance's interim caption, which goes with it
+        self.interims.clear_text(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
 
     @redis_errors
