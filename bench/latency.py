@@ -1,10 +1,14 @@
 """Live-caption latency through the whole path: publisher -> WebRTC (WHIP, Opus) -> capture
 (segment, seal) -> Redis -> Celery worker (tiny.en) -> caption WebSocket.
 
-Latency of an utterance = the moment its caption arrives on the WebSocket minus the moment
-the publisher sent the last sample of its speech. Each participant publishes the ten
-fleurs-en clips with 1.5 s of silence between them (one utterance each), so every utterance
-end is known exactly; captions are matched to utterances by their time in the meeting.
+Latency of an utterance = the moment its final caption arrives on the WebSocket minus the
+moment the publisher sent the last sample of its speech. Interim captions (text of the
+utterance in progress) give two more figures: the interim lead, when any text of an utterance
+first appeared relative to the end of its speech (negative: while the person still speaks),
+and the refresh interval, the time between successive interims of one utterance. Each
+participant publishes the ten fleurs-en clips with 1.5 s of silence between them (one
+utterance each), so every utterance end is known exactly; captions are matched to
+utterances by their time in the meeting.
 
     .venv/bin/python -m bench.latency [--participants 1,4,16] [--clips 10] [--whisperlive]
 
@@ -33,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +56,9 @@ class Utterance:
     start_s: float  # speech start within the participant's stream
     end_s: float  # speech end within the stream
     sent_end: float = 0.0  # wall clock: last speech sample sent
-    caption_at: float | None = None
+    caption_at: float | None = None  # its (last) final caption
+    first_text_at: float | None = None  # its first caption, interim or final
+    interims: list[float] = field(default_factory=list)  # when each interim arrived
 
 
 def speech_bounds(pcm: bytes, rate: int = 16000) -> tuple[float, float]:
@@ -147,7 +153,12 @@ async def measure(
                     (u for u in utts if u.participant == cap["participant"]),
                     key=lambda u: min(u.end_s, c1 - stream0) - max(u.start_s, c0 - stream0),
                 )
-                best.caption_at = now  # the last caption of an utterance wins
+                if best.first_text_at is None and (cap.get("text") or "").strip():
+                    best.first_text_at = now
+                if cap.get("kind") == "interim":
+                    best.interims.append(now)
+                    continue
+                best.caption_at = now  # the last final caption of an utterance wins
                 texts[cap["participant"]].append((c0 - stream0, cap.get("text") or ""))
                 if all(u.caption_at for u in utts):
                     done.set()
@@ -191,6 +202,7 @@ def knob_env(args: argparse.Namespace) -> dict[str, str]:
         ("SEALSCRIBE_END_SILENCE_MS", args.end_silence_ms),
         ("SEALSCRIBE_MAX_SEGMENT_MS", args.max_segment_ms),
         ("SEALSCRIBE_BEAM_SIZE", args.beam_size),
+        ("SEALSCRIBE_INTERIM_MS", args.interim_ms),
     ):
         if value is not None:
             env[name] = str(value)
@@ -256,11 +268,18 @@ def run(
         api.terminate()
         api.wait(timeout=30)
     redis.Redis.from_url(redis_url).flushdb()
+    interim_lead = stats([u.first_text_at - u.sent_end for u in utts if u.first_text_at])
+    refresh = stats([b - a for u in utts for a, b in zip(u.interims, u.interims[1:], strict=False)])
     return {
         "participants": participants,
         "utterances": len(utts),
         "uncaptioned": sum(1 for u in utts if u.caption_at is None),
         **stats([u.caption_at - u.sent_end for u in utts if u.caption_at]),
+        "interim_lead_p50_s": interim_lead["p50_s"],
+        "interim_lead_p95_s": interim_lead["p95_s"],
+        "interims": sum(len(u.interims) for u in utts),
+        "refresh_p50_s": refresh["p50_s"],
+        "refresh_p95_s": refresh["p95_s"],
         "wer": wer(texts, clips),
     }
 
@@ -308,17 +327,23 @@ def _pct(value: float | None) -> str:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    if not any("whisperlive" in r for r in results):
+    print(f"{'':>17}|{'ours: final':^32}|{'ours: interim lead':^19}|{'refresh':^13}|")
+    print(
+        f"{'participants':>12} {'utts':>4}|{'p50 s':>6} {'p95 s':>6} {'max s':>6} "
+        f"{'uncapt.':>11}|{'p50 s':>6} {'p95 s':>6} {'n':>5}|{'p50 s':>6} {'p95 s':>6}|"
+        f"{'WER':>7}"
+    )
+    for r in results:
         print(
-            f"{'participants':>12} {'utterances':>10} {'p50 s':>6} {'p95 s':>6} "
-            f"{'max s':>6} {'uncaptioned':>11}"
+            f"{r['participants']:>12} {r['utterances']:>4}|{_cell(r['p50_s'], 6)} "
+            f"{_cell(r['p95_s'], 6)} {_cell(r['max_s'], 6)} {r['uncaptioned']:>11}|"
+            f"{_cell(r['interim_lead_p50_s'], 6)} {_cell(r['interim_lead_p95_s'], 6)} "
+            f"{r['interims']:>5}|{_cell(r['refresh_p50_s'], 6)} {_cell(r['refresh_p95_s'], 6)}|"
+            f"{_pct(r['wer']):>7}"
         )
-        for r in results:
-            print(
-                f"{r['participants']:>12} {r['utterances']:>10} {_cell(r['p50_s'], 6)} "
-                f"{_cell(r['p95_s'], 6)} {_cell(r['max_s'], 6)} {r['uncaptioned']:>11}"
-            )
+    if not any("whisperlive" in r for r in results):
         return
+    print()
     print(f"{'':>17}|{'ours (final)':^32}|{'WhisperLive final':^32}|{'WL partial':^13}|{'WER':^15}")
     print(
         f"{'participants':>12} {'utts':>4}|{'p50 s':>6} {'p95 s':>6} {'max s':>6} "
@@ -363,6 +388,7 @@ def main() -> None:
     parser.add_argument("--end-silence-ms", type=int, help="SEALSCRIBE_END_SILENCE_MS")
     parser.add_argument("--max-segment-ms", type=int, help="SEALSCRIBE_MAX_SEGMENT_MS")
     parser.add_argument("--beam-size", type=int, help="SEALSCRIBE_BEAM_SIZE (WhisperLive: 5)")
+    parser.add_argument("--interim-ms", type=int, help="SEALSCRIBE_INTERIM_MS (0: no interims)")
     args = parser.parse_args()
     if args.whisperlive:
         from bench.whisperlive import venv_python

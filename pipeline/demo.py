@@ -16,6 +16,12 @@ The demo publishes to itself on loopback (or ``SEALSCRIBE_ICE_HOSTS``), whose IC
 the egress policy refuses by default (:mod:`pipeline.egress`): so that it works out of the
 box, its own process lets exactly those addresses through as well, for as long as it runs;
 ``SEALSCRIBE_BOT_ALLOW`` is otherwise unchanged and nothing else is widened.
+
+Interim captions: when stdout is a terminal, each speaker still speaking has a live line
+(dimmed, under the printed captions) with the words so far of their utterance, updated as
+the worker transcribes more and replaced by the utterance's final caption line. When stdout
+is not a terminal (a pipe, a log, a test), only final captions are printed, one line each,
+so the output is the same as without interims (``interims=`` overrides the choice).
 """
 
 from __future__ import annotations
@@ -25,22 +31,27 @@ import contextlib
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
+
+from rich.cells import cell_len
 
 from pipeline import egress, services
 from pipeline.aio import run
 from pipeline.audio.decode import decode_file
 from pipeline.errors import Conflict
 from pipeline.formats import render
+from pipeline.models import TranscriptSegment
 from pipeline.net import free_port
 from pipeline.processes import worker_process
 from pipeline.runtime import Runtime
 from pipeline.scan import scan
-from pipeline.services.captions import follow_captions
+from pipeline.services.captions import Caption, follow_captions
 from pipeline.services.meetings import finish_shreds
 from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
@@ -78,6 +89,84 @@ def _canary(text: str) -> str:
     return words[0] if words else "sealscribe-canary"
 
 
+def _caption_line(s: TranscriptSegment) -> str:
+    return f"   [{s.start_ms / 1000:6.1f} s] {s.participant_id}: {s.text.strip()}"
+
+
+def _fit(line: str, width: int) -> str:
+    """``line`` in at most ``width`` terminal cells, its control characters dropped; a long
+    one keeps its speaker and its newest words (what was said last)."""
+    line = "".join(ch for ch in line if ch.isprintable())
+    if cell_len(line) <= width:
+        return line
+    head = line[: line.find(": ") + 2][: max(0, width - 2)]
+    tail = line[len(head) :]
+    while tail and cell_len(head) + 1 + cell_len(tail) > width:
+        tail = tail[1:]
+    return head + "…" + tail
+
+
+#: ANSI: the cursor up one line, and that line cleared; dim italic; back to normal
+_UP_CLEAR, _DIM, _PLAIN = "\x1b[1A\x1b[2K", "\x1b[2;3m", "\x1b[0m"
+
+
+class _CaptionView:
+    """The demo's captions: each final through ``say``, one line each (as before interims
+    existed); with ``interims`` (a terminal), also one live line per speaker still speaking,
+    under the printed captions, showing the newest interim of their utterance until its final
+    is printed in its stead. The live lines are erased before anything is printed through
+    ``say`` and drawn again after it, so they always stay at the bottom."""
+
+    def __init__(
+        self, say: Callable[[str], None], interims: bool, out: TextIO | None = None
+    ) -> None:
+        self.say = say
+        self.interims = interims
+        self.out = out if out is not None else sys.stdout
+        #: participant -> the newest interim of the utterance they are speaking
+        self.speaking: dict[str, TranscriptSegment] = {}
+        #: live lines on the screen now (the cursor is at the start of the line below them)
+        self.drawn = 0
+
+    def show(self, caption: Caption) -> None:
+        s = caption.segment
+        newest = self.speaking.get(s.participant_id)
+        if caption.kind == "interim":
+            if not self.interims or (newest and (newest.seq, newest.part) >= (s.seq, s.part)):
+                return
+            self.speaking[s.participant_id] = s
+            self._draw()
+            return
+        if newest is not None and newest.seq <= s.seq:  # this utterance (or one never final)
+            del self.speaking[s.participant_id]
+        if s.text.strip():  # a segment with no words (a cough, a click) shows nothing
+            self._erase()
+            self.say(_caption_line(s))
+        self._draw()
+
+    def stop(self) -> None:
+        """Erase the live lines (what is printed next goes where they were)."""
+        self.speaking.clear()
+        self._erase()
+
+    def _erase(self) -> None:
+        if self.drawn:
+            self.out.write(_UP_CLEAR * self.drawn)
+            self.out.flush()
+            self.drawn = 0
+
+    def _draw(self) -> None:
+        if not self.interims:
+            return
+        self._erase()
+        # one cell short of the width: a line that fills it would wrap on some terminals
+        width = shutil.get_terminal_size().columns - 1
+        for s in sorted(self.speaking.values(), key=lambda s: s.start_ms):
+            self.out.write(_DIM + _fit(_caption_line(s) + " …", width) + _PLAIN + "\n")
+        self.drawn = len(self.speaking)
+        self.out.flush()
+
+
 def run_demo(
     rt: Runtime,
     say: Callable[[str], None] = print,
@@ -85,9 +174,14 @@ def run_demo(
     serve: bool = False,
     host: str = "127.0.0.1",
     port: int = 8080,
+    interims: bool | None = None,
 ) -> DemoResult:
     """Run the demo; this process and the worker it starts use a private temporary
-    directory, which the plaintext scan searches and which is removed afterwards."""
+    directory, which the plaintext scan searches and which is removed afterwards.
+
+    ``interims``: show interim captions on live lines (None: when stdout is a terminal)."""
+    if interims is None:
+        interims = sys.stdout.isatty()
     temp = Path(tempfile.mkdtemp(prefix="sealscribe-demo-"))
     previous = tempfile.tempdir
     tempfile.tempdir = str(temp)
@@ -96,7 +190,7 @@ def run_demo(
     # exactly those addresses through as well, and nothing else changes.
     egress.configure(rt.settings.egress.allowing(_demo_ice_hosts(rt).split(",")))
     try:
-        return run(_run(rt, say, seconds, serve, host, port, temp))
+        return run(_run(rt, say, seconds, serve, host, port, temp, interims))
     finally:
         egress.configure(None)
         tempfile.tempdir = previous
@@ -116,6 +210,7 @@ async def _run(
     host: str,
     port: int,
     temp: Path,
+    interims: bool = False,
 ) -> DemoResult:
     import uvicorn
 
@@ -162,23 +257,23 @@ async def _run(
                 raise Conflict(f"the API could not listen on {host}:{api_port}")
             await asyncio.sleep(0.05)
         base = f"http://{host}:{api_port}"
-        captions = 0
+        captions = 0  # finals (interims are a preview of them)
+        view = _CaptionView(say, interims)
 
         async def follow() -> None:
             nonlocal captions
             async for caption in follow_captions(rt, meeting, "0"):
-                s = caption.segment
-                captions += 1
-                if s.text.strip():  # a segment with no words (a cough, a click) shows nothing
-                    say(f"   [{s.start_ms / 1000:6.1f} s] {s.participant_id}: {s.text.strip()}")
+                captions += caption.kind == "final"
+                view.show(caption)
 
-        follower = asyncio.create_task(follow())
         publishers: list[WhipPublisher] = []
+        say(
+            f"4. publishing a {length:.0f} s meeting as {len(audio)} participants over "
+            "WebRTC (WHIP, Opus); live captions as the worker stores them"
+            + (" (grey: still being spoken):" if interims else ":")
+        )
+        follower = asyncio.create_task(follow())
         try:
-            say(
-                f"4. publishing a {length:.0f} s meeting as {len(audio)} participants over "
-                "WebRTC (WHIP, Opus); live captions as the worker stores them:"
-            )
             for name, pcm in audio.items():
                 pub = WhipPublisher(
                     f"{base}/v1/meetings/{meeting.id}/whip", token, PcmTrack(pcm), name
@@ -207,6 +302,7 @@ async def _run(
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            view.stop()
             if not serve:
                 server.should_exit = True
                 await serving

@@ -41,6 +41,8 @@ from pipeline.metrics import serve_metrics
 
 __all__ = [
     "AUDIO_SECONDS",
+    "INTERIMS",
+    "INTERIM_OUTCOMES",
     "KEY_UNWRAPS",
     "PURGE_REASONS",
     "RTF",
@@ -48,6 +50,7 @@ __all__ = [
     "SEGMENTS_TRANSCRIBED",
     "TASKS",
     "TASK_OUTCOMES",
+    "count_interim",
     "count_purge",
     "count_task",
     "count_transcribed",
@@ -68,6 +71,8 @@ PURGE_REASONS = frozenset(
 )
 TASK_OUTCOMES = PURGE_REASONS | {"transcribed", "already-done", "deferred"}
 _PURPOSES = frozenset(p.value for p in Purpose)
+#: what became of an interim caption's audio: transcribed and shown, or deleted untranscribed
+INTERIM_OUTCOMES = PURGE_REASONS | {"transcribed", "superseded", "too-late"}
 
 SEGMENTS_TRANSCRIBED = Counter(
     "sealscribe_segments_transcribed_total",
@@ -99,6 +104,13 @@ TASKS = Counter(
 )
 
 
+INTERIMS = Counter(
+    "sealscribe_interims_total",
+    "Interim caption tasks by outcome (transcribed, or why the audio went untranscribed)",
+    ["outcome"],
+)
+
+
 def _label(value: str, allowed: frozenset[str]) -> str:
     # A label outside the fixed set could one day carry an id: count it as "other" instead.
     return value if value in allowed else "other"
@@ -110,6 +122,10 @@ def count_purge(reason: str) -> None:
 
 def count_task(outcome: str) -> None:
     TASKS.labels(_label(outcome, TASK_OUTCOMES)).inc()
+
+
+def count_interim(outcome: str) -> None:
+    INTERIMS.labels(_label(outcome, INTERIM_OUTCOMES)).inc()
 
 
 def count_unwrap(purpose: Purpose | str) -> None:

@@ -8,9 +8,15 @@ for one socket on that meeting, within 60 seconds, stored only hashed, and taken
 It then connects with ``?ticket=...``. A token in the URL (``access_token=``) is refused with
 4401. Either way the token needs the ``read`` or ``meetings`` scope.
 
-Each message is one JSON caption: ``{"cursor", "participant", "start_ms", "end_ms", "text",
-"language"}``; reconnect with the last ``cursor`` received to miss nothing and get nothing
-twice. Errors close the socket with code 4401 (unauthenticated, or the token was revoked or
+Each message is one JSON caption (:meth:`pipeline.services.captions.Caption.to_dict`):
+``{"kind": "final", "cursor", "utterance", "participant", "start_ms", "end_ms", "text",
+"language"}`` for a transcript segment, or ``{"kind": "interim", "cursor", "utterance",
+"part", ...the same}`` for the text so far of an utterance still being spoken. ``utterance``
+(``PARTICIPANT.SEQ``, the final segment's id) is shared by an utterance's interims and its
+final: show each newer interim (higher ``part``) in the utterance's place, then the final
+instead. Reconnect with the last ``cursor`` received (of either kind) to miss no final and
+get none twice; interims are a preview only, and one superseded while the client was away is
+not sent again. Errors close the socket with code 4401 (unauthenticated, or the token was revoked or
 rotated while the socket was open), 4403 (the token lacks the scope, or the tenant revoked
 its key), 4404 (not found), 4400 (bad cursor), 4429 (the meeting or the tenant already has
 as many caption sockets open as allowed, or too many failed authentications from this

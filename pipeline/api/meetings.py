@@ -13,7 +13,7 @@ from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.formats import render
 from pipeline.models import BotStatus, Meeting
 from pipeline.services import bots, meetings
-from pipeline.services.privacy import privacy_report
+from pipeline.services.privacy import INTERIMS_NOTE, privacy_report
 from pipeline.services.transcripts import read_transcript
 
 __all__ = ["router"]
@@ -263,11 +263,20 @@ class PrivacyOut(BaseModel):
     audio_pending: int
     audit_intact: bool
     audit_problems: list[str]
+    interims_transcribed: int = Field(
+        description="interim captions transcribed (shown live; never in the transcript)"
+    )
+    interims_purged: dict[str, int] = Field(
+        description="reason -> interim captions whose sealed audio was dropped untranscribed "
+        "(superseded by a newer one, transcription off, opted out, key revoked, too late, ...)"
+    )
+    interims_note: str = Field(description="what interim captions are and are not kept as")
 
 
 @router.get("/{meeting_id}/privacy")
 def privacy(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> PrivacyOut:
-    """When transcription was on, who opened what with which purpose, what was purged."""
+    """When transcription was on, who opened what with which purpose, what was purged, and
+    what became of the interim captions."""
     r = privacy_report(rt, meeting_id, tenant.id)
     return PrivacyOut(
         meeting_id=r.meeting_id,
@@ -280,4 +289,7 @@ def privacy(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> PrivacyOut
         audio_pending=r.audio_pending,
         audit_intact=r.audit_intact,
         audit_problems=list(r.audit_problems),
+        interims_transcribed=r.interims_transcribed,
+        interims_purged=r.interims_purged,
+        interims_note=INTERIMS_NOTE,
     )

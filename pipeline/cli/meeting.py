@@ -152,7 +152,7 @@ def privacy(
     meeting: str = typer.Argument(..., help="Meeting id."), as_json: bool = JsonOption
 ) -> None:
     """When transcription was on, who opened what and why, what was purged, audit status."""
-    from pipeline.services.privacy import privacy_report
+    from pipeline.services.privacy import INTERIMS_NOTE, privacy_report
 
     report = privacy_report(runtime(), meeting)
 
@@ -174,6 +174,12 @@ def privacy(
         console.print(table)
         purged = ", ".join(f"{n} {why}" for why, n in sorted(report.purged.items())) or "none"
         console.print(f"segments purged untranscribed: {purged}")
+        dropped = ", ".join(f"{n} {why}" for why, n in report.interims_purged.items()) or "none"
+        console.print(
+            f"interim captions: {report.interims_transcribed} transcribed; "
+            f"purged untranscribed: {dropped}"
+        )
+        console.print(f"  ({INTERIMS_NOTE})")
         console.print(
             f"stored now: {report.transcript_segments} sealed transcript segments, "
             f"{report.audio_pending} sealed audio segments waiting"

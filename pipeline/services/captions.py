@@ -1,4 +1,5 @@
-"""Live captions: each transcript segment as the worker stores it, resumable by cursor.
+"""Live captions: each transcript segment as the worker stores it, resumable by cursor, and
+the interim captions of utterances still being spoken.
 
 The worker appends the segment's *id* to the meeting's caption stream in the same
 transaction that stores the sealed transcript (``SegmentStore.complete``). A follower reads
@@ -6,6 +7,16 @@ the stream from its cursor (a stream entry id; ``0`` for everything still kept, 
 only what comes next), opens each segment with the transcript key unwrapped once for
 purpose ``deliver`` (audited), and hands it on with the cursor to resume from, so a client
 that reconnects with the last cursor it saw misses nothing and gets nothing twice.
+
+Stream entries come in two shapes: a final ``{sid}`` (the segment id, ``PARTICIPANT.SEQ``)
+and an interim ``{sid, kind: "interim", part}``, where ``sid`` is the id its utterance's
+final will have. An interim's text is not in the stream's entry but in its participant's
+one interim slot (:class:`~pipeline.store.interims.InterimStore`), which holds only the
+newest interim of the utterance in progress: an interim entry is delivered only while the
+slot still holds exactly that utterance and part, and skipped once a newer interim or the
+final replaced it (the cursor moves over it either way). A client shows an interim in the
+place of its utterance and replaces it with newer interims, then with the final
+(:meth:`Caption.to_dict` says which is which).
 
 Every follower in a process shares one :class:`CaptionHub`: a small pool of Redis
 connections (not one per socket), one blocking reader that watches every followed meeting's
@@ -38,9 +49,9 @@ from pipeline.errors import (
     QuotaExceeded,
     StoreUnavailable,
 )
-from pipeline.models import Meeting, TranscriptSegment
+from pipeline.models import Meeting, SealedSegment, TranscriptSegment, parse_segment_id, segment_id
 from pipeline.runtime import Runtime
-from pipeline.sealing import open_transcript
+from pipeline.sealing import open_interim_transcript, open_transcript
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 from pipeline.store.leases import MEETING_FULL
@@ -74,19 +85,39 @@ _CURSOR = re.compile(r"\A(0|\$|[0-9]{1,20}-[0-9]{1,20})\Z")
 
 @dataclass(frozen=True)
 class Caption:
+    """One caption as followers get it: a final segment, or an interim (``segment.part``
+    >= 1) of an utterance still being spoken."""
+
     cursor: str
     segment: TranscriptSegment
 
+    @property
+    def kind(self) -> str:
+        return "interim" if self.segment.part else "final"
+
+    @property
+    def utterance(self) -> str:
+        """The utterance's id: its final segment's id, shared by all its interims."""
+        return segment_id(self.segment.participant_id, self.segment.seq)
+
     def to_dict(self) -> dict[str, object]:
+        """The caption as sent to clients: ``kind`` is ``final`` or ``interim``; an interim
+        also has ``part`` (newer interims of an utterance have higher parts). A client
+        replaces what it shows for ``utterance`` with each newer interim and with the final.
+        """
         s = self.segment
-        return {
-            "cursor": self.cursor,
+        doc: dict[str, object] = {"kind": self.kind, "cursor": self.cursor}
+        doc["utterance"] = self.utterance
+        if s.part:
+            doc["part"] = s.part
+        doc |= {
             "participant": s.participant_id,
             "start_ms": s.start_ms,
             "end_ms": s.end_ms,
             "text": s.text,
             "language": s.language,
         }
+        return doc
 
 
 def parse_cursor(cursor: str | None) -> str:
@@ -288,11 +319,50 @@ class CaptionHub:
         await self.pool.disconnect()
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One caption stream entry: a final (``part`` 0) or an interim of an utterance."""
+
+    cursor: str
+    sid: str
+    part: int
+    #: the utterance's participant and position (interims only: finals need no parsing)
+    participant: str = ""
+    seq: int = -1
+
+    @classmethod
+    def parse(cls, entry_id: Any, fields: dict[bytes, bytes]) -> _Entry:
+        cursor, sid = as_str(entry_id), as_str(fields[b"sid"])
+        if fields.get(b"kind") != b"interim":
+            return cls(cursor, sid, 0)
+        try:
+            part = int(fields.get(b"part", b""))
+            participant, seq = parse_segment_id(sid)
+        except ValueError:  # not an interim this code wrote: nothing to show
+            return cls(cursor, sid, -1)
+        return cls(cursor, sid, part, participant, seq) if part >= 1 else cls(cursor, sid, -1)
+
+
+def _read(
+    rt: Runtime, meeting_id: str, batch: list[_Entry]
+) -> tuple[dict[str, SealedSegment], dict[str, tuple[int, SealedSegment]]]:
+    """The sealed finals a batch of entries names (by segment id), and the interim slot of
+    each participant it has interims of (by participant): one read each, not one per entry."""
+    sids = [e.sid for e in batch if e.part == 0]
+    sealed = rt.store.segments.transcript_segments(meeting_id, sids) if sids else []
+    slots = {}
+    for participant in dict.fromkeys(e.participant for e in batch if e.part > 0):
+        slot = rt.store.interims.get_text(meeting_id, participant)
+        if slot is not None:
+            slots[participant] = slot
+    return {s.segment_id: s for s in sealed}, slots
+
+
 async def follow_captions(
     rt: Runtime, meeting: Meeting, cursor: str = "0", hub: CaptionHub | None = None
 ) -> AsyncGenerator[Caption, None]:
-    """Captions after ``cursor`` until the caller stops iterating; through ``hub`` (the
-    process's shared one), or a hub of its own."""
+    """Captions (finals and interims) after ``cursor`` until the caller stops iterating;
+    through ``hub`` (the process's shared one), or a hub of its own."""
     cursor = "$" if faults.on("captions-ignore-cursor") else parse_cursor(cursor)
     own = hub is None
     shared = CaptionHub(rt, pool_size=2) if hub is None else hub
@@ -314,20 +384,27 @@ async def follow_captions(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), FALLBACK_S)
                 continue
-            sids = [as_str(fields[b"sid"]) for _, fields in entries]
-            sealed = await asyncio.to_thread(
-                rt.store.segments.transcript_segments, meeting.id, sids
-            )
-            if key is None and sealed:
+            batch = [_Entry.parse(entry_id, fields) for entry_id, fields in entries]
+            finals, slots = await asyncio.to_thread(_read, rt, meeting.id, batch)
+            if key is None and (finals or slots):
                 key = await asyncio.to_thread(
                     data_key, rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER
                 )
-            by_sid = {s.segment_id: s for s in sealed}
-            for entry_id, fields in entries:
-                cursor = as_str(entry_id)
-                segment = by_sid.get(as_str(fields[b"sid"]))
-                if segment is not None and key is not None:  # expired ones are skipped
-                    yield Caption(cursor, open_transcript(key, meeting.tenant_id, segment))
+            for entry in batch:
+                cursor = entry.cursor
+                if key is None:
+                    continue
+                if entry.part == 0:
+                    final = finals.get(entry.sid)
+                    if final is not None:  # expired ones are skipped
+                        yield Caption(cursor, open_transcript(key, meeting.tenant_id, final))
+                    continue
+                slot = slots.get(entry.participant)
+                if slot is None or (slot[0], slot[1].seq) != (entry.part, entry.seq):
+                    continue  # superseded by a newer interim, or replaced by the final
+                interim = open_interim_transcript(key, meeting.tenant_id, slot[1])
+                if interim.part == entry.part:  # (the slot's clear prefix is not sealed)
+                    yield Caption(cursor, interim)
     finally:
         shared.unwatch(meeting.id, woken)
         if own:

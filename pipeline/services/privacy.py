@@ -1,16 +1,25 @@
 """The per-meeting privacy report: when transcription was on, who opened what with which
-purpose, what was purged and why, and whether the audit chain holds."""
+purpose, what was purged and why, what became of the interim captions, and whether the audit
+chain holds."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from keys.audit import AuditEntry
 from pipeline.runtime import Runtime
 from pipeline.services.custody import audit_verify
 
-__all__ = ["PrivacyReport", "privacy_report"]
+__all__ = ["INTERIMS_NOTE", "PrivacyReport", "privacy_report"]
+
+#: what every rendering of the report says about interim captions
+INTERIMS_NOTE = (
+    "interim captions are shown live only: they never enter the transcript, its exports or "
+    "retention, and each is gone once a newer interim or the final replaces it"
+)
+#: the outcome of an interim that was transcribed; every other outcome purged it untranscribed
+TRANSCRIBED = "transcribed"
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,11 @@ class PrivacyReport:
     audio_pending: int
     audit_intact: bool
     audit_problems: tuple[str, ...]
+    #: interim captions transcribed (shown live, never part of the transcript)
+    interims_transcribed: int = 0
+    #: reason (superseded, transcription-off, opted-out, key-revoked, too-late, ...) ->
+    #: number of interims whose sealed audio was dropped untranscribed
+    interims_purged: dict[str, int] = field(default_factory=dict)
 
 
 def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> PrivacyReport:
@@ -40,6 +54,7 @@ def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
     uses = Counter(
         f"{e.purpose} by {e.actor}: {e.outcome}" for e in entries if e.action == "unwrap"
     )
+    interims = rt.store.interims.counts(meeting.id)
     return PrivacyReport(
         meeting_id=meeting.id,
         tenant_id=meeting.tenant_id,
@@ -52,4 +67,6 @@ def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
         audio_pending=rt.store.segments.pending_count(meeting.id),
         audit_intact=verdict.ok,
         audit_problems=verdict.problems,
+        interims_transcribed=interims.pop(TRANSCRIBED, 0),
+        interims_purged={why: n for why, n in sorted(interims.items()) if n},
     )

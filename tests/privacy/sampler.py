@@ -42,13 +42,15 @@ class Seen:
     """A segment key, or a queued task, the first time the sampler saw it."""
 
     at: float
-    kind: str  # "audio", "transcript" or "queued"
+    #: "audio", "transcript", "queued", or "interim" (an interim audio slot:
+    #: segment_id is PARTICIPANT.SEQ#PART)
+    kind: str
     meeting_id: str
     segment_id: str
 
     @property
     def participant(self) -> str:
-        return self.segment_id.rpartition(".")[0]
+        return self.segment_id.partition("#")[0].rpartition(".")[0]
 
 
 @dataclass
@@ -181,6 +183,14 @@ class Sampler:
             for key in r.scan_iter(match=pattern, count=1000):
                 meeting_id, _, sid = as_str(key)[len(prefix) :].partition(":")
                 now.append((kind, meeting_id, sid))
+        # interim audio slots: one per participant, "SEQ:PART:" + sealed audio
+        prefix, suffix = schema.meeting_interim("*").split("*", 1)
+        for key in r.scan_iter(match=schema.meeting_interim("*"), count=1000):
+            meeting_id = as_str(key)[len(prefix) : -len(suffix)]
+            for participant, value in r.hgetall(key).items():
+                seq, part, _ = as_bytes(value).split(b":", 2)
+                sid = f"{as_str(participant)}.{int(seq)}#{int(part)}"
+                now.append(("interim", meeting_id, sid))
         raw: Iterable[object] = [*r.lrange(schema.CELERY_QUEUE, 0, -1), *r.hvals(UNACKED)]
         for message in raw:
             ids = task_ids(as_bytes(message))

@@ -28,6 +28,8 @@ MUTATIONS: dict[str, tuple[str, ...]] = {
     ),
     "capture-ignores-policy": (
         "test_off_means_off.py::test_nothing_is_kept_from_off_periods_or_opted_out_participants",
+        "test_off_means_off.py::"
+        "test_an_utterance_switched_off_midway_shows_nothing_said_after_the_switch",
     ),
     "worker-ignores-policy": (
         "test_off_means_off.py::test_switching_off_purges_what_is_already_queued",
@@ -43,6 +45,7 @@ MUTATIONS: dict[str, tuple[str, ...]] = {
     "keep-audio": (
         "test_purge.py::test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting",
     ),
+    "keep-interims": ("test_purge.py::test_interim_captions_go_when_their_final_lands",),
     "no-rotate-on-delete": (
         "test_purge.py::test_audio_goes_when_transcribed_and_a_backup_dies_with_the_meeting",
     ),

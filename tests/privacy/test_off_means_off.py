@@ -6,8 +6,12 @@ queued when it went off is purged untranscribed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from typing import Any
+
+import aiohttp
 
 from pipeline import services
 from pipeline.capture.policy import MeetingPolicy
@@ -16,7 +20,7 @@ from tests.harness.processes import wait_until
 from tests.privacy.deployment import Deployment
 from tests.privacy.live import asettled, counts, participant, settled, words
 from tests.privacy.sampler import Sampler
-from tests.privacy.speech import PHRASES, require_espeak
+from tests.privacy.speech import PHRASES, require_espeak, speak
 
 
 def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
@@ -140,3 +144,58 @@ def test_a_slow_policy_read_cannot_undo_a_later_switch(deployment: Deployment) -
 
     asyncio.run(race())
     assert not policy.transcribes("Alice"), "a stale read turned capture back on"
+
+
+#: said around a canary so that they make one utterance with it (speak() leads each text
+#: with 0.3 s of silence, shorter than the pause that ends an utterance)
+FILLER = "We will now go through the numbers for this quarter together"
+
+
+def test_an_utterance_switched_off_midway_shows_nothing_said_after_the_switch(
+    deployment: Deployment, sampler: Sampler
+) -> None:
+    """Interim captions obey the switch as finals do: a canary said in an utterance that
+    was switched off midway is in no interim caption, no final and no transcript, and no
+    interim audio is sealed from a second after the switch on."""
+    require_espeak()
+    api = deployment.api(deployment.tenant("a"))
+    m = api.meeting(transcription=True)
+    assert api.token is not None
+    captions: list[tuple[float, dict[str, Any]]] = []
+
+    async def follow() -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(
+                api.captions(m), headers={"Authorization": f"Bearer {api.token}"}
+            ) as ws,
+        ):
+            async for message in ws:
+                captions.append((time.time(), json.loads(message.data)))
+
+    async def meeting() -> float:
+        follower = asyncio.create_task(follow())
+        async with participant(api, m, "Alice") as alice:
+            filler = speak(FILLER)
+            before = [alice.say(filler), alice.say(filler)]
+            after = [alice.say(filler), alice.say(speak(PHRASES["Copperfield"]))]
+            await before[-1].wait()
+            off = time.time()
+            await asyncio.to_thread(api.switch, m, False)
+            await after[-1].wait()
+        await asyncio.sleep(3.0)  # whatever a worker still held would be shown by now
+        follower.cancel()
+        return off
+
+    off = asyncio.run(meeting())
+    interims = [(at, c) for at, c in captions if c.get("kind") == "interim"]
+    assert [at for at, _ in interims if at < off], (
+        f"no interim caption while Alice spoke before the switch: {len(captions)} captions"
+    )
+    shown = set().union(*(words(c.get("text") or "") for _, c in captions))
+    assert "copperfield" not in shown, "a word said after the switch was shown"
+    assert "copperfield" not in words(api.transcript(m))
+    late = [round(at - off, 2) for at, _ in interims if at > off + 1.0]
+    assert not late, f"interim captions shown this long after the switch: {late}"
+    sealed_late = [s for s in sampler.segments(m, "interim") if s.at > off + 1.0]
+    assert not sealed_late, f"interim audio stored after the switch: {sealed_late}"

@@ -16,10 +16,12 @@ import json
 import aiohttp
 import pytest
 
+from pipeline.processes import wait_until
+from tests.harness.webhook_receiver import Receiver
 from tests.privacy.deployment import Deployment
 from tests.privacy.live import asettled, participant, words
 from tests.privacy.sampler import Sampler
-from tests.privacy.speech import PHRASES, require_espeak
+from tests.privacy.speech import CANARIES, PHRASES, require_espeak
 
 STAGES = ("speaking", "transcribing", "delivering", "rotating", "deleting")
 
@@ -29,9 +31,12 @@ async def _captions(url: str, token: str, got: list[str], want: int) -> None:
         aiohttp.ClientSession() as http,
         http.ws_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws,
     ):
+        finals = 0
         async for message in ws:
-            got.append(json.loads(message.data)["text"])
-            if len(got) >= want:
+            caption = json.loads(message.data)
+            got.append(caption["text"])  # interim captions too: the customer opens them
+            finals += caption.get("kind") != "interim"
+            if finals >= want:
                 return
 
 
@@ -44,6 +49,11 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
     r = deployment.redis()
     m = api.meeting(transcription=True)
     captions: list[str] = []
+    # a webhook receiver for every event of the tenant (the suite's own stack allows
+    # loopback; a deployment elsewhere could not reach this machine's receiver)
+    hooks = Receiver().start() if deployment.local is not None else None
+    if hooks is not None:
+        api.ok("POST", "/v1/webhooks", json={"url": hooks.url})
 
     async def meeting() -> None:
         follow = asyncio.create_task(_captions(api.captions(m), a.token, captions, 2))
@@ -69,6 +79,19 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
     sampler.mark("deleting")
     assert api("DELETE", f"/v1/meetings/{m}").status_code == 204
     sampler.sample()
+    if hooks is not None:  # what left for the customer's systems: ids and states only
+        try:
+            wait_until(
+                lambda: any(b"meeting.deleted" in x.body for x in hooks.snapshot()),
+                30,
+                "the webhook of the delete",
+            )
+        finally:
+            hooks.stop()
+        sent = b"".join(x.body + repr(x.headers).encode() for x in hooks.snapshot())
+        assert b"key.rotated" in sent and m.encode() in sent
+        leaked = [c for c in CANARIES if c.lower().encode() in sent.lower()]
+        assert not leaked, f"a webhook carried {leaked}"
     sampler.mark("done")
     sampler.stop()
 

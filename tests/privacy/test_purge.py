@@ -6,6 +6,7 @@ taken before the delete cannot be opened afterwards."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis
@@ -16,6 +17,7 @@ from pipeline import services
 from pipeline.errors import NotFound
 from pipeline.services.retention import purge_expired
 from pipeline.store import schema
+from pipeline.store.connection import as_str
 from tests.harness.processes import wait_until
 from tests.privacy.deployment import Api, Deployment
 from tests.privacy.live import participant, settled, words
@@ -118,3 +120,33 @@ def test_transcripts_expire_at_the_tenants_retention(
             assert _keys_of(r, m) == []
     finally:
         api.ok("PUT", "/v1/tenant/retention", json=before)
+
+
+def test_interim_captions_go_when_their_final_lands(deployment: Deployment) -> None:
+    """Interim captions are shown while someone speaks and are gone, text and caption
+    stream entries, once the utterance's final transcript is stored; they never enter the
+    transcript."""
+    require_espeak()
+    api = deployment.api(deployment.tenant("a"))
+    r = deployment.redis()
+    m = api.meeting(transcription=True)
+
+    async def meeting() -> None:
+        async with participant(api, m, "Alice") as alice:
+            # three phrases in one breath: about six seconds of speech, several interims
+            await alice.says(PHRASES["Flintwick"], PHRASES["Wimbledon"], PHRASES["Flintwick"])
+
+    asyncio.run(meeting())
+    settled(r, m, transcripts=1)
+    wait_until(lambda: r.llen(schema.CELERY_INTERIM_QUEUE) == 0, 30, "the interim queue drained")
+    counts = {as_str(k): int(v) for k, v in r.hgetall(schema.meeting_interims(m)).items()}
+    assert counts.get("transcribed", 0) >= 1, f"no interim caption was made: {counts}"
+    left = r.hgetall(schema.meeting_interim_text(m))
+    assert not left, f"interim captions left after the final: {sorted(left)}"
+    entries: Any = r.xrange(schema.meeting_captions(m))
+    interim_entries = [e for e in entries if e[1].get(b"kind") == b"interim"]
+    assert not interim_entries, f"{len(interim_entries)} interim stream entries left"
+    assert entries, "the final is in the caption stream"
+    assert not r.hgetall(schema.meeting_interim(m)), "interim audio left"
+    said = words(api.transcript(m))
+    assert "wimbledon" in said and "flintwick" in said, said
