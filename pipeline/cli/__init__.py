@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from pipeline.cli import audit, keys, meeting, serve, tenant, token, work
+from pipeline.cli import audit, keys, meeting, serve, tenant, token, webhook, work
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
 from pipeline.errors import OURS
@@ -24,6 +24,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(keys.app, name="keys")
 app.add_typer(meeting.app, name="meeting")
 app.add_typer(audit.app, name="audit")
+app.add_typer(webhook.app, name="webhook")
 app.command("worker")(work.worker)
 app.command("transcribe")(work.transcribe)
 app.command("scan")(work.scan)
@@ -63,7 +64,9 @@ def demo(
             os.environ["SEALSCRIBE_REDIS_URL"] = private
             get_settings.cache_clear()
             use_broker(private)
-        result = run_demo(runtime(), say, seconds, serve, host, port)
+        result = run_demo(
+            runtime(), say, seconds, serve, host, port, interims=False if as_json else None
+        )
     emit(as_json, result, lambda: None)
     if (
         not result.audit_intact

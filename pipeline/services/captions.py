@@ -350,11 +350,8 @@ def _read(
     each participant it has interims of (by participant): one read each, not one per entry."""
     sids = [e.sid for e in batch if e.part == 0]
     sealed = rt.store.segments.transcript_segments(meeting_id, sids) if sids else []
-    slots = {}
-    for participant in dict.fromkeys(e.participant for e in batch if e.part > 0):
-        slot = rt.store.interims.get_text(meeting_id, participant)
-        if slot is not None:
-            slots[participant] = slot
+    participants = list(dict.fromkeys(e.participant for e in batch if e.part > 0))
+    slots = rt.store.interims.get_texts(meeting_id, participants)
     return {s.segment_id: s for s in sealed}, slots
 
 

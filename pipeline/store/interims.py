@@ -170,6 +170,18 @@ class InterimStore:
         raw = self.r.hget(schema.meeting_interim_text(meeting_id), participant_id)
         return _slot(meeting_id, participant_id, raw)
 
+    @redis_errors
+    def get_texts(
+        self, meeting_id: str, participant_ids: list[str]
+    ) -> dict[str, tuple[int, SealedSegment]]:
+        """The interim captions shown now for each of ``participant_ids`` that has one, in
+        one round trip: participant -> (part, sealed)."""
+        if not participant_ids:
+            return {}
+        raw = self.r.hmget(schema.meeting_interim_text(meeting_id), participant_ids)
+        slots = {p: _slot(meeting_id, p, v) for p, v in zip(participant_ids, raw, strict=True)}
+        return {p: slot for p, slot in slots.items() if slot is not None}
+
     def clear_text(self, pipe: Any, meeting_id: str, participant_id: str, seq: int) -> None:
         """In ``pipe``: the final of utterance ``seq`` is stored, so its interim caption
         (and any earlier one) and their caption stream entries go."""
