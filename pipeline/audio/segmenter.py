@@ -7,9 +7,18 @@ utterances, which it transcribes best, and pure silence never reaches a worker.
 
 Knobs (all in :class:`SegmenterConfig`): a frame is speech when its level is
 ``threshold_db`` above the noise floor and above ``min_level_dbfs``; an utterance ends after
-``end_silence_ms`` of non-speech, is cut at ``max_utterance_ms`` (at the quietest frame of
-its last seconds), keeps ``pad_ms`` of context on both sides, and is dropped when it has less
-than ``min_speech_ms`` of speech.
+``end_silence_ms`` of non-speech, keeps ``pad_ms`` of context on both sides, and is dropped
+when it has less than ``min_speech_ms`` of speech.
+
+An utterance longer than ``max_utterance_ms`` is cut, at the quietest frame of its last
+third, into pieces that overlap by ``overlap_ms`` on each side of the cut: a word spoken
+across the cut is then whole in at least one piece. Each piece says which words are its own
+(``keep_from_ms``/``keep_to_ms``, the cut position), so the keep windows of an utterance's
+pieces tile it with no gap and no overlap, and the worker drops the rest.
+
+With ``interim_ms`` set (live captions), every ``interim_ms`` of new audio of an utterance in
+progress yields an interim utterance: the audio of the utterance (or of its current piece) so
+far, numbered 1, 2, ... and sharing the start, hence the position, of its final.
 """
 
 from __future__ import annotations
@@ -34,20 +43,36 @@ class SegmenterConfig:
     max_utterance_ms: int = 25000
     pad_ms: int = 240
     min_speech_ms: int = 150
+    #: audio each piece of a cut utterance extends past its cut (and the next starts before)
+    overlap_ms: int = 1000
+    #: new audio between interim utterances of one in progress (0: none, as for a file)
+    interim_ms: int = 0
 
 
 @dataclass(frozen=True)
 class Utterance:
+    """An utterance (or a piece of a cut one), positions in ms from the stream's start.
+
+    ``interim`` is 0 for a final utterance and the interim number (1, 2, ...) for the audio
+    so far of one in progress. ``keep_from_ms``/``keep_to_ms`` bound the words that are this
+    piece's own (None: no bound; set only on the pieces of a cut utterance)."""
+
     start_ms: int
     pcm: bytes
+    interim: int = 0
+    keep_from_ms: int | None = None
+    keep_to_ms: int | None = None
 
 
 class Segmenter:
     def __init__(self, config: SegmenterConfig | None = None) -> None:
         self.cfg = config or SegmenterConfig()
         self._frame = self.cfg.sample_rate * self.cfg.frame_ms // 1000  # samples
+        self._overlap = -(-self.cfg.overlap_ms // self.cfg.frame_ms)  # frames, rounded up
         self._buf = np.zeros(0, dtype=np.int16)  # samples not yet framed
-        self._frames: list[np.ndarray] = []  # current utterance (and pre-roll) frames
+        # The current utterance (or piece) with its pre-roll: _frames[i] is frame
+        # _first_frame + i of the stream, so a piece's start is _first_frame * frame_ms.
+        self._frames: list[np.ndarray] = []
         self._levels: list[float] = []
         self._first_frame = 0  # index of _frames[0] in the whole stream
         self._n = 0  # frames seen
@@ -55,9 +80,12 @@ class Segmenter:
         self._speech = 0  # speech frames in the current utterance
         self._silence = 0  # trailing non-speech frames
         self._floor: float | None = None  # noise floor (dBFS), from the first frame on
+        self._keep_from: int | None = None  # the current piece's keep_from_ms (after a cut)
+        self._fresh = 0  # frames since the utterance (piece) began or its last interim
+        self._interims = 0  # interims yielded of the current piece
 
     def feed(self, pcm: bytes) -> Iterator[Utterance]:
-        """Add PCM (s16le); yields every utterance this completes."""
+        """Add PCM (s16le); yields every utterance this completes (and interims)."""
         samples = np.frombuffer(pcm, dtype="<i2")
         self._buf = np.concatenate([self._buf, samples]) if self._buf.size else samples
         whole = self._buf.size // self._frame * self._frame
@@ -66,13 +94,15 @@ class Segmenter:
             yield from self._step(frame)
 
     def flush(self) -> Iterator[Utterance]:
-        """End of stream: the utterance in progress, if it holds speech."""
+        """End of stream: the utterance in progress, if it holds speech (no interim)."""
         if self._buf.size:
             pad = np.zeros(self._frame - self._buf.size, dtype=np.int16)
-            yield from self._step(np.concatenate([self._buf, pad]))
+            for utt in self._step(np.concatenate([self._buf, pad])):
+                if not utt.interim:
+                    yield utt
             self._buf = np.zeros(0, dtype=np.int16)
         if self._in_speech:
-            yield from self._emit(len(self._frames))
+            yield from self._end(len(self._frames))
 
     def _step(self, frame: np.ndarray) -> Iterator[Utterance]:
         cfg = self.cfg
@@ -92,12 +122,15 @@ class Segmenter:
         if not self._in_speech:
             if speech:
                 self._in_speech, self._speech, self._silence = True, 1, 0
+                self._fresh, self._interims = 1, 0
+                yield from self._interim()
             else:
                 drop = len(self._frames) - pad
                 if drop > 0:  # keep only the pre-roll
                     del self._frames[:drop], self._levels[:drop]
                     self._first_frame += drop
             return
+        self._fresh += 1
         if speech:
             self._speech += 1
             self._silence = 0
@@ -105,31 +138,78 @@ class Segmenter:
             self._silence += 1
         if self._silence * cfg.frame_ms >= cfg.end_silence_ms:
             keep = len(self._frames) - self._silence + pad
-            yield from self._emit(min(keep, len(self._frames)))
+            yield from self._end(min(keep, len(self._frames)))
         elif len(self._frames) * cfg.frame_ms >= cfg.max_utterance_ms:
-            # Cut at the quietest frame of the last third, so words are rarely split.
-            third = len(self._levels) // 3
-            tail = self._levels[-third:]
-            cut = len(self._levels) - third + int(np.argmin(tail)) + 1
-            yield from self._emit(cut, continuing=True)
+            yield from self._cut()
+        else:
+            yield from self._interim()
 
-    def _emit(self, count: int, continuing: bool = False) -> Iterator[Utterance]:
+    def _interim(self) -> Iterator[Utterance]:
+        """The utterance so far, once ``interim_ms`` of new audio came since the last."""
         cfg = self.cfg
-        frames, rest = self._frames[:count], self._frames[count:]
-        start_ms = self._first_frame * cfg.frame_ms
-        if self._speech * cfg.frame_ms >= cfg.min_speech_ms and frames:
-            yield Utterance(start_ms, np.concatenate(frames).astype("<i2").tobytes())
+        if not cfg.interim_ms or self._fresh * cfg.frame_ms < cfg.interim_ms:
+            return
+        if self._speech * cfg.frame_ms < cfg.min_speech_ms:
+            return  # too little speech to caption yet: wait for more, then caption at once
+        self._fresh = 0
+        self._interims += 1
+        yield Utterance(
+            self._first_frame * cfg.frame_ms,
+            np.concatenate(self._frames).astype("<i2").tobytes(),
+            interim=self._interims,
+            keep_from_ms=self._keep_from,
+        )
+
+    def _piece(self, count: int, keep_to: int | None = None) -> Iterator[Utterance]:
+        """The first ``count`` frames as a final utterance, if it holds enough speech."""
+        cfg = self.cfg
+        if self._speech * cfg.frame_ms >= cfg.min_speech_ms and count > 0:
+            yield Utterance(
+                self._first_frame * cfg.frame_ms,
+                np.concatenate(self._frames[:count]).astype("<i2").tobytes(),
+                keep_from_ms=self._keep_from,
+                keep_to_ms=keep_to,
+            )
+
+    def _forget(self, count: int) -> None:
+        """Drop the first ``count`` frames: the next one held becomes ``_frames[0]``."""
+        del self._frames[:count], self._levels[:count]
         self._first_frame += count
-        self._frames, self._levels = rest, self._levels[count:]
-        self._in_speech = continuing
-        self._speech = len(rest) if continuing else 0
-        self._silence = 0
-        if not continuing:
-            # What follows the kept padding is silence: keep at most a pre-roll of it.
-            pad = cfg.pad_ms // cfg.frame_ms
-            drop = max(0, len(self._frames) - pad)
-            del self._frames[:drop], self._levels[:drop]
-            self._first_frame += drop
+
+    def _end(self, count: int) -> Iterator[Utterance]:
+        """A pause ended the utterance after its first ``count`` frames."""
+        yield from self._piece(count)
+        self._forget(count)
+        self._in_speech = False
+        self._speech = self._silence = self._fresh = self._interims = 0
+        self._keep_from = None
+        # What follows the kept padding is silence: keep at most a pre-roll of it.
+        pad = self.cfg.pad_ms // self.cfg.frame_ms
+        self._forget(max(0, len(self._frames) - pad))
+
+    def _cut(self) -> Iterator[Utterance]:
+        """The utterance reached its maximum: emit a piece up to a cut, and continue.
+
+        The cut is after the quietest frame of the last third, so words are rarely split;
+        it leaves ``_overlap`` frames after it, which the piece keeps (a word across the
+        cut is whole in it), and the next piece starts ``_overlap`` frames before it (so
+        the word is whole there too). The keep windows meet exactly at the cut."""
+        cfg = self.cfg
+        n = len(self._frames)
+        # (an overlap of at most a third leaves the next piece shorter than this one)
+        overlap = min(self._overlap, n // 3)
+        hi = n - overlap  # the cut may be no later than this
+        lo = max(0, hi - max(1, n // 3))
+        cut = lo + int(np.argmin(self._levels[lo:hi])) + 1
+        at_ms = (self._first_frame + cut) * cfg.frame_ms
+        yield from self._piece(cut + overlap, keep_to=at_ms)
+        self._forget(cut - overlap)
+        self._keep_from = at_ms
+        # The next piece counts as speech (the utterance goes on past the cut), but a pause
+        # already under way at its end still counts towards ending it.
+        self._speech = len(self._frames)
+        self._silence = min(self._silence, len(self._frames))
+        self._fresh = self._interims = 0
 
 
 def pack(
@@ -144,18 +224,35 @@ def pack(
     Whisper encodes every input as a 30 s window, so ten 3 s utterances cost ten times what
     one 30 s window does. When latency does not matter (a recorded file), neighbours are
     joined, together with the short pauses between them (at most ``max_gap_ms``), from the
-    original ``pcm``; longer silences still separate windows and are never transcribed."""
+    original ``pcm``; longer silences still separate windows and are never transcribed.
+    Overlapping pieces of a cut utterance joined in one window become one stretch of audio;
+    a window keeps the keep bounds of its first and last piece (interims are ignored)."""
     bytes_per_ms = sample_rate * 2 // 1000
     out: list[Utterance] = []
     start = end = -1
+    keep_from: int | None = None
+    keep_to: int | None = None
+
+    def window() -> Utterance:
+        return Utterance(
+            start,
+            pcm[start * bytes_per_ms : end * bytes_per_ms],
+            keep_from_ms=keep_from,
+            keep_to_ms=keep_to,
+        )
+
     for utt in utterances:
+        if utt.interim:
+            continue
         u_start, u_end = utt.start_ms, utt.start_ms + len(utt.pcm) // bytes_per_ms
         if start >= 0 and u_start - end <= max_gap_ms and u_end - start <= max_ms:
             end = max(end, u_end)
+            keep_to = utt.keep_to_ms
             continue
         if start >= 0:
-            out.append(Utterance(start, pcm[start * bytes_per_ms : end * bytes_per_ms]))
+            out.append(window())
         start, end = u_start, u_end
+        keep_from, keep_to = utt.keep_from_ms, utt.keep_to_ms
     if start >= 0:
-        out.append(Utterance(start, pcm[start * bytes_per_ms : end * bytes_per_ms]))
+        out.append(window())
     return out

@@ -41,8 +41,18 @@ def file_segments(pcm: bytes, participant: str = FILE_PARTICIPANT) -> list[Audio
     windows (see :func:`~pipeline.audio.segmenter.pack`), numbered from 0."""
     segmenter = Segmenter()
     utterances = pack([*segmenter.feed(pcm), *segmenter.flush()], pcm, SAMPLE_RATE)
+    # a window holding a cut (an utterance longer than the segmenter's maximum) overlaps its
+    # neighbour and says which words are its own, as a live piece does
     return [
-        AudioSegment(participant, seq, utt.start_ms, SAMPLE_RATE, utt.pcm)
+        AudioSegment(
+            participant,
+            seq,
+            utt.start_ms,
+            SAMPLE_RATE,
+            utt.pcm,
+            keep_from_ms=utt.keep_from_ms,
+            keep_to_ms=utt.keep_to_ms,
+        )
         for seq, utt in enumerate(utterances)
     ]
 

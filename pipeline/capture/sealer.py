@@ -6,6 +6,10 @@ policy says no for the participant (switched off, opted out, key revoked, meetin
 utterance is dropped in memory, counted, and never sealed; it is asked again after the data
 key was fetched, since the policy may change meanwhile. Otherwise it is sealed at once, in
 memory, with the participant and position bound in, and handed to the :class:`Sink`.
+
+Interim audio (an utterance in progress, for a live caption) passes the same checks and is
+sealed as its own kind (:func:`~pipeline.sealing.seal_interim_audio`) at its utterance's
+position; whatever goes wrong with one, it is dropped and counted, never waited for.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pipeline.datakeys import data_key
 from pipeline.errors import NotFound, StoreUnavailable
 from pipeline.models import AudioSegment
 from pipeline.runtime import Runtime
-from pipeline.sealing import seal_audio
+from pipeline.sealing import seal_audio, seal_interim_audio
 
 __all__ = ["Sealer"]
 
@@ -71,3 +75,21 @@ class Sealer:
         self.stats.sealed += 1
         metrics.SEGMENTS_SEALED.inc()
         await self.sink.put(sealed)
+
+    async def submit_interim(self, segment: AudioSegment) -> None:
+        """Seal interim ``segment`` (``part`` >= 1) under the same policy as a final and
+        hand it to the sink, which keeps only the newest of each participant."""
+        if not self.policy.transcribes(segment.participant_id):
+            self.stats.interims_dropped += 1
+            return
+        try:
+            key = await self._data_key()
+        except (KeyRevoked, NotFound, UnknownKey, StoreUnavailable):
+            self.stats.interims_dropped += 1
+            return
+        if not self.policy.transcribes(segment.participant_id):  # changed meanwhile
+            self.stats.interims_dropped += 1
+            return
+        sealed = seal_interim_audio(key, self.tenant_id, self.meeting_id, segment)
+        self.stats.interims_sealed += 1
+        self.sink.put_interim(sealed, segment.part)

@@ -7,6 +7,12 @@ When the backlog is full a live source drops the newest segment (counted, in
 ``sealscribe_segments_dropped_total{reason="backlog"}``); a recorded file, which can wait,
 waits for room instead and loses nothing (``wait_for_room``). Switching off, revocation or
 deletion discards what waits here unstored: off means off, not "stored for the worker to purge".
+
+Interim audio (an utterance in progress, for a live caption) is droppable and never delays or
+displaces a final: only the newest sealed interim of each participant is held, outside the
+backlog and its bound, and the writer stores it (and queues its transcription) only after the
+finals pending in that round. An interim is dropped, never retried, when Redis is away, when
+the policy no longer transcribes its participant, or once its utterance's final was put here.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pipeline import faults, metrics
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.errors import NotFound, StoreUnavailable
 from pipeline.models import SealedSegment
-from pipeline.queue import enqueue_transcribe
+from pipeline.queue import enqueue_interim, enqueue_transcribe
 from pipeline.runtime import Runtime
 
 __all__ = ["CaptureStats", "Sink"]
@@ -46,6 +52,11 @@ class CaptureStats:
     dropped_policy: int = 0
     #: sealed segments dropped because the backlog was full (Redis slow or down)
     dropped_backlog: int = 0
+    #: interim audio (utterances in progress, for live captions) sealed, stored, and dropped
+    #: (refused by the policy, superseded by a newer one or by the final, or Redis away)
+    interims_sealed: int = 0
+    interims_stored: int = 0
+    interims_dropped: int = 0
 
 
 class Sink:
@@ -81,6 +92,10 @@ class Sink:
         self._ttl_read = False
         self._audio_ttl: int | None = None
         self._outage: StoreUnavailable | None = None
+        # the newest sealed interim of each participant, (part, sealed): one at most each
+        self._interims: dict[str, tuple[int, SealedSegment]] = {}
+        # the position of the last final put of each participant: interims up to it are moot
+        self._final_seq: dict[str, int] = {}
         policy.on_change.append(self._policy_changed)
 
     @property
@@ -92,12 +107,20 @@ class Sink:
             # Off means off: what waits here unstored is discarded, not stored for the
             # worker to purge later.
             self._discard()
+        else:  # an interim of a participant who opted out meanwhile goes at once
+            self._drop_interims([p for p in self._interims if not self.policy.transcribes(p)])
 
     def _discard(self) -> None:
         self.dropped("policy", len(self._backlog))
         self._backlog.clear()
         self._backlog_bytes = 0
+        self._drop_interims(list(self._interims))
         self._room.set()
+
+    def _drop_interims(self, participants: list[str]) -> None:
+        for participant in participants:
+            if self._interims.pop(participant, None) is not None:
+                self.stats.interims_dropped += 1
 
     def dropped(self, reason: str, n: int = 1) -> None:
         """Count ``n`` segments dropped for ``reason`` (``policy`` or ``backlog``)."""
@@ -131,6 +154,30 @@ class Sink:
             return
         self._backlog.append(sealed)
         self._backlog_bytes += size
+        self._final_seq[sealed.participant_id] = max(
+            sealed.seq, self._final_seq.get(sealed.participant_id, sealed.seq)
+        )
+        held = self._interims.get(sealed.participant_id)
+        if held is not None and held[1].seq <= sealed.seq:  # its final is here: moot
+            self._drop_interims([sealed.participant_id])
+        self._wake.set()
+
+    def put_interim(self, sealed: SealedSegment, part: int) -> None:
+        """Hold ``sealed`` (interim ``part`` of the utterance at ``sealed.seq``) as its
+        participant's newest interim, replacing an older one; never waits, never counts
+        against the backlog."""
+        participant = sealed.participant_id
+        held = self._interims.get(participant)
+        moot = sealed.seq <= self._final_seq.get(participant, -1)
+        if moot or not self.policy.transcribes(participant):
+            self.stats.interims_dropped += 1
+            return
+        if held is not None:
+            if (held[1].seq, held[0]) >= (sealed.seq, part):  # holds a newer one already
+                self.stats.interims_dropped += 1
+                return
+            self.stats.interims_dropped += 1  # superseded before it was stored
+        self._interims[participant] = (part, sealed)
         self._wake.set()
 
     def _fits(self, size: int) -> bool:
@@ -190,6 +237,28 @@ class Sink:
                         self.stats.stored += 1
                         metrics.SEGMENTS_STORED.inc()
                 self._room.set()
+            if self._interims and not self._backlog:
+                await self._write_interims()
+
+    async def _write_interims(self) -> None:
+        """Store and queue the interims held, once no final waits: never retried (an
+        interim is worth something only now), dropped on any failure."""
+        held, self._interims = self._interims, {}
+        batch = [
+            (part, sealed)
+            for part, sealed in held.values()
+            if self.policy.transcribes(sealed.participant_id)
+            and sealed.seq > self._final_seq.get(sealed.participant_id, -1)
+        ]
+        self.stats.interims_dropped += len(held) - len(batch)
+        if not batch:
+            return
+        try:
+            stored = await asyncio.to_thread(self._store_interims, batch)
+        except (NotFound, StoreUnavailable):
+            stored = 0
+        self.stats.interims_stored += stored
+        self.stats.interims_dropped += len(batch) - stored
 
     def _drop_oldest(self) -> None:
         if self._backlog:
@@ -209,6 +278,22 @@ class Sink:
         """Wait until everything sealed so far is stored; raise the store's error if Redis
         takes nothing for ``stall`` seconds (a file's end: nothing may be left behind)."""
         await self._wait(lambda: not self._backlog, stall)
+
+    def _store_interims(self, batch: list[tuple[int, SealedSegment]]) -> int:
+        """Store each interim in its participant's slot and queue it; how many were."""
+        stored = 0
+        for part, sealed in batch:
+            # the policy may have changed while this thread waited for its turn
+            if not self.policy.transcribes(sealed.participant_id):
+                continue
+            if not self.rt.store.interims.put_audio(sealed, part):
+                continue  # the slot holds a newer one of this participant
+            try:
+                enqueue_interim(self.meeting_id, sealed.participant_id)
+            except Exception as exc:  # the broker is Redis: the same outage
+                raise StoreUnavailable(f"cannot enqueue: {type(exc).__name__}") from None
+            stored += 1
+        return stored
 
     def _store(self, batch: list[SealedSegment]) -> None:
         if not self._ttl_read:

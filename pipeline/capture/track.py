@@ -4,7 +4,9 @@ voice-activity utterances -> the meeting's :class:`~pipeline.capture.sealer.Seal
 Frames arrive as 48 kHz Opus decoded by aiortc; while the policy says no for that participant
 they are dropped on arrival and the segmenter forgets what it held, so audio from an "off"
 period is never even cut into an utterance. Otherwise frames are resampled (PyAV, five frames
-per call) and fed to the voice-activity segmenter; each utterance goes to the sealer at once.
+per call) and fed to the voice-activity segmenter; each utterance goes to the sealer at once,
+and so does each interim utterance (the one in progress so far, every ``interim_ms``, for a
+live caption). Positions (start, keep window) go from stream time to meeting time here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from pipeline import metrics
-from pipeline.audio.segmenter import Segmenter, SegmenterConfig
+from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance
 from pipeline.capture.sealer import Sealer
 from pipeline.models import AudioSegment
 
@@ -43,7 +45,9 @@ class TrackCapture:
         self.track = track
         settings = sealer.rt.settings
         self.config = config or SegmenterConfig(
-            max_utterance_ms=settings.max_segment_ms, end_silence_ms=settings.end_silence_ms
+            max_utterance_ms=settings.max_segment_ms,
+            end_silence_ms=settings.end_silence_ms,
+            interim_ms=settings.interim_ms,
         )
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self._segmenter: Segmenter | None = None
@@ -102,16 +106,33 @@ class TrackCapture:
         self._pending.clear()
         for out in self._resampler.resample(batch):
             for utt in self._segmenter.feed(out.to_ndarray().tobytes()):
-                await self._submit(utt.start_ms, utt.pcm)
+                await self._submit(utt)
 
     async def _flush(self) -> None:
         segmenter, self._segmenter = self._segmenter, None
         if segmenter is None or not self.sealer.policy.transcribes(self.participant):
             return
         for utt in segmenter.flush():
-            await self._submit(utt.start_ms, utt.pcm)
+            await self._submit(utt)
 
-    async def _submit(self, start_ms: int, pcm: bytes) -> None:
-        # a live utterance is numbered by its start in meeting time
-        start = self._origin_ms + start_ms
-        await self.sealer.submit(AudioSegment(self.participant, start, start, SAMPLE_RATE, pcm))
+    def _meeting(self, stream_ms: int | None) -> int | None:
+        return None if stream_ms is None else self._origin_ms + stream_ms
+
+    async def _submit(self, utt: Utterance) -> None:
+        # A live utterance (each piece of a cut one) is numbered by its start in meeting
+        # time; its interims share that start, so they sit at its final's position.
+        start = self._origin_ms + utt.start_ms
+        segment = AudioSegment(
+            self.participant,
+            start,
+            start,
+            SAMPLE_RATE,
+            utt.pcm,
+            keep_from_ms=self._meeting(utt.keep_from_ms),
+            keep_to_ms=self._meeting(utt.keep_to_ms),
+            part=utt.interim,
+        )
+        if utt.interim:
+            await self.sealer.submit_interim(segment)
+        else:
+            await self.sealer.submit(segment)

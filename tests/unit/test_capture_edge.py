@@ -134,7 +134,13 @@ class FakeSealer:
         self.policy = Policy(on)
         self.stats = type("S", (), {"frames": 0, "frames_off": 0})()
         self.rt = type(
-            "R", (), {"settings": type("T", (), {"max_segment_ms": 15000, "end_silence_ms": 500})()}
+            "R",
+            (),
+            {
+                "settings": type(
+                    "T", (), {"max_segment_ms": 15000, "end_silence_ms": 500, "interim_ms": 0}
+                )()
+            },
         )()
         self.got: list[tuple[int, int]] = []
 

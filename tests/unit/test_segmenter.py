@@ -1,0 +1,200 @@
+"""The segmenter's cuts and interims (``pipeline/audio/segmenter.py``): pieces of a long
+utterance overlap around each cut while their keep windows tile the speech exactly, interim
+utterances come at their cadence and share their final's start, and files get none."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance, pack
+
+RATE = 16000
+BYTES_PER_MS = RATE * 2 // 1000
+
+
+def speech(seconds: float, seed: int = 1) -> bytes:
+    """Syllables: 200 ms of noise whose loudness varies, 100 ms of near-quiet, with no pause
+    long enough to end an utterance; every sample differs, so a piece's audio tells where
+    it came from."""
+    rng = np.random.default_rng(seed)
+    n = int(RATE * seconds)
+    t = np.arange(n)
+    envelope = np.where(
+        (t // (RATE // 10)) % 3 == 2, 0.02, 0.3 + 0.7 * rng.random(n // 160 + 1)[t // 160]
+    )
+    samples = rng.normal(0, 6000, n) * envelope
+    return np.clip(samples, -32000, 32000).astype("<i2").tobytes()
+
+
+def silence(seconds: float) -> bytes:
+    return bytes(int(RATE * seconds) * 2)
+
+
+def run(pcm: bytes, config: SegmenterConfig, chunk: int = 4410) -> list[Utterance]:
+    s = Segmenter(config)
+    out: list[Utterance] = []
+    for i in range(0, len(pcm), chunk):
+        out += s.feed(pcm[i : i + chunk])
+    return out + list(s.flush())
+
+
+def finals(utts: list[Utterance]) -> list[Utterance]:
+    return [u for u in utts if not u.interim]
+
+
+def end_ms(u: Utterance) -> int:
+    return u.start_ms + len(u.pcm) // BYTES_PER_MS
+
+
+@pytest.mark.parametrize("max_ms", [15000, 6000, 2500])
+def test_keep_windows_of_cut_pieces_tile_the_speech(max_ms: int) -> None:
+    lead = 1.0
+    pcm = silence(lead) + speech(40) + silence(1.5)
+    cfg = SegmenterConfig(max_utterance_ms=max_ms)
+    pieces = finals(run(pcm, cfg))
+    assert len(pieces) >= 3
+    for u in pieces:
+        # the start is right: each piece is the stream's audio at its position (the stream
+        # padded to whole frames at its end)
+        assert u.pcm == (pcm + silence(0.03))[u.start_ms * BYTES_PER_MS : end_ms(u) * BYTES_PER_MS]
+        assert len(u.pcm) // BYTES_PER_MS <= max_ms + 30  # (whole frames)
+    # the first has no lower bound, the last no upper one, neighbours meet at the cut
+    assert pieces[0].keep_from_ms is None and pieces[-1].keep_to_ms is None
+    for a, b in itertools.pairwise(pieces):
+        assert a.keep_to_ms is not None and a.keep_to_ms == b.keep_from_ms
+        cut = a.keep_to_ms
+        # both sides hold about a second of the other's audio: a word across it is whole
+        overlap = min(1000, max_ms // 3)
+        assert end_ms(a) - cut >= overlap - 30 and cut - b.start_ms >= overlap - 30
+        assert a.start_ms < cut < end_ms(a) and b.start_ms < cut < end_ms(b)
+    # keep windows (None: the piece's own edge) concatenated: no gap, no overlap
+    windows = [
+        (
+            u.keep_from_ms if u.keep_from_ms is not None else u.start_ms,
+            u.keep_to_ms if u.keep_to_ms is not None else end_ms(u),
+        )
+        for u in pieces
+    ]
+    for (_, to), (frm, _) in itertools.pairwise(windows):
+        assert to == frm
+    assert abs(windows[0][0] - (lead * 1000 - 240)) <= 30  # the pre-roll
+    assert abs(windows[-1][1] - (lead + 40) * 1000 - 240) <= 60  # the padding after
+
+
+def test_without_overlap_pieces_do_not_overlap() -> None:
+    pcm = speech(39.99)  # whole frames
+    pieces = finals(run(pcm, SegmenterConfig(max_utterance_ms=15000, overlap_ms=0)))
+    assert b"".join(u.pcm for u in pieces) == pcm
+    for a, b in itertools.pairwise(pieces):
+        assert end_ms(a) == a.keep_to_ms == b.start_ms == b.keep_from_ms
+
+
+def test_separate_utterances_carry_no_keep_window() -> None:
+    pcm = speech(3) + silence(2) + speech(2, seed=2) + silence(1)
+    utts = run(pcm, SegmenterConfig(max_utterance_ms=15000))
+    assert len(utts) == 2
+    assert all(u.keep_from_ms is None and u.keep_to_ms is None and not u.interim for u in utts)
+
+
+def test_interims_are_off_by_default() -> None:
+    utts = run(silence(0.5) + speech(20) + silence(1), SegmenterConfig())
+    assert utts and not any(u.interim for u in utts)
+
+
+def test_interims_come_every_interim_ms_and_share_their_final_start() -> None:
+    cfg = SegmenterConfig(interim_ms=1000, max_utterance_ms=25000)
+    pcm = silence(1) + speech(5.5) + silence(2) + speech(0.2, seed=3) + silence(2)
+    utts = run(pcm, cfg)
+    first = [u for u in utts if u.start_ms == utts[0].start_ms]
+    # 5.5 s of speech and the 700 ms of quiet that end it: six seconds of new audio
+    assert [u.interim for u in first] == [1, 2, 3, 4, 5, 6, 0]
+    final = first[-1]
+    for u in first[:-1]:
+        # the utterance so far, from its pre-roll start (the same start as its final)
+        assert u.pcm == pcm[u.start_ms * BYTES_PER_MS : end_ms(u) * BYTES_PER_MS]
+        assert u.keep_from_ms is None and u.keep_to_ms is None
+    lengths = [len(u.pcm) // BYTES_PER_MS for u in first[:-1]]
+    # a second of new audio between interims (the first also holds the 240 ms pre-roll)
+    assert all(abs(b - a - 1000) <= 30 for a, b in itertools.pairwise(lengths))
+    assert abs(lengths[0] - 1240) <= 30
+    # the short second utterance: no interim (less than a second), just its final
+    rest = [u for u in utts if u.start_ms != final.start_ms]
+    assert [u.interim for u in rest] == [0]
+
+
+def test_no_interim_before_min_speech() -> None:
+    # 100 ms of sound then quiet frames not long enough to end the utterance: after a
+    # second there is less than min_speech_ms of speech, so no interim yet
+    cfg = SegmenterConfig(interim_ms=300, end_silence_ms=2000, min_speech_ms=400)
+    pcm = silence(0.5) + speech(0.1) + silence(0.6) + speech(1, seed=4) + silence(3)
+    utts = run(pcm, cfg)
+    interims = [u for u in utts if u.interim]
+    assert interims
+    # each interim, at the moment it came, held at least 400 ms of speech: the first can
+    # come only once the second burst of sound is 300 ms old
+    first_end = end_ms(interims[0])
+    assert first_end >= 1200 + 300 - 30
+
+
+def test_interims_of_a_continuing_piece_share_its_start_and_keep_window() -> None:
+    cfg = SegmenterConfig(interim_ms=1000, max_utterance_ms=6000)
+    pcm = speech(20)
+    utts = run(pcm, cfg)
+    pieces = finals(utts)
+    assert len(pieces) >= 3
+    for piece in pieces:
+        mine = [u for u in utts if u.interim and u.start_ms == piece.start_ms]
+        assert mine, "every piece had interims"
+        assert [u.interim for u in mine] == list(range(1, len(mine) + 1))
+        for u in mine:
+            assert u.keep_from_ms == piece.keep_from_ms and u.keep_to_ms is None
+            assert pcm[u.start_ms * BYTES_PER_MS :].startswith(u.pcm)
+    # an interim belongs to the piece in progress: it comes after the previous final
+    seen: set[int] = set()
+    for u in utts:
+        if u.interim:
+            assert u.start_ms not in seen
+        else:
+            seen.add(u.start_ms)
+
+
+def test_flush_ends_the_piece_in_progress_without_an_interim() -> None:
+    cfg = SegmenterConfig(interim_ms=1000, max_utterance_ms=6000)
+    pcm = speech(8.01)  # ends mid-speech and mid-frame
+    s = Segmenter(cfg)
+    fed = list(s.feed(pcm))
+    flushed = list(s.flush())
+    assert len(flushed) == 1 and not flushed[0].interim
+    last = flushed[0]
+    previous = finals(fed)[-1]
+    assert last.keep_from_ms == previous.keep_to_ms and last.keep_to_ms is None
+    assert end_ms(last) >= len(pcm) // BYTES_PER_MS  # padded out to a whole frame
+    assert list(s.flush()) == []
+
+
+def test_flush_of_a_short_utterance_drops_it() -> None:
+    s = Segmenter(SegmenterConfig(interim_ms=1000))
+    assert [*s.feed(silence(1) + speech(0.06)), *s.flush()] == []
+
+
+def test_pack_keeps_the_keep_bounds_of_a_windows_edges() -> None:
+    pcm = silence(1) + speech(40) + silence(1)
+    utts = run(pcm, SegmenterConfig(interim_ms=1000))  # cut at 25 s; interims ignored
+    windows = pack(utts, pcm, RATE)
+    assert len(windows) == 2 and not any(w.interim for w in windows)
+    a, b = windows
+    assert a.keep_from_ms is None and a.keep_to_ms is not None
+    assert b.keep_from_ms == a.keep_to_ms and b.keep_to_ms is None
+    assert b.start_ms < a.keep_to_ms < end_ms(a)
+    # short pieces are joined into one window, overlap once, the bounds of its edges kept
+    utts = run(pcm, SegmenterConfig(max_utterance_ms=6000))
+    windows = pack(utts, pcm, RATE, max_ms=60000)
+    assert len(windows) == 1
+    assert windows[0].keep_from_ms is None and windows[0].keep_to_ms is None
+    assert (
+        windows[0].pcm
+        == pcm[windows[0].start_ms * BYTES_PER_MS : end_ms(windows[0]) * BYTES_PER_MS]
+    )
