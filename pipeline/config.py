@@ -82,6 +82,19 @@ SEALSCRIBE_CLIENT_ADDRESS_HEADER  the header a reverse proxy puts   (none: the p
                             the client's address in (its right-     address)
                             most entry is used); set it only
                             behind a proxy that sets it
+SEALSCRIBE_WEBHOOK_GIVE_UP_S seconds of failed deliveries before    86400 (a day)
+                            an endpoint is disabled
+SEALSCRIBE_WEBHOOK_RETRY_S  first retry delay (doubles each try)    10
+SEALSCRIBE_WEBHOOK_MAX_RETRY_S longest delay between two tries      3600
+SEALSCRIBE_WEBHOOK_TICK_S   seconds between the beat's sweeps for   5
+                            deliveries due
+SEALSCRIBE_WEBHOOK_TIMEOUT_S seconds one delivery may take          10
+SEALSCRIBE_WEBHOOK_AUDIT_HEAD_S seconds between audit head events   3600
+SEALSCRIBE_QUOTA_WEBHOOKS   webhook endpoints one tenant may have   10
+SEALSCRIBE_WEBHOOK_KEY      the key that seals webhook secrets      (a file:
+                            (32 bytes: base64 or hex); the same on  $SEALSCRIBE_HOME/
+                            every API and worker host               webhook.key, made
+                                                                    on first use)
 ==========================  ======================================  ===========================
 """
 
@@ -98,7 +111,7 @@ from pipeline import faults
 from pipeline.egress import ALLOW_VAR, EgressPolicy
 from pipeline.errors import InvalidInput
 
-__all__ = ["KEY_PROVIDERS", "Settings", "get_settings"]
+__all__ = ["KEY_PROVIDERS", "Settings", "WebhookSettings", "get_settings"]
 
 KEY_PROVIDERS = ("local", "transit")
 DEFAULT_HOME = Path("~/.sealscribe").expanduser()
@@ -132,6 +145,33 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise InvalidInput(f"{name} must be 1 or 0, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook delivery: retries, when to give up, timeouts, the beat's sweeps."""
+
+    give_up_s: int = 24 * 3600
+    retry_s: int = 10
+    max_retry_s: int = 3600
+    tick_s: int = 5
+    timeout_s: int = 10
+    audit_head_s: int = 3600
+    quota: int = 10
+    key: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        return cls(
+            give_up_s=_positive_int(env, "SEALSCRIBE_WEBHOOK_GIVE_UP_S", cls.give_up_s),
+            retry_s=_positive_int(env, "SEALSCRIBE_WEBHOOK_RETRY_S", cls.retry_s),
+            max_retry_s=_positive_int(env, "SEALSCRIBE_WEBHOOK_MAX_RETRY_S", cls.max_retry_s),
+            tick_s=_positive_int(env, "SEALSCRIBE_WEBHOOK_TICK_S", cls.tick_s),
+            timeout_s=_positive_int(env, "SEALSCRIBE_WEBHOOK_TIMEOUT_S", cls.timeout_s),
+            audit_head_s=_positive_int(env, "SEALSCRIBE_WEBHOOK_AUDIT_HEAD_S", cls.audit_head_s),
+            quota=_positive_int(env, "SEALSCRIBE_QUOTA_WEBHOOKS", cls.quota, minimum=0),
+            key=env.get("SEALSCRIBE_WEBHOOK_KEY", "").strip(),
+        )
 
 
 @dataclass(frozen=True)
@@ -170,6 +210,7 @@ class Settings:
     auth_failures: int = 20
     client_address_header: str = ""
     transit: TransitConfig | None = None
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def keyring_dir(self) -> Path:
@@ -258,6 +299,7 @@ class Settings:
                 if provider == "transit" or env.get("SEALSCRIBE_TRANSIT_ADDR")
                 else None
             ),
+            webhooks=WebhookSettings.from_env(env),
         )
 
 

@@ -90,6 +90,7 @@ SECURITY: dict[str, str] = {
     "docs-on": "/docs and /redoc (Swagger UI and ReDoc from a public CDN) are served "
     "without SEALSCRIBE_API_DOCS",
     "join-secret-in-clear": "the join URL (pin, API secret) is kept in Redis in the clear",
+    "webhook-secret-in-clear": "a webhook endpoint's signing secret is kept in Redis in the clear",
     "shred-in-request": "a meeting delete rotates and retires the tenant key inside the "
     "request, not in a background job the beat retries",
     # tokens, caption tickets and sockets, failed authentications

@@ -33,6 +33,7 @@ __all__ = [
     "SEGMENTS_SEALED",
     "SEGMENTS_STORED",
     "QueueCollector",
+    "WebhookQueueCollector",
     "authorized",
     "serve_metrics",
 ]
@@ -70,6 +71,20 @@ class QueueCollector(Collector):
         g.add_metric(["segments"], pending)
         g.add_metric(["messages"], messages)
         yield g
+
+
+class WebhookQueueCollector(Collector):
+    """Webhook queue age at scrape time: how long the most overdue delivery has waited."""
+
+    def __init__(self, age: Callable[[], float]) -> None:
+        self._age = age
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "sealscribe_webhook_queue_age_seconds",
+            "Seconds the most overdue webhook delivery has waited past its due time",
+            value=self._age(),
+        )
 
 
 def authorized(authorization: str | None, token: str) -> bool:

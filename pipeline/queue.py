@@ -23,10 +23,14 @@ __all__ = [
     "SHRED_RETRY",
     "TRANSCRIBE",
     "TRANSCRIBE_INTERIM",
+    "WEBHOOK_AUDIT_HEADS",
+    "WEBHOOK_DELIVER",
+    "WEBHOOK_SWEEP",
     "client",
     "enqueue_interim",
     "enqueue_shred",
     "enqueue_transcribe",
+    "enqueue_webhook",
     "use_broker",
     "workers_alive",
 ]
@@ -36,6 +40,12 @@ TRANSCRIBE_INTERIM = "sealscribe.transcribe-interim"
 PURGE = "sealscribe.purge"
 SHRED = "sealscribe.shred"
 SHRED_RETRY = "sealscribe.shred-retry"
+#: deliver the head of one webhook endpoint's stream (endpoint id, stream: ids only)
+WEBHOOK_DELIVER = "sealscribe.webhook-deliver"
+#: the beat's sweep: deliveries whose next try has come, meetings whose transcript is ready
+WEBHOOK_SWEEP = "sealscribe.webhook-sweep"
+#: the beat's periodic audit head event
+WEBHOOK_AUDIT_HEADS = "sealscribe.webhook-audit-heads"
 QUEUE = schema.CELERY_QUEUE
 #: interim captions wait here; a worker takes from it only when :data:`QUEUE` is empty
 INTERIM_QUEUE = schema.CELERY_INTERIM_QUEUE
@@ -101,6 +111,17 @@ def enqueue_shred(tenant_id: str) -> None:
     """Queue the rotation and retirement of a tenant's key after a meeting delete (the
     tenant id only)."""
     client().send_task(SHRED, args=[tenant_id], ignore_result=True)
+
+
+def enqueue_webhook(endpoint_id: str, stream: str, countdown: float = 0) -> None:
+    """Queue the delivery of a webhook stream's waiting events (ids only: the events wait
+    in Redis), after ``countdown`` seconds."""
+    client().send_task(
+        WEBHOOK_DELIVER,
+        args=[endpoint_id, stream],
+        countdown=countdown or None,
+        ignore_result=True,
+    )
 
 
 def workers_alive(timeout: float = 1.0) -> int:

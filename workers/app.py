@@ -21,7 +21,7 @@ from celery.signals import setup_logging
 
 from pipeline import faults
 from pipeline.config import get_settings
-from pipeline.queue import PURGE, QUEUE, SHRED_RETRY
+from pipeline.queue import PURGE, QUEUE, SHRED_RETRY, WEBHOOK_AUDIT_HEADS, WEBHOOK_SWEEP
 
 __all__ = ["app"]
 
@@ -58,12 +58,22 @@ def _configuration() -> dict[str, Any]:
             "retention-purge": {"task": PURGE, "schedule": float(settings.purge_interval)},
             # meeting deletes whose key rotation failed or was lost (a KMS outage)
             "shred-retry": {"task": SHRED_RETRY, "schedule": float(settings.shred_retry)},
+            # webhook streams whose next try has come; transcripts that became ready
+            "webhook-sweep": {
+                "task": WEBHOOK_SWEEP,
+                "schedule": float(settings.webhooks.tick_s),
+                "options": {"expires": float(settings.webhooks.tick_s)},
+            },
+            "webhook-audit-heads": {
+                "task": WEBHOOK_AUDIT_HEADS,
+                "schedule": float(settings.webhooks.audit_head_s),
+            },
         },
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
     }
 
 
-app = Celery("sealscribe", include=["workers.tasks", "workers.interim"])
+app = Celery("sealscribe", include=["workers.tasks", "workers.interim", "workers.webhooks"])
 app.add_defaults(_configuration)  # evaluated when the configuration is first read
 
 

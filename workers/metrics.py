@@ -23,6 +23,11 @@ sealscribe_key_unwraps_total                 counter    purpose: transcribe (dat
 sealscribe_transcribe_tasks_total            counter    outcome: what a task did for its own
                                                         segment (transcribed, already-done,
                                                         deferred, or a purge reason)
+sealscribe_webhook_deliveries_total          counter    event (a webhook event type, or
+                                                        other), outcome: delivered, failed,
+                                                        refused (egress policy)
+sealscribe_webhook_delivery_age_seconds      histogram  (none): webhook event made to a
+                                                        delivery attempt (its time queued)
 ===========================================  =========  ======================================
 """
 
@@ -50,11 +55,15 @@ __all__ = [
     "SEGMENTS_TRANSCRIBED",
     "TASKS",
     "TASK_OUTCOMES",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_DELIVERY_AGE",
+    "WEBHOOK_OUTCOMES",
     "count_interim",
     "count_purge",
     "count_task",
     "count_transcribed",
     "count_unwrap",
+    "count_webhook",
     "serve",
     "timed_model_call",
 ]
@@ -111,6 +120,19 @@ INTERIMS = Counter(
 )
 
 
+WEBHOOK_OUTCOMES = frozenset({"delivered", "failed", "refused"})
+WEBHOOK_DELIVERIES = Counter(
+    "sealscribe_webhook_deliveries_total",
+    "Webhook delivery attempts by event type and outcome",
+    ["event", "outcome"],
+)
+WEBHOOK_DELIVERY_AGE = Histogram(
+    "sealscribe_webhook_delivery_age_seconds",
+    "Seconds from a webhook event being made to a delivery attempt (its time in the queue)",
+    buckets=(0.1, 0.5, 1, 5, 30, 60, 300, 3600, 6 * 3600, 24 * 3600),
+)
+
+
 def _label(value: str, allowed: frozenset[str]) -> str:
     # A label outside the fixed set could one day carry an id: count it as "other" instead.
     return value if value in allowed else "other"
@@ -126,6 +148,12 @@ def count_task(outcome: str) -> None:
 
 def count_interim(outcome: str) -> None:
     INTERIMS.labels(_label(outcome, INTERIM_OUTCOMES)).inc()
+
+
+def count_webhook(event: str, events: frozenset[str], outcome: str, age: float) -> None:
+    """One webhook delivery attempt: ``event`` counted as itself only if in ``events``."""
+    WEBHOOK_DELIVERIES.labels(_label(event, events), _label(outcome, WEBHOOK_OUTCOMES)).inc()
+    WEBHOOK_DELIVERY_AGE.observe(max(0.0, age))
 
 
 def count_unwrap(purpose: Purpose | str) -> None:

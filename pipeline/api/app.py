@@ -19,15 +19,17 @@ from pipeline.api import (
     problems,
     tenant,
     tokens,
+    webhooks,
     whip,
 )
 from pipeline.capture.ice import configure_ice
 from pipeline.capture.whip import WhipIngest
 from pipeline.config import get_settings
-from pipeline.metrics import QueueCollector
+from pipeline.metrics import QueueCollector, WebhookQueueCollector
 from pipeline.runtime import Runtime, default_actor
 from pipeline.services.captions import CaptionHub
 from pipeline.services.health import queue_depth
+from pipeline.services.webhook_delivery import queue_age
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -79,7 +81,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (tenant, meetings, whip, captions, keys, tokens, health, console):
+    for module in (tenant, meetings, whip, captions, keys, tokens, webhooks, health, console):
         app.include_router(module.router)
     return app
 
@@ -89,6 +91,7 @@ def _registry(rt: Runtime) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_Forward(REGISTRY))
     registry.register(QueueCollector(lambda: queue_depth(rt)))
+    registry.register(WebhookQueueCollector(lambda: queue_age(rt)))
     return registry
 
 

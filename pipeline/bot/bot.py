@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import faults
 from pipeline.bot.connectors import Connector, JoinRejected, connector_for
@@ -21,10 +22,15 @@ from pipeline.capture.room import MeetingRoom
 from pipeline.errors import OURS, InvalidInput, NotFound
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
+from pipeline.services import webhooks
 
 __all__ = ["Bot"]
 
 log = logging.getLogger(__name__)
+
+#: webhook events about bots leave through this one thread: a meeting's states keep their
+#: order, and a slow broker never stalls the event loop that carries the audio
+_EVENTS = ThreadPoolExecutor(1, thread_name_prefix="bot-webhooks")
 
 
 class Bot:
@@ -67,6 +73,10 @@ class Bot:
         except OURS:
             log.warning(
                 "could not record bot state %s for meeting %s", state.value, self.meeting_id
+            )
+        else:
+            _EVENTS.submit(
+                webhooks.bot_state_changed, self.rt, self.meeting_id, state.value, reason
             )
 
     def _participants(self, names: list[str]) -> None:

@@ -22,6 +22,7 @@ from pipeline.capture.ice import configure_ice
 from pipeline.errors import OURS, NotFound, StoreUnavailable
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
+from pipeline.services import webhooks
 from pipeline.services.bots import open_join_url
 
 __all__ = ["BotService"]
@@ -108,6 +109,9 @@ class BotService:
             with contextlib.suppress(*OURS):
                 await asyncio.to_thread(
                     rt.store.bots.set_state, meeting_id, BotState.FAILED, reason
+                )
+                await asyncio.to_thread(
+                    webhooks.bot_state_changed, rt, meeting_id, BotState.FAILED.value, reason
                 )
             return None
 

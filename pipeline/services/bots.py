@@ -21,7 +21,7 @@ from pipeline.errors import Conflict, NotFound
 from pipeline.models import BotStatus, Meeting
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_join_target, seal_join_target
-from pipeline.services import quotas
+from pipeline.services import quotas, webhooks
 
 __all__ = ["bot_status", "join_meeting", "leave_meeting", "open_join_url", "seal_join_url"]
 
@@ -49,18 +49,23 @@ def join_meeting(rt: Runtime, meeting_id: str, url: str, tenant_id: str | None =
     rt.keys.audit.record(
         meeting.tenant_id, "bot", actor=rt.actor, outcome="join", meeting=meeting.id
     )
+    webhooks.bot_state_changed(rt, meeting.id, status.state.value)
     return status
 
 
 def leave_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> BotStatus:
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
-    if rt.store.bots.get(meeting.id) is None:
+    before = rt.store.bots.get(meeting.id)
+    if before is None:
         raise NotFound(f"no bot was sent to meeting {meeting.id}")
     rt.store.bots.request_leave(meeting.id)
     rt.keys.audit.record(
         meeting.tenant_id, "bot", actor=rt.actor, outcome="leave", meeting=meeting.id
     )
-    return bot_status(rt, meeting.id)
+    status = bot_status(rt, meeting.id)
+    if status.state.final and not before.state.final:  # no bot ran it: it left here
+        webhooks.bot_state_changed(rt, meeting.id, status.state.value, status.reason)
+    return status
 
 
 def bot_status(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> BotStatus:

@@ -13,6 +13,7 @@ from keys.types import KeyStatus
 from pipeline.config import KEY_PROVIDERS
 from pipeline.errors import InvalidInput
 from pipeline.runtime import Runtime
+from pipeline.services import webhooks
 
 __all__ = [
     "KeyReport",
@@ -45,12 +46,26 @@ def key_status(rt: Runtime, tenant_id: str) -> KeyReport:
 def rotate_keys(rt: Runtime, tenant_id: str) -> RotationReport:
     """New primary version and every data key rewrapped (run again to resume)."""
     rt.store.tenants.get(tenant_id)
-    return rt.keys.rotate(tenant_id, rt.actor)
+    report = rt.keys.rotate(tenant_id, rt.actor)
+    _rotated(rt, tenant_id, report)
+    return report
+
+
+def _rotated(rt: Runtime, tenant_id: str, report: RotationReport) -> None:
+    webhooks.key_changed(
+        rt,
+        tenant_id,
+        "rotated",
+        primary_version=report.primary_version,
+        rewrapped=report.rewrapped,
+    )
 
 
 def retire_keys(rt: Runtime, tenant_id: str, below: int) -> int:
     rt.store.tenants.get(tenant_id)
-    return rt.keys.retire_below(tenant_id, below, rt.actor)
+    moved = rt.keys.retire_below(tenant_id, below, rt.actor)
+    webhooks.key_changed(rt, tenant_id, "retired", below=below, rewrapped=moved)
+    return moved
 
 
 def revoke_keys(rt: Runtime, tenant_id: str) -> None:
@@ -58,7 +73,10 @@ def revoke_keys(rt: Runtime, tenant_id: str) -> None:
     closed at once even if the KMS is slow to answer; then the key itself is revoked."""
     rt.store.tenants.get(tenant_id)
     rt.store.tenants.mark_revoked(tenant_id)
-    rt.keys.revoke(tenant_id, rt.actor)
+    try:
+        rt.keys.revoke(tenant_id, rt.actor)
+    finally:  # the tenant is told even if the KMS fails: capture already fails closed
+        webhooks.key_changed(rt, tenant_id, "revoked")
 
 
 def migrate_keys(rt: Runtime, tenant_id: str, to: str) -> RotationReport:
@@ -81,12 +99,16 @@ def migrate_keys(rt: Runtime, tenant_id: str, to: str) -> RotationReport:
     rt.keys.audit.record(
         tenant_id, "migrate", actor=rt.actor, outcome=f"to-{to}", key_version=version
     )
-    return RotationReport(version, rt.keys.rewrap_pending(tenant_id, rt.actor))
+    report = RotationReport(version, rt.keys.rewrap_pending(tenant_id, rt.actor))
+    _rotated(rt, tenant_id, report)
+    return report
 
 
 def import_key(rt: Runtime, tenant_id: str, material: bytes) -> RotationReport:
     rt.store.tenants.get(tenant_id)
-    return rt.keys.import_key(tenant_id, material, rt.actor)
+    report = rt.keys.import_key(tenant_id, material, rt.actor)
+    _rotated(rt, tenant_id, report)
+    return report
 
 
 def audit_show(rt: Runtime, tenant_id: str, offset: int = 0, limit: int = 100) -> list[AuditEntry]:

@@ -21,7 +21,7 @@ from pipeline.errors import OURS, InvalidInput, NotFound
 from pipeline.models import Meeting
 from pipeline.queue import enqueue_shred
 from pipeline.runtime import Runtime
-from pipeline.services import quotas
+from pipeline.services import quotas, webhooks
 from pipeline.store.meetings import MeetingStore
 
 __all__ = [
@@ -111,7 +111,9 @@ def set_transcription(
         outcome="on" if on else "off",
         meeting=meeting_id,
     )
-    return rt.store.meetings.get(meeting_id)
+    meeting = rt.store.meetings.get(meeting_id)
+    webhooks.transcription_switched(rt, meeting)
+    return meeting
 
 
 def set_consent(
@@ -128,6 +130,7 @@ def set_consent(
         outcome=f"{participant_id}:{'opted-out' if opted_out else 'opted-in'}",
         meeting=meeting_id,
     )
+    webhooks.consent_changed(rt, meeting, participant_id, opted_out)
     return rt.store.meetings.get(meeting_id)
 
 
@@ -147,6 +150,7 @@ def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
     rt.keys.audit.record(meeting.tenant_id, "shred", actor=rt.actor, meeting=meeting.id)
     rt.store.meetings.delete(meeting)  # also tells a bot capturing it to stop
     rt.store.bots.delete(meeting.id)
+    webhooks.meeting_deleted(rt, meeting)
     if faults.on("shred-in-request"):
         finish_shreds(rt, meeting.tenant_id)  # every other meeting rewrapped in the request
         return meeting
@@ -177,6 +181,14 @@ def finish_shreds(rt: Runtime, tenant_id: str) -> int:
             try:
                 report = rt.keys.rotate(tenant_id, rt.actor)
                 rt.keys.retire_below(tenant_id, report.primary_version, rt.actor)
+                webhooks.key_changed(
+                    rt,
+                    tenant_id,
+                    "rotated",
+                    primary_version=report.primary_version,
+                    rewrapped=report.rewrapped,
+                )
+                webhooks.key_changed(rt, tenant_id, "retired", below=report.primary_version)
             except KeyRevoked:
                 pass  # a revoked key opens nothing already
     rt.store.meetings.shreds_done(pending)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pipeline.errors import OURS, InvalidInput
 from pipeline.models import Tenant
 from pipeline.runtime import Runtime
+from pipeline.services import webhooks
 from pipeline.services.meetings import finish_shreds
 from pipeline.store import schema
 from pipeline.store.connection import as_str
@@ -96,7 +97,9 @@ def purge_expired(rt: Runtime, now: float | None = None) -> PurgeReport:
                 tenant.id, "shred", actor=rt.actor, outcome="retention", meeting=meeting.id
             )
             rt.store.meetings.delete(meeting)
+            webhooks.meeting_deleted(rt, meeting, reason="retention")
         if expired:
+            webhooks.retention_purged(rt, tenant.id, len(expired))
             # As for a delete: old key versions go too, so backups cannot be opened. If the
             # KMS fails now, the marks stay and the beat's shred-retry finishes the job.
             try:

@@ -98,6 +98,8 @@ def erase_tenant(rt: Runtime, tenant_id: str) -> ErasureReport:
     delete = getattr(rt.keys.provider, "delete", None)
     if delete is not None:
         delete(tenant_id)  # the local keyring's file goes too
+    for endpoint in rt.store.webhooks.list(tenant_id):  # its outbox and log go with it
+        rt.store.webhooks.delete(endpoint)
     rt.store.tenants.delete(tenant_id)
     rt.store.quotas.forget_tenant(tenant_id)
     rt.store.audit.audit_reset(tenant_id)

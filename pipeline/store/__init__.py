@@ -16,6 +16,7 @@ from pipeline.store.quotas import QuotaStore
 from pipeline.store.segments import SegmentStore
 from pipeline.store.tenants import TenantStore
 from pipeline.store.tickets import TicketStore
+from pipeline.store.webhooks import WebhookStore
 
 __all__ = ["Store"]
 
@@ -40,6 +41,8 @@ class Store:
         self.quotas = QuotaStore(r)
         #: WHIP sessions held, per meeting and tenant
         self.whip = CappedLeases(r, schema.whip_meeting, schema.whip_tenant)
+        #: webhook endpoints, their outbox and delivery log
+        self.webhooks = WebhookStore(r)
 
     @classmethod
     def from_url(

@@ -73,6 +73,26 @@ ss:whip:meeting:{m}            zset    WHIP sessions held for the meeting, score
                                        the time its lease lapses
 ss:whip:tenant:{t}             zset    WHIP sessions held for the tenant, score =  lease TTL x2
                                        the time its lease lapses
+ss:tenant:{t}:webhooks         set     the tenant's webhook endpoint ids          none
+ss:webhook:{e}                 hash    tenant, url, events, created, secret       none
+                                       (sealed; never in the clear), generation,
+                                       previous (sealed) + previous_until,
+                                       failing_since, disabled (reason),
+                                       disabled_at
+ss:webhook:{e}:msgs            hash    message id -> event JSON (ids, state       none
+                                       names, counts: never content); bounded
+ss:webhook:{e}:recent          list    message ids, newest first (bounds msgs)    none
+ss:webhook:{e}:q:{stream}      list    message ids waiting, in order; stream =    none
+                                       a meeting id, or "-" (tenant events)
+ss:webhook:{e}:streams         set     streams with messages waiting              none
+ss:webhook:{e}:tries           hash    message id -> attempts so far              none
+ss:webhook:{e}:lock:{stream}   string  the worker delivering the stream's head    lease TTL
+ss:webhook:{e}:log             list    delivery attempts (JSON: message, event,   none
+                                       outcome, status, next try), bounded
+ss:webhooks:due                zset    "{e}/{stream}", score = its next try       none
+ss:webhooks:awaiting           zset    meetings whose bot left, not yet           none
+                                       announced "transcript ready"
+ss:webhooks:ready:{m}          string  the bot session announced ready            none
 =============================  ======  =========================================  ===========
 
 Pub/sub channels carry only ids and event names, never content.
@@ -252,6 +272,50 @@ def whip_meeting(meeting_id: str) -> str:
 
 def whip_tenant(tenant_id: str) -> str:
     return f"{PREFIX}whip:tenant:{tenant_id}"
+
+
+def tenant_webhooks(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:webhooks"
+
+
+def webhook(endpoint_id: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}"
+
+
+def webhook_messages(endpoint_id: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:msgs"
+
+
+def webhook_recent(endpoint_id: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:recent"
+
+
+def webhook_stream(endpoint_id: str, stream: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:q:{stream}"
+
+
+def webhook_streams(endpoint_id: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:streams"
+
+
+def webhook_tries(endpoint_id: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:tries"
+
+
+def webhook_lock(endpoint_id: str, stream: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:lock:{stream}"
+
+
+def webhook_log(endpoint_id: str) -> str:
+    return f"{PREFIX}webhook:{endpoint_id}:log"
+
+
+WEBHOOKS_DUE = f"{PREFIX}webhooks:due"
+WEBHOOKS_AWAITING = f"{PREFIX}webhooks:awaiting"
+
+
+def webhook_ready(meeting_id: str) -> str:
+    return f"{PREFIX}webhooks:ready:{meeting_id}"
 
 
 def meeting_pattern(meeting_id: str) -> list[str]:

@@ -319,6 +319,8 @@ def exported_metrics() -> set[str]:
     names = {m.name for m in REGISTRY.collect()}
     depth = pipeline.metrics.QueueCollector(lambda: (0, 0))
     names |= {m.name for m in depth.collect()}
+    webhook_age = pipeline.metrics.WebhookQueueCollector(lambda: 0.0)
+    names |= {m.name for m in webhook_age.collect()}
     return names
 
 

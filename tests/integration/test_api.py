@@ -95,6 +95,8 @@ CAPTIONS = "/v1/meetings/{meeting_id}/captions"
 TICKET = "/v1/meetings/{meeting_id}/captions/ticket"
 TOKENS = "/v1/tokens"
 TOKEN = "/v1/tokens/{token_id}"
+WEBHOOKS = "/v1/webhooks"
+WEBHOOK = "/v1/webhooks/{endpoint_id}"
 #: a success that is not 2xx: WHIP sessions refuse trickle ICE by design (RFC 9725)
 SUCCESS_STATUS = {("PATCH", WHIP_SESSION): 405}
 
@@ -363,6 +365,8 @@ def valid_request(route: Route, tenant_id: str) -> dict[str, Any]:
         ("POST", "/v1/keys/retire"): {"below": 1},
         ("POST", "/v1/keys/revoke"): {"confirm": f"revoke {tenant_id}"},
         ("POST", TOKENS): {"scopes": ["read"]},
+        ("POST", WEBHOOKS): {"url": "http://127.0.0.1:9/hook"},
+        ("POST", WEBHOOK + "/replay"): {"message_id": None},
     }
     if route == WHIP:
         return {
@@ -391,6 +395,7 @@ def path_for(
         "participant": "alice",
         "session_id": session_id,
         "token_id": token_id,
+        "endpoint_id": "wh_" + "0" * 16,
     }
 
 
@@ -1019,7 +1024,9 @@ def test_captions_resume_without_gaps_or_repeats(api: Api, app_rt: Runtime, a: T
         first = [receive(ws) for _ in range(3)]
     assert [c["text"] for c in first] == ["one", "two", "three"]
     assert first[0] == {
+        "kind": "final",
         "cursor": first[0]["cursor"],
+        "utterance": "alice.0",
         "participant": "alice",
         "start_ms": 0,
         "end_ms": 1500,
@@ -1139,7 +1146,72 @@ VIEWS_CHECKED_FOR_ISOLATION: list[Route] = [
     ("POST", TOKENS),
     ("DELETE", TOKEN),
     ("POST", TOKEN + "/rotate"),
+    ("GET", WEBHOOKS),
+    ("POST", WEBHOOKS),
+    ("GET", WEBHOOK),
+    ("DELETE", WEBHOOK),
+    ("POST", WEBHOOK + "/rotate-secret"),
+    ("GET", WEBHOOK + "/log"),
+    ("POST", WEBHOOK + "/replay"),
 ]
+
+
+@covers(
+    f"POST {WEBHOOKS}",
+    f"GET {WEBHOOKS}",
+    f"GET {WEBHOOK}",
+    f"DELETE {WEBHOOK}",
+    f"POST {WEBHOOK}/rotate-secret",
+    f"GET {WEBHOOK}/log",
+    f"POST {WEBHOOK}/replay",
+)
+def test_webhook_endpoints(api: Api, a: T, b: T) -> None:
+    """Add (the secret shown once), list, read, rotate, log, replay, remove; a forbidden
+    URL and unknown events are refused; another tenant finds none of it."""
+    url = "http://127.0.0.1:9/hook"  # loopback is allowed here; nothing is delivered
+    made = api("POST", WEBHOOKS, a.token, json={"url": url, "events": ["key.rotated"]})
+    assert made.status_code == 201, made.text
+    hook = made.json()
+    assert hook["secret"].startswith("whsec_") and hook["enabled"] and hook["waiting"] == 0
+    path = {"endpoint_id": hook["id"]}
+    listed = api("GET", WEBHOOKS, a.token).json()
+    assert [h["id"] for h in listed] == [hook["id"]] and "secret" not in listed[0]
+    assert api("GET", WEBHOOK, a.token, path=path).json()["events"] == ["key.rotated"]
+    rotated = api("POST", WEBHOOK + "/rotate-secret", a.token, path=path).json()
+    assert rotated["secret"] != hook["secret"] and rotated["secret"].startswith("whsec_")
+    api("POST", "/v1/keys/rotate", a.token)  # an event for it: waiting, then tried
+    assert api("GET", WEBHOOK, a.token, path=path).json()["waiting"] == 1
+    assert api("GET", WEBHOOK + "/log", a.token, path=path).json() == []
+    replayed = api("POST", WEBHOOK + "/replay", a.token, path=path, json={})
+    assert replayed.json() == {"streams": 1}
+    r = api("POST", WEBHOOK + "/replay", a.token, path=path, json={"message_id": "msg_" + "0" * 24})
+    assert_problem(r, 404, "not-found")
+
+    for bad, why in (
+        ({"url": "http://169.254.169.254/latest"}, "egress policy"),
+        ({"url": "http://10.0.0.1/"}, "egress policy"),
+        ({"url": "ftp://127.0.0.1/"}, "https://"),
+        ({"url": "http://user:pw@127.0.0.1/"}, "user name"),
+    ):
+        body = assert_problem(api("POST", WEBHOOKS, a.token, json=bad), 400)
+        assert why in body["detail"], body
+    bad_event = {"url": url, "events": ["transcript.text"]}
+    assert_problem(api("POST", WEBHOOKS, a.token, json=bad_event), 422, "validation")
+
+    # B sees none of it and can change none of it
+    assert api("GET", WEBHOOKS, b.token).json() == []
+    for method, template in (
+        ("GET", WEBHOOK),
+        ("DELETE", WEBHOOK),
+        ("POST", WEBHOOK + "/rotate-secret"),
+        ("GET", WEBHOOK + "/log"),
+    ):
+        assert_problem(api(method, template, b.token, path=path), 404, "not-found")
+    assert_problem(api("POST", WEBHOOK + "/replay", b.token, path=path, json={}), 404)
+
+    r = api("DELETE", WEBHOOK, a.token, path=path)
+    assert r.status_code == 204
+    assert api("GET", WEBHOOKS, a.token).json() == []
 
 
 def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime, a: T, b: T) -> None:

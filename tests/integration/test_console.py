@@ -14,16 +14,24 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline import services
+from keys.types import KeyUse, Purpose
+from pipeline import egress, services
 from pipeline.api.app import create_app
 from pipeline.api.console import CSP
 from pipeline.audio.decode import decode_file
 from pipeline.config import Settings
+from pipeline.egress import EgressPolicy
 from pipeline.errors import AuthenticationFailed
+from pipeline.models import TranscriptSegment
 from pipeline.publish import PcmTrack, WhipPublisher
+from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
+from pipeline.sealing import seal_interim_transcript, seal_transcript
+from pipeline.services import webhooks
+from pipeline.store.segments import CAPTION_HISTORY
 from tests.harness.api import serve_api
 from tests.harness.processes import WorkerProcess
+from tests.harness.redis import RedisServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CLIP = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
@@ -181,11 +189,16 @@ async def drive(
     await expect(caption.locator(".speaker")).to_have_text(SPEAKER)
     await publishing
 
-    # every segment shows once; a dropped connection resumes from the last cursor
+    # every segment shows once (one line per utterance, whether or not interims came
+    # first); a dropped connection resumes from the last cursor
     stored = await transcribed(rt, meeting_id)
-    captions = page.locator("#captions .caption")
+    captions = page.locator("#captions .caption.final")
     await expect(captions).to_have_count(stored)
-    last_cursor = await captions.last.get_attribute("data-cursor")
+    utterances = await page.locator("#captions .caption").evaluate_all(
+        "lines => lines.map(li => li.dataset.utterance)"
+    )
+    assert len(set(utterances)) == len(utterances), utterances
+    last_cursor = await page.locator("#captions").get_attribute("data-cursor")
     assert last_cursor and re.fullmatch(r"\d+-\d+", last_cursor), last_cursor
     opened = len(sockets)
     await sockets[-1].close(code=1012, reason="service restart")  # the page's side drops
@@ -293,6 +306,139 @@ def test_console_end_to_end(rt: Runtime, worker: WorkerProcess, loopback_ice: No
     asyncio.run(asyncio.wait_for(scenario(rt, token, tenant.id, pcm), 120))
 
 
+def show_interim(rt: Runtime, meeting_id: str, who: str, seq: int, part: int, text: str) -> None:
+    """What a worker does with an interim's text: sealed with the meeting's transcript key,
+    shown in its participant's slot (which announces it on the caption stream)."""
+    m = rt.store.meetings.get(meeting_id)
+    key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
+    segment = TranscriptSegment(who, seq, seq * 5000, seq * 5000 + part * 800, text, part=part)
+    sealed = seal_interim_transcript(key, m.tenant_id, m.id, segment)
+    assert rt.store.interims.put_text(sealed, part, CAPTION_HISTORY)
+
+
+def store_final(rt: Runtime, meeting_id: str, who: str, seq: int, text: str) -> None:
+    """What a worker's ``_finish`` does: the sealed transcript stored, the audio gone."""
+    m = rt.store.meetings.get(meeting_id)
+    key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
+    segment = TranscriptSegment(who, seq, seq * 5000, seq * 5000 + 3000, text, language="en")
+    rt.store.segments.complete(seal_transcript(key, m.tenant_id, m.id, segment), segment.start_ms)
+
+
+async def interim_scenario(rt: Runtime, token: str, meeting_id: str) -> None:
+    async with serve_api(rt) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            await page.goto(f"{base}/")
+            await page.get_by_label("Tenant API token").fill(token)
+            await page.get_by_role("button", name="Log in").click()
+            await page.locator(f".meeting-item[data-id='{meeting_id}']").click()
+            await expect(page.locator("#captions-state")).to_have_text("live")
+            await watch_interims(page, rt, meeting_id)
+            # what the workers counted (four transcribed, two dropped as superseded, one
+            # after the final) is in the privacy report, with what interims never become
+            rt.store.interims.count(meeting_id, "transcribed", 4)
+            rt.store.interims.count(meeting_id, "superseded", 2)
+            rt.store.interims.count(meeting_id, "too-late")
+            await page.get_by_role("button", name="Show privacy report").click()
+            report = page.locator("#privacy-interims")
+            await expect(report).to_contain_text("4 transcribed; purged untranscribed: ")
+            await expect(report).to_contain_text("superseded: 2; too-late: 1")
+            await expect(report).to_contain_text("never enter the transcript")
+            # a fresh page (cursor 0) shows the same lines: the finals, once each
+            await page.reload()  # logged in again from the tab's sessionStorage
+            await expect(page.locator("#console")).to_be_visible()
+            await page.locator(f".meeting-item[data-id='{meeting_id}']").click()
+            lines = page.locator("#captions .caption")
+            await expect(lines).to_have_text(
+                [re.compile("So what we need"), re.compile("Yes"), re.compile("Right")]
+            )
+            await expect(page.locator("#captions .caption.interim")).to_have_count(0)
+            assert not problems, problems
+        finally:
+            await browser.close()
+
+
+async def watch_interims(page: Page, rt: Runtime, meeting_id: str) -> None:
+    lines = page.locator("#captions .caption")
+    alice = lines.filter(has=page.locator(".speaker", has_text="alice"))
+
+    # alice starts speaking: her words so far, greyed, hidden from screen readers
+    show_interim(rt, meeting_id, "alice", 0, 1, "so what")
+    await expect(alice).to_have_count(1)
+    await expect(alice).to_have_class(re.compile(r"\binterim\b"))
+    await expect(alice.locator(".caption-text")).to_have_text("so what")
+    await expect(alice).to_have_attribute("aria-hidden", "true")
+    grey = await alice.locator(".caption-text").evaluate("e => getComputedStyle(e).color")
+    assert grey == "rgb(87, 96, 106)", grey  # --muted
+
+    # she goes on: the newer interim replaces the one shown, in the same line
+    show_interim(rt, meeting_id, "alice", 0, 2, "so what we need")
+    await expect(alice.locator(".caption-text")).to_have_text("so what we need")
+    await expect(lines).to_have_count(1)
+
+    # bob starts meanwhile: his own line, after hers
+    show_interim(rt, meeting_id, "bob", 0, 1, "yes")
+    await expect(lines).to_have_count(2)
+    await expect(lines.nth(1)).to_have_class(re.compile(r"\binterim\b"))
+
+    # alice's final replaces her interim in its place, in the normal style
+    store_final(rt, meeting_id, "alice", 0, "So what we need is this.")
+    await expect(lines.first.locator(".caption-text")).to_have_text("So what we need is this.")
+    await expect(lines.first).to_have_class(re.compile(r"\bfinal\b"))
+    await expect(lines.first).not_to_have_class(re.compile(r"\binterim\b"))
+    await expect(lines.first).not_to_have_attribute("aria-hidden", "true")
+    black = await lines.first.locator(".caption-text").evaluate("e => getComputedStyle(e).color")
+    assert black != grey, black
+    await expect(lines).to_have_count(2)
+
+    # and bob's
+    show_interim(rt, meeting_id, "bob", 0, 2, "yes exactly")
+    await expect(lines.nth(1).locator(".caption-text")).to_have_text("yes exactly")
+    store_final(rt, meeting_id, "bob", 0, "Yes, exactly.")
+    await expect(lines.nth(1).locator(".caption-text")).to_have_text("Yes, exactly.")
+    await expect(page.locator("#captions .caption.interim")).to_have_count(0)
+    await expect(lines).to_have_count(2)
+    utterances = await lines.evaluate_all("lines => lines.map(li => li.dataset.utterance)")
+    assert utterances == ["alice.0", "bob.0"], utterances
+
+    # an utterance that never gets a final (too short): its interim goes when the speaker's
+    # next final comes
+    show_interim(rt, meeting_id, "carol", 0, 1, "um")
+    await expect(lines).to_have_count(3)
+    store_final(rt, meeting_id, "carol", 1, "Right.")
+    await expect(lines.nth(2).locator(".caption-text")).to_have_text("Right.")
+    await expect(lines).to_have_count(3)
+    await expect(page.locator("#captions .caption.interim")).to_have_count(0)
+
+
+def test_console_interim_captions_greyed_then_replaced_by_the_final(tmp_path: Path) -> None:
+    """Interim captions injected through the real store as a worker stores them, watched in
+    Chromium: greyed in the place of their utterance, replaced by newer ones and then by the
+    final, one line per utterance."""
+    if not CHROMIUM.exists():  # scripts/setup installs it
+        pytest.skip(f"the console test needs Debian's chromium at {CHROMIUM}")
+    redis_server = RedisServer(tmp_path / "redis")
+    redis_server.start(20)
+    try:
+        settings = Settings.from_env(
+            {
+                "SEALSCRIBE_HOME": str(tmp_path / "home"),
+                "SEALSCRIBE_REDIS_URL": redis_server.url,
+                "SEALSCRIBE_KEY_PROVIDER": "local",
+            }
+        )
+        rt = Runtime.from_settings(settings, actor="test")
+        tenant, token = services.create_tenant(rt, "acme")
+        meeting = services.create_meeting(rt, tenant.id)
+        services.set_transcription(rt, meeting.id, True)
+        asyncio.run(asyncio.wait_for(interim_scenario(rt, token, meeting.id), 90))
+    finally:
+        redis_server.stop()
+
+
 def test_console_is_served_with_a_strict_policy() -> None:
     client = TestClient(create_app())  # no lifespan: the console needs no runtime
     page = client.get("/")
@@ -332,3 +478,73 @@ def test_console_sources_keep_the_rules() -> None:
     assert "innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
     assert "localStorage" not in js and "document.cookie" not in js
     assert "sessionStorage" in js
+
+
+def test_console_webhooks_show_a_disabled_endpoint_and_add_one(tmp_path: Path) -> None:
+    """The tenant is told in the console when an endpoint was disabled after failing
+    deliveries (marked here as the delivery worker marks it; tests/integration/
+    test_webhooks.py drives the real failure), re-enables it with one click, and adds an
+    endpoint whose secret is shown once, outside the table."""
+    if not CHROMIUM.exists():  # scripts/setup installs it
+        pytest.skip(f"the console test needs Debian's chromium at {CHROMIUM}")
+    redis_server = RedisServer(tmp_path / "redis")
+    redis_server.start(20)
+    previous = use_broker(redis_server.url)  # a replay queues its delivery here
+    egress.configure(EgressPolicy.parse("127.0.0.1"))  # endpoints on loopback may be added
+    try:
+        settings = Settings.from_env(
+            {
+                "SEALSCRIBE_HOME": str(tmp_path / "home"),
+                "SEALSCRIBE_REDIS_URL": redis_server.url,
+                "SEALSCRIBE_KEY_PROVIDER": "local",
+            }
+        )
+        rt = Runtime.from_settings(settings, actor="test")
+        tenant, token = services.create_tenant(rt, "acme")
+        endpoint, _ = webhooks.add_endpoint(rt, tenant.id, "http://127.0.0.1:9/down")
+        rt.store.webhooks.disable(
+            endpoint.id, "every delivery failed for 24.0 h (last: answered HTTP 500)", 1.0
+        )
+        asyncio.run(asyncio.wait_for(webhook_scenario(rt, token, endpoint.id), 90))
+    finally:
+        egress.configure(None)
+        use_broker(previous)
+        redis_server.stop()
+
+
+async def webhook_scenario(rt: Runtime, token: str, endpoint_id: str) -> None:
+    async with serve_api(rt) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            await page.goto(f"{base}/")
+            await page.get_by_label("Tenant API token").fill(token)
+            await page.get_by_role("button", name="Log in").click()
+            state = page.locator("#webhooks-state")
+            await expect(state).to_have_text("1 endpoint; 1 DISABLED after failing deliveries")
+            await expect(state).to_have_class(re.compile(r"\bbad\b"))
+            row = page.locator(f"#webhooks-table tr[data-id='{endpoint_id}']")
+            await expect(row).to_contain_text("DISABLED: every delivery failed for 24.0 h")
+            await expect(page.locator("#notice")).to_contain_text("disabled")
+
+            await page.get_by_role("button", name=f"Re-enable webhook {endpoint_id}").click()
+            await expect(row).to_contain_text("enabled")
+            await expect(state).to_have_text("1 endpoint")
+            assert not rt.store.webhooks.get(endpoint_id).disabled  # type: ignore[union-attr]
+
+            await page.get_by_label("New endpoint's URL").fill("http://127.0.0.1:9/new")
+            await page.get_by_role("button", name="Add endpoint").click()
+            secret = page.locator("#new-webhook-secret")
+            await expect(secret).to_be_visible()
+            shown = await secret.input_value()
+            assert shown.startswith("whsec_"), shown
+            await expect(state).to_have_text("2 endpoints")
+            table = await page.locator("#webhooks-table").inner_text()
+            assert shown not in table and "http://127.0.0.1:9/new" in table
+            await page.get_by_role("button", name="Done").last.click()
+            await expect(secret).to_be_hidden()
+            assert not problems, problems
+        finally:
+            await browser.close()

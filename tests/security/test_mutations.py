@@ -40,6 +40,7 @@ MUTATIONS: dict[str, tuple[str, ...]] = {
     "metrics-open": ("test_small.py::test_metrics_need_the_token",),
     "docs-on": ("test_small.py::test_docs_are_off_by_default",),
     "join-secret-in-clear": ("test_small.py::test_join_secret_is_sealed",),
+    "webhook-secret-in-clear": ("test_webhooks.py::test_webhook_secret_is_sealed",),
     "shred-in-request": ("test_small.py::test_delete_shreds_in_the_background",),
     "token-scopes-ignored": (
         "test_tokens.py::test_every_route_needs_its_scope",

@@ -153,7 +153,7 @@
     $("console").hidden = false;
     $("meetings-title").focus();
     showRetention(tenant.retention);
-    await Promise.all([loadMeetings(), loadKeys(), loadAudit(), loadTokens()]);
+    await Promise.all([loadMeetings(), loadKeys(), loadAudit(), loadTokens(), loadWebhooks()]);
   }
 
   // ---- retention ----------------------------------------------------------------------
@@ -194,6 +194,8 @@
     $("privacy-purged").textContent = counts(p.purged);
     $("privacy-stored").textContent =
       `${p.transcript_segments} sealed transcript segments, ${p.audio_pending} sealed audio waiting`;
+    $("privacy-interims").textContent = `${p.interims_transcribed} transcribed; purged ` +
+      `untranscribed: ${counts(p.interims_purged)} (${p.interims_note})`;
   }
 
   function logout() {
@@ -206,6 +208,9 @@
     $("meeting-list").replaceChildren();
     $("audit-table").tBodies[0].replaceChildren();
     $("tokens-table").tBodies[0].replaceChildren();
+    $("webhooks-table").tBodies[0].replaceChildren();
+    $("new-webhook-secret").value = "";
+    $("new-webhook").hidden = true;
     $("new-token-value").value = "";
     $("new-token").hidden = true;
     for (const id of ["tenant-name", "tenant-id", "revoke-phrase", "notice"]) {
@@ -283,6 +288,7 @@
     state.seen = new Set();
     $("meeting").hidden = true;
     $("captions").replaceChildren();
+    delete $("captions").dataset.cursor;
     $("participants").replaceChildren();
     $("delete-confirm").hidden = true;
     renderBot(null);
@@ -420,7 +426,12 @@
   // ---- live captions ------------------------------------------------------------------
 
   function startCaptions(meetingId) {
-    const c = { meetingId, cursor: "0", socket: null, retry: 0, timer: null, stopped: false };
+    // lines: utterance id -> its line on screen (an interim's, until its final replaces it)
+    const c = {
+      meetingId, cursor: "0", socket: null, retry: 0, timer: null, stopped: false,
+      lines: new Map(),
+      finals: new Map(), // participant -> the highest utterance number with its final shown
+    };
     state.captions = c;
     connectCaptions(c).catch(report);
   }
@@ -471,8 +482,11 @@
       } catch (_) {
         return;
       }
-      if (typeof caption.cursor === "string") c.cursor = caption.cursor;
-      addCaption(caption);
+      if (typeof caption.cursor === "string") {
+        c.cursor = caption.cursor;
+        $("captions").dataset.cursor = caption.cursor;
+      }
+      addCaption(c, caption);
     });
     ws.addEventListener("close", (event) => {
       if (c.stopped || state.captions !== c) return;
@@ -517,15 +531,46 @@
     }, delay);
   }
 
-  function addCaption(caption) {
+  // One line per utterance: its interim captions (greyed, hidden from screen readers, who
+  // would otherwise hear every draft) each replace the one before, and the final replaces
+  // them in the same place (a new node, so the live region announces the final once).
+  function addCaption(c, caption) {
     const name = String(caption.participant);
-    const li = el("li", undefined, "caption");
+    const interim = caption.kind === "interim";
+    const utterance = typeof caption.utterance === "string" ? caption.utterance : "";
+    const seq = Number(utterance.slice(utterance.lastIndexOf(".") + 1));
+    const part = interim ? Number(caption.part) || 0 : Infinity;
+    const shown = utterance ? c.lines.get(utterance) : undefined;
+    if (shown && interim && part <= Number(shown.dataset.part)) return; // older, or the final's
+    if (interim && seq <= (c.finals.get(name) ?? -1)) return; // the speaker is past it
+    const li = el("li", undefined, interim ? "caption interim" : "caption final");
     li.dataset.cursor = String(caption.cursor);
+    li.dataset.utterance = utterance;
+    li.dataset.part = String(part);
+    if (interim) li.setAttribute("aria-hidden", "true");
     li.append(el("span", clock(Number(caption.start_ms) || 0), "caption-time"),
       el("span", name, "speaker"), el("span", String(caption.text), "caption-text"));
     const list = $("captions");
-    list.append(li);
-    while (list.childElementCount > MAX_CAPTIONS) list.firstElementChild.remove();
+    if (shown) shown.replaceWith(li);
+    else list.append(li);
+    if (utterance) c.lines.set(utterance, li);
+    if (!interim && utterance) {
+      c.finals.set(name, Math.max(seq, c.finals.get(name) ?? -1));
+      // a participant's final ends their earlier utterances: an interim of one still shown
+      // never got a final (too short, opted out, switched off) and goes
+      for (const old of list.querySelectorAll(".caption.interim")) {
+        const u = old.dataset.utterance;
+        if (u.slice(0, u.lastIndexOf(".")) === name
+            && Number(u.slice(u.lastIndexOf(".") + 1)) < seq) {
+          old.remove();
+          c.lines.delete(u);
+        }
+      }
+    }
+    while (list.childElementCount > MAX_CAPTIONS) {
+      c.lines.delete(list.firstElementChild.dataset.utterance);
+      list.firstElementChild.remove();
+    }
     if (!state.seen.has(name)) {
       state.seen.add(name);
       renderParticipants();
@@ -688,6 +733,92 @@
     await loadTokens();
   }
 
+  // ---- webhooks -----------------------------------------------------------------------
+
+  async function loadWebhooks() {
+    return adminOnly(showWebhooks, "webhooks-state");
+  }
+
+  async function showWebhooks() {
+    const hooks = await api("GET", "/v1/webhooks");
+    const disabled = hooks.filter((h) => !h.enabled);
+    const stateLine = $("webhooks-state");
+    stateLine.textContent = plural(hooks.length, "endpoint", "endpoints") +
+      (disabled.length ? `; ${disabled.length} DISABLED after failing deliveries` : "");
+    stateLine.className = disabled.length ? "hint bad" : "hint";
+    const rows = hooks.map((h) => {
+      const tr = el("tr");
+      tr.dataset.id = h.id;
+      tr.append(el("td", h.url), el("td", h.events.join(", ")));
+      let status = "enabled";
+      if (!h.enabled) status = `DISABLED: ${h.disabled_reason}`;
+      else if (h.failing_since !== null) status = `failing since ${when(h.failing_since)}`;
+      tr.append(el("td", status, h.enabled ? "" : "bad"), el("td", String(h.waiting)));
+      const cell = el("td");
+      const buttons = [
+        [h.enabled ? "Replay" : "Re-enable", "", () => replayWebhook(h)],
+        ["Rotate secret", "", () => rotateWebhook(h)],
+        ["Remove", "danger", () => removeWebhook(h)],
+      ];
+      for (const [label, kind, fn] of buttons) {
+        const b = el("button", label, kind);
+        b.type = "button";
+        b.setAttribute("aria-label", `${label} webhook ${h.id}`);
+        b.addEventListener("click", action(b, fn));
+        cell.append(b);
+      }
+      tr.append(cell);
+      return tr;
+    });
+    $("webhooks-table").tBodies[0].replaceChildren(...rows);
+    state.webhooksDisabled = disabled.length;
+    return hooks;
+  }
+
+  // said at login, so a tenant hears of an endpoint given up on without looking for it
+  function webhookWarning() {
+    const n = state.webhooksDisabled || 0;
+    return n ? ` ${plural(n, "webhook endpoint was", "webhook endpoints were")} disabled ` +
+      "after failing deliveries: see Webhooks." : "";
+  }
+
+  function showSecret(h) {
+    $("new-webhook-secret").value = h.secret;
+    $("new-webhook-id").textContent = h.id;
+    $("new-webhook").hidden = false;
+    $("new-webhook-secret").focus();
+    $("new-webhook-secret").select();
+  }
+
+  async function addWebhook() {
+    const url = $("webhook-url").value.trim();
+    if (!url) throw new ApiError(0, "enter the URL events are sent to");
+    const h = await api("POST", "/v1/webhooks", { url });
+    $("webhook-url").value = "";
+    showSecret(h);
+    notify(`Webhook ${h.id} added; copy its signing secret now, it is not shown again.`);
+    await loadWebhooks();
+  }
+
+  async function replayWebhook(h) {
+    const r = await api("POST", `/v1/webhooks/${encodeURIComponent(h.id)}/replay`, {});
+    notify(`Webhook ${h.id} enabled; ${plural(r.streams, "queue", "queues")} sent again.`);
+    await loadWebhooks();
+  }
+
+  async function rotateWebhook(h) {
+    const rotated = await api("POST", `/v1/webhooks/${encodeURIComponent(h.id)}/rotate-secret`);
+    showSecret(rotated);
+    notify(`Webhook ${h.id} has a new secret; the old one also signs for 24 hours.`);
+    await loadWebhooks();
+  }
+
+  async function removeWebhook(h) {
+    await api("DELETE", `/v1/webhooks/${encodeURIComponent(h.id)}`);
+    notify(`Webhook ${h.id} removed.`);
+    await loadWebhooks();
+  }
+
   // ---- audit --------------------------------------------------------------------------
 
   async function loadAudit() {
@@ -744,7 +875,7 @@
       const token = $("token").value.trim();
       if (!token) throw new ApiError(0, "enter your tenant API token");
       await login(token);
-      notify(`Logged in as ${state.tenant.name}.`);
+      notify(`Logged in as ${state.tenant.name}.${webhookWarning()}`);
     });
     $("logout").addEventListener("click", () => {
       clearError();
@@ -785,6 +916,12 @@
     on("audit-refresh", "click", loadAudit);
     on("token-form", "submit", createToken);
     on("tokens-refresh", "click", loadTokens);
+    on("webhook-form", "submit", addWebhook);
+    on("webhooks-refresh", "click", loadWebhooks);
+    $("new-webhook-done").addEventListener("click", () => {
+      $("new-webhook-secret").value = "";
+      $("new-webhook").hidden = true;
+    });
     $("new-token-done").addEventListener("click", () => {
       $("new-token-value").value = "";
       $("new-token").hidden = true;
