@@ -101,7 +101,16 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
     # The sampler was looking while the sealed audio waited, while its task was queued or
     # unacknowledged, and once the sealed transcript existed: every stage was sampled.
     kinds = {s.kind for s in sampler.segments(m)}
-    assert kinds == {"audio", "queued", "transcript"}, kinds
+    assert (
+        {"audio", "queued", "transcript"}
+        <= kinds
+        <= {
+            "audio",
+            "queued",
+            "transcript",
+            "interim",  # an interim caption's sealed audio, when a phrase ran long enough
+        }
+    ), kinds
     assert {s.participant for s in sampler.segments(m)} == {"Alice", "Bob"}
 
 
