@@ -15,6 +15,9 @@ default db 11).
 
 Publishers stop ``--minutes`` after the last track is up; the run then waits until the queue
 has drained: no segment pending, no Celery message queued, nothing held in capture's backlog.
+Then it scores the word error rate of the transcripts over each track's whole loops against
+the AMI references (shared/data/ami-es2004/text; approximate at the loop edges, for comparing
+runs).
 From the rates measured it also says how long this load could go on before its last
 segments would wait past the audio TTL (the drain is what the last segments wait).
 
@@ -60,6 +63,8 @@ from bench.scale import Worker, machine_busy_seconds, workers
 
 DEMO = Path(__file__).resolve().parents[1] / "pipeline" / "demo_data"
 TRACKS = [DEMO / f"ami-es2004-{c}.ogg" for c in "ABCD"]
+#: the per-speaker reference texts of those 60 s (shared/data, as bench/transcribe.py)
+AMI_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ami-es2004" / "text"
 FRAME_S = 0.02  # one Opus packet, one captured frame
 
 
@@ -81,6 +86,7 @@ async def _publish(cfg: dict[str, Any], status: Path) -> dict[str, Any]:
     per, seconds, base = cfg["participants"], cfg["seconds"], cfg["base"]
 
     sources: list[OpusTrack] = []
+    placed: list[dict[str, Any]] = []  # where each track starts in its loop, for the WER
 
     def mark(event: str) -> None:
         frames = sum(s.i for s in sources)
@@ -100,6 +106,10 @@ async def _publish(cfg: dict[str, Any], status: Path) -> dict[str, Any]:
             name = "ABCD"[p % len(TRACKS)] + (str(p // len(TRACKS)) if p >= 4 else "")
             pub = WhipPublisher(url, cfg["token"], source.track, name)
             sources.append(source)
+            placed.append(
+                {"meeting": meeting, "participant": name, "letter": "ABCD"[p % len(TRACKS)]}
+                | {"shift_frames": shift, "loop_frames": len(track)}
+            )
             pubs.append(pub)
             started.append(pub.start(timeout=60))
         await asyncio.gather(*started)  # one meeting's participants join together
@@ -112,6 +122,7 @@ async def _publish(cfg: dict[str, Any], status: Path) -> dict[str, Any]:
         "tracks": len(sources),
         "frames_sent": sum(s.i for s in sources),
         "late_frames": sum(s.late for s in sources),
+        "placed": [p | {"frames": s.i} for p, s in zip(placed, sources, strict=True)],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -335,7 +346,9 @@ def run(
             }
         transcribed = sum(rt.store.segments.transcript_count(m) for m in ids)
         ok = True
-        return summarize(result, transcribed, settings.audio_ttl, probe.redis_peak)
+        summary = summarize(result, transcribed, settings.audio_ttl, probe.redis_peak)
+        summary["wer_ami_loops"] = loop_wer(rt, result["publisher"]["placed"])
+        return summary
     finally:
         for proc in (pub_proc, api_proc):
             if proc is not None and proc.poll() is None:
@@ -350,6 +363,39 @@ def run(
             shutil.rmtree(home, ignore_errors=True)
         else:
             print(f"bench.load failed; logs kept in {home}", file=sys.stderr)
+
+
+def loop_wer(rt: Any, placed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Word error rate of the transcripts against the AMI reference of each looped track,
+    over the loops a track published whole (its segments placed by start time; a word or
+    two at each loop's edge may land in the neighbouring loop, so this is for comparing
+    runs, not an absolute figure). Track C is crosstalk, without a reference: left out.
+    None when no track published a whole loop or the references are missing."""
+    from bench.wer import normalise, word_errors
+    from pipeline.services.transcripts import read_transcript
+
+    texts = AMI_TEXT.glob("mixture.*.words_joined.txt")
+    refs = {t.name.split(".")[1]: normalise(t.read_text().replace("_", "")) for t in texts}
+    refs = {k: v for k, v in refs.items() if len(v) >= 20}
+    errors = words = loops = 0
+    said: dict[str, list[Any]] = {}
+    for track in placed:
+        ref = refs.get(track["letter"])
+        if not ref:
+            continue
+        if track["meeting"] not in said:
+            said[track["meeting"]] = read_transcript(rt, track["meeting"])
+        loop_ms, shift_ms = track["loop_frames"] * 20, track["shift_frames"] * 20
+        heard: dict[int, list[str]] = {}
+        for s in said[track["meeting"]]:
+            if s.participant_id == track["participant"]:
+                heard.setdefault((shift_ms + s.start_ms) // loop_ms, []).append(s.text)
+        # the loops between the first loop start after the shift and the end of publishing
+        for j in range(-(-shift_ms // loop_ms), (shift_ms + track["frames"] * 20) // loop_ms):
+            errors += word_errors(ref, normalise(" ".join(heard.get(j, []))))
+            words += len(ref)
+            loops += 1
+    return {"wer": round(errors / words, 3), "loops": loops} if words else None
 
 
 def snapshot(probe: Probe) -> dict[str, dict[str, float]]:
@@ -570,6 +616,13 @@ def print_report(res: dict[str, Any], every: float) -> None:
         f"queue max: {q['pending']} segments pending, {q['messages']} Celery messages, "
         f"oldest waited {q['oldest_wait_s']} s; /metrics answered within "
         f"{res['api_answer_s_max']} s ({res['api_unanswered']} times not within 30 s)"
+    )
+    w = res.get("wer_ami_loops")
+    print(
+        "WER: no track published a whole loop"
+        if not w
+        else f"WER {w['wer']:.1%} over {w['loops']} whole 60 s loops of the AMI tracks with a "
+        "reference (approximate at loop edges: for comparing runs)"
     )
     minutes = headroom(res)
     print(

@@ -15,13 +15,20 @@ from pipeline import faults
 from pipeline.config import get_settings
 from pipeline.datakeys import data_key
 from pipeline.errors import NotFound, StoreUnavailable
-from pipeline.models import AudioSegment, Meeting, SealedSegment, Tenant, TranscriptSegment
+from pipeline.models import (
+    AudioSegment,
+    Meeting,
+    SealedSegment,
+    Tenant,
+    TranscriptSegment,
+    parse_segment_id,
+)
 from pipeline.queue import PURGE, SHRED, SHRED_RETRY, TRANSCRIBE
 from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import finish_shreds, retry_shreds
 from pipeline.services.retention import purge_expired, retention
-from workers import metrics
+from workers import metrics, packing
 from workers.app import app
 from workers.keycache import DataKeyCache
 from workers.transcriber import Transcriber
@@ -30,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: a task whose segment is in another worker's batch looks again after this many seconds
 DEFER_S = 10
+#: oldest pending segments a batch chooses among: under a backlog of many speakers, enough
+#: to find several of one speaker to pack into a window (sizes only: one Redis round trip)
+_LOOK = 256
 
 _runtime: Runtime | None = None
 _transcriber: Transcriber | None = None
@@ -162,8 +172,8 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
 )
 def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     """Transcribe one sealed audio segment (and, when batching, other pending ones of any
-    meeting, up to SEALSCRIBE_BATCH segments to transcribe), seal each transcript, delete the
-    audio.
+    meeting, up to SEALSCRIBE_BATCH windows; a participant's segments waiting together share
+    a window of up to 28 s), seal each transcript, delete the audio.
 
     Idempotent: a redelivered task finds the audio gone and does nothing. A segment taken
     into another worker's batch is leased; its own task looks again every ``DEFER_S``
@@ -181,19 +191,12 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
         raise self.retry(countdown=min(lease, DEFER_S), exc=None, max_retries=None)
     try:
         prepared = {i: _prepare(rt, *i) for i in ids}
-        # Fill the batch with other pending segments. Under a backlog this task's own segment
-        # is usually done already (batched by another task): claim again for the room left.
+        # Fill up to `batch` windows with other pending segments, those of a speaker already
+        # taken first (packed into that speaker's window). Under a backlog this task's own
+        # segment is usually done already (batched by another task): claim again for the
+        # room left. Nothing waits for company: only what is pending now is taken.
         for _ in range(3):
-            room = batch - sum(isinstance(p, _Job) for p in prepared.values())
-            more = (
-                [
-                    i
-                    for i in rt.store.segments.claim_pending(owner, room, lease)
-                    if i not in prepared
-                ]
-                if room > 0 and batch > 1
-                else []
-            )
+            more = _claim_more(rt, owner, lease, batch, prepared) if batch > 1 else []
             if not more:
                 break
             ids += more
@@ -201,7 +204,8 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
         jobs = [p for p in prepared.values() if isinstance(p, _Job)]
         with metrics.timed_model_call(sum(j.audio.duration_ms for j in jobs) / 1000):
             results = transcriber().transcribe_many(
-                [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs]
+                [(j.audio, j.meeting.language, j.meeting.translate) for j in jobs],
+                [_speaker(j) for j in jobs],
             )
         outcomes = {
             (j.meeting.id, j.sealed.segment_id): _finish(rt, j, r)
@@ -211,13 +215,44 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
         if batch > 1:  # the others' own tasks need not wait for the leases to lapse
             rt.store.segments.release(ids, owner)
         raise
-    del jobs, results
     if len(ids) > 1:
-        log.info("transcribed a batch of %d segments", len(outcomes))
+        windows = packing.plan([_item(j) for j in jobs])
+        log.info("transcribed a batch of %d segments in %d windows", len(outcomes), len(windows))
+    del jobs, results
     own = prepared[(meeting_id, segment_id)]
     outcome = own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]
     metrics.count_task(outcome)
     return outcome
+
+
+def _speaker(job: _Job) -> tuple[str, str, str]:
+    """Who may share a packed window with this segment: the same participant of the same
+    meeting of the same tenant, nobody else."""
+    return (job.meeting.tenant_id, job.meeting.id, job.sealed.participant_id)
+
+
+def _item(job: _Job) -> packing.Item:
+    return packing.Item(_speaker(job), job.audio.duration_ms, job.audio.start_ms)
+
+
+def _claim_more(
+    rt: Runtime, owner: str, lease: int, windows: int, prepared: dict[tuple[str, str], _Job | str]
+) -> list[tuple[str, str]]:
+    """Lease the pending segments that best fill up to ``windows`` windows besides those
+    already prepared, their durations estimated from their sealed sizes (unopened)."""
+    # a meeting belongs to one tenant: (meeting, participant) is one speaker of one tenant
+    taken = [
+        packing.Item((p.meeting.id, p.sealed.participant_id), p.audio.duration_ms)
+        for p in prepared.values()
+        if isinstance(p, _Job)
+    ]
+    pending = [c for c in rt.store.segments.pending_sizes(_LOOK) if (c[0], c[1]) not in prepared]
+    candidates = [
+        packing.Item((meeting_id, parse_segment_id(sid)[0]), packing.estimate_ms(size))
+        for meeting_id, sid, size in pending
+    ]
+    chosen = packing.choose(taken, candidates, windows)
+    return rt.store.segments.claim_each([pending[k][:2] for k in chosen], owner, lease)
 
 
 @app.task(

@@ -1,19 +1,24 @@
 """Audio segments in, transcript segments out, with faster-whisper.
 
-One segment goes through ``WhisperModel.transcribe``. Several segments that share a language
-setting go through ``BatchedInferencePipeline`` in one call: each becomes one clip of a
-concatenated signal, so the model encodes and decodes them as a batch.
+One segment goes through ``WhisperModel.transcribe``. Several segments of one participant of
+one meeting may share one window (``workers.packing``: Whisper pads every input to 30 s, so
+ten 3 s utterances in one window cost a tenth of ten windows); each word then goes back to
+the segment its middle lies in. Several windows that share a language setting go through
+``BatchedInferencePipeline`` in one call: each becomes one clip of a concatenated signal, so
+the model encodes and decodes them as a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipeline.config import Settings
 from pipeline.models import AudioSegment, TranscriptSegment, Word
+from workers import packing
 from workers.model import load_model
 
 __all__ = ["Request", "Transcriber"]
@@ -21,6 +26,8 @@ __all__ = ["Request", "Transcriber"]
 #: (audio, language or None to detect, translate to English)
 Request = tuple[AudioSegment, str | None, bool]
 _GAP = np.zeros(1600, dtype=np.float32)  # 0.1 s of silence between clips of a batch
+#: a packed segment at least this long that got no word is transcribed again alone
+_RETRY_MS = 8000
 
 
 def _samples(audio: AudioSegment) -> np.ndarray:
@@ -47,8 +54,27 @@ def _to_transcript(
     )
     text = " ".join(s.text.strip() for s in pieces).strip()
     end_ms = ms(pieces[-1].end) if pieces else base + audio.duration_ms
+    start_ms = base
+    if audio.keep_from_ms is not None or audio.keep_to_ms is not None:
+        # A piece of a cut utterance overlaps its neighbours: it keeps only the words whose
+        # middle lies in its own window, and its text is made of those words.
+        words = tuple(w for w in words if audio.keeps(w.start_ms, w.end_ms))
+        text = "".join(w.word for w in words).strip()
+        if words:
+            start_ms, end_ms = max(base, words[0].start_ms), words[-1].end_ms
+        else:
+            start_ms = max(base, audio.keep_from_ms or base)
+            end_ms = max(start_ms, min(end_ms, audio.keep_to_ms or end_ms))
     return TranscriptSegment(
-        audio.participant_id, audio.seq, base, max(end_ms, base), text, words, language, translated
+        audio.participant_id,
+        audio.seq,
+        start_ms,
+        max(end_ms, start_ms),
+        text,
+        words,
+        language,
+        translated,
+        audio.part,
     )
 
 
@@ -80,58 +106,159 @@ class Transcriber:
         }
 
     def transcribe(
-        self, audio: AudioSegment, language: str | None = None, translate: bool = False
+        self,
+        audio: AudioSegment,
+        language: str | None = None,
+        translate: bool = False,
+        beam_size: int | None = None,
     ) -> TranscriptSegment:
         options = self._options(language, translate)
+        if beam_size is not None:  # an interim caption: greedy is enough
+            options["beam_size"] = beam_size
         segments, info = self.load().transcribe(
             _samples(audio), condition_on_previous_text=False, vad_filter=False, **options
         )
         pieces = list(segments)  # consume the generator here, inside the task
         return _to_transcript(audio, pieces, info.language, options["task"] == "translate")
 
-    def transcribe_many(self, requests: Sequence[Request]) -> list[TranscriptSegment]:
-        """Transcribe each request, batching those that share a known language."""
+    def transcribe_many(
+        self, requests: Sequence[Request], keys: Sequence[Hashable | None] | None = None
+    ) -> list[TranscriptSegment]:
+        """Transcribe each request, batching those that share a known language.
+
+        Requests with the same ``keys`` entry (not None: one participant of one meeting)
+        may be packed into one window of up to ``packing.WINDOW_MS`` and their words split
+        back by time; requests of different keys never share a window."""
+        keys = list(keys) if keys is not None else [None] * len(requests)
         results: dict[int, TranscriptSegment] = {}
-        groups: dict[tuple[str, bool], list[int]] = {}
-        for i, (audio, language, translate) in enumerate(requests):
+        groups: dict[tuple[str | None, bool], list[int]] = {}
+        for i, (_audio, language, translate) in enumerate(requests):
             options = self._options(language, translate)
-            if options["language"] is None:  # detection is per segment: no batching
-                results[i] = self.transcribe(audio, language, translate)
-            else:
-                groups.setdefault((options["language"], translate), []).append(i)
+            groups.setdefault((options["language"], translate), []).append(i)
         for (language, translate), idx in groups.items():
-            if len(idx) == 1:
-                results[idx[0]] = self.transcribe(requests[idx[0]][0], language, translate)
-                continue
-            batch = self._transcribe_batch([requests[i][0] for i in idx], language, translate)
-            results.update(zip(idx, batch, strict=True))
+            items = [
+                packing.Item(keys[i], requests[i][0].duration_ms, requests[i][0].start_ms)
+                for i in idx
+            ]
+            windows = [[idx[k] for k in w] for w in packing.plan(items)]
+            audios = [[requests[i][0] for i in w] for w in windows]
+            if language is None or len(windows) == 1:
+                # detection is per window (no batching); one window needs no batch
+                done = [self._transcribe_window(a, language, translate) for a in audios]
+            else:
+                done = self._transcribe_batch(audios, language, translate)
+            for w, out in zip(windows, done, strict=True):
+                results.update(zip(w, out, strict=True))
+            # Whisper may skip a stretch of a packed window (batched decoding has no
+            # temperature fallback): a long packed segment left without a word is heard
+            # again alone, as it would have been unpacked. Not a shorter one: in a window
+            # Whisper follows the speaker and leaves out quieter crosstalk from the others
+            # (on the AMI headsets half the segments, up to 6 s, came back empty, and their
+            # text alone was other people's words), and hearing them again would cost more
+            # than packing saves.
+            again = [
+                i
+                for w in windows
+                if len(w) > 1
+                for i in w
+                if not results[i].words and requests[i][0].duration_ms >= _RETRY_MS
+            ]
+            if again:
+                alone = self.transcribe_many([requests[i] for i in again])
+                results.update(zip(again, alone, strict=True))
         return [results[i] for i in range(len(requests))]
 
-    def _transcribe_batch(
-        self, audios: list[AudioSegment], language: str, translate: bool
+    def _transcribe_window(
+        self, audios: list[AudioSegment], language: str | None, translate: bool
     ) -> list[TranscriptSegment]:
+        """One window through ``WhisperModel.transcribe``: a lone segment as it is, several
+        packed with silence between them and the words split back."""
+        if len(audios) == 1:
+            return [self.transcribe(audios[0], language, translate)]
+        options = self._options(language, translate)
+        samples, spans = packing.splice([_samples(a) for a in audios])
+        segments, info = self.load().transcribe(
+            samples, condition_on_previous_text=False, vad_filter=False, **options
+        )
+        pieces = list(segments)
+        return _split(audios, pieces, spans, info.language, options["task"] == "translate")
+
+    def _transcribe_batch(
+        self, windows: list[list[AudioSegment]], language: str, translate: bool
+    ) -> list[list[TranscriptSegment]]:
+        """Each window one clip of a concatenated signal, the clips decoded as a batch."""
         from faster_whisper import BatchedInferencePipeline
 
         if self._batched is None:
             self._batched = BatchedInferencePipeline(self.load())
-        parts, clips, offset = [], [], 0.0
-        for audio in audios:
-            samples = _samples(audio)
+        parts, clips, layouts, offset = [], [], [], 0.0
+        for audios in windows:
+            samples, spans = packing.splice([_samples(a) for a in audios])
             clips.append({"start": offset, "end": offset + len(samples) / 16000})
+            layouts.append([(offset + s, offset + e) for s, e in spans])
             parts += [samples, _GAP]
             offset += (len(samples) + len(_GAP)) / 16000
         segments, _info = self._batched.transcribe(
             np.concatenate(parts),
             clip_timestamps=clips,
-            batch_size=len(audios),
+            batch_size=len(windows),
             **self._options(language, translate),
         )
-        pieces: list[list[Any]] = [[] for _ in audios]
+        pieces: list[list[Any]] = [[] for _ in windows]
         for seg in segments:
             mid = (seg.start + seg.end) / 2
             i = next((k for k, c in enumerate(clips) if mid <= c["end"]), len(clips) - 1)
             pieces[i].append(seg)
-        return [
-            _to_transcript(a, p, language, translate, c["start"])
-            for a, p, c in zip(audios, pieces, clips, strict=True)
-        ]
+        out = []
+        for audios, p, c, spans in zip(windows, pieces, clips, layouts, strict=True):
+            if len(audios) == 1:
+                out.append([_to_transcript(audios[0], p, language, translate, c["start"])])
+            else:
+                out.append(_split(audios, p, spans, language, translate))
+        return out
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """The words of a packed window that are one segment's, as a Whisper segment."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Any, ...]
+
+
+def _split(
+    audios: Sequence[AudioSegment],
+    pieces: Sequence[Any],
+    spans: Sequence[tuple[float, float]],
+    language: str | None,
+    translated: bool,
+) -> list[TranscriptSegment]:
+    """A packed window's Whisper segments -> one TranscriptSegment per packed segment: each
+    word goes to the segment its middle lies in (``packing.split_words``), its times kept
+    within that segment; a segment's keep window then applies as to a lone one."""
+    words = [w for p in pieces for w in (p.words or ())]
+    out = []
+    for audio, own, (start, end) in zip(
+        audios, packing.split_words(words, spans), spans, strict=True
+    ):
+        clamped = tuple(
+            _Word(min(max(w.start, start), end), min(max(w.end, start), end), w.word, w.probability)
+            for w in own
+        )
+        piece = (
+            [_Piece(clamped[0].start, clamped[-1].end, "".join(w.word for w in clamped), clamped)]
+            if clamped
+            else []
+        )
+        out.append(_to_transcript(audio, piece, language, translated, start))
+    return out
+
+
+@dataclass(frozen=True)
+class _Word:
+    start: float
+    end: float
+    word: str
+    probability: float

@@ -100,6 +100,42 @@ class SegmentStore:
         return claimed
 
     @redis_errors
+    def pending_sizes(self, look: int = 64) -> list[tuple[str, str, int]]:
+        """The oldest ``look`` pending segments no worker holds, oldest first, as (meeting,
+        segment id, sealed size in bytes): a worker estimates their durations before it
+        claims any (0: the audio is gone, expired or done meanwhile)."""
+        members = [
+            schema.parse_pending_member(as_str(m))
+            for m in self.r.zrange(schema.PENDING, 0, look - 1)
+        ]
+        if not members:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for meeting_id, sid in members:
+            pipe.strlen(schema.audio(meeting_id, sid))
+            pipe.exists(schema.lease(meeting_id, sid))
+        found = pipe.execute()
+        return [
+            (meeting_id, sid, int(size))
+            for (meeting_id, sid), size, leased in zip(
+                members, found[0::2], found[1::2], strict=True
+            )
+            if not leased
+        ]
+
+    @redis_errors
+    def claim_each(
+        self, claims: list[tuple[str, str]], owner: str, ttl: int
+    ) -> list[tuple[str, str]]:
+        """Lease those of ``claims`` no other worker holds; returns the ones leased."""
+        if not claims:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for meeting_id, sid in claims:
+            pipe.set(schema.lease(meeting_id, sid), owner, nx=True, ex=_lease(ttl))
+        return [c for c, ok in zip(claims, pipe.execute(), strict=True) if ok]
+
+    @redis_errors
     def pending_audio(self, meeting_id: str) -> list[str]:
         return [as_str(s) for s in self.r.zrange(schema.meeting_audio(meeting_id), 0, -1)]
 
