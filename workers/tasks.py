@@ -28,6 +28,7 @@ from pipeline.runtime import Runtime, default_actor
 from pipeline.sealing import open_audio, seal_transcript
 from pipeline.services.meetings import finish_shreds, retry_shreds
 from pipeline.services.retention import purge_expired, retention
+from pipeline.services.webhooks import segments_settled
 from workers import metrics, packing
 from workers.app import app
 from workers.keycache import DataKeyCache
@@ -222,6 +223,7 @@ def transcribe(self: Any, meeting_id: str, segment_id: str) -> str:
     own = prepared[(meeting_id, segment_id)]
     outcome = own if isinstance(own, str) else outcomes[(meeting_id, segment_id)]
     metrics.count_task(outcome)
+    segments_settled(rt, (m for m, _ in ids))  # "transcript ready" once the last one settles
     return outcome
 
 
