@@ -62,9 +62,7 @@ def _interim(rt: Runtime, meeting_id: str, participant_id: str) -> str:
         del sealed
         if audio.part != part:  # the slot said one number, the sealed payload another
             return "failed-authentication"
-        result = transcriber().transcribe(
-            audio, meeting.language, meeting.translate, beam_size=rt.settings.interim_beam
-        )
+        result = transcriber().transcribe(audio, meeting.language, meeting.translate, interim=True)
         del audio
         # the switch may have flipped while the model listened
         meeting = rt.store.meetings.get(meeting_id)

@@ -110,11 +110,15 @@ class Transcriber:
         audio: AudioSegment,
         language: str | None = None,
         translate: bool = False,
-        beam_size: int | None = None,
+        interim: bool = False,
     ) -> TranscriptSegment:
+        """One segment in one call. An ``interim`` caption (the final replaces it) is
+        decoded with ``SEALSCRIBE_INTERIM_BEAM`` (greedy by default) and without word
+        timings, an extra alignment pass, unless it must be trimmed to a keep window."""
         options = self._options(language, translate)
-        if beam_size is not None:  # an interim caption: greedy is enough
-            options["beam_size"] = beam_size
+        if interim:
+            options["beam_size"] = self.settings.interim_beam
+            options["word_timestamps"] = audio.keep_from_ms is not None
         segments, info = self.load().transcribe(
             _samples(audio), condition_on_previous_text=False, vad_filter=False, **options
         )
