@@ -81,7 +81,8 @@ PURGE_REASONS = frozenset(
 TASK_OUTCOMES = PURGE_REASONS | {"transcribed", "already-done", "deferred"}
 _PURPOSES = frozenset(p.value for p in Purpose)
 #: what became of an interim caption's audio: transcribed and shown, or deleted untranscribed
-INTERIM_OUTCOMES = PURGE_REASONS | {"transcribed", "superseded", "too-late"}
+#: ("empty": the task found its slot already taken by a newer interim, a batch or the final)
+INTERIM_OUTCOMES = PURGE_REASONS | {"transcribed", "empty", "too-late"}
 
 SEGMENTS_TRANSCRIBED = Counter(
     "sealscribe_segments_transcribed_total",

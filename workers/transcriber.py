@@ -95,14 +95,19 @@ class Transcriber:
             return self.settings.batch
         return 8 if self.load().model.device == "cuda" else 4
 
-    def _options(self, language: str | None, translate: bool) -> dict[str, Any]:
+    def _options(
+        self, language: str | None, translate: bool, interim: bool = False
+    ) -> dict[str, Any]:
+        """Decoding options. An interim caption (the final replaces it) is decoded with
+        ``SEALSCRIBE_INTERIM_BEAM`` (greedy by default) and without word timings, an extra
+        alignment pass."""
         if not self.load().model.is_multilingual:  # English-only: nothing else to ask of it
             language, translate = "en", False
         return {
             "language": language,
             "task": "translate" if translate else "transcribe",
-            "beam_size": self.settings.beam_size,
-            "word_timestamps": True,
+            "beam_size": self.settings.interim_beam if interim else self.settings.beam_size,
+            "word_timestamps": not interim,
         }
 
     def transcribe(
@@ -112,13 +117,11 @@ class Transcriber:
         translate: bool = False,
         interim: bool = False,
     ) -> TranscriptSegment:
-        """One segment in one call. An ``interim`` caption (the final replaces it) is
-        decoded with ``SEALSCRIBE_INTERIM_BEAM`` (greedy by default) and without word
-        timings, an extra alignment pass, unless it must be trimmed to a keep window."""
-        options = self._options(language, translate)
-        if interim:
-            options["beam_size"] = self.settings.interim_beam
-            options["word_timestamps"] = audio.keep_from_ms is not None
+        """One segment in one call; an ``interim`` one as :meth:`_options` says, with word
+        timings only if it must be trimmed to a keep window."""
+        options = self._options(language, translate, interim)
+        if interim and audio.keep_from_ms is not None:
+            options["word_timestamps"] = True
         segments, info = self.load().transcribe(
             _samples(audio), condition_on_previous_text=False, vad_filter=False, **options
         )
@@ -172,6 +175,27 @@ class Transcriber:
                 results.update(zip(again, alone, strict=True))
         return [results[i] for i in range(len(requests))]
 
+    def transcribe_interims(self, requests: Sequence[Request]) -> list[TranscriptSegment]:
+        """Interim captions of several participants (or meetings) in one batched call where
+        their language is known, one clip each: never packed together."""
+        results: dict[int, TranscriptSegment] = {}
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for i, (audio, language, translate) in enumerate(requests):
+            known = self._options(language, translate)["language"]
+            if known is None or audio.keep_from_ms is not None:
+                results[i] = self.transcribe(audio, language, translate, interim=True)
+            else:
+                groups.setdefault((known, translate), []).append(i)
+        for (language, translate), idx in groups.items():
+            if len(idx) == 1:
+                audio = requests[idx[0]][0]
+                results[idx[0]] = self.transcribe(audio, language, translate, interim=True)
+                continue
+            windows = [[requests[i][0]] for i in idx]
+            done = self._transcribe_batch(windows, language, translate, interim=True)
+            results.update((i, out[0]) for i, out in zip(idx, done, strict=True))
+        return [results[i] for i in range(len(requests))]
+
     def _transcribe_window(
         self, audios: list[AudioSegment], language: str | None, translate: bool
     ) -> list[TranscriptSegment]:
@@ -188,7 +212,11 @@ class Transcriber:
         return _split(audios, pieces, spans, info.language, options["task"] == "translate")
 
     def _transcribe_batch(
-        self, windows: list[list[AudioSegment]], language: str, translate: bool
+        self,
+        windows: list[list[AudioSegment]],
+        language: str,
+        translate: bool,
+        interim: bool = False,
     ) -> list[list[TranscriptSegment]]:
         """Each window one clip of a concatenated signal, the clips decoded as a batch."""
         from faster_whisper import BatchedInferencePipeline
@@ -206,7 +234,7 @@ class Transcriber:
             np.concatenate(parts),
             clip_timestamps=clips,
             batch_size=len(windows),
-            **self._options(language, translate),
+            **self._options(language, translate, interim),
         )
         pieces: list[list[Any]] = [[] for _ in windows]
         for seg in segments:

@@ -4,8 +4,9 @@ stored, and only briefly.
 
 One slot per participant, not one entry per interim: capture overwrites the slot about once a
 second while someone speaks, so under a backlog only the newest interim is ever transcribed
-and the older ones are gone untranscribed (a worker whose message finds the slot empty counts
-the interim as ``superseded``). Slots are keyed by utterance (its sequence number, the
+and the older ones are gone untranscribed (counted ``superseded``, as is one a final made
+moot). ``ss:interims:waiting`` lists the slots holding audio, so a worker can take several
+participants' interims into one batch. Slots are keyed by utterance (its sequence number, the
 final segment's) and number (``part``); nothing older than what a slot holds replaces it.
 
 The caption text of an utterance goes, with every caption stream entry announcing it, when
@@ -17,6 +18,7 @@ switch.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pipeline import faults
@@ -31,7 +33,9 @@ AUDIO_TTL = 60
 #: seconds an interim caption is kept when no final replaces it
 TEXT_TTL = 120
 
-# "SEQ:PART:" + sealed blob; a slot takes only what is newer than it holds
+# "SEQ:PART:" + sealed blob; a slot takes only what is newer than it holds.
+# KEYS: slot hash, counts hash, waiting zset
+# ARGV: participant, seq, part, blob, ttl, waiting member, now
 _PUT_AUDIO = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local seq, part = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -39,24 +43,31 @@ if cur then
   local cs, cp = string.match(cur, '^(%d+):(%d+):')
   cs, cp = tonumber(cs), tonumber(cp)
   if cs > seq or (cs == seq and cp >= part) then return 0 end
+  redis.call('HINCRBY', KEYS[2], 'superseded', 1)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[5]))
 return 1
 """
 
+# KEYS: slot hash, waiting zset; ARGV: participant, waiting member
 _TAKE_AUDIO = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[2])
 return cur
 """
 
-# KEYS: slot hash; ARGV: participant, seq -- drop the slot if it holds that utterance or older
+# KEYS: slot hash, counts hash; ARGV: participant, seq -- drop the slot if it holds that
+# utterance or an older one
 _DROP_AUDIO = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return 0 end
 if tonumber(string.match(cur, '^(%d+):')) > tonumber(ARGV[2]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'superseded', 1)
 return 1
 """
 
@@ -124,11 +135,25 @@ class InterimStore:
     @redis_errors
     def put_audio(self, sealed: SealedSegment, part: int) -> bool:
         """Hold ``sealed`` (interim ``part`` of the utterance at ``sealed.seq``) as the
-        participant's newest interim; False if the slot already holds a newer one."""
+        participant's newest interim; False if the slot already holds a newer one. An older
+        interim still waiting there is overwritten untranscribed (counted ``superseded``)."""
+        meeting_id, participant_id = sealed.meeting_id, sealed.participant_id
         return bool(
             self._put_audio(
-                keys=[schema.meeting_interim(sealed.meeting_id)],
-                args=[sealed.participant_id, sealed.seq, part, sealed.sealed, AUDIO_TTL],
+                keys=[
+                    schema.meeting_interim(meeting_id),
+                    schema.meeting_interims(meeting_id),
+                    schema.INTERIMS_WAITING,
+                ],
+                args=[
+                    participant_id,
+                    sealed.seq,
+                    part,
+                    sealed.sealed,
+                    AUDIO_TTL,
+                    schema.pending_member(meeting_id, participant_id),
+                    time.time(),
+                ],
             )
         )
 
@@ -136,14 +161,33 @@ class InterimStore:
     def take_audio(self, meeting_id: str, participant_id: str) -> tuple[int, SealedSegment] | None:
         """Take (and remove) the participant's newest interim audio: (part, sealed), or
         None when another task took it, a final replaced it, or it expired."""
-        raw = self._take_audio(keys=[schema.meeting_interim(meeting_id)], args=[participant_id])
+        raw = self._take_audio(
+            keys=[schema.meeting_interim(meeting_id), schema.INTERIMS_WAITING],
+            args=[participant_id, schema.pending_member(meeting_id, participant_id)],
+        )
         return _slot(meeting_id, participant_id, raw)
+
+    @redis_errors
+    def take_waiting(self, n: int) -> list[tuple[str, int, SealedSegment]]:
+        """Take up to ``n`` more interims waiting, of any meetings, oldest first (to
+        transcribe them in one batch): (meeting id, part, sealed) each. Their own tasks
+        then find their slots empty."""
+        taken = []
+        popped: Any = self.r.zpopmin(schema.INTERIMS_WAITING, n)
+        for member, _score in popped:
+            meeting_id, participant_id = schema.parse_pending_member(as_str(member))
+            slot = self.take_audio(meeting_id, participant_id)
+            if slot is not None:
+                taken.append((meeting_id, *slot))
+        return taken
 
     def drop_audio(self, pipe: Any, meeting_id: str, participant_id: str, seq: int) -> None:
         """In ``pipe``: the final of utterance ``seq`` is stored, so an interim of it (or
-        of an earlier one) still waiting is dropped untranscribed."""
+        of an earlier one) still waiting is dropped untranscribed (counted ``superseded``)."""
         self._drop_audio(
-            keys=[schema.meeting_interim(meeting_id)], args=[participant_id, seq], client=pipe
+            keys=[schema.meeting_interim(meeting_id), schema.meeting_interims(meeting_id)],
+            args=[participant_id, seq],
+            client=pipe,
         )
 
     @redis_errors

@@ -52,6 +52,8 @@ ss:meeting:{m}:interimtext     hash    participant -> "SEQ:PART:" + the newest  
                                        -> its caption stream entry ids
 ss:meeting:{m}:interims        hash    interim counts by outcome (transcribed,    none
                                        superseded, transcription-off, ...)
+ss:interims:waiting            zset    "{m}/{participant}" of every interim slot  none
+                                       holding audio, score = time written
 ss:meeting:{m}:events          pubsub  "policy" / "leave": wakes bots at once     -
 ss:bot:{m}                     hash    state, reason, target (the join URL        none
                                        sealed under the meeting's audio data
@@ -73,6 +75,9 @@ ss:whip:meeting:{m}            zset    WHIP sessions held for the meeting, score
                                        the time its lease lapses
 ss:whip:tenant:{t}             zset    WHIP sessions held for the tenant, score =  lease TTL x2
                                        the time its lease lapses
+ss:whip:meeting:{m}:owner      string  the base URL of the API process holding    lease TTL
+                                       the meeting's WHIP sessions (offers that
+                                       land elsewhere are redirected to it)
 ss:tenant:{t}:webhooks         set     the tenant's webhook endpoint ids          none
 ss:webhook:{e}                 hash    tenant, url, events, created, secret       none
                                        (sealed; never in the clear), generation,
@@ -225,6 +230,9 @@ def meeting_interims(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:interims"
 
 
+INTERIMS_WAITING = f"{PREFIX}interims:waiting"
+
+
 def meeting_events(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:events"
 
@@ -272,6 +280,10 @@ def whip_meeting(meeting_id: str) -> str:
 
 def whip_tenant(tenant_id: str) -> str:
     return f"{PREFIX}whip:tenant:{tenant_id}"
+
+
+def whip_owner(meeting_id: str) -> str:
+    return f"{PREFIX}whip:meeting:{meeting_id}:owner"
 
 
 def tenant_webhooks(tenant_id: str) -> str:
