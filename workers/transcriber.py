@@ -26,6 +26,8 @@ __all__ = ["Request", "Transcriber"]
 #: (audio, language or None to detect, translate to English)
 Request = tuple[AudioSegment, str | None, bool]
 _GAP = np.zeros(1600, dtype=np.float32)  # 0.1 s of silence between clips of a batch
+#: an interim's window: its own frames and one second of silence (100 frames)
+_SHORT_PAD_FRAMES = 100
 #: a packed segment at least this long that got no word is transcribed again alone
 _RETRY_MS = 8000
 
@@ -177,24 +179,75 @@ class Transcriber:
 
     def transcribe_interims(self, requests: Sequence[Request]) -> list[TranscriptSegment]:
         """Interim captions of several participants (or meetings) in one batched call where
-        their language is known, one clip each: never packed together."""
+        their language is known, one clip each: never packed together.
+
+        An interim is decoded in a short window: the encoder sees the utterance so far and
+        one second of silence, not the 30 s window faster-whisper pads every input to
+        (CTranslate2 takes any length up to 30 s; whisper.cpp calls this the audio
+        context). On fleurs-en, greedy, that is three times faster for ~10 s utterances and
+        more for shorter ones, at no loss of accuracy (WER 6.6 % against 8.1 % padded;
+        ``python -m bench.interim``). Without a known language, or with a keep window
+        to trim to (which needs word timings), an interim takes the ordinary path."""
         results: dict[int, TranscriptSegment] = {}
         groups: dict[tuple[str, bool], list[int]] = {}
         for i, (audio, language, translate) in enumerate(requests):
             known = self._options(language, translate)["language"]
-            if known is None or audio.keep_from_ms is not None:
+            if known is None or audio.keep_from_ms is not None or audio.duration_ms > 29_000:
                 results[i] = self.transcribe(audio, language, translate, interim=True)
             else:
                 groups.setdefault((known, translate), []).append(i)
         for (language, translate), idx in groups.items():
-            if len(idx) == 1:
-                audio = requests[idx[0]][0]
-                results[idx[0]] = self.transcribe(audio, language, translate, interim=True)
-                continue
-            windows = [[requests[i][0]] for i in idx]
-            done = self._transcribe_batch(windows, language, translate, interim=True)
-            results.update((i, out[0]) for i, out in zip(idx, done, strict=True))
+            done = self._decode_short([requests[i][0] for i in idx], language, translate)
+            results.update(zip(idx, done, strict=True))
         return [results[i] for i in range(len(requests))]
+
+    def _decode_short(
+        self, audios: list[AudioSegment], language: str, translate: bool
+    ) -> list[TranscriptSegment]:
+        """Greedy (``SEALSCRIBE_INTERIM_BEAM``) text of each audio, encoded in a window of
+        its own length plus one second, in one batch; no timestamps, no word timings."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self.load()
+        task = "translate" if translate else "transcribe"
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task=task, language=language
+        )
+        features = [model.feature_extractor(_samples(a)) for a in audios]
+        frames = min(3000, max(f.shape[-1] for f in features) + _SHORT_PAD_FRAMES)
+        batch = np.zeros((len(audios), features[0].shape[0], frames), dtype=np.float32)
+        for row, f in zip(batch, features, strict=True):
+            row[:, : min(frames, f.shape[-1])] = f[:, :frames]
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        out = model.model.generate(
+            ctranslate2.StorageView.from_array(batch),
+            [prompt] * len(audios),
+            beam_size=self.settings.interim_beam,
+            # speech is at most ~5 tokens a second: a looping decode stops soon after
+            max_length=min(224, 16 + 6 * max(a.duration_ms for a in audios) // 1000),
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1]) or ()),
+        )
+        results = []
+        for audio, res in zip(audios, out, strict=True):
+            ids = [t for t in res.sequences_ids[0] if t < tokenizer.eot]
+            text = tokenizer.decode(ids).strip()
+            results.append(
+                TranscriptSegment(
+                    audio.participant_id,
+                    audio.seq,
+                    audio.start_ms,
+                    audio.end_ms,
+                    text,
+                    (),
+                    language,
+                    translate,
+                    audio.part,
+                )
+            )
+        return results
 
     def _transcribe_window(
         self, audios: list[AudioSegment], language: str | None, translate: bool
