@@ -98,15 +98,15 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
 @app.task(name=TRANSCRIBE_INTERIM, ignore_result=True)
 def transcribe_interim(meeting_id: str, participant_id: str) -> str:
     """Transcribe the participant's newest interim audio, if any still waits, and show it;
-    with ``SEALSCRIBE_BATCH`` > 1, other participants' waiting interims (of any meeting) go
-    in the same batched model call, each its own clip."""
+    on CUDA other participants' waiting interims (of any meeting) go in the same batched
+    model call, each its own clip."""
     rt = runtime()
     taken = rt.store.interims.take_audio(meeting_id, participant_id)
     if taken is None:  # a newer interim, a batch or the final took it first
         metrics.count_interim("empty")
         return "empty"
     slots = [(meeting_id, *taken)]
-    room = transcriber().batch_size - 1
+    room = transcriber().interim_batch_size - 1
     if room > 0:
         slots += rt.store.interims.take_waiting(room)
     meeting_ids = [m for m, _, _ in slots]

@@ -97,6 +97,13 @@ class Transcriber:
             return self.settings.batch
         return 8 if self.load().model.device == "cuda" else 4
 
+    @property
+    def interim_batch_size(self) -> int:
+        """Interims per model call: as many as finals on CUDA, where a batch costs about
+        what one does; one on CPU, where a batch costs the sum of its parts (measured with
+        bench/interim.py) and would only hold a worker longer while a final waits."""
+        return self.batch_size if self.load().model.device == "cuda" else 1
+
     def _options(
         self, language: str | None, translate: bool, interim: bool = False
     ) -> dict[str, Any]:
