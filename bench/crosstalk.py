@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,25 +66,6 @@ COLLAR_S = 0.25
 LIVE = SegmenterConfig(max_utterance_ms=15000, end_silence_ms=500)
 
 
-class DecidedSegmenter(Segmenter):
-    """Today's segmenter with each frame's speech decision made outside it.
-
-    Bench only: it steers the energy rule (``level > floor + threshold_db``) by setting the
-    floor just below or above the frame's level, so segmenter.py is used unchanged. The
-    wiring meant for the product is a detector argument of Segmenter (see the report)."""
-
-    def __init__(self, config: SegmenterConfig, decisions: np.ndarray) -> None:
-        super().__init__(config)
-        self._decisions = iter(decisions.tolist())
-
-    def _step(self, frame: np.ndarray) -> Iterator[Utterance]:
-        speech = next(self._decisions, False)
-        rms = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) + 1e-9
-        level = float(20 * np.log10(rms / 32768.0))
-        self._floor = level - self.cfg.threshold_db + (-1.0 if speech else 1.0)
-        yield from super()._step(frame)
-
-
 def vad_decisions(pcm: bytes, gate: GateConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, hysteresis decisions) per 32 ms frame, fed as capture feeds it."""
     vad, g = SileroVAD(), SpeechGate(gate or GateConfig())
@@ -102,12 +82,14 @@ def segment(pcm: bytes, detector: str, decisions: np.ndarray | None = None) -> l
     else:
         cfg = SegmenterConfig(
             frame_ms=FRAME_MS,
-            min_level_dbfs=-1e9,
             max_utterance_ms=LIVE.max_utterance_ms,
             end_silence_ms=LIVE.end_silence_ms,
         )
         assert decisions is not None
-        seg = DecidedSegmenter(cfg, decisions)
+        seg = Segmenter(cfg)
+        n = min(len(pcm) // (FRAME_SAMPLES * 2), len(decisions))
+        found = [*seg.feed(pcm[: n * FRAME_SAMPLES * 2], decisions[:n].tolist()), *seg.flush()]
+        return [u for u in found if not u.interim]
     return [u for u in [*seg.feed(pcm), *seg.flush()] if not u.interim]
 
 

@@ -15,8 +15,10 @@ SEALSCRIBE_MODEL            ``tiny.en`` (bundled) or a CTranslate2  tiny.en
                             model directory
 SEALSCRIBE_DEVICE           ``cpu``, ``cuda`` or ``auto``           auto
 SEALSCRIBE_BEAM_SIZE        beam search width                       5
-SEALSCRIBE_BATCH            segments a worker transcribes in one    0 (auto: 4 on CPU,
-                            model call, across meetings             8 on CUDA)
+SEALSCRIBE_BATCH            windows a worker transcribes in one     0 (auto: 4 on CPU,
+                            model call, across meetings (a window:  8 on CUDA)
+                            one participant's waiting segments,
+                            up to 28 s)
 SEALSCRIBE_KEY_CACHE_SECONDS how long a worker keeps an unwrapped    60
                             data key (0: unwrap for every segment)
 SEALSCRIBE_PURGE_INTERVAL   seconds between retention purges         300
@@ -45,6 +47,16 @@ SEALSCRIBE_END_SILENCE_MS   pause that ends a live utterance        500
 SEALSCRIBE_INTERIM_MS       new speech between interim captions of  1000
                             an utterance in progress (0: none)
 SEALSCRIBE_INTERIM_BEAM     beam width for interim captions         1 (greedy)
+SEALSCRIBE_VAD              voice detector of capture: ``silero``   silero
+                            (the model faster-whisper ships) or
+                            ``energy`` (the old threshold rule)
+SEALSCRIBE_CROSSTALK        ``1``: a track's frames that carry      1 (on)
+                            another participant's louder voice are
+                            not its speech (dropped in memory)
+SEALSCRIBE_WHIP_URL         this API process's own base URL as      (none: WHIP
+                            other API processes reach it; an offer  sessions are
+                            for a meeting whose WHIP sessions this  captured where
+                            process holds is redirected here (307)  they land)
 SEALSCRIBE_WHIP_PER_MEETING WHIP sessions one meeting may hold at   50
                             once, across every API process
 SEALSCRIBE_WHIP_PER_TENANT  WHIP sessions one tenant may hold at    100
@@ -130,6 +142,21 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     return value
 
 
+def _vad(env: Mapping[str, str], default: str) -> str:
+    value = (env.get("SEALSCRIBE_VAD") or default).strip().lower()
+    if value not in ("silero", "energy"):
+        raise InvalidInput(f"SEALSCRIBE_VAD must be silero or energy, got {value!r}")
+    return value
+
+
+def _whip_url(env: Mapping[str, str]) -> str:
+    """This process's base URL for WHIP redirects: http(s)://host[:port][/prefix]."""
+    value = env.get("SEALSCRIBE_WHIP_URL", "").strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise InvalidInput(f"SEALSCRIBE_WHIP_URL must start with http:// or https://: {value!r}")
+    return value
+
+
 def _interim_ms(env: Mapping[str, str], default: int) -> int:
     """0 (no interim captions) or at least 300 ms between them."""
     value = _positive_int(env, "SEALSCRIBE_INTERIM_MS", default, minimum=0)
@@ -196,6 +223,9 @@ class Settings:
     end_silence_ms: int = 500
     interim_ms: int = 1000
     interim_beam: int = 1
+    vad: str = "silero"
+    crosstalk: bool = True
+    whip_url: str = ""
     whip_per_meeting: int = 50
     whip_per_tenant: int = 100
     quota_meetings: int = 1000
@@ -271,6 +301,9 @@ class Settings:
             ),
             interim_ms=_interim_ms(env, cls.interim_ms),
             interim_beam=_positive_int(env, "SEALSCRIBE_INTERIM_BEAM", cls.interim_beam),
+            vad=_vad(env, cls.vad),
+            crosstalk=env.get("SEALSCRIBE_CROSSTALK", "1").strip() != "0",
+            whip_url=_whip_url(env),
             whip_per_meeting=_positive_int(
                 env, "SEALSCRIBE_WHIP_PER_MEETING", cls.whip_per_meeting
             ),

@@ -273,13 +273,20 @@ async def _run(
             + (" (grey: still being spoken):" if interims else ":")
         )
         follower = asyncio.create_task(follow())
+        # the headsets were recorded together: they start together, so that a voice one of
+        # them picks up from the next person lines up with that person's own track
+        together = asyncio.Event()
         try:
             for name, pcm in audio.items():
                 pub = WhipPublisher(
-                    f"{base}/v1/meetings/{meeting.id}/whip", token, PcmTrack(pcm), name
+                    f"{base}/v1/meetings/{meeting.id}/whip",
+                    token,
+                    PcmTrack(pcm, gate=together),
+                    name,
                 )
                 await pub.start()
                 publishers.append(pub)
+            together.set()
             for pub in publishers:
                 assert isinstance(pub.track, PcmTrack)
                 await pub.track.finished.wait()

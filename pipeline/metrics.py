@@ -32,6 +32,7 @@ __all__ = [
     "SEGMENTS_DROPPED",
     "SEGMENTS_SEALED",
     "SEGMENTS_STORED",
+    "WHIP_ROUTING",
     "QueueCollector",
     "WebhookQueueCollector",
     "authorized",
@@ -51,6 +52,12 @@ SEGMENTS_DROPPED = Counter(
     "Utterances not stored, by reason (policy: transcription off or "
     "opted out; backlog: Redis too slow or down)",
     ["reason"],
+)
+WHIP_ROUTING = Counter(
+    "sealscribe_whip_routing_total",
+    "WHIP offers for a meeting whose sessions another API process holds: redirected there "
+    "(SEALSCRIBE_WHIP_URL), or captured here without crosstalk comparison (uncompared)",
+    ["outcome"],
 )
 CAPTION_LATENCY = Histogram(
     "sealscribe_caption_delivery_seconds",

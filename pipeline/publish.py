@@ -25,6 +25,8 @@ from pipeline.errors import InvalidInput, SealscribeError
 __all__ = ["PcmTrack", "WhipPublisher"]
 
 FRAME_MS = 20
+#: redirects of an offer followed (the WHIP endpoint sends it to the meeting's process)
+MAX_REDIRECTS = 3
 
 
 class PcmTrack(MediaStreamTrack):
@@ -33,11 +35,19 @@ class PcmTrack(MediaStreamTrack):
     kind = "audio"
 
     def __init__(
-        self, pcm: bytes, sample_rate: int = 16000, tail_silence: float = 1.5, speed: float = 1.0
+        self,
+        pcm: bytes,
+        sample_rate: int = 16000,
+        tail_silence: float = 1.5,
+        speed: float = 1.0,
+        gate: asyncio.Event | None = None,
     ) -> None:
         super().__init__()
         #: >1 sends faster than real time (tests and benchmarks; the audio is unchanged)
         self.speed = speed
+        #: the first frame waits for it: the tracks of one recorded meeting, connected one
+        #: after the other, start together, as the people of a live meeting speak together
+        self.gate = gate
         self.samples = np.frombuffer(pcm, dtype="<i2")
         self.rate = sample_rate
         self.per_frame = sample_rate * FRAME_MS // 1000
@@ -59,6 +69,8 @@ class PcmTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
+            if self.gate is not None:
+                await self.gate.wait()
             self._start = time.monotonic()
         index = self._pos // self.per_frame
         wait = self._start + index * FRAME_MS / 1000 / self.speed - time.monotonic()
@@ -98,26 +110,37 @@ class WhipPublisher:
         self.pc.addTransceiver(self.track, direction="sendonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         params = {"participant": self.participant} if self.participant else {}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                self.endpoint,
-                data=self.pc.localDescription.sdp,
-                params=params,
-                headers={
-                    "Content-Type": "application/sdp",
-                    "Authorization": f"Bearer {self.token}",
-                },
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp,
-        ):
-            body = await resp.text()
-            if resp.status != 201:
+        endpoint = self.endpoint
+        async with aiohttp.ClientSession() as http:
+            # A WHIP endpoint may redirect an offer (RFC 9725 section 4.5; sealscribe sends a
+            # meeting's sessions to the process holding the others). Followed here, not by
+            # aiohttp, which would drop the Authorization header for another host; the
+            # Location already carries the query, so params go to the first request only.
+            for _ in range(MAX_REDIRECTS + 1):
+                async with http.post(
+                    endpoint,
+                    data=self.pc.localDescription.sdp,
+                    params=params,
+                    headers={
+                        "Content-Type": "application/sdp",
+                        "Authorization": f"Bearer {self.token}",
+                    },
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    allow_redirects=False,
+                ) as resp:
+                    body = await resp.text()
+                    location = resp.headers.get("Location", "")
+                    status = resp.status
+                if status in (307, 308) and location:
+                    endpoint, params = urljoin(endpoint, location), {}
+                    continue
+                break
+            if status != 201:
                 await self.pc.close()
                 raise InvalidInput(
-                    f"the WHIP endpoint refused the offer ({resp.status}): {_detail(body)}"
+                    f"the WHIP endpoint refused the offer ({status}): {_detail(body)}"
                 )
-            self.resource = urljoin(self.endpoint, resp.headers.get("Location", ""))
+            self.resource = urljoin(endpoint, location)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         deadline = time.monotonic() + timeout
         while self.pc.connectionState != "connected":

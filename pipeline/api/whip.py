@@ -11,6 +11,11 @@ One audio track per session is received: the offer's first audio section is answ
 sections gets 400. A meeting or tenant that already holds ``SEALSCRIBE_WHIP_PER_MEETING`` /
 ``SEALSCRIBE_WHIP_PER_TENANT`` sessions (across every API process) gets 429 with
 ``Retry-After`` (:mod:`pipeline.capture.whip`).
+
+A meeting's sessions are captured by one API process, so that its tracks are compared for
+crosstalk: an offer for a meeting whose sessions another process holds is answered ``307``
+with ``Location`` the same request on that process (``SEALSCRIBE_WHIP_URL``; RFC 9725
+section 4.5). The publisher sends the offer again there.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from keys.errors import KeyRevoked
 from pipeline.api.auth import Meetings, RuntimeDep
 from pipeline.api.meetings import MeetingId
 from pipeline.api.problems import problem, problem_responses
-from pipeline.capture.whip import MAX_OFFER_BYTES, WhipIngest
+from pipeline.capture.whip import MAX_OFFER_BYTES, WhipElsewhere, WhipIngest
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.services import meetings
 
@@ -69,6 +74,10 @@ class OfferTooLarge(InvalidInput):
     response_class=Response,
     responses={
         201: {"content": {SDP: {}}, "description": "the SDP answer"},
+        307: {
+            "description": "the meeting's WHIP sessions are held by the API process in "
+            "Location: send the offer there"
+        },
         **problem_responses(400, 403, 413, 415, 429),
     },
     openapi_extra={
@@ -96,8 +105,16 @@ async def publish(
         sdp = await _body(request)
     except OfferTooLarge as exc:
         return problem(413, str(exc), "offer-too-large")
-    session_id, answer = await _ingest(request).offer(meeting, sdp, participant)
-    location = f"/v1/meetings/{meeting_id}/whip/{session_id}"
+    try:
+        session_id, answer = await _ingest(request).offer(meeting, sdp, participant)
+    except WhipElsewhere as exc:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return Response(
+            status_code=307, headers={"Location": exc.base_url + request.url.path + query}
+        )
+    # absolute on this process when it has a URL of its own (a redirected publisher, or one
+    # behind a proxy that routes by a path prefix, sends its DELETE here)
+    location = f"{rt.settings.whip_url}/v1/meetings/{meeting_id}/whip/{session_id}"
     return Response(
         answer,
         status_code=201,

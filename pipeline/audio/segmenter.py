@@ -1,14 +1,22 @@
 """Voice-activity segmentation of one participant's 16 kHz mono PCM into utterances.
 
 Streaming: feed PCM as it arrives (the bot) or all at once (a file); utterances come out as
-soon as a pause ends them. Speech is found by frame energy against an adaptive noise floor,
-so it needs no model and runs in a few microseconds per 30 ms frame. Whisper then sees whole
-utterances, which it transcribes best, and pure silence never reaches a worker.
+soon as a pause ends them. Whisper then sees whole utterances, which it transcribes best, and
+pure silence never reaches a worker.
 
-Knobs (all in :class:`SegmenterConfig`): a frame is speech when its level is
-``threshold_db`` above the noise floor and above ``min_level_dbfs``; an utterance ends after
-``end_silence_ms`` of non-speech, keeps ``pad_ms`` of context on both sides, and is dropped
-when it has less than ``min_speech_ms`` of speech.
+Which frames are speech: in capture (live tracks and files), the decisions of the Silero
+voice detector (:mod:`pipeline.audio.vad`, 32 ms frames), less the frames the meeting's
+crosstalk arbiter finds to be another participant's voice, are passed to :meth:`feed`.
+Without them (``SEALSCRIBE_VAD=energy``, or a caller that passes none) a frame is speech
+when its energy is ``threshold_db`` above an adaptive noise floor: no model and a few
+microseconds per frame, but steady noise or music above the floor passes as speech and
+another person's voice leaking into a microphone does too. The frame level is computed in
+either case: it still chooses where a long utterance is cut (its quietest frame).
+
+Knobs (all in :class:`SegmenterConfig`): with the energy rule, a frame is speech when its
+level is ``threshold_db`` above the noise floor and above ``min_level_dbfs``; an utterance
+ends after ``end_silence_ms`` of non-speech, keeps ``pad_ms`` of context on both sides, and
+is dropped when it has less than ``min_speech_ms`` of speech.
 
 An utterance longer than ``max_utterance_ms`` is cut, at the quietest frame of its last
 third, into pieces that overlap by ``overlap_ms`` on each side of the cut: a word spoken
@@ -23,7 +31,7 @@ far, numbered 1, 2, ... and sharing the start, hence the position, of its final.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,14 +92,28 @@ class Segmenter:
         self._fresh = 0  # frames since the utterance (piece) began or its last interim
         self._interims = 0  # interims yielded of the current piece
 
-    def feed(self, pcm: bytes) -> Iterator[Utterance]:
-        """Add PCM (s16le); yields every utterance this completes (and interims)."""
+    def feed(self, pcm: bytes, speech: Sequence[bool] | None = None) -> Iterator[Utterance]:
+        """Add PCM (s16le); yields every utterance this completes (and interims).
+
+        ``speech``: a voice detector's decision for each frame ``pcm`` completes (Silero,
+        :mod:`pipeline.audio.vad`, 32 ms frames), used instead of the energy rule; the
+        detector keeps its own remainder, so the frames line up only when the segmenter's
+        frame is the detector's (``frame_ms`` 32) and ``pcm`` holds whole frames."""
         samples = np.frombuffer(pcm, dtype="<i2")
         self._buf = np.concatenate([self._buf, samples]) if self._buf.size else samples
         whole = self._buf.size // self._frame * self._frame
         frames, self._buf = self._buf[:whole], self._buf[whole:].copy()
-        for frame in frames.reshape(-1, self._frame):
-            yield from self._step(frame)
+        rows = frames.reshape(-1, self._frame)
+        if speech is None:
+            for frame in rows:
+                yield from self._step(frame)
+            return
+        if len(speech) != len(rows):
+            raise ValueError(
+                f"{len(speech)} speech decisions for {len(rows)} frames of {self.cfg.frame_ms} ms"
+            )
+        for frame, decided in zip(rows, speech, strict=True):
+            yield from self._step(frame, bool(decided))
 
     def flush(self) -> Iterator[Utterance]:
         """End of stream: the utterance in progress, if it holds speech (no interim)."""
@@ -104,14 +126,17 @@ class Segmenter:
         if self._in_speech:
             yield from self._end(len(self._frames))
 
-    def _step(self, frame: np.ndarray) -> Iterator[Utterance]:
+    def _step(self, frame: np.ndarray, decided: bool | None = None) -> Iterator[Utterance]:
         cfg = self.cfg
         rms = float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) + 1e-9
         level = float(20 * np.log10(rms / 32768.0))
         if self._floor is None:
             # Start from a quiet room, not from the first frame: a stream may open mid-word.
             self._floor = min(level, _INITIAL_FLOOR_DBFS)
-        speech = level > max(self._floor + cfg.threshold_db, cfg.min_level_dbfs)
+        if decided is not None:
+            speech = decided
+        else:
+            speech = level > max(self._floor + cfg.threshold_db, cfg.min_level_dbfs)
         # The floor follows quiet frames quickly and loud ones slowly.
         rate = 0.2 if level < self._floor else 0.002
         self._floor += rate * (level - self._floor)

@@ -20,6 +20,12 @@ give. The gate is no higher on purpose: real recordings can be very quiet (the f
 clips are at -67 dBFS RMS; a -65 dBFS gate lost whole sentences of them), and the model
 itself tells quiet speech from noise; the energy rule's adaptive floor is not needed.
 
+The segmenter's energy rule (:mod:`pipeline.audio.segmenter`) is still there, behind
+``SEALSCRIBE_VAD=energy``: it needs no model and costs a few microseconds per frame, for a
+deployment that would rather spend nothing on detection than keep noise and music out;
+with it there is no crosstalk suppression either (the arbiter needs per-frame decisions of
+the same 32 ms frames). Capture and files use Silero by default.
+
 Measured cost (``python -m bench.crosstalk --cost``): about 60 us per chunk when a call
 holds 3 or more chunks (a 100 ms capture batch holds 3), 100 us for a call of one: 0.3 % of
 a core per track fed in 100 ms batches. The exported graph carries its state

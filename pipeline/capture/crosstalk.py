@@ -103,16 +103,17 @@ def features(pcm: bytes | np.ndarray) -> Features:
 
 
 def _correlation_at(
-    windows: np.ndarray, i: int, j: int, centres: np.ndarray, lags: int
+    windows: np.ndarray, i: int, j: np.ndarray, centres: np.ndarray, lags: int
 ) -> np.ndarray:
     """At each of ``centres``: the best normalised correlation of track ``i``'s envelope
-    window there with track ``j``'s, shifted by at most ``lags`` points either way.
+    window there with track ``j``'s (``j[n]`` at ``centres[n]``: all pairs in one call),
+    shifted by at most ``lags`` points either way.
 
     ``windows[t, k]`` is track ``t``'s window starting at padded point ``k`` (the envelope
     padded by ``half + lags`` points each side), so the window centred on point ``c`` starts
     at ``c + lags``. Computed only where asked: most frames need no comparison."""
     wa = windows[i, centres + lags]  # (n, win)
-    wb = windows[j, centres[:, None] + np.arange(2 * lags + 1)]  # (n, lags, win)
+    wb = windows[j[:, None], centres[:, None] + np.arange(2 * lags + 1)]  # (n, lags, win)
     wa = wa - wa.mean(axis=1, keepdims=True)
     wb = wb - wb.mean(axis=2, keepdims=True)
     num = np.einsum("nw,nlw->nl", wa, wb)
@@ -177,9 +178,9 @@ def crosstalk_frames(
                 & (src_level - level[i] >= cfg.margin_db)
                 & ~out[i]
             )
-            for j in np.unique(j_at[louder]):
-                at = np.flatnonzero(louder & (j_at == j))
-                corr = _correlation_at(windows, i, int(j), centre[at], cfg.lags)
+            at = np.flatnonzero(louder)
+            if at.size:
+                corr = _correlation_at(windows, i, j_at[at], centre[at], cfg.lags)
                 out[i][at[corr >= cfg.min_corr]] = True
     return out
 
@@ -252,6 +253,13 @@ class CrosstalkArbiter:
     def remove(self, track: str) -> None:
         self._tracks.pop(track, None)
 
+    def shift(self, track: str, frames: int) -> None:
+        """Move what ``track`` pushed by ``frames`` in meeting time (negative: earlier), when
+        a better estimate of where its stream started comes in (see :meth:`LiveTrack.rebase`)."""
+        h = self._tracks.get(track)
+        if h is not None:
+            h.first += frames
+
     def reached(self, track: str) -> int:
         """The meeting frame up to which every other track has pushed (the smallest end)."""
         ends = [h.end for name, h in self._tracks.items() if name != track]
@@ -279,6 +287,15 @@ class CrosstalkArbiter:
         ]
         if len(names) < 2:
             return out
+        if len(names) > cfg.sources + 2:
+            # Only the loudest few can be a frame's source (crosstalk_frames compares with the
+            # ``sources`` loudest at each frame): the loudest over the stretch stand in for
+            # them, so a big meeting costs a few tracks' arrays per call, not all of them.
+            def loudest(name: str) -> float:
+                h = self._tracks[name]
+                return max(h.level[max(lo, h.first) - h.first : max(0, hi - h.first)])
+
+            names = [track, *sorted(names[1:], key=loudest, reverse=True)[: cfg.sources + 1]]
         feats: list[Features] = []
         speech: list[np.ndarray] = []
         for name in names:
@@ -372,6 +389,18 @@ class LiveTrack:
     def close(self) -> None:
         if self.arbiter is not None:
             self.arbiter.remove(self.name)
+
+    def rebase(self, first_frame: int) -> None:
+        """The track's frame 0 is meeting frame ``first_frame`` after all: capture learns
+        where a stream started from its frames' arrival, and the first frames of a stream
+        often come late (a sender catching up, a jitter buffer filling), so the estimate
+        improves after the start. What is pushed moves with it; what is released stays."""
+        delta = first_frame - self.first_frame
+        if not delta:
+            return
+        self.first_frame = first_frame
+        if self.arbiter is not None and self._pushed:
+            self.arbiter.shift(self.name, delta)
 
     def _release(self, upto: int) -> tuple[bytes, list[bool]]:
         count = upto - self._released

@@ -1,10 +1,13 @@
 """A recorded file as a source of capture: decoded in memory, cut into utterances, packed into
 windows, and handed to the same sealer and sink as a live participant's track.
 
-Only two things differ from a live track, both because a file can wait: utterances are packed
-into ~28 s windows for throughput (latency does not matter), and when the sealed backlog is
-full the file waits for room instead of dropping (:class:`~pipeline.capture.sink.Sink`,
-``wait_for_room``), so nothing of a file is lost to backpressure. The policy (switch,
+Speech is found as on a live track, by the Silero voice detector (:mod:`pipeline.audio.vad`;
+``SEALSCRIBE_VAD=energy``: the segmenter's energy rule), so steady noise or music in a
+recording is not sealed as utterances; a file is one track, so there is no crosstalk to
+compare. Only two things differ from a live track, both because a file can wait: utterances
+are packed into ~28 s windows for throughput (latency does not matter), and when the sealed
+backlog is full the file waits for room instead of dropping (:class:`~pipeline.capture.sink.
+Sink`, ``wait_for_room``), so nothing of a file is lost to backpressure. The policy (switch,
 opt-outs, revocation) and every fault hook of capture apply to files exactly as to tracks.
 """
 
@@ -16,7 +19,9 @@ from pathlib import Path
 
 from keys.errors import KeyRevoked
 from pipeline.audio.decode import SAMPLE_RATE, decode_file
-from pipeline.audio.segmenter import Segmenter, pack
+from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance, pack
+from pipeline.audio.vad import FRAME_MS, SileroSpeech
+from pipeline.capture.crosstalk import LiveTrack
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.session import CaptureSession
 from pipeline.capture.sink import CaptureStats
@@ -28,6 +33,8 @@ __all__ = ["FILE_PARTICIPANT", "capture_segments", "decode", "feed", "file_segme
 
 #: the participant a file's audio is sealed under
 FILE_PARTICIPANT = "file"
+#: bytes of PCM given to the voice detector at a time (60 s)
+_PIECE = 60 * SAMPLE_RATE * 2
 
 
 def decode(path: Path, max_seconds: float) -> bytes:
@@ -36,11 +43,26 @@ def decode(path: Path, max_seconds: float) -> bytes:
     return decode_file(path, max_seconds)
 
 
-def file_segments(pcm: bytes, participant: str = FILE_PARTICIPANT) -> list[AudioSegment]:
-    """``pcm`` cut into utterances by the voice-activity segmenter and joined into ~28 s
-    windows (see :func:`~pipeline.audio.segmenter.pack`), numbered from 0."""
-    segmenter = Segmenter()
-    utterances = pack([*segmenter.feed(pcm), *segmenter.flush()], pcm, SAMPLE_RATE)
+def file_segments(
+    pcm: bytes, participant: str = FILE_PARTICIPANT, vad: str = "silero"
+) -> list[AudioSegment]:
+    """``pcm`` cut into utterances by the voice-activity segmenter (speech found by ``vad``:
+    ``silero`` or ``energy``) and joined into ~28 s windows (see
+    :func:`~pipeline.audio.segmenter.pack`), numbered from 0."""
+    if vad == "silero":
+        segmenter = Segmenter(SegmenterConfig(frame_ms=FRAME_MS))
+        voice = LiveTrack(SileroSpeech(), None, participant, 0)
+        found: list[Utterance] = []
+        # in pieces: the detector's float copy of a 4-hour file at once would be a gigabyte
+        for at in range(0, len(pcm), _PIECE):
+            whole, speech = voice.feed(pcm[at : at + _PIECE])
+            found += segmenter.feed(whole, speech)
+        found += segmenter.flush()
+    else:
+        segmenter = Segmenter()
+        found = [*segmenter.feed(pcm), *segmenter.flush()]
+    # windows are cut from the original pcm (a remainder under one frame is never speech)
+    utterances = pack(found, pcm, SAMPLE_RATE)
     # a window holding a cut (an utterance longer than the segmenter's maximum) overlaps its
     # neighbour and says which words are its own, as a live piece does
     return [

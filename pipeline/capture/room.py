@@ -5,6 +5,12 @@ backlog, one writer).
 Both live ways in use it: the bot's connector (a Janus room) and the API's WHIP endpoint hand
 their participants' tracks to a :class:`MeetingRoom`, which labels each participant and runs a
 :class:`~pipeline.capture.track.TrackCapture` per track.
+
+A room holds its meeting's :class:`~pipeline.capture.crosstalk.CrosstalkArbiter`: the tracks
+of one room are compared frame by frame, and a frame that carries another participant's
+louder voice is not its track's speech (``SEALSCRIBE_CROSSTALK``). Only the tracks of one
+process can be compared, which is why a meeting's WHIP sessions are sent to one process
+(:mod:`pipeline.capture.whip`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from types import TracebackType
 
 from aiortc.mediastreams import MediaStreamTrack
 
+from pipeline.capture.crosstalk import CrosstalkArbiter
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.session import CaptureSession
 from pipeline.capture.sink import CaptureStats
@@ -54,6 +61,8 @@ class MeetingRoom:
         self.on_participants = on_participants
         self.on_joined: Callable[[], None] | None = None
         self._tracks: dict[str, asyncio.Task[None]] = {}
+        #: the meeting's tracks compared for crosstalk (levels and speech flags, no audio)
+        self.crosstalk = CrosstalkArbiter() if rt.settings.crosstalk else None
 
     @property
     def policy(self) -> MeetingPolicy:
@@ -99,7 +108,8 @@ class MeetingRoom:
         while label in self._tracks:
             label = f"{base[: MAX_LABEL - 5]} ({n})"
             n += 1
-        task = asyncio.create_task(TrackCapture(self.capture.sealer, label, track).run())
+        capture = TrackCapture(self.capture.sealer, label, track, crosstalk=self.crosstalk)
+        task = asyncio.create_task(capture.run())
         self._tracks[label] = task
         task.add_done_callback(functools.partial(self._track_done, label))
         self._participants_changed()
@@ -113,6 +123,8 @@ class MeetingRoom:
     def _track_done(self, label: str, task: asyncio.Task[None]) -> None:
         if self._tracks.get(label) is task:
             del self._tracks[label]
+            if self.crosstalk is not None:  # (TrackCapture leaves it too; a label is reused)
+                self.crosstalk.remove(label)
             self._participants_changed()
         if not task.cancelled() and task.exception() is not None:
             log.error(

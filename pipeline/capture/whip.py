@@ -23,6 +23,19 @@ And how many sessions there are: at most ``SEALSCRIBE_WHIP_PER_MEETING`` per mee
 (:class:`pipeline.store.leases.CappedLeases`, leases of :data:`LEASE_SECONDS` renewed
 while a session lives); an offer beyond a cap is refused with
 :class:`~pipeline.errors.QuotaExceeded` (429, ``Retry-After``).
+
+Where a meeting's sessions are captured: in one process, so that its tracks are compared for
+crosstalk (:mod:`pipeline.capture.crosstalk`: a voice is kept only on the track where it is
+loudest). With ``SEALSCRIBE_WHIP_URL`` set (this process's base URL as the other API
+processes' clients reach it), the process that opens a meeting's room records itself as the
+meeting's owner in Redis (:class:`pipeline.store.owners.WhipOwners`, a lease renewed with the
+session leases, deleted when the room closes), and an offer for that meeting arriving at
+another process is answered ``307`` with ``Location`` the same path on the owner
+(:class:`WhipElsewhere`; RFC 9725 section 4.5 lets a WHIP endpoint redirect, and
+:class:`pipeline.publish.WhipPublisher` follows it). Without it (one process, the demo, the
+tests), every session is captured where it lands; one that lands beside another process's
+sessions of its meeting is counted (``sealscribe_whip_routing_total{outcome="uncompared"}``)
+and logged once: its track is not compared with theirs.
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from av.frame import Frame
 from av.packet import Packet
 
-from pipeline import faults
+from pipeline import faults, metrics
 from pipeline.capture.ice import rtc_configuration
 from pipeline.capture.room import MeetingRoom, participant_label
 from pipeline.egress import filter_candidates
@@ -50,6 +63,7 @@ from pipeline.errors import InvalidInput, NotFound, QuotaExceeded
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store.leases import MEETING_FULL
+from pipeline.store.owners import WhipOwners
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -59,6 +73,7 @@ __all__ = [
     "MAX_QUEUED_FRAMES",
     "RETRY_AFTER",
     "BoundedTrack",
+    "WhipElsewhere",
     "WhipIngest",
     "WhipSession",
     "check_offer",
@@ -79,6 +94,14 @@ CONNECT_TIMEOUT = 30.0
 LEASE_SECONDS = 15.0
 #: the Retry-After of an offer beyond a cap: sessions end at any time, so try again soon
 RETRY_AFTER = 10
+
+
+class WhipElsewhere(Exception):
+    """Another API process holds the meeting's WHIP sessions: send the offer there."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__("the meeting's WHIP sessions are held by another API process")
+        self.base_url = base_url
 
 
 @dataclass
@@ -165,6 +188,15 @@ class WhipIngest:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewal: asyncio.Task[None] | None = None
+        self._owner_store: WhipOwners | None = None
+        self._told_uncompared = False
+
+    @property
+    def _owners(self) -> WhipOwners:
+        """Which process holds each meeting's WHIP sessions (made on first use)."""
+        if self._owner_store is None:
+            self._owner_store = WhipOwners(self.rt.store.redis)
+        return self._owner_store
 
     def sessions(self, meeting_id: str) -> list[WhipSession]:
         return [s for s in self._sessions.values() if s.meeting_id == meeting_id]
@@ -178,8 +210,10 @@ class WhipIngest:
         Raises:
             InvalidInput: the offer is malformed or not an audio publisher's.
             QuotaExceeded: the meeting or the tenant holds as many sessions as it may.
+            WhipElsewhere: another process holds the meeting's sessions (redirect there).
         """
         check_offer(sdp)
+        await self._route(meeting.id)
         sdp = filter_candidates(sdp)  # the egress policy: a refused candidate is never contacted
         pc = RTCPeerConnection(rtc_configuration())
         session = WhipSession(
@@ -250,6 +284,34 @@ class WhipIngest:
         if self._renewal is None or self._renewal.done():
             self._renewal = asyncio.create_task(self._renew())
 
+    async def _route(self, meeting_id: str) -> None:
+        """Raise :class:`WhipElsewhere` if another process owns the meeting's sessions;
+        with ``SEALSCRIBE_WHIP_URL``, claim it for this one (held while its room is)."""
+        url = self.rt.settings.whip_url
+        owner: str | None
+        if url:
+            owner = await asyncio.to_thread(self._owners.claim, meeting_id, url, LEASE_SECONDS)
+        else:
+            owner = await asyncio.to_thread(self._owners.owner, meeting_id)
+        if owner and owner != url:
+            metrics.WHIP_ROUTING.labels("redirected").inc()
+            raise WhipElsewhere(owner)
+        if url:
+            return
+        # No URL to send others here: sessions of this meeting held elsewhere are not
+        # compared with this one for crosstalk. Count it, and say so once.
+        here = len(self.sessions(meeting_id))  # (with those whose claim is under way)
+        held, _ = await asyncio.to_thread(self.rt.store.whip.count, "", meeting_id)
+        if held > here:
+            metrics.WHIP_ROUTING.labels("uncompared").inc()
+            if not self._told_uncompared:
+                self._told_uncompared = True
+                log.warning(
+                    "WHIP sessions of meeting %s are held by several API processes and are "
+                    "not compared for crosstalk; set SEALSCRIBE_WHIP_URL on each",
+                    meeting_id,
+                )
+
     async def _unclaim(self, session: WhipSession) -> None:
         if not session.claimed:
             return
@@ -266,12 +328,23 @@ class WhipIngest:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
             live = [(s.tenant_id, s.meeting_id, s.id) for s in self._sessions.values() if s.claimed]
-            if not live:
+            if not live and not self._rooms:
                 return
             try:
-                await asyncio.to_thread(self.rt.store.whip.renew, live, LEASE_SECONDS)
+                if live:
+                    await asyncio.to_thread(self.rt.store.whip.renew, live, LEASE_SECONDS)
+                await self._renew_owners()
             except Exception as exc:  # Redis away: try again next round
                 log.warning("could not renew WHIP session leases: %s", type(exc).__name__)
+
+    async def _renew_owners(self) -> None:
+        url = self.rt.settings.whip_url
+        if not url:
+            return
+        for meeting_id in list(self._rooms):
+            owner = await asyncio.to_thread(self._owners.claim, meeting_id, url, LEASE_SECONDS)
+            if owner != url:  # lost while Redis was away: new offers go there
+                log.warning("meeting %s's WHIP sessions are now owned elsewhere", meeting_id)
 
     async def _connect_deadline(self, session: WhipSession) -> None:
         await asyncio.sleep(CONNECT_TIMEOUT)
@@ -311,9 +384,22 @@ class WhipIngest:
             await session.pc.close()
         await self._unclaim(session)
         async with self._lock:
-            if room is not None and not self.sessions(session.meeting_id):
+            if not self.sessions(session.meeting_id):
+                # (an offer refused before its room opened leaves no room, but may have
+                # claimed the meeting)
                 self._rooms.pop(session.meeting_id, None)
-                await room.close()
+                await self._disown(session.meeting_id)
+                if room is not None:
+                    await room.close()
+
+    async def _disown(self, meeting_id: str) -> None:
+        url = self.rt.settings.whip_url
+        if not url:
+            return
+        try:
+            await asyncio.to_thread(self._owners.release, meeting_id, url)
+        except Exception as exc:  # its lease lapses by itself
+            log.warning("could not release WHIP meeting %s: %s", meeting_id, type(exc).__name__)
 
     async def close(self) -> None:
         for session_id in list(self._sessions):

@@ -47,7 +47,7 @@ def submit_file(rt: Runtime, path: Path, tenant_id: str, meeting_id: str | None 
     if meeting_id is None:
         meeting = create_meeting(rt, tenant_id, transcription=True)
     # A file is not live: its utterances are joined into ~28 s windows for throughput.
-    stats = capture_segments(rt, meeting, file_segments(pcm))
+    stats = capture_segments(rt, meeting, file_segments(pcm, vad=rt.settings.vad))
     return FileJob(meeting, stats.stored, len(pcm) / (2 * SAMPLE_RATE))
 
 

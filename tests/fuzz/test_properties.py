@@ -417,6 +417,12 @@ class _FakeRoomIngest(WhipIngest):
     async def _claim(self, session: WhipSession) -> None:
         pass  # no Redis: nothing counts the sessions
 
+    async def _route(self, meeting_id: str) -> None:
+        pass  # no Redis: this is the only process
+
+    async def _disown(self, meeting_id: str) -> None:
+        pass
+
     async def _room(self, meeting: Meeting) -> MeetingRoom:
         async with self._lock:
             room = self._rooms.get(meeting.id)

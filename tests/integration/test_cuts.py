@@ -31,8 +31,8 @@ from tests.integration.test_live import publish_all, transcribed
 
 pytestmark = [pytest.mark.usefixtures("loopback_ice"), pytest.mark.timeout(660)]
 
-#: clips whose speech runs from their first frame to their last, so the three back to back
-#: are one utterance of ~31 s the segmenter must cut (twice, at the default 15 s)
+#: clips whose speech runs from near their first frame to near their last, so the three back
+#: to back are one utterance of ~31 s the segmenter must cut (twice, at the default 15 s)
 CLIPS = ("fleurs-en-001", "fleurs-en-005", "fleurs-en-008")
 #: how near a cut a word must be to be checked (ms), and the slack allowed for the two
 #: transcriptions placing the same word a little differently
@@ -42,9 +42,14 @@ SLACK_MS = 500
 
 @pytest.fixture
 def rt(env: dict[str, str]) -> Runtime:
-    # interim captions off: this test is about the cuts of finals, and interims cost a worker
+    # interim captions off: this test is about the cuts of finals, and interims cost a worker.
+    # The voice detector finds the ~1.8 s between two clips (their own lead-in and tail) to
+    # be no speech: a longer end-of-utterance pause keeps the three one utterance to cut.
     return Runtime.from_settings(
-        Settings.from_env({**env, "SEALSCRIBE_INTERIM_MS": "0"}), actor="test"
+        Settings.from_env(
+            {**env, "SEALSCRIBE_INTERIM_MS": "0", "SEALSCRIBE_END_SILENCE_MS": "2500"}
+        ),
+        actor="test",
     )
 
 

@@ -138,7 +138,14 @@ class FakeSealer:
             (),
             {
                 "settings": type(
-                    "T", (), {"max_segment_ms": 15000, "end_silence_ms": 500, "interim_ms": 0}
+                    "T",
+                    (),
+                    {
+                        "max_segment_ms": 15000,
+                        "end_silence_ms": 500,
+                        "interim_ms": 0,
+                        "vad": "energy",
+                    },
                 )()
             },
         )()

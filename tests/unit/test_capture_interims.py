@@ -252,7 +252,11 @@ class TrackSealer:
         )
         self.stats = SimpleNamespace(frames=0, frames_off=0)
         settings = SimpleNamespace(
-            max_segment_ms=max_segment_ms, end_silence_ms=500, interim_ms=interim_ms
+            # tones, not speech: the energy rule (the Silero path: tests/integration)
+            max_segment_ms=max_segment_ms,
+            end_silence_ms=500,
+            interim_ms=interim_ms,
+            vad="energy",
         )
         self.rt = SimpleNamespace(settings=settings)
         self.finals: list[AudioSegment] = []

@@ -222,3 +222,18 @@ def test_suppressed_frames_become_silence() -> None:
     x = np.frombuffer(out, dtype="<i2").reshape(4, FRAME)
     assert (x[[1, 3]] == 0).all() and (x[[0, 2]] != 0).all()
     assert len(out) == len(data)
+
+
+def test_a_live_track_rebased_earlier_moves_what_it_pushed() -> None:
+    """Capture learns after a stream's first frames where it really started: the track's
+    history moves with it, so it is compared with the others at the right time."""
+    arbiter = CrosstalkArbiter()
+    a = LiveTrack(SileroSpeech(), arbiter, "a", first_frame=20)
+    b = LiveTrack(SileroSpeech(), arbiter, "b", first_frame=10)
+    a.feed(bytes(FRAME * 2 * 30))
+    b.feed(bytes(FRAME * 2 * 30))
+    assert arbiter.reached("b") == 50 and arbiter.reached("a") == 40
+    a.rebase(12)
+    assert a.first_frame == 12 and arbiter.reached("b") == 42
+    a.rebase(12)  # nothing new
+    assert arbiter.reached("b") == 42

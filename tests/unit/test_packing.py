@@ -194,7 +194,9 @@ class ScriptedTranscriber(Transcriber):
         super().__init__(Settings.from_env({}))
         self.windows: list[list[tuple[str, int]]] = []
 
-    def _options(self, language: str | None, translate: bool) -> dict[str, Any]:
+    def _options(
+        self, language: str | None, translate: bool, interim: bool = False
+    ) -> dict[str, Any]:
         return {"language": "en", "task": "translate" if translate else "transcribe"}
 
     def transcribe(
@@ -202,14 +204,18 @@ class ScriptedTranscriber(Transcriber):
         audio: AudioSegment,
         language: str | None = None,
         translate: bool = False,
-        beam_size: int | None = None,
+        interim: bool = False,
     ) -> TranscriptSegment:
         self.windows.append([(audio.participant_id, audio.seq)])
         word = FakeWord(0.1, 0.5, f" {audio.participant_id}{audio.seq}")
         return _to_transcript(audio, [FakeSegment(0.1, 0.5, word.word, [word])], "en", False)
 
     def _transcribe_batch(
-        self, windows: list[list[AudioSegment]], language: str, translate: bool
+        self,
+        windows: list[list[AudioSegment]],
+        language: str,
+        translate: bool,
+        interim: bool = False,
     ) -> list[list[TranscriptSegment]]:
         out = []
         for audios in windows:

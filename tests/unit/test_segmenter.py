@@ -198,3 +198,41 @@ def test_pack_keeps_the_keep_bounds_of_a_windows_edges() -> None:
         windows[0].pcm
         == pcm[windows[0].start_ms * BYTES_PER_MS : end_ms(windows[0]) * BYTES_PER_MS]
     )
+
+
+# -- decisions from a voice detector (Silero in capture) ----------------------------------
+
+FRAME = 512  # samples: 32 ms
+
+
+def decided(pcm: bytes, speech: list[bool], config: SegmenterConfig) -> list[Utterance]:
+    s = Segmenter(config)
+    out: list[Utterance] = []
+    step = 3 * FRAME * 2  # ~100 ms batches, as capture feeds it
+    for i, k in zip(range(0, len(pcm), step), range(0, len(speech), 3), strict=True):
+        out += s.feed(pcm[i : i + step], speech[k : k + 3])
+    return out + list(s.flush())
+
+
+def test_given_decisions_replace_the_energy_rule() -> None:
+    cfg = SegmenterConfig(frame_ms=32, max_utterance_ms=6000, interim_ms=1000)
+    frames = 40 * 1000 // 32
+    loud = speech(frames * FRAME / RATE)[: frames * FRAME * 2]
+    # loud audio the detector calls no speech: nothing (the energy rule would cut it)
+    assert finals(run(loud, cfg)) and decided(loud, [False] * frames, cfg) == []
+    # what it calls speech is an utterance, cut and interim-captioned as usual
+    mask = [200 <= k < 600 for k in range(frames)]  # 6.4 s .. 19.2 s
+    utts = decided(loud, mask, cfg)
+    pieces = finals(utts)
+    assert len(pieces) >= 3 and any(u.interim for u in utts)
+    assert 6400 - cfg.pad_ms <= pieces[0].start_ms <= 6400
+    assert pieces[0].keep_from_ms is None and pieces[-1].keep_to_ms is None
+    for a, b in itertools.pairwise(pieces):
+        assert a.keep_to_ms is not None and a.keep_to_ms == b.keep_from_ms
+    assert 19200 <= end_ms(pieces[-1]) <= 19200 + cfg.end_silence_ms + cfg.pad_ms + 32
+
+
+def test_decisions_must_match_the_frames() -> None:
+    s = Segmenter(SegmenterConfig(frame_ms=32))
+    with pytest.raises(ValueError, match="2 speech decisions for 3 frames"):
+        list(s.feed(silence(3 * 0.032), [True, False]))
