@@ -60,6 +60,8 @@ FRAME_SAMPLES = 512  # Silero's chunk at 16 kHz
 FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE  # 32
 _CONTEXT = 64  # samples of the previous chunk the model sees before each chunk
 _STATE = (1, 1, 128)
+#: frames of digital silence (below the gate) after which the model's state starts afresh
+_RESET_AFTER = 8
 
 
 class VoiceDetector(Protocol):
@@ -117,6 +119,7 @@ class SileroVAD:
     _c: np.ndarray = field(init=False, repr=False)
     _context: np.ndarray = field(init=False, repr=False)
     _rest: np.ndarray = field(init=False, repr=False)
+    _low: int = field(init=False, repr=False, default=0)  # gated-out frames in a row
     chunks_run: int = 0  # frames given to the model (for cost figures)
 
     def __post_init__(self) -> None:
@@ -129,6 +132,7 @@ class SileroVAD:
         self._c = np.zeros(_STATE, dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
         self._rest = np.zeros(0, dtype=np.float32)
+        self._low = 0
         self.levels = []
 
     def speech_probs(self, pcm_16k_s16: bytes) -> list[float]:
@@ -148,6 +152,13 @@ class SileroVAD:
         if self.gate_dbfs is not None:
             run = levels >= self.gate_dbfs
         # Each row is the chunk after its predecessor's last 64 samples, as Silero expects.
+        # After a quarter second of digital silence (below the gate: a muted microphone,
+        # DTX, a pause the sender filled with zeros) the model starts afresh: carried over
+        # such a gap its state kept the probability of the next words near 0 for up to 2 s
+        # (fleurs-en published with zeros between clips: WER 10.4 % against 6.2 % for the
+        # energy rule), while a fresh state finds speech within 0.5 s (WER 6.2 %). A pause
+        # filled with room noise is run through the model and not reset: a fresh state
+        # there blips on hum and tones.
         tails = np.concatenate([self._context[None, :], frames[:-1, -_CONTEXT:]])
         rows = np.concatenate([tails, frames], axis=1)
         self._context = frames[-1, -_CONTEXT:].copy()
@@ -157,8 +168,13 @@ class SileroVAD:
         n = len(frames)
         while i < n:
             if not run[i]:
+                self._low += 1
                 i += 1
                 continue
+            if self._low >= _RESET_AFTER:
+                self._h = np.zeros(_STATE, dtype=np.float32)
+                self._c = np.zeros(_STATE, dtype=np.float32)
+            self._low = 0
             j = i
             while j < n and run[j]:
                 j += 1

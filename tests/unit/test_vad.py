@@ -98,3 +98,19 @@ def test_the_gate_has_hysteresis() -> None:
     assert [gate.decide(p) for p in seq] == [False, True, True, True, False, False, True]
     gate.reset()
     assert gate.decide(0.4) is False
+
+
+def test_speech_after_digital_silence_is_found_as_from_a_fresh_start() -> None:
+    """Carried over a gap of zeros, the model's state kept the next words' probability near
+    0 for up to two seconds; after a quarter second of digital silence it starts afresh."""
+    from pipeline.audio.decode import decode_file
+    from tests.conftest import shared_data
+
+    clips = sorted(shared_data("fleurs-en").glob("*.ogg"))
+    first, second = decode_file(clips[1], 60), decode_file(clips[2], 60)
+    gap = bytes(RATE * 2 * 3 // 2)  # 1.5 s of zeros
+    stream = decisions(first + gap + second)
+    after = stream[(len(first) + len(gap)) // 2 // FRAME_SAMPLES :]
+    fresh = decisions(second)
+    onset = fresh.index(True)
+    assert after.index(True) <= onset + 2, (after.index(True), onset)
