@@ -39,7 +39,11 @@ pytestmark = [pytest.mark.usefixtures("loopback_ice"), pytest.mark.timeout(660)]
 
 @pytest.fixture
 def rt(env: dict[str, str]) -> Runtime:
-    return Runtime.from_settings(Settings.from_env(env), actor="test")
+    # capture runs in this process (the API is served here): Silero and crosstalk on
+    return Runtime.from_settings(
+        Settings.from_env({**env, "SEALSCRIBE_VAD": "silero", "SEALSCRIBE_CROSSTALK": "1"}),
+        actor="test",
+    )
 
 
 async def publish_together(
