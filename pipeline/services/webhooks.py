@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import keys
@@ -74,7 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: every event type an endpoint can subscribe to
-EVENTS = (
+EventName = Literal[
     "bot.state_changed",
     "meeting.transcription_switched",
     "meeting.consent_changed",
@@ -85,7 +85,8 @@ EVENTS = (
     "key.revoked",
     "retention.purged",
     "audit.head",
-)
+]
+EVENTS: tuple[str, ...] = get_args(EventName)
 #: the one reason a tenant hears for a URL the service will not send to
 REFUSED = (
     "the webhook URL cannot be used: its host is not reachable under this service's egress policy"
