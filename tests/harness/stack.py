@@ -167,12 +167,16 @@ class LocalStack:
 
     @contextlib.contextmanager
     def workers_paused(self) -> Iterator[None]:
-        """Workers take nothing from the queue inside the block: what is sealed waits."""
-        queue.client().control.cancel_consumer(schema.CELERY_QUEUE, reply=True, timeout=5, limit=1)
+        """Workers take nothing from the queues inside the block (finals and interims): what
+        is sealed waits."""
+        control = queue.client().control
+        for name in (schema.CELERY_QUEUE, schema.CELERY_INTERIM_QUEUE):
+            control.cancel_consumer(name, reply=True, timeout=5, limit=1)
         try:
             yield
         finally:
-            queue.client().control.add_consumer(schema.CELERY_QUEUE, reply=True, timeout=5, limit=1)
+            for name in (schema.CELERY_QUEUE, schema.CELERY_INTERIM_QUEUE):
+                control.add_consumer(name, reply=True, timeout=5, limit=1)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,9 @@ def request_for(route: Route, caller: T, victim: T) -> dict[str, Any]:
             "headers": {"Content-Type": "application/sdp"},
         },
         ("POST", "/v1/tokens"): {"json": {"name": "b's own", "scopes": ["read"]}},
+        # b's own endpoint (on loopback: refused by the egress policy, or b's own)
+        ("POST", "/v1/webhooks"): {"json": {"url": "http://127.0.0.1:9/b", "events": ["*"]}},
+        ("POST", "/v1/webhooks/{endpoint_id}/replay"): {"json": {}},
     }
     return bodies.get(route, {})
 
