@@ -102,13 +102,18 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
             session = alice.session.rsplit("/", 1)[1]
             before = await asyncio.to_thread(api_a.ok, "GET", f"/v1/meetings/{m}")
             token_id = tokens_a[0]["id"]  # B revoking or rotating A's token: not found
+            endpoint = await asyncio.to_thread(  # B reading or replaying A's webhook: not found
+                api_a.ok, "POST", "/v1/webhooks", json={"url": "http://127.0.0.1:9/a"}
+            )
             ids = {
                 "meeting_id": m,
                 "participant": "Olive",
                 "session_id": session,
                 "token_id": token_id,
+                "endpoint_id": endpoint["id"],
             }
-            secrets = [a.id, m, session, "flintwick", "Olive", token_id]
+            secrets = [a.id, m, session, "flintwick", "Olive", token_id, endpoint["id"]]
+            secrets.append(endpoint["secret"])
             for (method, template), _op in sorted(secured.items()):
                 path = template.format(**ids)
                 sent = request_for((method, template), b, a)
