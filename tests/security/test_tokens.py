@@ -44,6 +44,13 @@ SCOPES: list[tuple[str, str, frozenset[str]]] = [
     ("POST", "/v1/tokens", frozenset()),
     ("POST", "/v1/tokens/{token_id}/rotate", frozenset()),
     ("DELETE", "/v1/tokens/{token_id}", frozenset()),
+    ("GET", "/v1/webhooks", frozenset()),
+    ("POST", "/v1/webhooks", frozenset()),
+    ("GET", "/v1/webhooks/{endpoint_id}", frozenset()),
+    ("DELETE", "/v1/webhooks/{endpoint_id}", frozenset()),
+    ("POST", "/v1/webhooks/{endpoint_id}/rotate-secret", frozenset()),
+    ("GET", "/v1/webhooks/{endpoint_id}/log", frozenset()),
+    ("POST", "/v1/webhooks/{endpoint_id}/replay", frozenset()),
     ("GET", "/v1/meetings", frozenset({"read", "meetings"})),
     ("POST", "/v1/meetings", frozenset({"meetings"})),
     ("GET", "/v1/meetings/{meeting_id}", frozenset({"read", "meetings"})),
@@ -104,6 +111,8 @@ def request_for(
     bodies: dict[tuple[str, str], Any] = {
         ("PUT", "/v1/tenant/retention"): {"transcript_ttl": 3600},
         ("POST", "/v1/tokens"): {"name": "more", "scopes": ["read"]},
+        ("POST", "/v1/webhooks"): {"url": "http://127.0.0.1:9/x"},
+        ("POST", "/v1/webhooks/{endpoint_id}/replay"): {},
         ("POST", "/v1/meetings"): {},
         ("PUT", "/v1/meetings/{meeting_id}/transcription"): {"enabled": False},
         ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/consent"): {
@@ -114,7 +123,11 @@ def request_for(
         ("POST", "/v1/keys/revoke"): {"confirm": f"revoke {tenant.id}"},
     }
     url = template.format(
-        meeting_id=meeting_id, participant="alice", session_id="w_" + "0" * 16, token_id=token_id
+        meeting_id=meeting_id,
+        participant="alice",
+        session_id="w_" + "0" * 16,
+        token_id=token_id,
+        endpoint_id="wh_" + "0" * 16,
     )
     kwargs: dict[str, Any] = {"method": method, "url": url}
     if (method, template) in bodies:
