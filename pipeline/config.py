@@ -15,6 +15,9 @@ SEALSCRIBE_MODEL            ``tiny.en`` (bundled) or a CTranslate2  tiny.en
                             model directory
 SEALSCRIBE_DEVICE           ``cpu``, ``cuda`` or ``auto``           auto
 SEALSCRIBE_BEAM_SIZE        beam search width                       5
+SEALSCRIBE_SHORT_WINDOW_MS  a window up to this long is encoded at  20000
+                            its own length plus 1 s, not padded to
+                            Whisper's 30 s (0: always pad)
 SEALSCRIBE_BATCH            windows a worker transcribes in one     0 (auto: 4 on CPU,
                             model call, across meetings (a window:  8 on CUDA)
                             one participant's waiting segments,
@@ -47,12 +50,12 @@ SEALSCRIBE_END_SILENCE_MS   pause that ends a live utterance        500
 SEALSCRIBE_INTERIM_MS       new speech between interim captions of  1000
                             an utterance in progress (0: none)
 SEALSCRIBE_INTERIM_BEAM     beam width for interim captions         1 (greedy)
-SEALSCRIBE_VAD              voice detector of capture: ``energy``   energy
-                            (threshold over an adaptive noise
-                            floor) or ``silero`` (the model
-                            faster-whisper ships; needed for
-                            crosstalk suppression; costs fleurs-en
-                            4 WER points through WHIP for now)
+SEALSCRIBE_VAD              voice detector of capture: ``silero``   silero
+                            (the model faster-whisper ships; keeps
+                            noise and music out; needed for
+                            crosstalk suppression) or ``energy``
+                            (a threshold over an adaptive noise
+                            floor: no model, a few us per frame)
 SEALSCRIBE_CROSSTALK        ``1``: a track's frames that carry      1 (on)
                             another participant's louder voice are
                             not its speech (dropped in memory)
@@ -214,6 +217,7 @@ class Settings:
     model: str = "tiny.en"
     device: str = "auto"
     beam_size: int = 5
+    short_window_ms: int = 20000
     batch: int = 0
     max_file_seconds: int = 4 * 3600
     visibility_timeout: int = 600
@@ -226,7 +230,7 @@ class Settings:
     end_silence_ms: int = 500
     interim_ms: int = 1000
     interim_beam: int = 1
-    vad: str = "energy"
+    vad: str = "silero"
     crosstalk: bool = True
     whip_url: str = ""
     whip_per_meeting: int = 50
@@ -282,6 +286,9 @@ class Settings:
             model=env.get("SEALSCRIBE_MODEL") or cls.model,
             device=device,
             beam_size=_positive_int(env, "SEALSCRIBE_BEAM_SIZE", cls.beam_size),
+            short_window_ms=_positive_int(
+                env, "SEALSCRIBE_SHORT_WINDOW_MS", cls.short_window_ms, minimum=0
+            ),
             batch=_positive_int(env, "SEALSCRIBE_BATCH", cls.batch, minimum=0),
             max_file_seconds=_positive_int(
                 env, "SEALSCRIBE_MAX_FILE_SECONDS", cls.max_file_seconds

@@ -6,12 +6,30 @@ ten 3 s utterances in one window cost a tenth of ten windows); each word then go
 the segment its middle lies in. Several windows that share a language setting go through
 ``BatchedInferencePipeline`` in one call: each becomes one clip of a concatenated signal, so
 the model encodes and decodes them as a batch.
+
+Whisper's encoder is built for 30 s windows and faster-whisper pads every input to one, but
+CTranslate2 encodes any length up to that: a final of one whole utterance up to
+``SEALSCRIBE_SHORT_WINDOW_MS`` (20 s) is encoded at its own length plus one second
+(whisper.cpp's "audio context"). For a 5-10 s live utterance that is ~60 instead of ~450 ms
+of encoder on one core, most of a final's cost; the text comes from the same beam search and
+the word timings from the same alignment heads. On the CPU such segments go one at a time (a
+padded batch costs the sum of its parts there). Packed windows and the pieces of a cut
+utterance keep the padded window: their words are split or trimmed by their timings, which
+the padded decode places more reliably, and they are not what a live caption waits for. A
+short decode that looks failed is done again the ordinary way, with faster-whisper's
+temperature fallback: by faster-whisper's own measures (compression ratio over 2.4, average
+log-probability under -1, no text), or with words the alignment places at the very end of
+the signal or after it, where no speech is (a decoder that went on past the speech repeats
+itself there: seen in a talk-over test).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -28,6 +46,9 @@ Request = tuple[AudioSegment, str | None, bool]
 _GAP = np.zeros(1600, dtype=np.float32)  # 0.1 s of silence between clips of a batch
 #: an interim's window: its own frames and one second of silence (100 frames)
 _SHORT_PAD_FRAMES = 100
+#: a short window's word that starts this near the end of the signal (every utterance ends
+#: with at least a quarter second of pad) was made up by the decoder
+_TAIL_S = 0.1
 #: a packed segment at least this long that got no word is transcribed again alone
 _RETRY_MS = 8000
 
@@ -131,6 +152,10 @@ class Transcriber:
         options = self._options(language, translate, interim)
         if interim and audio.keep_from_ms is not None:
             options["word_timestamps"] = True
+        if not interim and options["language"] is not None and _whole(audio):
+            pieces = self._decode_final_short(_samples(audio), options["language"], translate)
+            if pieces is not None:
+                return _to_transcript(audio, pieces, options["language"], translate)
         segments, info = self.load().transcribe(
             _samples(audio), condition_on_previous_text=False, vad_filter=False, **options
         )
@@ -158,13 +183,20 @@ class Transcriber:
             ]
             windows = [[idx[k] for k in w] for w in packing.plan(items)]
             audios = [[requests[i][0] for i in w] for w in windows]
-            if language is None or len(windows) == 1:
-                # detection is per window (no batching); one window needs no batch
-                done = [self._transcribe_window(a, language, translate) for a in audios]
-            else:
-                done = self._transcribe_batch(audios, language, translate)
-            for w, out in zip(windows, done, strict=True):
-                results.update(zip(w, out, strict=True))
+            # detection is per window (no batching); one window needs no batch; on the CPU a
+            # short window alone (encoded at its own length) costs less than in a batch
+            single = [language is None or len(windows) == 1 or self._short_alone(a) for a in audios]
+            done: list[list[TranscriptSegment]] = [[] for _ in audios]
+            for k, a in enumerate(audios):
+                if single[k]:
+                    done[k] = self._transcribe_window(a, language, translate)
+            batched = [k for k in range(len(audios)) if not single[k]]
+            if batched and language is not None:
+                together = self._transcribe_batch([audios[k] for k in batched], language, translate)
+                for k, segs in zip(batched, together, strict=True):
+                    done[k] = segs
+            for w, segs in zip(windows, done, strict=True):
+                results.update(zip(w, segs, strict=True))
             # Whisper may skip a stretch of a packed window (batched decoding has no
             # temperature fallback): a long packed segment left without a word is heard
             # again alone, as it would have been unpacked. Not a shorter one: in a window
@@ -208,34 +240,57 @@ class Transcriber:
             results.update(zip(idx, done, strict=True))
         return [results[i] for i in range(len(requests))]
 
+    def _tokenizer(self, language: str, translate: bool) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self.load()
+        task = "translate" if translate else "transcribe"
+        return Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task=task, language=language
+        )
+
+    def _short_window(self, signals: Sequence[np.ndarray]) -> tuple[Any, list[int]]:
+        """The encoder output of ``signals`` in one batch, in a window of the longest one's
+        length plus one second, and each one's own number of feature frames."""
+        model = self.load()
+        features = [model.feature_extractor(x) for x in signals]
+        frames = min(3000, max(f.shape[-1] for f in features) + _SHORT_PAD_FRAMES)
+        batch = np.zeros((len(signals), features[0].shape[0], frames), dtype=np.float32)
+        for row, f in zip(batch, features, strict=True):
+            row[:, : min(frames, f.shape[-1])] = f[:, :frames]
+        return model.encode(batch), [min(frames, f.shape[-1] - 1) for f in features]
+
+    def _generate(
+        self, encoded: Any, count: int, tokenizer: Any, beam: int, seconds: float
+    ) -> tuple[Any, list[Any], int]:
+        """Text tokens (no timestamps) for ``count`` encoded windows; also the prompt and
+        the length limit: speech is at most ~5 tokens a second, so a looping decode stops
+        soon after."""
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        limit = min(224, 16 + int(6 * seconds))
+        out = self.load().model.generate(
+            encoded,
+            [prompt] * count,
+            beam_size=beam,
+            max_length=limit,
+            return_scores=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1]) or ()),
+        )
+        return prompt, out, limit
+
     def _decode_short(
         self, audios: list[AudioSegment], language: str, translate: bool
     ) -> list[TranscriptSegment]:
         """Greedy (``SEALSCRIBE_INTERIM_BEAM``) text of each audio, encoded in a window of
         its own length plus one second, in one batch; no timestamps, no word timings."""
-        import ctranslate2
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
-
-        model = self.load()
-        task = "translate" if translate else "transcribe"
-        tokenizer = Tokenizer(
-            model.hf_tokenizer, model.model.is_multilingual, task=task, language=language
-        )
-        features = [model.feature_extractor(_samples(a)) for a in audios]
-        frames = min(3000, max(f.shape[-1] for f in features) + _SHORT_PAD_FRAMES)
-        batch = np.zeros((len(audios), features[0].shape[0], frames), dtype=np.float32)
-        for row, f in zip(batch, features, strict=True):
-            row[:, : min(frames, f.shape[-1])] = f[:, :frames]
-        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        out = model.model.generate(
-            ctranslate2.StorageView.from_array(batch),
-            [prompt] * len(audios),
-            beam_size=self.settings.interim_beam,
-            # speech is at most ~5 tokens a second: a looping decode stops soon after
-            max_length=min(224, 16 + 6 * max(a.duration_ms for a in audios) // 1000),
-            suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1]) or ()),
+        tokenizer = self._tokenizer(language, translate)
+        encoded, _frames = self._short_window([_samples(a) for a in audios])
+        seconds = max(a.duration_ms for a in audios) / 1000
+        _prompt, out, _limit = self._generate(
+            encoded, len(audios), tokenizer, self.settings.interim_beam, seconds
         )
         results = []
         for audio, res in zip(audios, out, strict=True):
@@ -255,6 +310,49 @@ class Transcriber:
                 )
             )
         return results
+
+    def _short_alone(self, audios: Sequence[AudioSegment]) -> bool:
+        """Whether a window of ``audios`` costs least on its own: one whole utterance short
+        enough to be encoded at its own length, on the CPU."""
+        if len(audios) != 1 or not _whole(audios[0]):
+            return False
+        if audios[0].duration_ms > self.settings.short_window_ms:
+            return False
+        return bool(self.load().model.device != "cuda")
+
+    def _decode_final_short(
+        self, samples: np.ndarray, language: str, translate: bool
+    ) -> list[Any] | None:
+        """Whisper-segment-like pieces (one) of ``samples`` with word timings, beam search
+        (``SEALSCRIBE_BEAM_SIZE``) in a window of its own length plus one second; None if
+        it is too long for that or the decode looks failed (the caller then decodes it the
+        ordinary way)."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        seconds = len(samples) / 16000
+        if not len(samples) or seconds * 1000 > self.settings.short_window_ms:
+            return None
+        model = self.load()
+        tokenizer = self._tokenizer(language, translate)
+        encoded, (frames,) = self._short_window([samples])
+        prompt, (res,), limit = self._generate(
+            encoded, 1, tokenizer, self.settings.beam_size, seconds
+        )
+        ids = [t for t in res.sequences_ids[0] if t < tokenizer.eot]
+        if not ids or len(prompt) + len(ids) >= limit - 1:
+            return None  # nothing heard, or cut at the length limit
+        text = tokenizer.decode(ids).strip()
+        avg_logprob = res.scores[0] * len(ids) / (len(ids) + 1)
+        if avg_logprob < -1.0 or get_compression_ratio(text) > 2.4:
+            return None
+        piece = {"seek": 0, "start": 0.0, "end": seconds, "tokens": ids, "text": text}
+        model.add_word_timestamps([[piece]], tokenizer, encoded, frames, *_punctuation(), 0.0)
+        words = [SimpleNamespace(**w) for w in piece.get("words", ())]
+        if any(w.start >= seconds - _TAIL_S for w in words):
+            # words placed in the silence after the signal: the decoder went on past the
+            # speech (it may repeat a sentence there), which the padded window would not
+            return None
+        return [SimpleNamespace(start=piece["start"], end=piece["end"], text=text, words=words)]
 
     def _transcribe_window(
         self, audios: list[AudioSegment], language: str | None, translate: bool
@@ -308,6 +406,21 @@ class Transcriber:
             else:
                 out.append(_split(audios, p, spans, language, translate))
         return out
+
+
+def _whole(audio: AudioSegment) -> bool:
+    """A whole utterance, not a piece of a cut one (whose words are trimmed to a keep window
+    by their timings: those stay with the padded window's decode)."""
+    return audio.keep_from_ms is None and audio.keep_to_ms is None
+
+
+@functools.cache
+def _punctuation() -> tuple[str, str]:
+    """faster-whisper's defaults for the punctuation joined to the word after / before it."""
+    from faster_whisper import WhisperModel
+
+    params = inspect.signature(WhisperModel.transcribe).parameters
+    return params["prepend_punctuations"].default, params["append_punctuations"].default
 
 
 @dataclass(frozen=True)

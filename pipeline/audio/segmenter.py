@@ -11,16 +11,18 @@ Without them (``SEALSCRIBE_VAD=energy``, or a caller that passes none) a frame i
 when its energy is ``threshold_db`` above an adaptive noise floor: no model and a few
 microseconds per frame, but steady noise or music above the floor passes as speech and
 another person's voice leaking into a microphone does too. The frame level is computed in
-either case: it still chooses where a long utterance is cut (its quietest frame).
+either case: it chooses where a long utterance without a pause is cut (its quietest frame)
+and where a voice detector's late onset really began (``lookback_ms``).
 
 Knobs (all in :class:`SegmenterConfig`): with the energy rule, a frame is speech when its
 level is ``threshold_db`` above the noise floor and above ``min_level_dbfs``; an utterance
 ends after ``end_silence_ms`` of non-speech, keeps ``pad_ms`` of context on both sides, and
 is dropped when it has less than ``min_speech_ms`` of speech.
 
-An utterance longer than ``max_utterance_ms`` is cut, at the quietest frame of its last
-third, into pieces that overlap by ``overlap_ms`` on each side of the cut: a word spoken
-across the cut is then whole in at least one piece. Each piece says which words are its own
+An utterance longer than ``max_utterance_ms`` is cut in the longest pause of its second half
+(frames not speech), or without one at the quietest frame of its last third, into pieces
+that overlap by ``overlap_ms`` on each side of the cut: a word spoken across the cut is then
+whole in at least one piece. Each piece says which words are its own
 (``keep_from_ms``/``keep_to_ms``, the cut position), so the keep windows of an utterance's
 pieces tile it with no gap and no overlap, and the worker drops the rest.
 
@@ -55,6 +57,13 @@ class SegmenterConfig:
     overlap_ms: int = 1000
     #: new audio between interim utterances of one in progress (0: none, as for a file)
     interim_ms: int = 0
+    #: with a voice detector's decisions: how far before the first frame it calls speech
+    #: an utterance may start, where the level shows the voice began (0: no look-back)
+    lookback_ms: int = 0
+    #: a quieter stretch of at most this long inside the look-back does not stop it
+    lookback_gap_ms: int = 160
+    #: a long utterance is cut in a pause at least this long, if it has one
+    min_pause_ms: int = 90
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Segmenter:
         # _first_frame + i of the stream, so a piece's start is _first_frame * frame_ms.
         self._frames: list[np.ndarray] = []
         self._levels: list[float] = []
+        self._active: list[bool] = []  # frame above the energy rule's threshold
+        self._voiced: list[bool] = []  # frame decided to be speech
         self._first_frame = 0  # index of _frames[0] in the whole stream
         self._n = 0  # frames seen
         self._in_speech = False
@@ -133,27 +144,26 @@ class Segmenter:
         if self._floor is None:
             # Start from a quiet room, not from the first frame: a stream may open mid-word.
             self._floor = min(level, _INITIAL_FLOOR_DBFS)
-        if decided is not None:
-            speech = decided
-        else:
-            speech = level > max(self._floor + cfg.threshold_db, cfg.min_level_dbfs)
+        active = level > max(self._floor + cfg.threshold_db, cfg.min_level_dbfs)
+        speech = active if decided is None else decided
         # The floor follows quiet frames quickly and loud ones slowly.
         rate = 0.2 if level < self._floor else 0.002
         self._floor += rate * (level - self._floor)
         self._n += 1
         self._frames.append(frame)
         self._levels.append(level)
+        self._active.append(active)
+        self._voiced.append(speech)
         pad = cfg.pad_ms // cfg.frame_ms
         if not self._in_speech:
             if speech:
                 self._in_speech, self._speech, self._silence = True, 1, 0
                 self._fresh, self._interims = 1, 0
+                self._forget(max(0, self._onset() - pad))
                 yield from self._interim()
             else:
-                drop = len(self._frames) - pad
-                if drop > 0:  # keep only the pre-roll
-                    del self._frames[:drop], self._levels[:drop]
-                    self._first_frame += drop
+                # keep the pre-roll and what a look-back may reach
+                self._forget(max(0, len(self._frames) - pad - cfg.lookback_ms // cfg.frame_ms))
             return
         self._fresh += 1
         if speech:
@@ -168,6 +178,31 @@ class Segmenter:
             yield from self._cut()
         else:
             yield from self._interim()
+
+    def _onset(self) -> int:
+        """Where the utterance that starts at the last frame held began: that frame, or
+        with ``lookback_ms`` the first of the loud frames (short quieter gaps allowed) that
+        lead up to it. A voice detector fed a fresh state, or speech that starts softly,
+        can call speech up to a second or more after the first word began (Silero on the
+        fleurs-en clips through Opus: 0.5-1.5 s); the level shows where it did. Only a
+        detector's decision starts an utterance: the look-back never makes speech of noise
+        alone, it only moves the start of what the detector found. Crosstalk frames reach
+        the segmenter as silence, so the look-back stops at another person's voice."""
+        cfg = self.cfg
+        last = len(self._frames) - 1
+        if not cfg.lookback_ms:
+            return last
+        gap = cfg.lookback_gap_ms // cfg.frame_ms
+        first = max(0, last - cfg.lookback_ms // cfg.frame_ms)
+        onset, quiet = last, 0
+        for i in range(last - 1, first - 1, -1):
+            if self._active[i]:
+                onset, quiet = i, 0
+            else:
+                quiet += 1
+                if quiet > gap:
+                    break
+        return onset
 
     def _interim(self) -> Iterator[Utterance]:
         """The utterance so far, once ``interim_ms`` of new audio came since the last."""
@@ -198,7 +233,8 @@ class Segmenter:
 
     def _forget(self, count: int) -> None:
         """Drop the first ``count`` frames: the next one held becomes ``_frames[0]``."""
-        del self._frames[:count], self._levels[:count]
+        del self._frames[:count], self._levels[:count], self._active[:count]
+        del self._voiced[:count]
         self._first_frame += count
 
     def _end(self, count: int) -> Iterator[Utterance]:
@@ -215,17 +251,24 @@ class Segmenter:
     def _cut(self) -> Iterator[Utterance]:
         """The utterance reached its maximum: emit a piece up to a cut, and continue.
 
-        The cut is after the quietest frame of the last third, so words are rarely split;
-        it leaves ``_overlap`` frames after it, which the piece keeps (a word across the
-        cut is whole in it), and the next piece starts ``_overlap`` frames before it (so
-        the word is whole there too). The keep windows meet exactly at the cut."""
+        The cut is in the middle of the longest pause (frames not speech) in the second
+        half, where no word can be (not earlier: each cut must move the utterance on);
+        without one (a speaker who never stops for ``min_pause_ms``), after the quietest
+        frame of the last third, so words are rarely split. It leaves ``_overlap`` frames
+        after it, which the piece keeps (a word across the cut is whole in it), and the next
+        piece starts ``_overlap`` frames before it (so the word is whole there too). The
+        keep windows meet exactly at the cut."""
         cfg = self.cfg
         n = len(self._frames)
         # (an overlap of at most a third leaves the next piece shorter than this one)
         overlap = min(self._overlap, n // 3)
         hi = n - overlap  # the cut may be no later than this
-        lo = max(0, hi - max(1, n // 3))
-        cut = lo + int(np.argmin(self._levels[lo:hi])) + 1
+        start, length = _longest_pause(self._voiced, n // 2, hi)
+        if length * cfg.frame_ms >= cfg.min_pause_ms:
+            cut = start + length // 2
+        else:
+            lo = max(0, hi - max(1, n // 3))
+            cut = lo + int(np.argmin(self._levels[lo:hi])) + 1
         at_ms = (self._first_frame + cut) * cfg.frame_ms
         yield from self._piece(cut + overlap, keep_to=at_ms)
         self._forget(cut - overlap)
@@ -235,6 +278,16 @@ class Segmenter:
         self._speech = len(self._frames)
         self._silence = min(self._silence, len(self._frames))
         self._fresh = self._interims = 0
+
+
+def _longest_pause(voiced: Sequence[bool], lo: int, hi: int) -> tuple[int, int]:
+    """The first index and length of the longest run of non-speech frames in ``lo..hi-1``."""
+    best, best_len, run = lo, 0, 0
+    for i in range(lo, hi):
+        run = 0 if voiced[i] else run + 1
+        if run > best_len:
+            best, best_len = i - run + 1, run
+    return best, best_len
 
 
 def pack(

@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from pipeline import metrics
 from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance
-from pipeline.audio.vad import FRAME_MS, SileroSpeech
+from pipeline.audio.vad import FRAME_MS, LOOKBACK_MS, PAD_MS, SileroSpeech
 from pipeline.capture.crosstalk import CrosstalkArbiter, LiveTrack
 from pipeline.capture.sealer import Sealer
 from pipeline.models import AudioSegment
@@ -57,6 +57,8 @@ class TrackCapture:
         self.crosstalk = crosstalk if self.silero else None
         self.config = config or SegmenterConfig(
             frame_ms=FRAME_MS if self.silero else SegmenterConfig.frame_ms,
+            lookback_ms=LOOKBACK_MS if self.silero else 0,
+            pad_ms=min(PAD_MS, settings.end_silence_ms) if self.silero else SegmenterConfig.pad_ms,
             max_utterance_ms=settings.max_segment_ms,
             end_silence_ms=settings.end_silence_ms,
             interim_ms=settings.interim_ms,

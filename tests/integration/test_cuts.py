@@ -148,7 +148,12 @@ def test_a_long_utterance_is_cut_without_losing_or_repeating_words(
     assert len(cuts) >= 2, "~31 s of speech is cut at least twice at 15 s"
     assert not lost, "every word the file's transcript has near a cut is in the live one"
     assert not repeated, "no word near a cut is in the live transcript twice"
-    assert (live_wer - file_wer) / len(reference) <= 0.01, (live_wer, file_wer)
+    # Within a point of the file's WER, or one word where a point is less than a word (64
+    # words: one is 1.6 points). The pieces are decoded apart and the file in one window, so
+    # Whisper may write one word differently ("two" / "2"), which a cut did not cause; what
+    # a cut would cause, a word lost or repeated around it, is checked above word by word.
+    allowed = max(0.01 * len(reference), 1)
+    assert live_wer - file_wer <= allowed, (live_wer, file_wer)
     for a, b in itertools.pairwise(pieces):
         edge = a.keep_to_ms
         assert edge is not None and edge == b.keep_from_ms, "the keep windows meet at each cut"

@@ -7,6 +7,7 @@ import numpy as np
 
 from bench.crosstalk import music
 from pipeline.audio.decode import decode_file
+from pipeline.audio.vad import FRAME_MS, PAD_MS
 from pipeline.capture.file import file_segments
 from tests.conftest import shared_data
 
@@ -19,4 +20,5 @@ def test_music_is_no_speech_but_speech_is() -> None:
     clip = decode_file(sorted(shared_data("fleurs-en").glob("*.ogg"))[0], 60)
     segments = file_segments(bytes(32000) + clip + bytes(32000))
     assert segments and all(s.participant_id == "file" for s in segments)
-    assert segments[0].start_ms >= 1000 - 240  # after the second of silence, less pre-roll
+    # after the second of silence, less the pre-roll (whole 32 ms frames)
+    assert segments[0].start_ms >= 1000 - PAD_MS - FRAME_MS

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -190,9 +191,20 @@ class ScriptedTranscriber(Transcriber):
     """The real ``transcribe_many`` (grouping, packing, the retry) over a scripted model:
     a packed window hears only its first segment, a lone segment is heard as itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: bool = False) -> None:
         super().__init__(Settings.from_env({}))
         self.windows: list[list[tuple[str, int]]] = []
+        self.device = "cpu" if cpu else "cuda"  # on the CPU short utterances go alone
+
+    def load(self) -> Any:
+        return SimpleNamespace(model=SimpleNamespace(device=self.device))
+
+    def _transcribe_window(
+        self, audios: list[AudioSegment], language: str | None, translate: bool
+    ) -> list[TranscriptSegment]:
+        if len(audios) == 1:
+            return [self.transcribe(audios[0], language, translate)]
+        return self._transcribe_batch([audios], language or "en", translate)[0]
 
     def _options(
         self, language: str | None, translate: bool, interim: bool = False
@@ -247,3 +259,30 @@ def test_packs_by_key_and_hears_a_skipped_segment_again_alone() -> None:
         ("c", 0),
         ("a", 2),
     ]
+
+
+def test_on_the_cpu_short_utterances_are_heard_alone_and_the_rest_batched() -> None:
+    """A whole utterance up to SEALSCRIBE_SHORT_WINDOW_MS is encoded at its own length, alone
+    (cheaper on the CPU than its share of a padded batch); packed windows, long utterances
+    and pieces of a cut one still share a batch."""
+    t = ScriptedTranscriber(cpu=True)
+    reqs = [
+        (audio("a", 0, 0, 3.0), "en", False),
+        (audio("b", 0, 0, 3.0, keep_to_ms=2000), "en", False),  # a piece of a cut utterance
+        (audio("c", 0, 0, 12.0), "en", False),
+        (audio("c", 1, 13_000, 12.0), "en", False),
+        (audio("d", 0, 0, 25.0), "en", False),
+        (audio("e", 0, 0, 19.0), "en", False),
+    ]
+    keys = [("m", "a"), ("m", "b"), ("m", "c"), ("m", "c"), ("m", "d"), ("m", "e")]
+    out = t.transcribe_many(reqs, keys)
+    assert t.windows[:2] == [[("a", 0)], [("e", 0)]]  # alone, in order
+    assert t.windows[2:5] == [[("b", 0)], [("c", 0), ("c", 1)], [("d", 0)]]  # one batch
+    assert t.windows[5:] == [[("c", 1)]]  # the scripted model skipped it: heard again alone
+    assert [(o.participant_id, o.seq) for o in out] == [
+        (r[0].participant_id, r[0].seq) for r in reqs
+    ]
+    # on a GPU the batch takes them all
+    t = ScriptedTranscriber()
+    t.transcribe_many(reqs, keys)
+    assert len(t.windows) == 6 and [("a", 0)] in t.windows
