@@ -6,6 +6,7 @@ Capture seals :class:`AudioSegment` here; the worker opens it and seals the
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from keys import segment as sealed_format
@@ -57,91 +58,64 @@ def _open(key: DataKey, tenant_id: str, sealed: SealedSegment, kind: SegmentKind
 
 
 def seal_audio(
-    key: DataKey, tenant_id: str, meeting_id: str, segment: AudioSegment
+    key: DataKey,
+    tenant_id: str,
+    meeting_id: str,
+    segment: AudioSegment,
+    *,
+    interim: bool = False,
 ) -> SealedSegment:
+    """Seal a final audio segment or, with ``interim``, the audio so far of an utterance in
+    progress (numbered from 1 in ``segment.part``)."""
+    if interim and segment.part < 1:
+        raise ValueError("an interim audio segment is numbered from 1")
+    kind = SegmentKind.INTERIM_AUDIO if interim else SegmentKind.AUDIO
     return _seal(
-        key,
-        tenant_id,
-        meeting_id,
-        segment.participant_id,
-        segment.seq,
-        SegmentKind.AUDIO,
-        segment.payload(),
+        key, tenant_id, meeting_id, segment.participant_id, segment.seq, kind, segment.payload()
     )
 
 
-def open_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegment:
-    """Open in memory; :class:`keys.errors.InvalidSeal` if it is not what it claims to be."""
-    payload = _open(key, tenant_id, sealed, SegmentKind.AUDIO)
+def open_audio(
+    key: DataKey, tenant_id: str, sealed: SealedSegment, *, interim: bool = False
+) -> AudioSegment:
+    """Open in memory; :class:`keys.errors.InvalidSeal` if it is not what it claims to be
+    (an interim opened as a final, or the other way round, included)."""
+    kind = SegmentKind.INTERIM_AUDIO if interim else SegmentKind.AUDIO
+    payload = _open(key, tenant_id, sealed, kind)
     return AudioSegment.from_payload(sealed.participant_id, sealed.seq, payload)
 
 
 def seal_transcript(
-    key: DataKey, tenant_id: str, meeting_id: str, segment: TranscriptSegment
+    key: DataKey,
+    tenant_id: str,
+    meeting_id: str,
+    segment: TranscriptSegment,
+    *,
+    interim: bool = False,
 ) -> SealedSegment:
-    if faults.on("log-plaintext"):
+    if faults.on("log-plaintext") and not interim:
         log.warning("sealing the transcript %s", segment.text)
+    kind = SegmentKind.INTERIM_TRANSCRIPT if interim else SegmentKind.TRANSCRIPT
     return _seal(
-        key,
-        tenant_id,
-        meeting_id,
-        segment.participant_id,
-        segment.seq,
-        SegmentKind.TRANSCRIPT,
-        segment.payload(),
+        key, tenant_id, meeting_id, segment.participant_id, segment.seq, kind, segment.payload()
     )
 
 
-def open_transcript(key: DataKey, tenant_id: str, sealed: SealedSegment) -> TranscriptSegment:
-    return TranscriptSegment.from_payload(_open(key, tenant_id, sealed, SegmentKind.TRANSCRIPT))
+def open_transcript(
+    key: DataKey, tenant_id: str, sealed: SealedSegment, *, interim: bool = False
+) -> TranscriptSegment:
+    kind = SegmentKind.INTERIM_TRANSCRIPT if interim else SegmentKind.TRANSCRIPT
+    return TranscriptSegment.from_payload(_open(key, tenant_id, sealed, kind))
 
 
 # Interim segments (a live caption of an utterance in progress) are sealed with the same
 # data keys as finals but as their own kinds, at their utterance's position; the interim
 # number is inside the sealed payload. So an interim can never pass for a final, nor a final
 # for an interim, nor one utterance's interim for another's.
-
-
-def seal_interim_audio(
-    key: DataKey, tenant_id: str, meeting_id: str, segment: AudioSegment
-) -> SealedSegment:
-    if segment.part < 1:
-        raise ValueError("an interim audio segment is numbered from 1")
-    return _seal(
-        key,
-        tenant_id,
-        meeting_id,
-        segment.participant_id,
-        segment.seq,
-        SegmentKind.INTERIM_AUDIO,
-        segment.payload(),
-    )
-
-
-def open_interim_audio(key: DataKey, tenant_id: str, sealed: SealedSegment) -> AudioSegment:
-    payload = _open(key, tenant_id, sealed, SegmentKind.INTERIM_AUDIO)
-    return AudioSegment.from_payload(sealed.participant_id, sealed.seq, payload)
-
-
-def seal_interim_transcript(
-    key: DataKey, tenant_id: str, meeting_id: str, segment: TranscriptSegment
-) -> SealedSegment:
-    return _seal(
-        key,
-        tenant_id,
-        meeting_id,
-        segment.participant_id,
-        segment.seq,
-        SegmentKind.INTERIM_TRANSCRIPT,
-        segment.payload(),
-    )
-
-
-def open_interim_transcript(
-    key: DataKey, tenant_id: str, sealed: SealedSegment
-) -> TranscriptSegment:
-    payload = _open(key, tenant_id, sealed, SegmentKind.INTERIM_TRANSCRIPT)
-    return TranscriptSegment.from_payload(payload)
+seal_interim_audio = functools.partial(seal_audio, interim=True)
+open_interim_audio = functools.partial(open_audio, interim=True)
+seal_interim_transcript = functools.partial(seal_transcript, interim=True)
+open_interim_transcript = functools.partial(open_transcript, interim=True)
 
 
 #: the position a join URL is sealed at: a participant id no participant can have (ids are

@@ -28,7 +28,7 @@ from pipeline.sealing import open_interim_audio, seal_interim_transcript
 from pipeline.store.segments import CAPTION_HISTORY
 from workers import metrics
 from workers.app import app
-from workers.tasks import _data_key, key_cache, runtime, transcriber
+from workers.tasks import cached_data_key, key_cache, runtime, transcriber
 
 __all__ = ["transcribe_interim"]
 
@@ -62,7 +62,7 @@ def _prepare(rt: Runtime, meeting_id: str, part: int, sealed: SealedSegment) -> 
             return why
         if rt.store.segments.transcript_segments(meeting_id, [sealed.segment_id]):
             return "too-late"  # the utterance's final is already shown
-        key = _data_key(rt, meeting, KeyUse.AUDIO)
+        key = cached_data_key(rt, meeting, KeyUse.AUDIO)
         audio = open_interim_audio(key, meeting.tenant_id, sealed)
     except NotFound:
         return "meeting-gone"
@@ -85,7 +85,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
             return why
         if not result.text:
             return "transcribed"  # nothing said yet worth showing
-        text_key = _data_key(rt, meeting, KeyUse.TRANSCRIPT)
+        text_key = cached_data_key(rt, meeting, KeyUse.TRANSCRIPT)
         sealed = seal_interim_transcript(text_key, meeting.tenant_id, meeting_id, result)
     except NotFound:
         return "meeting-gone"

@@ -70,7 +70,7 @@ def key_cache() -> DataKeyCache:
     return _keys
 
 
-def _data_key(rt: Runtime, meeting: Meeting, use: KeyUse) -> DataKey:
+def cached_data_key(rt: Runtime, meeting: Meeting, use: KeyUse) -> DataKey:
     """The meeting's data key for ``use``, unwrapped (purpose transcribe) at most once per
     cache lifetime."""
     wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
@@ -133,7 +133,7 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
     if not meeting.transcribes(sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "opted-out")
     try:
-        audio_key = _data_key(rt, meeting, KeyUse.AUDIO)
+        audio_key = cached_data_key(rt, meeting, KeyUse.AUDIO)
         return _Job(tenant, meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
@@ -149,7 +149,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
     if not meeting.transcribes(job.sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
     try:
-        text_key = _data_key(rt, meeting, KeyUse.TRANSCRIPT)
+        text_key = cached_data_key(rt, meeting, KeyUse.TRANSCRIPT)
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     rt.store.segments.complete(
