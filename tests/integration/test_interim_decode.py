@@ -87,7 +87,7 @@ def test_a_short_decode_that_runs_past_the_speech_is_done_again_padded(
 ) -> None:
     """Words the alignment places after the signal (a decoder that went on) are not kept:
     the final is decoded again the ordinary way."""
-    ((audio, reference),) = clips(1)
+    ((audio, _),) = clips(1)
     calls: list[int] = []
     ordinary = transcriber.load().transcribe
 
