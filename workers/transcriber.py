@@ -20,7 +20,7 @@ short decode that looks failed is done again the ordinary way, with faster-whisp
 temperature fallback: by faster-whisper's own measures (compression ratio over 2.4, average
 log-probability under -1, no text), or with words the alignment places at the very end of
 the signal or after it, where no speech is (a decoder that went on past the speech repeats
-itself there: seen in a talk-over test).
+itself there: seen in a talk-over test), or that says three or more words twice in a row.
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ class Transcriber:
         piece = {"seek": 0, "start": 0.0, "end": seconds, "tokens": ids, "text": text}
         model.add_word_timestamps([[piece]], tokenizer, encoded, frames, *_punctuation(), 0.0)
         words = [SimpleNamespace(**w) for w in piece.get("words", ())]
-        if any(w.start >= seconds - _TAIL_S for w in words):
+        if any(w.start >= seconds - _TAIL_S for w in words) or _repeats(text):
             # words placed in the silence after the signal: the decoder went on past the
             # speech (it may repeat a sentence there), which the padded window would not
             return None
@@ -406,6 +406,18 @@ class Transcriber:
             else:
                 out.append(_split(audios, p, spans, language, translate))
         return out
+
+
+def _repeats(text: str, least: int = 3) -> bool:
+    """Whether ``text`` says a run of at least ``least`` words twice in a row: a decoder in a
+    short window that went on past the speech may read the sentence again (seen on a 2 s
+    synthetic sentence), which the compression ratio is too coarse to catch."""
+    words = text.lower().split()
+    for k in range(least, len(words) // 2 + 1):
+        for i in range(len(words) - 2 * k + 1):
+            if words[i : i + k] == words[i + k : i + 2 * k]:
+                return True
+    return False
 
 
 def _whole(audio: AudioSegment) -> bool:

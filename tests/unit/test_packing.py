@@ -286,3 +286,12 @@ def test_on_the_cpu_short_utterances_are_heard_alone_and_the_rest_batched() -> N
     t = ScriptedTranscriber()
     t.transcribe_many(reqs, keys)
     assert len(t.windows) == 6 and [("a", 0)] in t.windows
+
+
+def test_a_sentence_read_twice_counts_as_a_failed_short_decode() -> None:
+    from workers.transcriber import _repeats
+
+    assert _repeats("The Flintwick protocol is ready! The Flintwick protocol is ready!")
+    assert _repeats("we went to the shop to the shop to the shop")
+    assert not _repeats("I think, I think so")  # two words: people do that
+    assert not _repeats("the cat sat on the mat and the dog sat on the rug")
