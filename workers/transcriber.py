@@ -262,10 +262,14 @@ class Transcriber:
 
     def _generate(
         self, encoded: Any, count: int, tokenizer: Any, beam: int, seconds: float
-    ) -> tuple[Any, list[Any], int]:
-        """Text tokens (no timestamps) for ``count`` encoded windows; also the prompt and
-        the length limit: speech is at most ~5 tokens a second, so a looping decode stops
-        soon after."""
+    ) -> tuple[list[Any], int]:
+        """Text tokens (no timestamps) for ``count`` encoded windows, and the most tokens a
+        decode may give: speech is at most ~5 tokens a second, so a looping decode stops
+        soon after.
+
+        CTranslate2's Whisper ``generate`` gives at most half its ``max_length`` tokens,
+        whatever the prompt (as openai-whisper samples at most half the text context;
+        measured with ctranslate2 4.8), so it is asked for twice the limit."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
@@ -274,12 +278,12 @@ class Transcriber:
             encoded,
             [prompt] * count,
             beam_size=beam,
-            max_length=limit,
+            max_length=2 * limit,
             return_scores=True,
             suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1]) or ()),
         )
-        return prompt, out, limit
+        return out, limit
 
     def _decode_short(
         self, audios: list[AudioSegment], language: str, translate: bool
@@ -289,7 +293,7 @@ class Transcriber:
         tokenizer = self._tokenizer(language, translate)
         encoded, _frames = self._short_window([_samples(a) for a in audios])
         seconds = max(a.duration_ms for a in audios) / 1000
-        _prompt, out, _limit = self._generate(
+        out, _limit = self._generate(
             encoded, len(audios), tokenizer, self.settings.interim_beam, seconds
         )
         results = []
@@ -335,11 +339,9 @@ class Transcriber:
         model = self.load()
         tokenizer = self._tokenizer(language, translate)
         encoded, (frames,) = self._short_window([samples])
-        prompt, (res,), limit = self._generate(
-            encoded, 1, tokenizer, self.settings.beam_size, seconds
-        )
+        (res,), limit = self._generate(encoded, 1, tokenizer, self.settings.beam_size, seconds)
         ids = [t for t in res.sequences_ids[0] if t < tokenizer.eot]
-        if not ids or len(prompt) + len(ids) >= limit - 1:
+        if not ids or len(ids) >= limit - 1:
             return None  # nothing heard, or cut at the length limit
         text = tokenizer.decode(ids).strip()
         avg_logprob = res.scores[0] * len(ids) / (len(ids) + 1)

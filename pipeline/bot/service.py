@@ -116,10 +116,15 @@ class BotService:
             return None
 
     async def _maintain(self) -> None:
-        """Renew leases, reap finished bots, pick up orphaned meetings."""
+        """Renew leases, reap finished bots, stop those called back, pick up orphaned
+        meetings."""
         while True:
             await asyncio.sleep(min(self.rescan, self.lease / 3))
             store = self.rt.store.bots
+            try:
+                wanted = await asyncio.to_thread(store.all_wanted)
+            except StoreUnavailable:
+                wanted = None
             for meeting_id, (bot, task) in list(self.bots.items()):
                 if task.done():
                     del self.bots[meeting_id]
@@ -133,9 +138,11 @@ class BotService:
                 if not held:
                     log.warning("lost the lease of meeting %s; stopping its bot", meeting_id)
                     bot.leave()
-            try:
-                wanted = await asyncio.to_thread(store.all_wanted)
-            except StoreUnavailable:
+                elif wanted is not None and meeting_id not in wanted:
+                    # called back while the bot was starting, before its room listened
+                    # for the call (pub/sub delivers only to those listening)
+                    bot.leave()
+            if wanted is None:
                 continue
             for meeting_id in wanted:
                 await self._maybe_start(meeting_id)

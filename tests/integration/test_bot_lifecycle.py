@@ -225,3 +225,40 @@ def test_join_requests_are_validated_and_run_by_the_bot_service(
     status = bot_status(rt, meeting_id)
     assert status.target == "janus://127.0.0.1:1/1234"
     assert rt.store.bots.target(meeting_id) is None  # the URL (and any pin) is not kept
+
+
+def test_a_call_back_while_the_bot_starts_is_not_lost(
+    rt: Runtime, meeting_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call-back reaches a running bot as a message on the meeting's channel; one sent
+    before the bot's room listens (it is still starting) is not heard, and the service's
+    rescan stops the bot anyway, because its meeting is no longer wanted."""
+    from pipeline.capture.room import MeetingRoom
+
+    started = asyncio.Event()
+    slow_start = MeetingRoom.start
+
+    async def start_late(room: MeetingRoom) -> None:
+        started.set()
+        await asyncio.sleep(1.0)  # the call-back is sent in this second
+        await slow_start(room)
+
+    monkeypatch.setattr(MeetingRoom, "start", start_late)
+
+    async def main() -> None:
+        service = BotService(rt, lease=1.5, rescan=0.3, connector_for=lambda url: Scripted([], []))
+        task = asyncio.create_task(service.run())
+        try:
+            await asyncio.to_thread(join_meeting, rt, meeting_id, "janus://127.0.0.1:1/1234")
+            await asyncio.wait_for(started.wait(), 10)
+            await asyncio.to_thread(leave_meeting, rt, meeting_id)
+            for _ in range(100):
+                if bot_status(rt, meeting_id).state is BotState.LEFT:
+                    break
+                await asyncio.sleep(0.05)
+            assert bot_status(rt, meeting_id).state is BotState.LEFT
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())

@@ -10,6 +10,7 @@ import pytest
 
 from bench.wer import normalise, word_errors
 from pipeline.audio.decode import decode_file
+from pipeline.capture.file import file_segments
 from pipeline.config import Settings
 from pipeline.models import AudioSegment
 from tests.conftest import shared_data
@@ -105,3 +106,17 @@ def test_a_short_decode_that_runs_past_the_speech_is_done_again_padded(
     )  # every word now counts as after the signal
     result = transcriber.transcribe(cut, "en")
     assert calls == [1] and result.text
+
+
+def test_a_quick_speaker_is_heard_to_the_last_word(transcriber: Transcriber) -> None:
+    """The length limit leaves room for fast speech: no clip's final or interim stops short
+    of its reference by more than a misheard word or two (fleurs-en-009 is ~4.5 tokens a
+    second, which the limit once cut after "than those", four words short)."""
+    for clip in sorted(shared_data("fleurs-en").glob("*.ogg")):
+        reference = normalise(clip.with_suffix(".txt").read_text())
+        # as capture cuts it: the utterance only, no leading or trailing quiet
+        (audio,) = file_segments(decode_file(clip, 60), "p", vad="energy")
+        final = normalise(transcriber.transcribe(audio, "en").text)
+        (interim,) = transcriber.transcribe_interims([(audio, "en", False)])
+        assert len(final) >= len(reference) - 2, clip.name
+        assert len(normalise(interim.text)) >= len(reference) - 2, clip.name
