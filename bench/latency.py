@@ -281,6 +281,15 @@ def run(
         "refresh_p50_s": refresh["p50_s"],
         "refresh_p95_s": refresh["p95_s"],
         "wer": wer(texts, clips),
+        # for --json: each utterance's speech length and final latency, to find a slow tail
+        "per_utterance": [
+            {
+                "participant": u.participant,
+                "speech_s": round(u.end_s - u.start_s, 2),
+                "final_s": None if u.caption_at is None else round(u.caption_at - u.sent_end, 2),
+            }
+            for u in utts
+        ],
     }
 
 

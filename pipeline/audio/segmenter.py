@@ -27,8 +27,8 @@ whole in at least one piece. Each piece says which words are its own
 pieces tile it with no gap and no overlap, and the worker drops the rest.
 
 With ``interim_ms`` set (live captions), every ``interim_ms`` of new audio of an utterance in
-progress yields an interim utterance: the audio of the utterance (or of its current piece) so
-far, numbered 1, 2, ... and sharing the start, hence the position, of its final.
+progress yields an interim utterance, at a speech frame (never in a pause): the audio of the
+utterance (or of its current piece) so far, numbered 1, 2, ... and sharing the start, hence the position, of its final.
 """
 
 from __future__ import annotations
@@ -176,7 +176,9 @@ class Segmenter:
             yield from self._end(min(keep, len(self._frames)))
         elif len(self._frames) * cfg.frame_ms >= cfg.max_utterance_ms:
             yield from self._cut()
-        else:
+        elif speech:
+            # Not in a pause: an interim there would show nothing new, and one queued in
+            # the pause that ends the utterance would hold the worker when the final comes.
             yield from self._interim()
 
     def _onset(self) -> int:
