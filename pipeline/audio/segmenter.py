@@ -28,7 +28,8 @@ pieces tile it with no gap and no overlap, and the worker drops the rest.
 
 With ``interim_ms`` set (live captions), every ``interim_ms`` of new audio of an utterance in
 progress yields an interim utterance, at a speech frame (never in a pause): the audio of the
-utterance (or of its current piece) so far, numbered 1, 2, ... and sharing the start, hence the position, of its final.
+utterance (or of its current piece) so far, numbered 1, 2, ... and sharing the start, hence
+the position, of its final.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@
 - :mod:`.sink`: the bounded backlog of sealed segments, stored and queued by a writer task.
 - :mod:`.session`: one meeting's policy, sealer and sink, started and stopped together.
 - :mod:`.track`: one participant's WebRTC track -> 16 kHz mono -> utterances -> sealer.
+- :mod:`.receive`: aiortc's audio receivers decode in the event loop, as mono (no thread
+  hand-over per 20 ms frame).
 - :mod:`.room`: a meeting's participants and their tracks (the bot's and WHIP's way in).
 - :mod:`.whip`: WHIP ingest (RFC 9725), one session per publishing participant.
 - :mod:`.ice`: keeps ICE on the addresses the deployment allows (and off public STUN).

@@ -57,6 +57,7 @@ from av.packet import Packet
 
 from pipeline import faults, metrics
 from pipeline.capture.ice import rtc_configuration
+from pipeline.capture.receive import decode_in_loop
 from pipeline.capture.room import MeetingRoom, participant_label
 from pipeline.egress import filter_candidates
 from pipeline.errors import InvalidInput, NotFound, QuotaExceeded
@@ -248,6 +249,7 @@ class WhipIngest:
             await self.end(session.id)
             raise
         if consumed is not None and consumed.receiver.track is not None:
+            decode_in_loop(consumed.receiver)
             session.label = room.track_added(
                 session.participant, BoundedTrack(consumed.receiver.track)
             )

@@ -31,6 +31,7 @@ from pipeline.bot.connectors.janus.session import (
     JanusUnavailable,
 )
 from pipeline.capture.ice import rtc_configuration
+from pipeline.capture.receive import decode_in_loop
 from pipeline.config import get_settings
 from pipeline.egress import EgressPolicy, filter_candidates
 from pipeline.errors import SealscribeError
@@ -440,6 +441,8 @@ class JanusConnector(Connector):
         for transceiver in pc.getTransceivers():
             if transceiver.kind != "audio":  # an old Janus may offer video: refuse it
                 transceiver.direction = "inactive"
+            else:
+                decode_in_loop(transceiver.receiver)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc, tracks
 
