@@ -8,7 +8,7 @@ import av
 import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from pipeline.capture.ice import configure_ice
@@ -32,7 +32,7 @@ def opus_frames(seconds: float) -> list[bytes]:
     return packets
 
 
-async def _offered(track: object) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+async def _offered(track: MediaStreamTrack) -> tuple[RTCPeerConnection, RTCPeerConnection]:
     """A receiving peer connection that has taken an offer of ``track`` (not connected)."""
     configure_ice("127.0.0.1")
     sender, receiver = RTCPeerConnection(), RTCPeerConnection()
@@ -51,7 +51,9 @@ async def _audio_receiver() -> None:
     try:
         (transceiver,) = receiver.getTransceivers()
         assert decode_in_loop(transceiver.receiver)  # this aiortc is laid out as expected
-        assert isinstance(transceiver.receiver._RTCRtpReceiver__decoder_queue, LoopDecoder)
+        assert isinstance(
+            getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue"), LoopDecoder
+        )
         assert not decode_in_loop(transceiver.receiver)  # once only
     finally:
         await sender.close()
@@ -97,7 +99,9 @@ async def _video_receiver() -> None:
         (transceiver,) = receiver.getTransceivers()
         assert transceiver.kind == "video"
         assert not decode_in_loop(transceiver.receiver)
-        assert not isinstance(transceiver.receiver._RTCRtpReceiver__decoder_queue, LoopDecoder)
+        assert not isinstance(
+            getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue"), LoopDecoder
+        )
     finally:
         await sender.close()
         await receiver.close()
