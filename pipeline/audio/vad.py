@@ -25,7 +25,7 @@ The segmenter's energy rule (:mod:`pipeline.audio.segmenter`) is still there, be
 deployment that would rather spend nothing on detection than keep noise and music out;
 with it there is no crosstalk suppression either (the arbiter needs per-frame decisions of
 the same 32 ms frames). It is the default; Silero with the arbiter (``SEALSCRIBE_VAD=silero``)
-costs about twice the capture CPU per track at 30 tracks (3.1 % of a core against 1.5 %;
+costs about twice the capture CPU per track at 30 tracks (3.1 % of a core against 1.7 %;
 docs/benchmarks.md, "Live" and "Voice detection and crosstalk").
 
 Measured cost (``python -m bench.crosstalk --cost``): about 60 us per chunk when a call
