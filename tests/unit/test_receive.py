@@ -6,13 +6,15 @@ import asyncio
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from pipeline.capture.ice import configure_ice
 from pipeline.capture.receive import LoopDecoder, decode_in_loop
+
+_QUEUE = "_RTCRtpReceiver__decoder_queue"  # aiortc's private name the swap replaces
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 
@@ -32,32 +34,40 @@ def opus_frames(seconds: float) -> list[bytes]:
     return packets
 
 
-async def _offered(track: MediaStreamTrack) -> tuple[RTCPeerConnection, RTCPeerConnection]:
-    """A receiving peer connection that has taken an offer of ``track`` (not connected)."""
-    configure_ice("127.0.0.1")
-    sender, receiver = RTCPeerConnection(), RTCPeerConnection()
-    sender.addTrack(track)
-    await sender.setLocalDescription(await sender.createOffer())
-    await receiver.setRemoteDescription(sender.localDescription)
-    return sender, receiver
+def _offered_receiver(track: MediaStreamTrack) -> RTCRtpReceiver:
+    """The receiver of a peer connection that has taken an offer of ``track`` (not
+    connected), swapped by :func:`decode_in_loop` if it would be."""
+
+    async def offer() -> RTCRtpReceiver:
+        configure_ice("127.0.0.1")
+        sender, receiving = RTCPeerConnection(), RTCPeerConnection()
+        try:
+            sender.addTrack(track)
+            await sender.setLocalDescription(await sender.createOffer())
+            await receiving.setRemoteDescription(sender.localDescription)
+            (transceiver,) = receiving.getTransceivers()
+            assert transceiver.kind == track.kind
+            receiver = transceiver.receiver
+            swapped = decode_in_loop(receiver)
+            assert not decode_in_loop(receiver)  # once only
+            assert swapped == isinstance(getattr(receiver, _QUEUE), LoopDecoder)
+            return receiver
+        finally:
+            await sender.close()
+            await receiving.close()
+
+    return asyncio.run(offer())
 
 
-def test_an_audio_receiver_decodes_in_the_loop_once_swapped() -> None:
-    asyncio.run(_audio_receiver())
+def test_an_audio_receiver_decodes_in_the_loop() -> None:
+    receiver = _offered_receiver(AudioStreamTrack())
+    # this aiortc is laid out as expected: the swap applied
+    assert isinstance(getattr(receiver, _QUEUE), LoopDecoder)
 
 
-async def _audio_receiver() -> None:
-    sender, receiver = await _offered(AudioStreamTrack())
-    try:
-        (transceiver,) = receiver.getTransceivers()
-        assert decode_in_loop(transceiver.receiver)  # this aiortc is laid out as expected
-        assert isinstance(
-            getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue"), LoopDecoder
-        )
-        assert not decode_in_loop(transceiver.receiver)  # once only
-    finally:
-        await sender.close()
-        await receiver.close()
+def test_a_video_receiver_is_left_to_aiortc() -> None:
+    receiver = _offered_receiver(VideoStreamTrack())
+    assert not isinstance(getattr(receiver, _QUEUE), LoopDecoder)
 
 
 def test_loop_decoder_gives_mono_48k_frames_and_ends_the_track() -> None:
@@ -87,21 +97,3 @@ def test_a_frame_libav_cannot_decode_is_skipped() -> None:
     assert (decoder.errors, frames.qsize()) == (1, 0)
     decoder.put((OPUS, JitterFrame(data=good[0], timestamp=960)))  # and the track goes on
     assert (decoder.errors, frames.qsize()) == (1, 1)
-
-
-def test_a_video_receiver_is_left_to_aiortc() -> None:
-    asyncio.run(_video_receiver())
-
-
-async def _video_receiver() -> None:
-    sender, receiver = await _offered(VideoStreamTrack())
-    try:
-        (transceiver,) = receiver.getTransceivers()
-        assert transceiver.kind == "video"
-        assert not decode_in_loop(transceiver.receiver)
-        assert not isinstance(
-            getattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue"), LoopDecoder
-        )
-    finally:
-        await sender.close()
-        await receiver.close()
