@@ -33,7 +33,7 @@ from aiortc.codecs import get_decoder
 
 __all__ = ["LoopDecoder", "MonoOpusDecoder", "decode_in_loop"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _QUEUE = "_RTCRtpReceiver__decoder_queue"
 _STARTED = "_RTCRtpReceiver__started"
@@ -88,7 +88,7 @@ class LoopDecoder:
         except av.FFmpegError:
             self.errors += 1
             if self.errors == 1:
-                logger.warning("a received audio frame could not be decoded (skipped)")
+                log.warning("a received audio frame could not be decoded (skipped)")
             return
         for frame in frames:
             self._frames.put_nowait(frame)
