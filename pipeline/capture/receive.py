@@ -21,7 +21,6 @@ fails if an upgrade of aiortc stops it from applying).
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import queue
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 import av
 from aiortc import RTCRtpReceiver
 from aiortc.codecs import get_decoder
+from aiortc.codecs.opus import OpusDecoder
 
 __all__ = ["LoopDecoder", "MonoOpusDecoder", "decode_in_loop"]
 
@@ -37,24 +37,14 @@ log = logging.getLogger(__name__)
 
 _QUEUE = "_RTCRtpReceiver__decoder_queue"
 _STARTED = "_RTCRtpReceiver__started"
-OPUS_RATE = 48000
 
 
-class MonoOpusDecoder:
-    """libopus at 48 kHz, one channel, s16: what aiortc's Opus decoder gives, downmixed."""
+class MonoOpusDecoder(OpusDecoder):
+    """aiortc's Opus decoder (libopus, 48 kHz, s16), asking libopus for one channel."""
 
     def __init__(self) -> None:
-        self.codec = av.CodecContext.create("libopus", "r")
-        self.codec.format = "s16"
-        self.codec.layout = "mono"
-        self.codec.sample_rate = OPUS_RATE
-        self._time_base = fractions.Fraction(1, OPUS_RATE)
-
-    def decode(self, encoded: Any) -> list[Any]:
-        packet = av.Packet(encoded.data)
-        packet.pts = encoded.timestamp
-        packet.time_base = self._time_base
-        return list(self.codec.decode(packet))
+        super().__init__()
+        self.codec.layout = "mono"  # set before the codec opens, at the first decode
 
 
 def _decoder(codec: Any) -> Any:
