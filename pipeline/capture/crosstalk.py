@@ -6,6 +6,7 @@ shows up under several speakers. The rule here: at each 32 ms frame, a track who
 ``margin_db`` or more quieter than another track that carries speech at that moment *and*
 whose short-time level envelope follows that track's (normalised cross-correlation of 8 ms
 log-level envelopes over a window of about half a second, best lag within ``max_lag_ms``)
+at one steady gain below it (their level difference varies by at most ``max_spread_db``)
 carries crosstalk: that frame is not its speech. Someone who talks over another keeps their
 frames: their own track's envelope follows their own voice, not the other's, so the
 correlation stays low, and their own microphone has them loudest.
@@ -56,14 +57,20 @@ __all__ = [
 
 FRAME = 512  # samples: the VAD's 32 ms frame at 16 kHz
 SUB = 4  # envelope points per frame (8 ms each)
+_MIN_LOUD = 6  # envelope points the gain test needs (48 ms of the louder voice)
 
 
 @dataclass(frozen=True)
 class CrosstalkConfig:
     #: a frame is crosstalk when another speaking track is this much louder ...
     margin_db: float = 10.0
-    #: ... and the two envelopes correlate at least this much
+    #: ... and the two envelopes correlate at least this much ...
     min_corr: float = 0.5
+    #: ... and the quieter one stays at one gain below the louder (standard deviation of
+    #: their level difference, dB, where the louder is within ``follow_range_db`` of its
+    #: loudest in the window)
+    max_spread_db: float = 6.0
+    follow_range_db: float = 20.0
     #: envelope window each side of the frame (frames of 32 ms)
     half_window: int = 8
     #: delay between two microphones' copies of a voice considered (ms)
@@ -102,23 +109,43 @@ def features(pcm: bytes | np.ndarray) -> Features:
     return Features(level.astype(np.float32), envelope.astype(np.float32))
 
 
-def _correlation_at(
-    windows: np.ndarray, i: int, j: np.ndarray, centres: np.ndarray, lags: int
+def _follows_at(
+    windows: np.ndarray,
+    i: int,
+    j: np.ndarray,
+    centres: np.ndarray,
+    lags: int,
+    cfg: CrosstalkConfig,
 ) -> np.ndarray:
-    """At each of ``centres``: the best normalised correlation of track ``i``'s envelope
-    window there with track ``j``'s (``j[n]`` at ``centres[n]``: all pairs in one call),
-    shifted by at most ``lags`` points either way.
+    """At each of ``centres``: whether track ``i``'s envelope window there follows track
+    ``j``'s (``j[n]`` at ``centres[n]``: all pairs in one call) as a copy of it would, at
+    some shift of at most ``lags`` points either way: their normalised correlation is at
+    least ``min_corr`` *and*, over the points where ``j`` is within ``follow_range_db`` of
+    its loudest, ``i`` stays at one gain below it (the difference varies by at most
+    ``max_spread_db``, standard deviation). A microphone's copy of a voice keeps the
+    voice's syllables and the room's coupling; another voice that merely starts, pauses or
+    stresses at the same moments (two people both saying "The ..." at once) correlates as
+    well, but its level against the louder voice swings by 10 dB or more from one syllable
+    to the next.
 
     ``windows[t, k]`` is track ``t``'s window starting at padded point ``k`` (the envelope
     padded by ``half + lags`` points each side), so the window centred on point ``c`` starts
     at ``c + lags``. Computed only where asked: most frames need no comparison."""
     wa = windows[i, centres + lags]  # (n, win)
     wb = windows[j[:, None], centres[:, None] + np.arange(2 * lags + 1)]  # (n, lags, win)
-    wa = wa - wa.mean(axis=1, keepdims=True)
-    wb = wb - wb.mean(axis=2, keepdims=True)
-    num = np.einsum("nw,nlw->nl", wa, wb)
-    den = np.sqrt((wa * wa).sum(axis=1)[:, None] * (wb * wb).sum(axis=2))
-    result: np.ndarray = (num / np.maximum(den, 1e-9)).max(axis=1)
+    # the gain test, on the source's loud points (its quiet ones sink into the copy's floor)
+    loud = wb >= wb.max(axis=2, keepdims=True) - cfg.follow_range_db
+    diff = np.where(loud, wa[:, None, :] - wb, 0.0)
+    count = loud.sum(axis=2)
+    mean = diff.sum(axis=2) / np.maximum(count, 1)
+    spread = np.sqrt(np.maximum((diff * diff).sum(axis=2) / np.maximum(count, 1) - mean**2, 0))
+    steady = (count >= _MIN_LOUD) & (spread <= cfg.max_spread_db)
+    ca = wa - wa.mean(axis=1, keepdims=True)
+    cb = wb - wb.mean(axis=2, keepdims=True)
+    num = np.einsum("nw,nlw->nl", ca, cb)
+    den = np.sqrt((ca * ca).sum(axis=1)[:, None] * (cb * cb).sum(axis=2))
+    corr = num / np.maximum(den, 1e-9)
+    result: np.ndarray = ((corr >= cfg.min_corr) & steady).any(axis=1)
     return result
 
 
@@ -180,8 +207,7 @@ def crosstalk_frames(
             )
             at = np.flatnonzero(louder)
             if at.size:
-                corr = _correlation_at(windows, i, j_at[at], centre[at], cfg.lags)
-                out[i][at[corr >= cfg.min_corr]] = True
+                out[i][at[_follows_at(windows, i, j_at[at], centre[at], cfg.lags, cfg)]] = True
     return out
 
 
