@@ -50,6 +50,7 @@ from pipeline.audio.vad import (
     SileroSpeech,
     SileroVAD,
     SpeechGate,
+    segmenter_config,
 )
 from pipeline.capture.crosstalk import (
     CrosstalkArbiter,
@@ -80,10 +81,8 @@ def segment(pcm: bytes, detector: str, decisions: np.ndarray | None = None) -> l
     if detector == "energy":
         seg: Segmenter = Segmenter(LIVE)
     else:
-        cfg = SegmenterConfig(
-            frame_ms=FRAME_MS,
-            max_utterance_ms=LIVE.max_utterance_ms,
-            end_silence_ms=LIVE.end_silence_ms,
+        cfg = segmenter_config(
+            max_utterance_ms=LIVE.max_utterance_ms, end_silence_ms=LIVE.end_silence_ms
         )
         assert decisions is not None
         seg = Segmenter(cfg)

@@ -16,8 +16,9 @@ and where a voice detector's late onset really began (``lookback_ms``).
 
 Knobs (all in :class:`SegmenterConfig`): with the energy rule, a frame is speech when its
 level is ``threshold_db`` above the noise floor and above ``min_level_dbfs``; an utterance
-ends after ``end_silence_ms`` of non-speech, keeps ``pad_ms`` of context on both sides, and
-is dropped when it has less than ``min_speech_ms`` of speech.
+ends after ``end_silence_ms`` of non-speech, keeps ``pad_ms`` of context on both sides
+(before its start ``pre_pad_ms`` where set), and is dropped when it has less than
+``min_speech_ms`` of speech.
 
 An utterance longer than ``max_utterance_ms`` is cut in the longest pause of its second half
 (frames not speech), or without one at the quietest frame of its last third, into pieces
@@ -65,6 +66,8 @@ class SegmenterConfig:
     lookback_gap_ms: int = 160
     #: a long utterance is cut in a pause at least this long, if it has one
     min_pause_ms: int = 90
+    #: context kept before an utterance's first frame (None: ``pad_ms``, as after its last)
+    pre_pad_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ class Segmenter:
             if speech:
                 self._in_speech, self._speech, self._silence = True, 1, 0
                 self._fresh, self._interims = 1, 0
-                self._forget(max(0, self._onset() - pad))
+                pre = (cfg.pad_ms if cfg.pre_pad_ms is None else cfg.pre_pad_ms) // cfg.frame_ms
+                self._forget(max(0, self._onset() - pre))
                 yield from self._interim()
             else:
                 # keep the pre-roll and what a look-back may reach

@@ -45,11 +45,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline.audio.segmenter import SegmenterConfig
+
 __all__ = [
     "FRAME_MS",
     "FRAME_SAMPLES",
     "LOOKBACK_MS",
     "PAD_MS",
+    "PRE_PAD_MS",
     "SAMPLE_RATE",
     "GateConfig",
     "SileroSpeech",
@@ -57,6 +60,7 @@ __all__ = [
     "SpeechGate",
     "VoiceDetector",
     "load_model",
+    "segmenter_config",
 ]
 
 SAMPLE_RATE = 16000
@@ -66,11 +70,16 @@ FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE  # 32
 #: finds the onset there by level): from a fresh state, or on soft or Opus-coded speech,
 #: the probability can take 0.5-1.5 s of the first words to reach the threshold
 LOOKBACK_MS = 1500
-#: audio kept either side of an utterance: Silero calls the end of speech sooner than the
-#: energy rule, on the fading last word, so it needs more than the energy rule's 240 ms; up
-#: to the end-of-utterance pause (500 ms) this costs no caption latency. fleurs-en through
-#: WHIP: WER 7.6 % with 240 ms, 6.6 % with 480 (faster-whisper pads its own VAD's 400 ms)
-PAD_MS = 480
+#: audio kept after an utterance's last speech frame: Silero calls the end of speech sooner
+#: than the energy rule, on the fading last word, so it needs more than the energy rule's
+#: 240 ms; within the end-of-utterance pause (500 ms) this costs no caption latency
+PAD_MS = 384
+#: audio kept before an utterance's onset (where the look-back put it, in the level rise):
+#: Whisper reads an utterance worse with half a second of room noise before the first word.
+#: fleurs-en after an Opus round trip, Silero, 5 start offsets (2026-12-02): WER 6.6 % with
+#: 480 ms on both sides, 5.3-5.9 % with 240-256 ms before and 352-416 ms after, 7.0-7.2 %
+#: with 240-300 ms after (the last word clipped); the energy rule 5.4 %
+PRE_PAD_MS = 256
 _CONTEXT = 64  # samples of the previous chunk the model sees before each chunk
 _STATE = (1, 1, 128)
 #: frames of digital silence (below the gate) after which the model's state starts afresh
@@ -243,3 +252,18 @@ class SileroSpeech:
     def reset(self) -> None:
         self.vad.reset()
         self.gate.reset()
+
+
+def segmenter_config(**knobs: Any) -> SegmenterConfig:
+    """A segmenter's configuration for Silero's decisions: its 32 ms frames, the look-back
+    to the onset, and the context kept either side; ``knobs`` set the rest (the live
+    maximum, the end-of-utterance pause, interims)."""
+    return SegmenterConfig(
+        **{
+            "frame_ms": FRAME_MS,
+            "lookback_ms": LOOKBACK_MS,
+            "pad_ms": PAD_MS,
+            "pre_pad_ms": PRE_PAD_MS,
+            **knobs,
+        }
+    )

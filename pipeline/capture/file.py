@@ -19,8 +19,8 @@ from pathlib import Path
 
 from keys.errors import KeyRevoked
 from pipeline.audio.decode import SAMPLE_RATE, decode_file
-from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance, pack
-from pipeline.audio.vad import FRAME_MS, LOOKBACK_MS, PAD_MS, SileroSpeech
+from pipeline.audio.segmenter import Segmenter, Utterance, pack
+from pipeline.audio.vad import SileroSpeech, segmenter_config
 from pipeline.capture.crosstalk import LiveTrack
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.session import CaptureSession
@@ -50,9 +50,7 @@ def file_segments(
     ``silero`` or ``energy``) and joined into ~28 s windows (see
     :func:`~pipeline.audio.segmenter.pack`), numbered from 0."""
     if vad == "silero":
-        segmenter = Segmenter(
-            SegmenterConfig(frame_ms=FRAME_MS, lookback_ms=LOOKBACK_MS, pad_ms=PAD_MS)
-        )
+        segmenter = Segmenter(segmenter_config())
         voice = LiveTrack(SileroSpeech(), None, participant, 0)
         found: list[Utterance] = []
         # in pieces: the detector's float copy of a 4-hour file at once would be a gigabyte

@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from pipeline import metrics
 from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance
-from pipeline.audio.vad import FRAME_MS, LOOKBACK_MS, PAD_MS, SileroSpeech
+from pipeline.audio.vad import FRAME_MS, PAD_MS, SileroSpeech, segmenter_config
 from pipeline.capture.crosstalk import CrosstalkArbiter, LiveTrack
 from pipeline.capture.sealer import Sealer
 from pipeline.models import AudioSegment
@@ -55,14 +55,15 @@ class TrackCapture:
         #: Silero decides which frames are speech (32 ms frames); else the energy rule
         self.silero = settings.vad == "silero"
         self.crosstalk = crosstalk if self.silero else None
-        self.config = config or SegmenterConfig(
-            frame_ms=FRAME_MS if self.silero else SegmenterConfig.frame_ms,
-            lookback_ms=LOOKBACK_MS if self.silero else 0,
-            pad_ms=min(PAD_MS, settings.end_silence_ms) if self.silero else SegmenterConfig.pad_ms,
-            max_utterance_ms=settings.max_segment_ms,
-            end_silence_ms=settings.end_silence_ms,
-            interim_ms=settings.interim_ms,
-        )
+        live = {
+            "max_utterance_ms": settings.max_segment_ms,
+            "end_silence_ms": settings.end_silence_ms,
+            "interim_ms": settings.interim_ms,
+        }
+        if config is None and self.silero:
+            # what follows the last speech frame is at most the pause that ended it
+            config = segmenter_config(pad_ms=min(PAD_MS, settings.end_silence_ms), **live)
+        self.config = config or SegmenterConfig(**live)
         if self.silero and self.config.frame_ms != FRAME_MS:
             raise ValueError(f"the Silero detector decides per {FRAME_MS} ms frame")
         self._voice: LiveTrack | None = None

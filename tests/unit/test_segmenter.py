@@ -266,3 +266,20 @@ def test_lookback_starts_an_utterance_where_the_voice_began() -> None:
     assert finals(decided(pcm, mask, cfg))[0].start_ms == onset * 32
     gapless = SegmenterConfig(frame_ms=32, pad_ms=0, lookback_ms=1504, lookback_gap_ms=320)
     assert finals(decided(pcm, mask, gapless))[0].start_ms == 85 * 32
+
+
+def test_context_before_an_utterance_can_be_shorter_than_after() -> None:
+    """``pre_pad_ms`` sets the context kept before the first speech frame, ``pad_ms`` the
+    context after the last (Silero: less room noise before the first word, the fading last
+    word kept whole)."""
+    frames = 20 * 1000 // 32
+    pcm = speech(frames * FRAME / RATE)[: frames * FRAME * 2]
+    mask = [100 <= k < 300 for k in range(frames)]  # 3.2 s .. 9.6 s
+    for pre, pad in ((256, 384), (480, 480), (0, 96)):
+        cfg = SegmenterConfig(frame_ms=32, pad_ms=pad, pre_pad_ms=pre, end_silence_ms=500)
+        [utt] = finals(decided(pcm, mask, cfg))
+        assert utt.start_ms == 3200 - pre // 32 * 32
+        assert end_ms(utt) == 9600 + pad // 32 * 32
+    # unset, the same context on both sides
+    [utt] = finals(decided(pcm, mask, SegmenterConfig(frame_ms=32, pad_ms=384)))
+    assert (utt.start_ms, end_ms(utt)) == (3200 - 384, 9600 + 384)
