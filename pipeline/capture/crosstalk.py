@@ -6,10 +6,13 @@ shows up under several speakers. The rule here: at each 32 ms frame, a track who
 ``margin_db`` or more quieter than another track that carries speech at that moment *and*
 whose short-time level envelope follows that track's (normalised cross-correlation of 8 ms
 log-level envelopes over a window of about half a second, best lag within ``max_lag_ms``)
-at one steady gain below it (their level difference varies by at most ``max_spread_db``)
-carries crosstalk: that frame is not its speech. Someone who talks over another keeps their
-frames: their own track's envelope follows their own voice, not the other's, so the
-correlation stays low, and their own microphone has them loudest.
+at one steady gain below it (their level difference varies by at most ``max_spread_db``),
+*and* whose spectrum at that frame has the louder track's shape (band levels correlated at
+``min_spectral_corr``) carries crosstalk: that frame is not its speech. Someone who talks
+over another keeps their frames: their own track's envelope follows their own voice, not
+the other's, so the correlation stays low, and their own microphone has them loudest; two
+people who start alike at once ("The ...") say different sounds a moment later (a quiet
+"f" under a loud "o"), which the spectrum tells apart.
 
 What is suppressed is dropped in memory, as audio of an "off" period is: a crosstalk frame
 does not count as speech for the segmenter, and inside an utterance it is replaced by
@@ -23,16 +26,18 @@ land on one process (the process that opened the meeting's room holds it; anothe
 answers an offer for that meeting with a redirect to it, RFC 9725 section 4.5); a track
 that cannot be compared (the only one in its process) is kept whole, never dropped.
 
-Pure numpy and cheap: per frame and track a 512-sample mean square and four 128-sample
-ones; correlations only at frames where another speaking track is ``margin_db`` louder, and
-only with the ``sources`` loudest speaking tracks (linear, not quadratic, in the tracks of
-a meeting). Measured (``python -m bench.crosstalk --cost``, 4 AMI tracks, decisions every
-100 ms): Silero + arbiter 0.7 % of a core per track, of which the arbiter ~0.4 %.
+Pure numpy and cheap: per frame and track a 512-sample mean square, four 128-sample ones
+and a 512-point FFT summed into 16 bands; correlations only at frames where another
+speaking track is ``margin_db`` louder, and only with the ``sources`` loudest speaking
+tracks (linear, not quadratic, in the tracks of a meeting). Measured (``python -m
+bench.crosstalk --cost``, 4 AMI tracks, decisions every 100 ms): Silero + arbiter about
+1 % of a core per track, of which the arbiter about half.
 :func:`crosstalk_frames` works on aligned arrays (a file, a benchmark);
 :class:`CrosstalkArbiter` keeps a bounded history per track in meeting time for live
 capture, and decides exactly as :func:`crosstalk_frames` does on the whole tracks. It holds
-levels and speech flags, never audio, and only of tracks being transcribed (a track of a
-participant who is off pushes nothing, as its frames are dropped on arrival).
+levels (per frame, per 8 ms and per band) and speech flags, never audio, and only of
+tracks being transcribed (a track of a participant who is off pushes nothing, as its
+frames are dropped on arrival).
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ __all__ = [
 ]
 
 FRAME = 512  # samples: the VAD's 32 ms frame at 16 kHz
+#: band edges (FFT bins of a 512-sample frame, 31.25 Hz each): about a third of an octave
+#: wide from 125 Hz to 7 kHz, where a voice's formants and fricatives lie
+_EDGES = np.unique(np.geomspace(4, 224, 17).round().astype(int))
+BANDS = _EDGES.size - 1
+_WINDOW = np.hanning(FRAME).astype(np.float32)
 SUB = 4  # envelope points per frame (8 ms each)
 _MIN_LOUD = 6  # envelope points the gain test needs (48 ms of the louder voice)
 
@@ -71,6 +81,9 @@ class CrosstalkConfig:
     #: loudest in the window)
     max_spread_db: float = 6.0
     follow_range_db: float = 20.0
+    #: ... and the frame's spectrum has the louder one's shape (correlation of their band
+    #: levels, at the frame or one either side, at least this)
+    min_spectral_corr: float = 0.5
     #: envelope window each side of the frame (frames of 32 ms)
     half_window: int = 8
     #: delay between two microphones' copies of a voice considered (ms)
@@ -89,10 +102,12 @@ class CrosstalkConfig:
 
 @dataclass
 class Features:
-    """Per-frame level (dBFS) and 8 ms log-level envelope of a stretch of one track."""
+    """Per-frame level (dBFS), 8 ms log-level envelope and band levels of a stretch of one
+    track."""
 
     level: np.ndarray  # (frames,)
     envelope: np.ndarray  # (frames * SUB,)
+    bands: np.ndarray  # (frames, BANDS): dB in each band of the frame's spectrum
 
 
 def features(pcm: bytes | np.ndarray) -> Features:
@@ -106,7 +121,37 @@ def features(pcm: bytes | np.ndarray) -> Features:
     sq = x[: n * FRAME] ** 2
     level = 10.0 * np.log10(sq.reshape(n, FRAME).mean(axis=1) + 1e-12)
     envelope = 10.0 * np.log10(sq.reshape(n * SUB, FRAME // SUB).mean(axis=1) + 1e-12)
-    return Features(level.astype(np.float32), envelope.astype(np.float32))
+    power = np.abs(np.fft.rfft(x[: n * FRAME].reshape(n, FRAME) * _WINDOW, axis=1)) ** 2
+    summed = np.add.reduceat(power, _EDGES[:-1], axis=1)[:, :BANDS]
+    bands = 10.0 * np.log10(summed / np.diff(_EDGES) + 1e-12)
+    return Features(level.astype(np.float32), envelope.astype(np.float32), bands.astype(np.float32))
+
+
+def _same_spectrum(
+    bands: list[np.ndarray], i: int, j: np.ndarray, at: np.ndarray, cfg: CrosstalkConfig
+) -> np.ndarray:
+    """At each frame of ``at``: whether track ``i``'s band levels there (``bands[t]``: track
+    ``t``'s, one row per frame) have the shape of track ``j``'s (``j[n]`` at ``at[n]``) at
+    that frame or one either side (a copy can arrive a frame late): their correlation about
+    their means is at least ``min_spectral_corr``. A microphone's copy of a voice has the
+    voice's spectrum (tilted by the room, which a correlation about the mean forgives);
+    another voice at the same moment says another sound (a quiet "f" under a loud "o")."""
+    last = bands[i].shape[0] - 1
+    a = _unit(bands[i][at])
+    best = np.full(at.size, -1.0)
+    for d in (-1, 0, 1):
+        rows = np.clip(at + d, 0, last)
+        b = _unit(np.stack([bands[t][r] for t, r in zip(j.tolist(), rows.tolist(), strict=True)]))
+        best = np.maximum(best, np.einsum("nb,nb->n", a, b))
+    result: np.ndarray = best >= cfg.min_spectral_corr
+    return result
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Each row about its mean, to unit length (a dot product of two is their correlation)."""
+    centred = rows - rows.mean(axis=1, keepdims=True)
+    out: np.ndarray = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-9)
+    return out
 
 
 def _follows_at(
@@ -186,6 +231,7 @@ def crosstalk_frames(
     loudness = np.where(held, near, -np.inf)
     k = min(cfg.sources + 1, tracks)  # one more, in case the track itself is among them
     top = np.argsort(-loudness, axis=0)[:k]  # (k, frames)
+    bands = [f.bands[:frames] for f in feats]
     env = np.stack([f.envelope[: frames * SUB] for f in feats]).astype(np.float64)
     env = np.maximum(env, cfg.floor_dbfs - 20.0)  # digital silence must not dominate
     half = cfg.half_window * SUB
@@ -207,6 +253,8 @@ def crosstalk_frames(
             )
             at = np.flatnonzero(louder)
             if at.size:
+                at = at[_same_spectrum(bands, i, j_at[at], at, cfg)]
+            if at.size:
                 out[i][at[_follows_at(windows, i, j_at[at], centre[at], cfg.lags, cfg)]] = True
     return out
 
@@ -226,12 +274,25 @@ class _History:
     first: int = 0  # meeting frame of level[0]
     level: list[float] = field(default_factory=list)
     envelope: list[float] = field(default_factory=list)
+    bands: list[np.ndarray] = field(default_factory=list)  # (frames, BANDS) per push
     speech: list[bool] = field(default_factory=list)
     rest: bytes = b""  # samples of a frame not yet complete
 
     @property
     def end(self) -> int:
         return self.first + len(self.level)
+
+    def band_rows(self, start: int, stop: int) -> np.ndarray:
+        """Band levels of history frames ``start .. stop - 1``, from the pushes that hold them."""
+        picked, at = [], 0
+        for chunk in self.bands:
+            lo, hi = max(start - at, 0), min(stop - at, chunk.shape[0])
+            if hi > lo:
+                picked.append(chunk[lo:hi])
+            at += chunk.shape[0]
+            if at >= stop:
+                break
+        return np.concatenate(picked)
 
 
 class CrosstalkArbiter:
@@ -270,10 +331,18 @@ class CrosstalkArbiter:
         flags += [False] * (f.level.size - len(flags))
         h.level.extend(f.level.tolist())
         h.envelope.extend(f.envelope.tolist())
+        if f.bands.size:
+            h.bands.append(f.bands)
         h.speech.extend(flags)
         extra = len(h.level) - self.history
         if extra > 0:
             del h.level[:extra], h.speech[:extra], h.envelope[: extra * SUB]
+            drop = extra
+            while drop and h.bands:
+                if h.bands[0].shape[0] <= drop:
+                    drop -= h.bands.pop(0).shape[0]
+                else:
+                    h.bands[0], drop = h.bands[0][drop:], 0
             h.first += extra
 
     def remove(self, track: str) -> None:
@@ -328,15 +397,17 @@ class CrosstalkArbiter:
             h = self._tracks[name]
             level = np.full(hi - lo, -120.0, dtype=np.float32)
             env = np.full((hi - lo) * SUB, -120.0, dtype=np.float32)
+            bands = np.full((hi - lo, BANDS), -120.0, dtype=np.float32)
             talk = np.zeros(hi - lo, dtype=bool)
             a, b = max(lo, h.first), min(hi, h.end)
             if b > a:
                 level[a - lo : b - lo] = h.level[a - h.first : b - h.first]
+                bands[a - lo : b - lo] = h.band_rows(a - h.first, b - h.first)
                 env[(a - lo) * SUB : (b - lo) * SUB] = h.envelope[
                     (a - h.first) * SUB : (b - h.first) * SUB
                 ]
                 talk[a - lo : b - lo] = h.speech[a - h.first : b - h.first]
-            feats.append(Features(level, env))
+            feats.append(Features(level, env, bands))
             speech.append(talk)
         mask = crosstalk_frames(feats, speech, cfg, only=0)[0]
         a, b = max(first_frame, lo), min(first_frame + count, hi)

@@ -6,6 +6,7 @@ as the whole-array function does; suppressed frames become silence."""
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
@@ -119,23 +120,47 @@ def test_a_quieter_talker_over_a_louder_one_is_kept(jfk: np.ndarray, other: np.n
     assert (present & ~m_b).sum() == present.sum()
 
 
+def opus(x: np.ndarray) -> np.ndarray:
+    """``x`` after an Opus round trip at 48 kHz, as a WebRTC publisher delivers it."""
+    enc = av.CodecContext.create("libopus", "w")
+    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = 48000, "mono", "s16", 32000
+    dec = av.CodecContext.create("opus", "r")
+    dec.sample_rate, dec.layout = 48000, "mono"
+    up = av.AudioResampler(format="s16", layout="mono", rate=48000)
+    down = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    samples = np.frombuffer(pcm(x), dtype="<i2")
+    out = []
+    for at in range(0, samples.size, 320):
+        frame = av.AudioFrame.from_ndarray(
+            samples[at : at + 320].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = RATE
+        for packet in (p for f in up.resample(frame) for p in enc.encode(f)):
+            out += [
+                r.to_ndarray().reshape(-1) for d in dec.decode(packet) for r in down.resample(d)
+            ]
+    return np.concatenate(out).astype(np.float64)[: x.size] / 32768
+
+
 def test_two_people_starting_alike_at_once_keep_their_words() -> None:
     """Two remote participants, nothing leaking between them, in the same synthetic voice
-    (espeak-ng), each saying a sentence that starts "The ..." at the same moment or a
-    little apart: the envelopes rise, pause and stress together, so correlation alone took
-    6.6 % of their speech frames (up to 11 frames of one track, the canary word's first
-    syllables). One voice against the other swings by syllable, not at one gain: at most
-    a few frames go."""
+    (espeak-ng, through Opus), each saying a sentence that starts "The ..." at the same
+    moment or a little apart: the envelopes rise, pause and stress together, so envelope
+    correlation alone took up to 11 frames of one track (the privacy suite's canary word
+    came back "Windwick", then "Pintwick"); with the gain test up to 6. A quiet "f" under
+    a loud "o" is another sound, not a copy: the spectrum test keeps it, and at most a few
+    frames of a word's onset go."""
     from tests.privacy.speech import PHRASES, require_espeak, speak
 
     require_espeak()
     said = [
-        np.frombuffer(speak(p), dtype="<i2").astype(np.float64) / 32768 for p in PHRASES.values()
+        opus(np.frombuffer(speak(p), dtype="<i2").astype(np.float64) / 32768)
+        for p in PHRASES.values()
     ]
     taken = frames = worst = 0
     for i, a in enumerate(said):
         for b in said[i + 1 :]:
-            for offset in (0, 800, 1600, 3200, 4800):  # samples: up to 0.3 s apart
+            for offset in (0, 320, 960, 1600, 4800):  # samples: up to 0.3 s apart
                 n = max(a.size, b.size + offset) + RATE
                 track_a, track_b = np.zeros(n), np.zeros(n)
                 track_a[: a.size] = a
@@ -145,8 +170,8 @@ def test_two_people_starting_alike_at_once_keep_their_words() -> None:
                     k = int((mask & t).sum())
                     taken, frames, worst = taken + k, frames + int(t.sum()), max(worst, k)
     assert frames > 2000
-    assert worst <= 4, f"{worst} speech frames of one track taken for crosstalk"
-    assert taken / frames <= 0.015, f"{taken} of {frames} speech frames taken for crosstalk"
+    assert worst <= 3, f"{worst} speech frames of one track taken for crosstalk"
+    assert taken / frames <= 0.01, f"{taken} of {frames} speech frames taken for crosstalk"
 
 
 def test_silence_and_noise_give_nothing_to_suppress() -> None:
