@@ -43,7 +43,7 @@ frames are dropped on arrival).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -128,29 +128,28 @@ def features(pcm: bytes | np.ndarray) -> Features:
 
 
 def _same_spectrum(
-    bands: list[np.ndarray], i: int, j: np.ndarray, at: np.ndarray, cfg: CrosstalkConfig
+    bands: np.ndarray, i: int, j: np.ndarray, at: np.ndarray, cfg: CrosstalkConfig
 ) -> np.ndarray:
-    """At each frame of ``at``: whether track ``i``'s band levels there (``bands[t]``: track
-    ``t``'s, one row per frame) have the shape of track ``j``'s (``j[n]`` at ``at[n]``) at
+    """At each frame of ``at``: whether track ``i``'s band levels there (``bands[t, k]``:
+    track ``t``'s at frame ``k``) have the shape of track ``j``'s (``j[n]`` at ``at[n]``) at
     that frame or one either side (a copy can arrive a frame late): their correlation about
     their means is at least ``min_spectral_corr``. A microphone's copy of a voice has the
     voice's spectrum (tilted by the room, which a correlation about the mean forgives);
     another voice at the same moment says another sound (a quiet "f" under a loud "o")."""
-    last = bands[i].shape[0] - 1
-    a = _unit(bands[i][at])
-    best = np.full(at.size, -1.0)
-    for d in (-1, 0, 1):
-        rows = np.clip(at + d, 0, last)
-        b = _unit(np.stack([bands[t][r] for t, r in zip(j.tolist(), rows.tolist(), strict=True)]))
-        best = np.maximum(best, np.einsum("nb,nb->n", a, b))
+    last = bands.shape[1] - 1
+    a = _unit(bands[i, at])
+    b = _unit(bands[j[:, None], np.clip(at[:, None] + np.arange(-1, 2), 0, last)])
+    best = np.einsum("nb,ndb->nd", a, b).max(axis=1)
     result: np.ndarray = best >= cfg.min_spectral_corr
     return result
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
-    """Each row about its mean, to unit length (a dot product of two is their correlation)."""
-    centred = rows - rows.mean(axis=1, keepdims=True)
-    out: np.ndarray = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-9)
+    """Each row (last axis) about its mean, to unit length: a dot product of two is their
+    correlation."""
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((centred * centred).sum(axis=-1, keepdims=True))
+    out: np.ndarray = centred / np.maximum(norm, 1e-9)
     return out
 
 
@@ -199,12 +198,14 @@ def crosstalk_frames(
     speech: list[np.ndarray],
     config: CrosstalkConfig | None = None,
     only: int | None = None,
+    within: tuple[int, int] | None = None,
 ) -> list[np.ndarray]:
     """For aligned tracks (same frame 0, same length), which frames of each are crosstalk.
 
     ``speech[j][t]`` says whether track ``j`` carries speech at frame ``t`` (its own voice
     detector): only a speaking track can be the source of another's crosstalk. With
-    ``only``, just that track's frames are decided (the others' masks stay empty).
+    ``only``, just that track's frames are decided (the others' masks stay empty); with
+    ``within`` (first, end), just those frames (the rest is context for the envelopes).
 
     Cost stays linear in the number of tracks: at each frame a track is compared only with
     the ``sources`` loudest speaking tracks (a voice leaks loudest from its own talker's
@@ -231,14 +232,9 @@ def crosstalk_frames(
     loudness = np.where(held, near, -np.inf)
     k = min(cfg.sources + 1, tracks)  # one more, in case the track itself is among them
     top = np.argsort(-loudness, axis=0)[:k]  # (k, frames)
-    bands = [f.bands[:frames] for f in feats]
-    env = np.stack([f.envelope[: frames * SUB] for f in feats]).astype(np.float64)
-    env = np.maximum(env, cfg.floor_dbfs - 20.0)  # digital silence must not dominate
-    half = cfg.half_window * SUB
-    padded_env = np.pad(env, ((0, 0), (half + cfg.lags, half + cfg.lags)), mode="edge")
-    windows = sliding_window_view(padded_env, 2 * half + 1, axis=1)
-    centre = np.arange(frames) * SUB + SUB // 2
     columns = np.arange(frames)
+    bands: np.ndarray | None = None  # built when a frame first needs them (most never do)
+    windows: np.ndarray | None = None
     for i in range(tracks) if only is None else (only,):
         audible = level[i] >= cfg.floor_dbfs
         for rank in range(k):
@@ -252,11 +248,30 @@ def crosstalk_frames(
                 & ~out[i]
             )
             at = np.flatnonzero(louder)
-            if at.size:
-                at = at[_same_spectrum(bands, i, j_at[at], at, cfg)]
-            if at.size:
-                out[i][at[_follows_at(windows, i, j_at[at], centre[at], cfg.lags, cfg)]] = True
+            if within is not None:
+                at = at[(at >= within[0]) & (at < within[1])]
+            if not at.size:
+                continue
+            if bands is None:
+                bands = np.stack([f.bands[:frames] for f in feats])
+            at = at[_same_spectrum(bands, i, j_at[at], at, cfg)]
+            if not at.size:
+                continue
+            if windows is None:
+                windows = _envelope_windows(feats, frames, cfg)
+            centre = at * SUB + SUB // 2
+            out[i][at[_follows_at(windows, i, j_at[at], centre, cfg.lags, cfg)]] = True
     return out
+
+
+def _envelope_windows(feats: list[Features], frames: int, cfg: CrosstalkConfig) -> np.ndarray:
+    """Each track's envelope windows, for :func:`_follows_at`."""
+    env = np.stack([f.envelope[: frames * SUB] for f in feats]).astype(np.float64)
+    env = np.maximum(env, cfg.floor_dbfs - 20.0)  # digital silence must not dominate
+    half = cfg.half_window * SUB
+    padded_env = np.pad(env, ((0, 0), (half + cfg.lags, half + cfg.lags)), mode="edge")
+    windows: np.ndarray = sliding_window_view(padded_env, 2 * half + 1, axis=1)
+    return windows
 
 
 def silence_frames(pcm: bytes, mask: np.ndarray, first_frame: int = 0) -> bytes:
@@ -271,28 +286,33 @@ def silence_frames(pcm: bytes, mask: np.ndarray, first_frame: int = 0) -> bytes:
 
 @dataclass
 class _History:
-    first: int = 0  # meeting frame of level[0]
-    level: list[float] = field(default_factory=list)
-    envelope: list[float] = field(default_factory=list)
-    bands: list[np.ndarray] = field(default_factory=list)  # (frames, BANDS) per push
-    speech: list[bool] = field(default_factory=list)
-    rest: bytes = b""  # samples of a frame not yet complete
+    """What a track pushed, newest last: one level, ``SUB`` envelope points, a row of band
+    levels and a speech flag per frame."""
+
+    def __init__(self, first: int = 0) -> None:
+        self.first = first  # meeting frame of level[0]
+        self.level = np.zeros(0, np.float32)
+        self.envelope = np.zeros(0, np.float32)
+        self.bands = np.zeros((0, BANDS), np.float32)
+        self.speech = np.zeros(0, bool)
+        self.rest = b""  # samples of a frame not yet complete
 
     @property
     def end(self) -> int:
-        return self.first + len(self.level)
+        return self.first + self.level.size
 
-    def band_rows(self, start: int, stop: int) -> np.ndarray:
-        """Band levels of history frames ``start .. stop - 1``, from the pushes that hold them."""
-        picked, at = [], 0
-        for chunk in self.bands:
-            lo, hi = max(start - at, 0), min(stop - at, chunk.shape[0])
-            if hi > lo:
-                picked.append(chunk[lo:hi])
-            at += chunk.shape[0]
-            if at >= stop:
-                break
-        return np.concatenate(picked)
+    def add(self, f: Features, speech: np.ndarray, keep: int) -> None:
+        """Append ``f`` and its speech flags; keep only the last ``keep`` frames."""
+        extra = max(0, self.level.size + f.level.size - keep)
+        self.level = np.concatenate([self.level, f.level])[extra:]
+        self.envelope = np.concatenate([self.envelope, f.envelope])[extra * SUB :]
+        self.bands = np.concatenate([self.bands, f.bands])[extra:]
+        self.speech = np.concatenate([self.speech, speech])[extra:]
+        self.first += extra
+
+    def span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Indices of meeting frames ``lo .. hi - 1`` in this history (clipped)."""
+        return max(lo, self.first) - self.first, max(0, min(hi, self.end) - self.first)
 
 
 class CrosstalkArbiter:
@@ -307,6 +327,9 @@ class CrosstalkArbiter:
         self.config = config or CrosstalkConfig()
         self.history = history_frames
         self._tracks: dict[str, _History] = {}
+        #: tracks that left, kept while another track may still decide frames they overlap
+        #: (a track that ended is still the source of what the others heard of it)
+        self._ended: dict[str, _History] = {}
 
     def push(
         self,
@@ -323,30 +346,29 @@ class CrosstalkArbiter:
         h = self._tracks.get(track)
         if h is None or (first_frame is not None and first_frame != h.end):
             h = self._tracks[track] = _History(first_frame or 0)
+            self._ended.pop(track, None)
         data = h.rest + pcm
         whole = len(data) // (FRAME * 2) * FRAME * 2
         h.rest = data[whole:]
         f = features(data[:whole])
-        flags = list(speech)[: f.level.size]
-        flags += [False] * (f.level.size - len(flags))
-        h.level.extend(f.level.tolist())
-        h.envelope.extend(f.envelope.tolist())
-        if f.bands.size:
-            h.bands.append(f.bands)
-        h.speech.extend(flags)
-        extra = len(h.level) - self.history
-        if extra > 0:
-            del h.level[:extra], h.speech[:extra], h.envelope[: extra * SUB]
-            drop = extra
-            while drop and h.bands:
-                if h.bands[0].shape[0] <= drop:
-                    drop -= h.bands.pop(0).shape[0]
-                else:
-                    h.bands[0], drop = h.bands[0][drop:], 0
-            h.first += extra
+        flags = np.zeros(f.level.size, dtype=bool)
+        given = np.fromiter(speech, dtype=bool)[: f.level.size]
+        flags[: given.size] = given
+        h.add(f, flags, self.history)
+        if self._ended:
+            self._prune()
 
     def remove(self, track: str) -> None:
-        self._tracks.pop(track, None)
+        h = self._tracks.pop(track, None)
+        if h is not None and self._tracks:
+            self._ended[track] = h
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget the tracks that left once no track holds frames they overlap."""
+        oldest = min((h.first for h in self._tracks.values()), default=1 << 62)
+        for name in [n for n, e in self._ended.items() if e.end <= oldest]:
+            del self._ended[name]
 
     def shift(self, track: str, frames: int) -> None:
         """Move what ``track`` pushed by ``frames`` in meeting time (negative: earlier), when
@@ -374,45 +396,45 @@ class CrosstalkArbiter:
         hi = min(first_frame + count + margin, mine.end)
         if hi <= lo:
             return out
-        # only a track speaking in the stretch can be a source: the others cost nothing
-        names = [track] + [
-            n
-            for n, h in self._tracks.items()
-            if n != track and any(h.speech[max(lo, h.first) - h.first : max(0, hi - h.first)])
-        ]
-        if len(names) < 2:
-            return out
-        if len(names) > cfg.sources + 2:
-            # Only the loudest few can be a frame's source (crosstalk_frames compares with the
-            # ``sources`` loudest at each frame): the loudest over the stretch stand in for
-            # them, so a big meeting costs a few tracks' arrays per call, not all of them.
-            def loudest(name: str) -> float:
-                h = self._tracks[name]
-                return max(h.level[max(lo, h.first) - h.first : max(0, hi - h.first)])
+        a, b = max(first_frame, lo), min(first_frame + count, hi)
+        i, j = mine.span(a, b)
+        own = mine.level[i:j]
+        if not (own >= cfg.floor_dbfs).any():
+            return out  # nothing audible to decide (or the stretch is forgotten, or not pushed)
+        quietest = float(own.min())
 
-            names = [track, *sorted(names[1:], key=loudest, reverse=True)[: cfg.sources + 1]]
+        def loudest(h: _History) -> float:
+            i, j = h.span(lo, hi)
+            return float(h.level[i:j].max()) if h.speech[i:j].any() else -np.inf
+
+        # Only a track speaking in the stretch and ``margin_db`` louder than this one's
+        # quietest frame can be a source; the loudest few of those stand in for each
+        # frame's ``sources`` loudest (crosstalk_frames), so a big meeting costs a few
+        # tracks' arrays per call, not all of them.
+        others = {**self._ended, **self._tracks}
+        loud = [(loudest(h), n) for n, h in others.items() if n != track]
+        loud = [(v, n) for v, n in loud if v - quietest >= cfg.margin_db]
+        if not loud:
+            return out
+        names = [track, *(n for _, n in sorted(loud, reverse=True)[: cfg.sources + 1])]
         feats: list[Features] = []
         speech: list[np.ndarray] = []
         for name in names:
-            h = self._tracks[name]
+            h = others.get(name, mine)
             level = np.full(hi - lo, -120.0, dtype=np.float32)
             env = np.full((hi - lo) * SUB, -120.0, dtype=np.float32)
             bands = np.full((hi - lo, BANDS), -120.0, dtype=np.float32)
             talk = np.zeros(hi - lo, dtype=bool)
-            a, b = max(lo, h.first), min(hi, h.end)
-            if b > a:
-                level[a - lo : b - lo] = h.level[a - h.first : b - h.first]
-                bands[a - lo : b - lo] = h.band_rows(a - h.first, b - h.first)
-                env[(a - lo) * SUB : (b - lo) * SUB] = h.envelope[
-                    (a - h.first) * SUB : (b - h.first) * SUB
-                ]
-                talk[a - lo : b - lo] = h.speech[a - h.first : b - h.first]
+            i, j = h.span(lo, hi)
+            if j > i:
+                at = h.first + i - lo
+                level[at : at + j - i] = h.level[i:j]
+                bands[at : at + j - i] = h.bands[i:j]
+                env[at * SUB : (at + j - i) * SUB] = h.envelope[i * SUB : j * SUB]
+                talk[at : at + j - i] = h.speech[i:j]
             feats.append(Features(level, env, bands))
             speech.append(talk)
-        mask = crosstalk_frames(feats, speech, cfg, only=0)[0]
-        a, b = max(first_frame, lo), min(first_frame + count, hi)
-        if b <= a:  # the stretch is forgotten already, or not pushed yet
-            return out
+        mask = crosstalk_frames(feats, speech, cfg, only=0, within=(a - lo, b - lo))[0]
         out[a - first_frame : b - first_frame] = mask[a - lo : b - lo]
         return out
 
@@ -443,12 +465,16 @@ class LiveTrack:
         name: str,
         first_frame: int,
         max_wait: int = 24,
+        min_release: int = 9,
     ) -> None:
         self.detector = detector
         self.arbiter = arbiter
         self.name = name
         self.first_frame = first_frame
         self.max_wait = max_wait
+        #: frames decided together (288 ms): each decision compares the stretch with its
+        #: context, so deciding a 100 ms batch at a time cost a third more CPU per track
+        self.min_release = min_release
         self._rest = b""  # samples of a frame not complete yet
         self._pcm = bytearray()  # whole frames pushed, not released
         self._speech: list[bool] = []
@@ -475,6 +501,8 @@ class LiveTrack:
         self._pushed += len(flags)
         reached = self.arbiter.reached(self.name) - self.first_frame
         upto = max(min(reached, self._pushed) - self.lookahead, self._pushed - self.max_wait)
+        if upto - self._released < self.min_release:
+            return b"", []
         return self._release(upto)
 
     def flush(self) -> tuple[bytes, list[bool]]:

@@ -228,7 +228,8 @@ def test_the_arbiter_forgets_beyond_its_history() -> None:
 def test_live_tracks_release_what_the_function_decides(jfk: np.ndarray) -> None:
     """Two tracks through LiveTrack, the quiet one 200 ms late: the loud one waits for it,
     and what each hands the segmenter is its voice decisions less the crosstalk, with the
-    crosstalk frames already silence."""
+    crosstalk frames already silence; the loud one ends first, and the quiet one's last
+    frames are still compared with it."""
     n = jfk.size
     tracks = [pcm(jfk + noise(n, -65, 1)), pcm(leak(jfk, -20) + noise(n, -65, 2))]
     talk = [speech(t) for t in tracks]
