@@ -50,12 +50,12 @@ SEALSCRIBE_END_SILENCE_MS   pause that ends a live utterance        500
 SEALSCRIBE_INTERIM_MS       new speech between interim captions of  1000
                             an utterance in progress (0: none)
 SEALSCRIBE_INTERIM_BEAM     beam width for interim captions         1 (greedy)
-SEALSCRIBE_VAD              voice detector of capture: ``energy``   energy
-                            (a threshold over an adaptive noise
-                            floor: no model) or ``silero`` (the
-                            model faster-whisper ships; keeps noise
-                            and music out; needed for crosstalk
-                            suppression; ~1/3 more capture CPU)
+SEALSCRIBE_VAD              voice detector of capture: ``silero``   silero
+                            (the model faster-whisper ships; keeps
+                            noise and music out; needed for
+                            crosstalk suppression) or ``energy`` (a
+                            threshold over an adaptive noise floor:
+                            no model, about half the capture CPU)
 SEALSCRIBE_CROSSTALK        ``1``: a track's frames that carry      1 (on)
                             another participant's louder voice are
                             not its speech (dropped in memory)
@@ -230,7 +230,7 @@ class Settings:
     end_silence_ms: int = 500
     interim_ms: int = 1000
     interim_beam: int = 1
-    vad: str = "energy"
+    vad: str = "silero"
     crosstalk: bool = True
     whip_url: str = ""
     whip_per_meeting: int = 50

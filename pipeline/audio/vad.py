@@ -24,9 +24,10 @@ The segmenter's energy rule (:mod:`pipeline.audio.segmenter`) is still there, be
 ``SEALSCRIBE_VAD=energy``: it needs no model and costs a few microseconds per frame, for a
 deployment that would rather spend nothing on detection than keep noise and music out;
 with it there is no crosstalk suppression either (the arbiter needs per-frame decisions of
-the same 32 ms frames). It is the default; Silero with the arbiter (``SEALSCRIBE_VAD=silero``)
-costs about twice the capture CPU per track at 30 tracks (3.1 % of a core against 1.7 %;
-docs/benchmarks.md, "Live" and "Voice detection and crosstalk").
+the same 32 ms frames). Silero with the arbiter is the default; it costs about twice the
+capture CPU per track of the energy rule at 30 tracks (3.1 % of a core against 1.7 %;
+docs/benchmarks.md, "Live" and "Voice detection and crosstalk"), and one capture process
+still holds 50 tracks.
 
 Measured cost (``python -m bench.crosstalk --cost``): about 60 us per chunk when a call
 holds 3 or more chunks (a 100 ms capture batch holds 3), 100 us for a call of one: 0.3 % of
