@@ -450,7 +450,8 @@ class LiveTrack:
     """One live track's speech decisions in its meeting: its voice detector's decision per
     32 ms frame, less the frames the meeting's arbiter finds to be crosstalk, released once
     the other tracks have got far enough to compare (``lookahead`` frames past, the envelope
-    window) or ``max_wait`` frames have passed (a stalled track holds no one up).
+    window) or ``max_wait`` frames have passed (a stalled track holds no one up), at least
+    ``min_release`` frames at a time.
 
     :meth:`feed` takes resampled PCM and returns ``(pcm, speech)``: whole frames whose
     crosstalk frames are already silence, and one decision per frame, ready for the
