@@ -39,6 +39,7 @@ over the chunks of a capture batch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
@@ -259,12 +260,7 @@ def segmenter_config(**knobs: Any) -> SegmenterConfig:
     """A segmenter's configuration for Silero's decisions: its 32 ms frames, the look-back
     to the onset, and the context kept either side; ``knobs`` set the rest (the live
     maximum, the end-of-utterance pause, interims)."""
-    return SegmenterConfig(
-        **{
-            "frame_ms": FRAME_MS,
-            "lookback_ms": LOOKBACK_MS,
-            "pad_ms": PAD_MS,
-            "pre_pad_ms": PRE_PAD_MS,
-            **knobs,
-        }
+    silero = SegmenterConfig(
+        frame_ms=FRAME_MS, lookback_ms=LOOKBACK_MS, pad_ms=PAD_MS, pre_pad_ms=PRE_PAD_MS
     )
+    return dataclasses.replace(silero, **knobs)
