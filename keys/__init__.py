@@ -8,10 +8,10 @@ Public API::
     open(key, context, sealed) -> bytes          # raises InvalidSeal, message-less
     KeyProvider, LocalKeyring                    # who holds the tenant's key
     KeyService                                   # audited wrap / unwrap / rotate / revoke
-    AuditLog, verify                             # the hash-chained key-use log
+    AuditLog, AuditHead, verify                  # the keyed, hash-chained key-use log
 """
 
-from keys.audit import AuditEntry, AuditLog, AuditStore, VerifyReport, verify
+from keys.audit import AuditEntry, AuditHead, AuditLog, AuditStore, VerifyReport, verify
 from keys.errors import InvalidSeal, KeyRevoked, KeysError, KeyUnavailable
 from keys.local import LocalKeyring
 from keys.provider import KeyProvider
@@ -21,6 +21,7 @@ from keys.types import DataKey, KeyContext, KeyStatus, KeyUse, Purpose, WrappedK
 
 __all__ = [
     "AuditEntry",
+    "AuditHead",
     "AuditLog",
     "AuditStore",
     "DataKey",

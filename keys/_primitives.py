@@ -21,7 +21,10 @@ import os
 
 from cryptography.cobblestone import Cobblestone256Decryptor, Cobblestone256Encryptor
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import constant_time, hashes
+from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from keys.errors import InvalidSeal
 
@@ -105,3 +108,23 @@ def gcm_unwrap(kek: bytes, aad: bytes, blob: bytes) -> bytes:
         return AESGCM(kek).decrypt(blob[:GCM_NONCE_SIZE], blob[GCM_NONCE_SIZE:], aad)
     except InvalidTag:
         raise InvalidSeal() from None
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA-256 of ``data`` under a 256-bit ``key``."""
+    _check_key(key)
+    mac = _hmac.HMAC(key, hashes.SHA256())
+    mac.update(data)
+    return mac.finalize()
+
+
+def equal(a: bytes, b: bytes) -> bool:
+    """Compare two MACs in constant time."""
+    return constant_time.bytes_eq(a, b)
+
+
+def derive_key(key: bytes, info: bytes) -> bytes:
+    """A 256-bit subkey of ``key`` for the use ``info`` names (HKDF-SHA-256, no salt):
+    knowing it reveals nothing of ``key`` nor of subkeys for other uses."""
+    _check_key(key)
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(key)

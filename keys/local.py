@@ -8,7 +8,8 @@ One JSON file per tenant, ``<root>/<tenant_id>.json``, mode 0600, written atomic
 file in the same directory, fsync, rename, fsync of the directory) under an exclusive lock.
 A file that is malformed or readable by other users is refused with a clear error and is
 never overwritten. Retiring a version deletes its material from the file; revoking deletes
-all of it, so both are irreversible here.
+all of it, so both are irreversible here. Beside the versions the file keeps one MAC key for
+the tenant's audit chain (``keys.audit``), which opens no content and survives revocation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ class _Ring:
     min_version: int
     revoked: bool
     versions: dict[int, _Version] = field(default_factory=dict)
+    #: the audit chain's MAC key: apart from the KEK versions, never rotated, kept after a
+    #: revocation (it opens no content) so the chain stays checkable; None in keyrings from
+    #: before keyed audit, until the first MAC makes one
+    mac_key: bytes | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -89,6 +94,9 @@ class _Ring:
                 "primary": self.primary,
                 "min_version": self.min_version,
                 "revoked": self.revoked,
+                "mac_key": None
+                if self.mac_key is None
+                else base64.b64encode(self.mac_key).decode(),
                 "versions": [
                     {
                         "version": v.version,
@@ -130,6 +138,11 @@ class _Ring:
                     int(item["version"]), material, float(item["created"]), str(item["source"])
                 )
                 ring.versions[v.version] = v
+            mac_key = doc.get("mac_key")
+            if mac_key is not None:
+                ring.mac_key = base64.b64decode(mac_key, validate=True)
+                if len(ring.mac_key) != _primitives.KEY_SIZE:
+                    raise bad("the MAC key has the wrong length")
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             if isinstance(exc, KeyringCorrupt):
                 raise
@@ -243,7 +256,7 @@ class LocalKeyring:
         with self._locked(tenant_id):
             if self._path(tenant_id).exists():
                 return self._usable(tenant_id).primary
-            ring = _Ring(tenant_id, 0, 1, False)
+            ring = _Ring(tenant_id, 0, 1, False, mac_key=_primitives.random_key())
             version = self._new_version(ring, _primitives.random_key(), "generated")
             self._write(ring)
             return version
@@ -282,6 +295,44 @@ class LocalKeyring:
     def rewrap(self, tenant_id: str, wrapped: WrappedKey, context: KeyContext) -> WrappedKey:
         key = self.unwrap(tenant_id, wrapped, context, Purpose.REWRAP)
         return self.wrap(tenant_id, key, context, Purpose.REWRAP)
+
+    # -- audit MACs (keys.audit.Authenticator) -------------------------------------------
+
+    def _mac_key(self, tenant_id: str) -> bytes:
+        ring = self._read(tenant_id)
+        if ring.mac_key is not None:
+            return ring.mac_key
+        with self._locked(tenant_id):  # a keyring from before keyed audit gets one now
+            ring = self._read(tenant_id)
+            if ring.mac_key is None:
+                ring.mac_key = _primitives.random_key()
+                self._write(ring)
+            return ring.mac_key
+
+    def mac(self, tenant_id: str, data: bytes) -> str:
+        tag = _primitives.hmac_sha256(self._mac_key(tenant_id), data)
+        return f"{self.name}:v1:{base64.b64encode(tag).decode()}"
+
+    def check_macs(self, tenant_id: str, items: Sequence[tuple[bytes, str]]) -> list[bool | None]:
+        key = self._read(tenant_id).mac_key
+        out: list[bool | None] = []
+        for data, mac in items:
+            provider, _, rest = mac.partition(":")
+            if provider != self.name:
+                out.append(None)
+                continue
+            version, _, encoded = rest.partition(":")
+            try:
+                tag = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                out.append(False)
+                continue
+            out.append(
+                key is not None
+                and version == "v1"
+                and _primitives.equal(tag, _primitives.hmac_sha256(key, data))
+            )
+        return out
 
     def rotate(self, tenant_id: str) -> int:
         with self._locked(tenant_id):

@@ -14,6 +14,7 @@ Providers do not audit; :class:`keys.service.KeyService` audits every call unifo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from keys.types import DataKey, KeyContext, KeyStatus, Purpose, WrappedKey
@@ -64,6 +65,16 @@ class KeyProvider(Protocol):
 
     def revoke(self, tenant_id: str) -> None:
         """Kill switch: nothing wrapped under this tenant's key can be unwrapped again."""
+        ...
+
+    def mac(self, tenant_id: str, data: bytes) -> str:
+        """A MAC of ``data`` (``PROVIDER:vVERSION:BASE64``) with a key of the tenant's that
+        opens no content: what makes the audit chain keyed (:mod:`keys.audit`)."""
+        ...
+
+    def check_macs(self, tenant_id: str, items: Sequence[tuple[bytes, str]]) -> list[bool | None]:
+        """For each (data, mac): whether it is right; None where it cannot be checked
+        (its version is retired, or another provider made it)."""
         ...
 
     def status(self, tenant_id: str) -> KeyStatus:

@@ -9,7 +9,7 @@ re-encrypting content.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from keys.errors import InvalidKeyInput, KeyUnavailable
 from keys.provider import KeyProvider
@@ -71,6 +71,24 @@ class ProviderRouter:
 
     def revoke(self, tenant_id: str) -> None:
         self.provider_for(tenant_id).revoke(tenant_id)
+
+    def mac(self, tenant_id: str, data: bytes) -> str:
+        return self.provider_for(tenant_id).mac(tenant_id, data)
+
+    def check_macs(self, tenant_id: str, items: Sequence[tuple[bytes, str]]) -> list[bool | None]:
+        """Each MAC checked by the provider that made it (its text form names it)."""
+        out: list[bool | None] = [None] * len(items)
+        by_provider: dict[str, list[int]] = {}
+        for i, (_, mac) in enumerate(items):
+            by_provider.setdefault(mac.partition(":")[0], []).append(i)
+        for name, where in by_provider.items():
+            provider = self.providers.get(name)
+            if provider is None:
+                continue  # not configured here: cannot be checked here
+            found = provider.check_macs(tenant_id, [items[i] for i in where])
+            for i, good in zip(where, found, strict=True):
+                out[i] = good
+        return out
 
     def status(self, tenant_id: str) -> KeyStatus:
         return self.provider_for(tenant_id).status(tenant_id)

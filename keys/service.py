@@ -67,6 +67,7 @@ class KeyService:
         meeting: str | None = None,
         purpose: Purpose | None = None,
         version: Callable[[T], int | None] | int | None = None,
+        participant: str | None = None,
     ) -> T:
         try:
             result = call()
@@ -81,6 +82,7 @@ class KeyService:
                 meeting=meeting,
                 purpose=purpose.value if purpose else None,
                 key_version=version if isinstance(version, int) else None,
+                participant=participant,
             )
             raise
         v = version(result) if callable(version) else version
@@ -91,6 +93,7 @@ class KeyService:
             meeting=meeting,
             purpose=purpose.value if purpose else None,
             key_version=v,
+            participant=participant,
         )
         return result
 
@@ -110,6 +113,7 @@ class KeyService:
             meeting=context.meeting_id,
             purpose=purpose,
             version=lambda w: w.version,
+            participant=context.participant_id,
         )
 
     def unwrap(
@@ -124,6 +128,7 @@ class KeyService:
             meeting=context.meeting_id,
             purpose=Purpose(purpose),
             version=wrapped.version,
+            participant=context.participant_id,
         )
 
     # -- tenant key lifecycle ----------------------------------------------------------
@@ -175,6 +180,7 @@ class KeyService:
                 meeting=context.meeting_id,
                 purpose=Purpose.REWRAP,
                 version=lambda w: w.version,
+                participant=context.participant_id,
             )
             if self.store.replace_wrapped(context, wrapped, new):
                 done += 1

@@ -11,7 +11,8 @@ Transit derivation context rather than as associated data, because Transit canno
 ciphertext that carries associated data. Rotation is Transit rotate; retiring below N sets
 ``min_decryption_version`` (and trims the older versions away); revocation deletes the key
 where its ``deletion_allowed`` says so, and otherwise rotates once and moves decryption
-past (and trims) every version that ever wrapped anything.
+past (and trims) every version that ever wrapped anything. The tenant's audit chain is MACed
+with Transit ``hmac`` on the same key (its own HMAC key per version), checked with ``verify``.
 
 Errors are translated at this boundary: an unreachable or overloaded KMS, or a refused
 token, is :class:`KeyUnavailable` (retried with backoff, never answered with anything
@@ -22,8 +23,9 @@ decrypt under its context is :class:`InvalidSeal`.
 from __future__ import annotations
 
 import base64
+import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +36,8 @@ __all__ = ["TransitConfig", "TransitKeyProvider"]
 
 T = TypeVar("T")
 _VAULT_CT = re.compile(r"^vault:v([1-9][0-9]*):")
+#: MACs checked per Transit verify request
+_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,41 @@ class TransitKeyProvider:
         latest = self.rotate(tenant_id)
         self._configure(tenant_id, min_decryption_version=latest, min_encryption_version=latest)
         self._call(lambda: transit.trim_key(name=name, min_version=latest, mount_point=mount))
+
+    # -- audit MACs (keys.audit.Authenticator) -------------------------------------------
+
+    def mac(self, tenant_id: str, data: bytes) -> str:
+        """Transit ``hmac`` on the tenant's key (its newest version's HMAC key)."""
+        url = f"/v1/{self.config.mount}/hmac/{self._key(tenant_id)}/sha2-256"
+        reply = self._call(lambda: self.client.adapter.post(url, json={"input": _b64(data)}))
+        tag = str(reply["data"]["hmac"])
+        if _VAULT_CT.match(tag) is None:
+            raise KeyUnavailable("the KMS returned an HMAC of an unknown form")
+        return self.name + tag[len("vault") :]
+
+    def check_macs(self, tenant_id: str, items: Sequence[tuple[bytes, str]]) -> list[bool | None]:
+        """Transit ``verify``, a batch per request; None for a MAC under a version the
+        KMS no longer has (retired) or made by another provider."""
+        out: list[bool | None] = [None] * len(items)
+        ours = [
+            (i, data, "vault" + mac[len(self.name) :])
+            for i, (data, mac) in enumerate(items)
+            if mac.startswith(self.name + ":v")
+        ]
+        url = f"/v1/{self.config.mount}/verify/{self._key(tenant_id)}/sha2-256"
+        for at in range(0, len(ours), _BATCH):
+            chunk = ours[at : at + _BATCH]
+            batch = [{"input": _b64(data), "hmac": mac} for _, data, mac in chunk]
+            reply: dict[str, Any] = self._call(
+                functools.partial(self.client.adapter.post, url, json={"batch_input": batch})
+            )
+            for (i, _, _), result in zip(chunk, reply["data"]["batch_results"], strict=True):
+                if result.get("error"):
+                    text = str(result["error"]).lower()
+                    out[i] = None if "version" in text else False
+                else:
+                    out[i] = bool(result.get("valid"))
+        return out
 
     def status(self, tenant_id: str) -> KeyStatus:
         try:

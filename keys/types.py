@@ -20,6 +20,7 @@ __all__ = [
     "Purpose",
     "WrappedKey",
     "encode_fields",
+    "key_slot",
 ]
 
 
@@ -28,6 +29,8 @@ class Purpose(enum.StrEnum):
     for training or analytics: a call for any other reason cannot even be expressed."""
 
     TRANSCRIBE = "transcribe"  #: capture sealing and the worker that transcribes
+    #: authenticating or checking a meeting's manifest: no content is opened
+    VERIFY = "verify"
     DELIVER = "deliver"  #: handing the customer their own transcript
     REWRAP = "rewrap"  #: moving a wrapped key to a new key version, content untouched
 
@@ -60,19 +63,45 @@ def encode_fields(*fields: str | bytes | int) -> bytes:
     return bytes(out)
 
 
+def key_slot(use: KeyUse, participant_id: str | None = None) -> str:
+    """A data key's name among its meeting's: ``audio``, or ``audio:PARTICIPANT``."""
+    return use.value if participant_id is None else f"{use.value}:{participant_id}"
+
+
 @dataclass(frozen=True)
 class KeyContext:
     """What a data key belongs to. Providers bind a wrapped key to this context, so a
-    wrapped key copied to another tenant, meeting or use does not unwrap."""
+    wrapped key copied to another tenant, meeting, participant or use does not unwrap.
+
+    ``participant_id`` names the participant a per-participant key belongs to (each
+    participant's content has its own keys, so one person can be erased alone); None is the
+    meeting's own key (the sealed join URL, and meetings from before per-participant keys)."""
 
     tenant_id: str
     meeting_id: str
     use: KeyUse
+    participant_id: str | None = None
 
     def encode(self) -> bytes:
-        return encode_fields(
-            b"sealscribe.datakey.v1", self.tenant_id, self.meeting_id, self.use.value
-        )
+        fields: list[str | bytes] = [
+            b"sealscribe.datakey.v1",
+            self.tenant_id,
+            self.meeting_id,
+            self.use.value,
+        ]
+        if self.participant_id is not None:
+            fields.append(self.participant_id)
+        return encode_fields(*fields)
+
+    @property
+    def slot(self) -> str:
+        """Its name among the meeting's wrapped keys: ``audio``, or ``audio:PARTICIPANT``."""
+        return key_slot(self.use, self.participant_id)
+
+    @classmethod
+    def from_slot(cls, tenant_id: str, meeting_id: str, slot: str) -> KeyContext:
+        use, _, participant = slot.partition(":")
+        return cls(tenant_id, meeting_id, KeyUse(use), participant or None)
 
 
 class DataKey:

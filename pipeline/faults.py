@@ -59,6 +59,16 @@ PRIVACY: dict[str, str] = {
     "no-rotate-on-delete": "deleting a meeting does not rotate and retire the tenant key",
     "audit-skip": "unwraps of data keys are not written to the audit log",
     "no-tenant-check": "a meeting is found whichever tenant asks for it",
+    "audit-unkeyed": "audit entries are not MACed with the tenant's key and verify checks no "
+    "MAC, so a chain rewritten with recomputed hashes verifies",
+    "audit-ignores-head": "audit verify ignores the head the customer saved, so a chain cut "
+    "back to an earlier entry verifies",
+    "no-manifest": "meeting verify and the transcript export check no manifest, so a deleted "
+    "segment or transcript goes unnamed",
+    "erase-keeps-keys": "erasing a participant deletes their content but keeps their data "
+    "keys and the tenant key versions that wrapped them",
+    "receipt-unkeyed": "erasure receipts are checked without their MAC, so an edited receipt "
+    "verifies",
 }
 
 #: the recovery faults, and the mechanism each breaks (tests/faults names the test)

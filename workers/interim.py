@@ -62,7 +62,7 @@ def _prepare(rt: Runtime, meeting_id: str, part: int, sealed: SealedSegment) -> 
             return why
         if rt.store.segments.transcript_segments(meeting_id, [sealed.segment_id]):
             return "too-late"  # the utterance's final is already shown
-        key = cached_data_key(rt, meeting, KeyUse.AUDIO)
+        key = cached_data_key(rt, meeting, KeyUse.AUDIO, sealed.participant_id)
         audio = open_interim_audio(key, meeting.tenant_id, sealed)
     except NotFound:
         return "meeting-gone"
@@ -85,7 +85,7 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
             return why
         if not result.text:
             return "transcribed"  # nothing said yet worth showing
-        text_key = cached_data_key(rt, meeting, KeyUse.TRANSCRIPT)
+        text_key = cached_data_key(rt, meeting, KeyUse.TRANSCRIPT, job.audio.participant_id)
         sealed = seal_interim_transcript(text_key, meeting.tenant_id, meeting_id, result)
     except NotFound:
         return "meeting-gone"

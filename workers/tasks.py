@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery.signals import worker_process_init
@@ -15,6 +16,7 @@ from pipeline import faults
 from pipeline.config import get_settings
 from pipeline.datakeys import data_key
 from pipeline.errors import NotFound, StoreUnavailable
+from pipeline.manifest import TRANSCRIBED, manifest_key, outcome_record
 from pipeline.models import (
     AudioSegment,
     Meeting,
@@ -70,14 +72,15 @@ def key_cache() -> DataKeyCache:
     return _keys
 
 
-def cached_data_key(rt: Runtime, meeting: Meeting, use: KeyUse) -> DataKey:
-    """The meeting's data key for ``use``, unwrapped (purpose transcribe) at most once per
-    cache lifetime."""
-    wrapped = rt.store.meetings.wrapped_key(meeting.id, use)
+def cached_data_key(rt: Runtime, meeting: Meeting, use: KeyUse, participant_id: str) -> DataKey:
+    """The data key for ``use`` content of the participant (their own, or the meeting's for
+    content from before per-participant keys), unwrapped (purpose transcribe) at most once
+    per cache lifetime."""
+    _, wrapped = rt.store.meetings.content_key(meeting.id, use, participant_id)
 
     def unwrap() -> DataKey:
         metrics.count_unwrap(Purpose.TRANSCRIBE)
-        return data_key(rt, meeting, use, Purpose.TRANSCRIBE)
+        return data_key(rt, meeting, use, Purpose.TRANSCRIBE, participant_id)
 
     return key_cache().get(meeting.tenant_id, meeting.id, use, wrapped.to_str(), unwrap)
 
@@ -89,8 +92,18 @@ def _warm_up(**_: Any) -> None:
 
 
 def _purge(rt: Runtime, tenant_id: str, meeting_id: str, sid: str, reason: str) -> str:
+    """Delete a segment's audio untranscribed; the keyed audit entry (naming the segment)
+    is its manifest outcome, so no key need be opened to record it."""
     rt.store.segments.delete_audio(meeting_id, sid)
-    rt.keys.audit.record(tenant_id, "purge", actor=rt.actor, outcome=reason, meeting=meeting_id)
+    rt.keys.audit.record(
+        tenant_id,
+        "purge",
+        actor=rt.actor,
+        outcome=reason,
+        meeting=meeting_id,
+        participant=parse_segment_id(sid)[0],
+        segment=sid,
+    )
     log.info("segment %s of meeting %s purged untranscribed: %s", sid, meeting_id, reason)
     metrics.count_purge(reason)
     return reason
@@ -102,6 +115,8 @@ class _Job:
     meeting: Meeting
     sealed: SealedSegment
     audio: AudioSegment
+    #: the participant's manifest MAC key, for the segment's outcome record
+    record_key: bytes = field(repr=False)
 
 
 def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
@@ -133,8 +148,10 @@ def _prepare(rt: Runtime, meeting_id: str, sid: str) -> _Job | str:
     if not meeting.transcribes(sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "opted-out")
     try:
-        audio_key = cached_data_key(rt, meeting, KeyUse.AUDIO)
-        return _Job(tenant, meeting, sealed, open_audio(audio_key, meeting.tenant_id, sealed))
+        audio_key = cached_data_key(rt, meeting, KeyUse.AUDIO, sealed.participant_id)
+        audio = open_audio(audio_key, meeting.tenant_id, sealed)
+        record_key = manifest_key(audio_key, meeting.tenant_id, meeting_id, sealed.participant_id)
+        return _Job(tenant, meeting, sealed, audio, record_key)
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
     except (InvalidSeal, NotFound, UnknownKey):
@@ -149,13 +166,16 @@ def _finish(rt: Runtime, job: _Job, result: TranscriptSegment) -> str:
     if not meeting.transcribes(job.sealed.participant_id):
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "transcription-off")
     try:
-        text_key = cached_data_key(rt, meeting, KeyUse.TRANSCRIPT)
+        text_key = cached_data_key(rt, meeting, KeyUse.TRANSCRIPT, job.sealed.participant_id)
     except KeyRevoked:
         return _purge(rt, meeting.tenant_id, meeting_id, sid, "key-revoked")
+    ttl = retention(rt, job.tenant).transcript_ttl
+    outcome = outcome_record(job.record_key, job.sealed.seq, TRANSCRIBED, int(time.time()) + ttl)
     rt.store.segments.complete(
         seal_transcript(text_key, meeting.tenant_id, meeting_id, result),
         result.start_ms,
-        retention(rt, job.tenant).transcript_ttl,
+        ttl,
+        None if faults.on("no-manifest") else outcome,
     )
     metrics.count_transcribed(job.audio.duration_ms / 1000)
     return "transcribed"

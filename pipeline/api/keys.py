@@ -1,17 +1,19 @@
-"""The tenant's key (status, rotate, retire, revoke) and its audit log (show, verify)."""
+"""The tenant's key (status, rotate, retire, revoke) and its audit log (show, head,
+verify)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from keys.audit import AuditEntry
+from keys.audit import AuditEntry, AuditHead
 from pipeline.api.auth import Admin, RuntimeDep
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.errors import InvalidInput
-from pipeline.services import custody
+from pipeline.services import custody, rights
 
 __all__ = ["router"]
 
@@ -59,7 +61,9 @@ class AuditEntryOut(BaseModel):
     meeting: str | None
     purpose: str | None
     key_version: int | None
+    participant: str | None = None
     hash: str
+    mac: str = Field(description="the tenant key's MAC of the entry's position and hash")
 
     @classmethod
     def of(cls, e: AuditEntry) -> AuditEntryOut:
@@ -72,7 +76,9 @@ class AuditEntryOut(BaseModel):
             meeting=e.meeting,
             purpose=e.purpose,
             key_version=e.key_version,
+            participant=e.participant,
             hash=e.hash,
+            mac=e.mac,
         )
 
 
@@ -86,6 +92,31 @@ class VerifyOut(BaseModel):
     ok: bool
     entries: int
     problems: list[str]
+    authenticated: int = Field(0, description="entries covered by a MAC checked with your key")
+    since: int | None = Field(None, description="the saved head's entry count, if one was given")
+    notes: list[str] = []
+
+
+class HeadIO(StrictBody):
+    """A head of your audit chain: keep it outside sealscribe and send it back to verify."""
+
+    tenant: str = Field(max_length=64)
+    count: int = Field(ge=1, le=10**12, description="entries up to and including the head")
+    hash: str = Field(max_length=128)
+    mac: str = Field(max_length=512)
+    at: float = Field(description="when the head entry was written")
+    taken: float = Field(description="when this head was taken")
+
+    @classmethod
+    def of(cls, h: AuditHead) -> HeadIO:
+        return cls(tenant=h.tenant, count=h.count, hash=h.hash, mac=h.mac, at=h.at, taken=h.taken)
+
+    def head(self) -> AuditHead:
+        return AuditHead(self.tenant, self.count, self.hash, self.mac, self.at, self.taken)
+
+
+class VerifyIn(StrictBody):
+    since: HeadIO | None = Field(None, description="a head you saved: the chain must extend it")
 
 
 def _keys(rt: RuntimeDep, tenant_id: str) -> KeysOut:
@@ -142,8 +173,66 @@ def audit(
     return AuditPage(offset=offset, limit=limit, entries=[AuditEntryOut.of(e) for e in entries])
 
 
+@router.get("/audit/head", responses=problem_responses(409))
+def head(tenant: Admin, rt: RuntimeDep) -> HeadIO:
+    """The chain's newest entry: position, hash and MAC. Keep it; verify against it later."""
+    return HeadIO.of(custody.audit_head(rt, tenant.id))
+
+
+def _verified(rt: RuntimeDep, tenant_id: str, since: AuditHead | None) -> VerifyOut:
+    r = custody.audit_verify(rt, tenant_id, since)
+    return VerifyOut(
+        ok=r.ok,
+        entries=r.entries,
+        problems=list(r.problems),
+        authenticated=r.authenticated,
+        since=r.since,
+        notes=list(r.notes),
+    )
+
+
 @router.get("/audit/verify")
 def verify(tenant: Admin, rt: RuntimeDep) -> VerifyOut:
-    """Walk the hash chain; names each entry that was altered, removed or reordered."""
-    r = custody.audit_verify(rt, tenant.id)
-    return VerifyOut(ok=r.ok, entries=r.entries, problems=list(r.problems))
+    """Walk the chain and check every MAC; names each entry altered, removed or reordered."""
+    return _verified(rt, tenant.id, None)
+
+
+@router.post("/audit/verify")
+def verify_since(body: VerifyIn, tenant: Admin, rt: RuntimeDep) -> VerifyOut:
+    """As GET, and (given ``since``) prove the chain still extends a head you saved:
+    names a truncation or a rewrite."""
+    return _verified(rt, tenant.id, body.since.head() if body.since else None)
+
+
+class ErasureIn(StrictBody):
+    """Whom to erase: a display name, or the subject id you attached."""
+
+    name: str | None = Field(None, min_length=1, max_length=64)
+    subject: str | None = Field(None, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    confirm: str = Field(description='must be "erase": erasure is irreversible')
+
+
+class ReceiptCheck(BaseModel):
+    ok: bool
+    problems: list[str]
+
+
+@router.post("/participants/erase", responses=problem_responses(400, 403))
+def erase_participant(body: ErasureIn, tenant: Admin, rt: RuntimeDep) -> dict[str, Any]:
+    """Erase one person from every meeting: their data keys destroyed, their content
+    deleted, the tenant key rotated and retired; everyone else's content stays readable.
+    Returns the erasure receipt (keep it; POST it to ``/v1/audit/receipts/verify``)."""
+    if body.confirm != "erase":
+        raise InvalidInput('erasure is irreversible: send confirm = "erase"')
+    receipt = rights.erase_participant(rt, tenant.id, body.name, body.subject)
+    doc: dict[str, Any] = json.loads(receipt.to_json())
+    return doc
+
+
+@router.post("/audit/receipts/verify", responses=problem_responses(400))
+def verify_receipt(receipt: dict[str, Any], tenant: Admin, rt: RuntimeDep) -> ReceiptCheck:
+    """Check an erasure receipt: its MAC with your key, and the audit chain's record of it."""
+    if receipt.get("tenant") != tenant.id:
+        raise InvalidInput("this receipt is not of your tenant")
+    r = rights.verify_receipt(rt, json.dumps(receipt))
+    return ReceiptCheck(ok=r.ok, problems=list(r.problems))

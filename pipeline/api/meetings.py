@@ -14,6 +14,7 @@ from pipeline.formats import render
 from pipeline.models import BotStatus, Meeting
 from pipeline.services import bots, meetings
 from pipeline.services.privacy import INTERIMS_NOTE, privacy_report
+from pipeline.services.records import verify_meeting
 from pipeline.services.transcripts import read_transcript
 
 __all__ = ["router"]
@@ -59,12 +60,55 @@ class Switch(StrictBody):
     enabled: bool
 
 
+Subject = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9._:@-]{1,128}$",
+        description="your own id for this person (erase them later by it)",
+    ),
+]
+
+
 class Consent(StrictBody):
     transcribe: bool = Field(description="false: this participant's audio is never stored")
+    subject: Subject | None = None
+
+
+class SubjectIn(StrictBody):
+    subject: Subject
 
 
 class JoinIn(StrictBody):
     url: str = Field(max_length=2048, examples=["janus://10.0.0.5:8088/1234?pin=secret"])
+    subjects: dict[Annotated[str, Field(min_length=1, max_length=64)], Subject] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="display name -> your id for that person, attached as they are heard",
+    )
+
+
+class ParticipantRecordOut(BaseModel):
+    participant: str
+    sealed: int
+    transcribed: int
+    purged: dict[str, int]
+    pending: int
+    expired: int
+    records: int
+    anchored: int | None
+    erased: bool
+    missing: list[str]
+
+
+class VerifyOut(BaseModel):
+    meeting_id: str
+    complete: bool = Field(
+        description="every sealed segment stored, transcribed, purged or expired; every "
+        "record authentic and anchored in the keyed audit chain"
+    )
+    participants: list[ParticipantRecordOut]
+    missing: list[str] = Field(description="each missing or altered segment or record, named")
+    notes: list[str]
 
 
 class BotOut(BaseModel):
@@ -116,7 +160,49 @@ def set_consent(
 ) -> MeetingOut:
     """A participant opts out of (or back into) transcription of their own audio."""
     return MeetingOut.of(
-        meetings.set_consent(rt, meeting_id, participant, not body.transcribe, tenant.id)
+        meetings.set_consent(
+            rt, meeting_id, participant, not body.transcribe, tenant.id, body.subject
+        )
+    )
+
+
+@router.put("/{meeting_id}/participants/{participant:path}/subject")
+def set_subject(
+    meeting_id: MeetingId,
+    participant: Participant,
+    body: SubjectIn,
+    tenant: Meetings,
+    rt: RuntimeDep,
+) -> MeetingOut:
+    """Attach your own id for a participant, so an erasure by that id finds them here."""
+    return MeetingOut.of(meetings.set_subject(rt, meeting_id, participant, body.subject, tenant.id))
+
+
+@router.get("/{meeting_id}/verify")
+def verify(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> VerifyOut:
+    """Check the meeting's manifests with your key (purpose verify: no content is opened):
+    every sealed segment accounted for, or each missing one named."""
+    r = verify_meeting(rt, meeting_id, tenant.id)
+    return VerifyOut(
+        meeting_id=r.meeting_id,
+        complete=r.complete,
+        participants=[
+            ParticipantRecordOut(
+                participant=p.participant,
+                sealed=p.sealed,
+                transcribed=p.transcribed,
+                purged=p.purged,
+                pending=p.pending,
+                expired=p.expired,
+                records=p.records,
+                anchored=p.anchored,
+                erased=p.erased,
+                missing=list(p.missing),
+            )
+            for p in r.participants
+        ],
+        missing=list(r.missing),
+        notes=list(r.notes),
     )
 
 
@@ -124,7 +210,10 @@ def set_consent(
     "/{meeting_id}/bot", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(400, 409)
 )
 def join(meeting_id: MeetingId, body: JoinIn, tenant: Meetings, rt: RuntimeDep) -> BotOut:
-    """Send the bot; follow it with ``GET .../bot``."""
+    """Send the bot; follow it with ``GET .../bot``. ``subjects`` attaches your ids to the
+    participants by display name."""
+    for name, subject in body.subjects.items():
+        meetings.set_subject(rt, meeting_id, name, subject, tenant.id)
     return BotOut.of(bots.join_meeting(rt, meeting_id, body.url, tenant.id))
 
 
@@ -223,12 +312,16 @@ def transcript(
 ) -> Response:
     segments = read_transcript(rt, meeting_id, tenant.id)
     body = render(segments, format.value)
+    record = verify_meeting(rt, meeting_id, tenant.id)
     return Response(
         body,
         media_type=MEDIA[format.value],
         headers={
             "Content-Disposition": f'attachment; filename="{meeting_id}.{format.value}"',
             "Cache-Control": "no-store",
+            # complete, or how many segments are missing (GET .../verify names them)
+            "X-Transcript-Complete": "true" if record.complete else "false",
+            "X-Transcript-Missing": str(len(record.missing)),
         },
     )
 
@@ -271,6 +364,8 @@ class PrivacyOut(BaseModel):
         "(superseded by a newer one, transcription off, opted out, key revoked, too late, ...)"
     )
     interims_note: str = Field(description="what interim captions are and are not kept as")
+    complete: bool = Field(description="every sealed segment accounted for (GET .../verify)")
+    missing: list[str] = Field(description="each missing or altered segment, named")
 
 
 @router.get("/{meeting_id}/privacy")
@@ -292,4 +387,6 @@ def privacy(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> PrivacyOut
         interims_transcribed=r.interims_transcribed,
         interims_purged=r.interims_purged,
         interims_note=INTERIMS_NOTE,
+        complete=r.complete,
+        missing=list(r.missing),
     )

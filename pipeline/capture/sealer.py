@@ -10,6 +10,10 @@ memory, with the participant and position bound in, and handed to the :class:`Si
 Interim audio (an utterance in progress, for a live caption) passes the same checks and is
 sealed as its own kind (:func:`~pipeline.sealing.seal_interim_audio`) at its utterance's
 position; whatever goes wrong with one, it is dropped and counted, never waited for.
+
+Each participant's audio is sealed with their own data key (made on first use, see
+:func:`~pipeline.datakeys.sealing_key`), and the sink records each stored segment in the
+participant's manifest with a MAC key derived from it (:mod:`pipeline.manifest`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from __future__ import annotations
 import asyncio
 
 from keys.errors import KeyRevoked, UnknownKey
-from keys.types import DataKey, KeyUse, Purpose
+from keys.types import DataKey
 from pipeline import metrics
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.sink import CaptureStats, Sink
-from pipeline.datakeys import data_key
+from pipeline.datakeys import sealing_key
 from pipeline.errors import NotFound, StoreUnavailable
+from pipeline.manifest import manifest_key
 from pipeline.models import AudioSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_audio, seal_interim_audio
@@ -39,9 +44,11 @@ class Sealer:
         self.sink = sink
         self.meeting_id = policy.meeting.id
         self.tenant_id = policy.meeting.tenant_id
-        self._key: DataKey | None = None
+        self._keys: dict[str, DataKey] = {}
+        self._manifest_keys: dict[str, bytes] = {}
         self._key_lock = asyncio.Lock()
         policy.on_change.append(self._policy_changed)
+        sink.manifest_key = self._manifest_keys.get
 
     @property
     def stats(self) -> CaptureStats:
@@ -49,22 +56,28 @@ class Sealer:
 
     def _policy_changed(self) -> None:
         if self.policy.revoked or self.policy.ended:
-            self._key = None  # nothing more is sealed with it
+            self._keys.clear()  # nothing more is sealed with them
 
-    async def _data_key(self) -> DataKey:
+    async def _data_key(self, participant: str) -> DataKey:
+        """The participant's own audio data key (made on first use), kept while capturing."""
         async with self._key_lock:
-            if self._key is None:
-                self._key = await asyncio.to_thread(
-                    data_key, self.rt, self.policy.meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE
+            key = self._keys.get(participant)
+            if key is None:
+                key = await asyncio.to_thread(
+                    sealing_key, self.rt, self.policy.meeting, participant
                 )
-            return self._key
+                self._keys[participant] = key
+                self._manifest_keys[participant] = manifest_key(
+                    key, self.tenant_id, self.meeting_id, participant
+                )
+            return key
 
     async def submit(self, segment: AudioSegment) -> None:
         """Seal ``segment`` (if the policy still allows it) and hand it to the sink."""
         if not self.policy.transcribes(segment.participant_id):
             return self.sink.dropped("policy")
         try:
-            key = await self._data_key()
+            key = await self._data_key(segment.participant_id)
         except (KeyRevoked, NotFound, UnknownKey):
             return self.sink.dropped("policy")
         except StoreUnavailable as exc:  # no key without Redis: cannot seal
@@ -83,7 +96,7 @@ class Sealer:
             self.stats.interims_dropped += 1
             return
         try:
-            key = await self._data_key()
+            key = await self._data_key(segment.participant_id)
         except (KeyRevoked, NotFound, UnknownKey, StoreUnavailable):
             self.stats.interims_dropped += 1
             return

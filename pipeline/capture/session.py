@@ -4,16 +4,20 @@ stopped together; live rooms and recorded files both open one and hand it their 
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import TracebackType
 
 from pipeline.aio import cancel_all
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.sealer import Sealer
 from pipeline.capture.sink import CaptureStats, Sink
+from pipeline.errors import OURS
 from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 
 __all__ = ["CaptureSession"]
+
+log = logging.getLogger(__name__)
 
 #: seconds to wait for the policy watcher and the writer to stop
 _STOP_TIMEOUT = 5.0
@@ -54,10 +58,19 @@ class CaptureSession:
         ]
 
     async def close(self, drain_timeout: float = 10.0) -> None:
-        """Store what is sealed (bounded wait), then stop watching and writing."""
+        """Store what is sealed (bounded wait), then stop watching and writing, then anchor
+        the participants' manifests in the audit chain."""
         if self._background:
             await self.sink.drain(drain_timeout)
         await self.stop()
+        try:
+            await asyncio.to_thread(self.sink.anchor)
+        except OURS as exc:  # verification then says the manifests' ends are not anchored
+            log.warning(
+                "meeting %s: could not anchor the manifests (%s)",
+                self.sink.meeting_id,
+                type(exc).__name__,
+            )
 
     async def stop(self) -> None:
         """Stop watching and writing at once; what waits unstored is lost."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pipeline import faults, metrics
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.errors import NotFound, StoreUnavailable
+from pipeline.manifest import sealed_record
 from pipeline.models import SealedSegment
 from pipeline.queue import enqueue_interim, enqueue_transcribe
 from pipeline.runtime import Runtime
@@ -96,6 +97,13 @@ class Sink:
         self._interims: dict[str, tuple[int, SealedSegment]] = {}
         # the position of the last final put of each participant: interims up to it are moot
         self._final_seq: dict[str, int] = {}
+        #: a participant's manifest MAC key, once their data key is unwrapped (the sealer
+        #: sets this); without one a segment is stored unrecorded
+        self.manifest_key: Callable[[str], bytes | None] = lambda participant: None
+        #: records in each participant's manifest, as this sink last saw (None: read it)
+        self._records: dict[str, int] = {}
+        #: participants whose manifest this sink wrote to (anchored when capture closes)
+        self.recorded: set[str] = set()
         policy.on_change.append(self._policy_changed)
 
     @property
@@ -300,8 +308,44 @@ class Sink:
             self._audio_ttl = self.rt.store.tenants.get(self.tenant_id).audio_ttl
             self._ttl_read = True
         for sealed in batch:
-            sid = self.rt.store.segments.put_audio(sealed, self._audio_ttl)
+            sid = self._put(sealed)
             try:
                 enqueue_transcribe(self.meeting_id, sid)
             except Exception as exc:  # the broker is Redis: same outage, same retry
                 raise StoreUnavailable(f"cannot enqueue: {type(exc).__name__}") from None
+
+    def _put(self, sealed: SealedSegment) -> str:
+        """Store one sealed segment, recorded in its participant's manifest (as its next
+        record, read again if another writer took that number)."""
+        segments = self.rt.store.segments
+        key = None if faults.on("no-manifest") else self.manifest_key(sealed.participant_id)
+        if key is None:
+            return segments.put_audio(sealed, self._audio_ttl)
+        participant = sealed.participant_id
+        ttl = self._audio_ttl or segments.audio_ttl
+        for _ in range(16):
+            n = self._records.get(participant)
+            if n is None:
+                n = segments.manifest_count(self.meeting_id, participant)
+            record = sealed_record(key, n, sealed.seq, int(time.time()) + ttl)
+            if segments.put_recorded(sealed, ttl, n, record):
+                self._records[participant] = n + 1
+                self.recorded.add(participant)
+                return sealed.segment_id
+            self._records.pop(participant, None)
+        raise StoreUnavailable(f"meeting {self.meeting_id}: the manifest is too busy to append to")
+
+    def anchor(self) -> None:
+        """Anchor each manifest this sink wrote to in the tenant's keyed audit chain (its
+        record count): records cut from its end are then named by verification."""
+        for participant in sorted(self.recorded):
+            count = self.rt.store.segments.manifest_count(self.meeting_id, participant)
+            self.rt.keys.audit.record(
+                self.tenant_id,
+                "manifest",
+                actor=self.rt.actor,
+                outcome=str(count),
+                meeting=self.meeting_id,
+                participant=participant,
+            )
+        self.recorded.clear()

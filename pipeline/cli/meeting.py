@@ -188,8 +188,53 @@ def privacy(
         console.print(f"audit chain: {chain}")
         for problem in report.audit_problems:
             console.print(f"  {problem}")
+        stored = "[green]complete[/]" if report.complete else "[bold red]INCOMPLETE[/]"
+        console.print(f"stored content: {stored} (see 'meeting verify')")
+        for missing in report.missing:
+            console.print(f"  {missing}", markup=False)
 
     emit(as_json, report, human)
+
+
+@app.command("verify")
+@guarded
+def verify(
+    meeting: str = typer.Argument(..., help="Meeting id."), as_json: bool = JsonOption
+) -> None:
+    """Check the meeting's manifests with your key: every sealed segment stored,
+    transcribed, purged or expired, or named as missing. Exit 1 if anything is missing."""
+    record = services.verify_meeting(runtime(), meeting)
+
+    def human() -> None:
+        verdict = "[green]complete[/]" if record.complete else "[bold red]INCOMPLETE[/]"
+        console.print(f"meeting {record.meeting_id}: {verdict}")
+        table = Table(
+            "participant", "sealed", "transcribed", "purged", "pending", "expired", "anchored"
+        )
+        for p in record.participants:
+            if p.erased:
+                table.add_row(p.participant, "erased", "", "", "", "", "")
+                continue
+            purged = ", ".join(f"{n} {why}" for why, n in sorted(p.purged.items())) or "0"
+            anchored = "no" if p.anchored is None else f"{p.anchored} of {p.records}"
+            table.add_row(
+                p.participant,
+                str(p.sealed),
+                str(p.transcribed),
+                purged,
+                str(p.pending),
+                str(p.expired),
+                anchored,
+            )
+        console.print(table)
+        for missing in record.missing:
+            console.print(f"[bold red]missing:[/] {missing}", highlight=False)
+        for note in record.notes:
+            console.print(f"note: {note}")
+
+    emit(as_json, record, human)
+    if not record.complete:
+        raise typer.Exit(1)
 
 
 def _bot_line(b: BotStatus) -> str:

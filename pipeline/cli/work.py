@@ -17,6 +17,7 @@ from pipeline.errors import Conflict, InvalidInput
 from pipeline.formats import FORMATS, render
 from pipeline.queue import INTERIM_QUEUE, QUEUE
 from pipeline.scan import scan as scan_for
+from pipeline.services.records import verify_meeting
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 
 
@@ -145,11 +146,22 @@ def transcript(
     fmt: str = typer.Option("txt", "--format", "-f", help=", ".join(FORMATS)),
     as_json: bool = JsonOption,
 ) -> None:
-    """Export a meeting's transcript (opened with your key, purpose `deliver`)."""
+    """Export a meeting's transcript (opened with your key, purpose `deliver`); says on
+    stderr whether it is complete (the manifests) or names each missing segment."""
     if fmt not in FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}")
-    segments = read_transcript(runtime(), meeting)
+    rt = runtime()
+    segments = read_transcript(rt, meeting)
     print(render(segments, "json" if as_json else fmt), end="")
+    record = verify_meeting(rt, meeting)
+    if record.complete:
+        err_console.print("transcript complete: every sealed segment is accounted for")
+    else:
+        err_console.print(f"[bold red]transcript incomplete[/]: {len(record.missing)} missing")
+        for missing in record.missing:
+            err_console.print(f"  {missing}", markup=False)
+        for note in record.notes:
+            err_console.print(f"  note: {note}", markup=False)
 
 
 @guarded

@@ -4,6 +4,8 @@ thin layers over these."""
 from pipeline.datakeys import data_key
 from pipeline.services.custody import (
     KeyReport,
+    audit_head,
+    audit_migrate,
     audit_show,
     audit_verify,
     import_key,
@@ -20,14 +22,23 @@ from pipeline.services.meetings import (
     get_meeting,
     list_meetings,
     set_consent,
+    set_subject,
     set_transcription,
 )
-from pipeline.services.rights import erase_tenant, export_tenant
+from pipeline.services.records import verify_meeting
+from pipeline.services.rights import (
+    erase_participant,
+    erase_tenant,
+    export_tenant,
+    verify_receipt,
+)
 from pipeline.services.tenants import authenticate, create_tenant, get_tenant, list_tenants
 from pipeline.services.transcripts import read_transcript
 
 __all__ = [
     "KeyReport",
+    "audit_head",
+    "audit_migrate",
     "audit_show",
     "audit_verify",
     "authenticate",
@@ -35,6 +46,7 @@ __all__ = [
     "create_tenant",
     "data_key",
     "delete_meeting",
+    "erase_participant",
     "erase_tenant",
     "export_tenant",
     "finish_shreds",
@@ -50,5 +62,8 @@ __all__ = [
     "revoke_keys",
     "rotate_keys",
     "set_consent",
+    "set_subject",
     "set_transcription",
+    "verify_meeting",
+    "verify_receipt",
 ]

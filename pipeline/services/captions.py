@@ -39,10 +39,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from keys.errors import KeyRevoked
-from keys.types import DataKey, KeyUse, Purpose
+from keys.types import KeyUse, Purpose
 from pipeline import faults
 from pipeline.aio import cancel_all, raise_if_cancelled
-from pipeline.datakeys import data_key
+from pipeline.datakeys import ParticipantKeys
 from pipeline.errors import (
     AuthenticationFailed,
     InvalidInput,
@@ -363,7 +363,7 @@ async def follow_captions(
     cursor = "$" if faults.on("captions-ignore-cursor") else parse_cursor(cursor)
     own = hub is None
     shared = CaptionHub(rt, pool_size=2) if hub is None else hub
-    key: DataKey | None = None
+    keys = ParticipantKeys(rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
     stream = schema.meeting_captions(meeting.id)
     woken = shared.watch(meeting.id)
     try:
@@ -383,22 +383,22 @@ async def follow_captions(
                 continue
             batch = [_Entry.parse(entry_id, fields) for entry_id, fields in entries]
             finals, slots = await asyncio.to_thread(_read, rt, meeting.id, batch)
-            if key is None and (finals or slots):
-                key = await asyncio.to_thread(
-                    data_key, rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER
-                )
             for entry in batch:
                 cursor = entry.cursor
-                if key is None:
-                    continue
                 if entry.part == 0:
                     final = finals.get(entry.sid)
                     if final is not None:  # expired ones are skipped
+                        key = keys.known(final.participant_id)
+                        if key is None:
+                            key = await asyncio.to_thread(keys, final.participant_id)
                         yield Caption(cursor, open_transcript(key, meeting.tenant_id, final))
                     continue
                 slot = slots.get(entry.participant)
                 if slot is None or (slot[0], slot[1].seq) != (entry.part, entry.seq):
                     continue  # superseded by a newer interim, or replaced by the final
+                key = keys.known(slot[1].participant_id)
+                if key is None:
+                    key = await asyncio.to_thread(keys, slot[1].participant_id)
                 interim = open_interim_transcript(key, meeting.tenant_id, slot[1])
                 if interim.part == entry.part:  # (the slot's clear prefix is not sealed)
                     yield Caption(cursor, interim)

@@ -1,22 +1,25 @@
 """Key custody and audit services for a tenant: status, rotate, retire, revoke, import,
-and the audit log (show, verify)."""
+and the audit log (show, head, verify, migrate)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from keys.audit import AuditEntry, VerifyReport, verify
+from keys.audit import AuditEntry, AuditHead, VerifyReport, verify
 from keys.errors import KeyRevoked
 from keys.service import RotationReport
 from keys.types import KeyStatus
+from pipeline import faults
 from pipeline.config import KEY_PROVIDERS
-from pipeline.errors import InvalidInput
+from pipeline.errors import Conflict, InvalidInput
 from pipeline.runtime import Runtime
 from pipeline.services import webhooks
 
 __all__ = [
     "KeyReport",
+    "audit_head",
+    "audit_migrate",
     "audit_show",
     "audit_verify",
     "import_key",
@@ -118,7 +121,29 @@ def audit_show(rt: Runtime, tenant_id: str, offset: int = 0, limit: int = 100) -
     return rt.keys.audit.entries(tenant_id, offset, offset + limit - 1)
 
 
-def audit_verify(rt: Runtime, tenant_id: str) -> VerifyReport:
+def audit_head(rt: Runtime, tenant_id: str) -> AuditHead:
+    """The chain's newest entry as a head for the customer to keep outside sealscribe;
+    :class:`Conflict` while the chain is empty."""
+    rt.store.tenants.get(tenant_id)
+    head = rt.keys.audit.head(tenant_id)
+    if head is None:
+        raise Conflict(f"tenant {tenant_id} has no audit entries yet")
+    return head
+
+
+def audit_verify(rt: Runtime, tenant_id: str, since: AuditHead | None = None) -> VerifyReport:
+    """Check the chain: hashes, every MAC with the tenant's provider and, given ``since``
+    (a head the customer saved), that the chain still extends it."""
     rt.store.tenants.get(tenant_id)
     head, entries = rt.store.audit.audit_snapshot(tenant_id)
-    return verify(tenant_id, entries, head)
+    authenticator = None if faults.on("audit-unkeyed") else rt.keys.provider
+    if faults.on("audit-ignores-head"):
+        since = None
+    return verify(tenant_id, entries, head, authenticator, since)
+
+
+def audit_migrate(rt: Runtime, tenant_id: str) -> AuditEntry:
+    """Key a chain from before keyed audit now: one MACed entry covers every entry before
+    it (any key use would do the same, later)."""
+    rt.store.tenants.get(tenant_id)
+    return rt.keys.audit.record(tenant_id, "audit-keyed", actor=rt.actor)

@@ -32,8 +32,10 @@ __all__ = [
     "list_meetings",
     "retry_shreds",
     "set_consent",
+    "set_subject",
     "set_transcription",
     "shred_pending",
+    "subject_id",
     "wait_for_shred",
 ]
 
@@ -117,11 +119,19 @@ def set_transcription(
 
 
 def set_consent(
-    rt: Runtime, meeting_id: str, participant_id: str, opted_out: bool, tenant_id: str | None = None
+    rt: Runtime,
+    meeting_id: str,
+    participant_id: str,
+    opted_out: bool,
+    tenant_id: str | None = None,
+    subject: str | None = None,
 ) -> Meeting:
-    """A participant opts out of (or back into) having their own audio transcribed."""
+    """A participant opts out of (or back into) having their own audio transcribed; with
+    ``subject``, the tenant's id for that person is attached too (see :func:`set_subject`)."""
     participant_id = ids.participant_id(participant_id)
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
+    if subject is not None:
+        set_subject(rt, meeting_id, participant_id, subject, tenant_id)
     rt.store.meetings.set_opt_out(meeting_id, participant_id, opted_out)
     rt.keys.audit.record(
         meeting.tenant_id,
@@ -132,6 +142,35 @@ def set_consent(
     )
     webhooks.consent_changed(rt, meeting, participant_id, opted_out)
     return rt.store.meetings.get(meeting_id)
+
+
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def subject_id(subject: str) -> str:
+    """A tenant's subject id for a person: 1-128 letters, digits and ``. _ : @ -``."""
+    if not isinstance(subject, str) or not _SUBJECT_RE.match(subject):
+        raise InvalidInput("a subject id is 1-128 letters, digits and . _ : @ -")
+    return subject
+
+
+def set_subject(
+    rt: Runtime, meeting_id: str, participant_id: str, subject: str, tenant_id: str | None = None
+) -> Meeting:
+    """Attach the tenant's own id for the person behind ``participant_id`` (their CRM or
+    user id), so a later erasure by that id finds them in this meeting."""
+    participant_id = ids.participant_id(participant_id)
+    subject = subject_id(subject)
+    meeting = rt.store.meetings.get(meeting_id, tenant_id)
+    rt.store.meetings.set_subject(meeting_id, participant_id, subject)
+    rt.keys.audit.record(
+        meeting.tenant_id,
+        "subject",
+        actor=rt.actor,
+        meeting=meeting_id,
+        participant=participant_id,
+    )
+    return meeting
 
 
 def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:

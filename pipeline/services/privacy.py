@@ -1,6 +1,6 @@
 """The per-meeting privacy report: when transcription was on, who opened what with which
-purpose, what was purged and why, what became of the interim captions, and whether the audit
-chain holds."""
+purpose, what was purged and why, what became of the interim captions, whether the audit
+chain holds, and whether the stored content is complete (the manifests)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from keys.audit import AuditEntry
 from pipeline.runtime import Runtime
 from pipeline.services.custody import audit_verify
+from pipeline.services.records import verify_meeting
 
 __all__ = ["INTERIMS_NOTE", "PrivacyReport", "privacy_report"]
 
@@ -43,6 +44,10 @@ class PrivacyReport:
     #: reason (superseded, transcription-off, opted-out, key-revoked, too-late, ...) ->
     #: number of interims whose sealed audio was dropped untranscribed
     interims_purged: dict[str, int] = field(default_factory=dict)
+    #: every sealed segment accounted for by the manifests (see ``meeting verify``)
+    complete: bool = True
+    #: each missing or altered segment or record, named
+    missing: tuple[str, ...] = ()
 
 
 def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> PrivacyReport:
@@ -51,6 +56,7 @@ def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
         e for e in rt.keys.audit.entries(meeting.tenant_id) if e.meeting == meeting.id
     ]
     verdict = audit_verify(rt, meeting.tenant_id)
+    record = verify_meeting(rt, meeting.id, meeting.tenant_id, verdict)
     uses = Counter(
         f"{e.purpose} by {e.actor}: {e.outcome}" for e in entries if e.action == "unwrap"
     )
@@ -69,4 +75,6 @@ def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
         audit_problems=verdict.problems,
         interims_transcribed=interims.pop(TRANSCRIBED, 0),
         interims_purged={why: n for why, n in sorted(interims.items()) if n},
+        complete=record.complete,
+        missing=record.missing,
     )

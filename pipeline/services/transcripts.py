@@ -9,7 +9,7 @@ from pathlib import Path
 
 from keys.types import KeyUse, Purpose
 from pipeline.audio.decode import SAMPLE_RATE
-from pipeline.datakeys import data_key
+from pipeline.datakeys import ParticipantKeys
 from pipeline.errors import Conflict
 from pipeline.models import Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
@@ -82,5 +82,5 @@ def read_transcript(
     sealed = rt.store.segments.transcript(meeting.id)
     if not sealed:
         return []
-    key = data_key(rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
-    return [open_transcript(key, meeting.tenant_id, s) for s in sealed]
+    keys = ParticipantKeys(rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
+    return [open_transcript(keys(s.participant_id), meeting.tenant_id, s) for s in sealed]

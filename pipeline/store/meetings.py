@@ -1,4 +1,5 @@
-"""Meetings: their policy (transcription flag, opt-outs) and their wrapped data keys.
+"""Meetings: their policy (transcription flag, opt-outs), their wrapped data keys (the
+meeting's own and each participant's), and the subject ids the tenant attached.
 
 Also the :class:`keys.service.WrappedKeyStore` that rotation walks.
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 import builtins
 import secrets
 import time
+from typing import Any
 
-from keys.types import KeyContext, KeyUse, WrappedKey
+from keys.types import KeyContext, KeyUse, WrappedKey, key_slot
 from pipeline import faults, ids
 from pipeline.errors import NotFound
 from pipeline.models import Meeting
@@ -51,11 +53,23 @@ return 0
 """
 
 
+# Add a participant's own wrapped data keys unless they exist (another writer won: the caller
+# uses those) or the meeting is gone. KEYS: meeting, keys. ARGV: audio slot, wrapped,
+# transcript slot, wrapped. Returns 1 added, 0 exists, -1 no meeting.
+_ADD_PARTICIPANT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 class MeetingStore:
     def __init__(self, r: Redis) -> None:
         self.r = r
         self._replace = r.register_script(_REPLACE)
         self._create = r.register_script(_CREATE)
+        self._add_participant = r.register_script(_ADD_PARTICIPANT)
 
     @redis_errors
     def create(
@@ -173,10 +187,66 @@ class MeetingStore:
 
     @redis_errors
     def wrapped_key(self, meeting_id: str, use: KeyUse) -> WrappedKey:
-        raw = self.r.hget(schema.meeting_keys(meeting_id), use.value)
-        if raw is None:
-            raise NotFound(f"meeting {meeting_id} has no {use.value} key (deleted)")
-        return WrappedKey.from_str(as_str(raw))
+        """The meeting's own wrapped ``use`` key."""
+        return self.content_key(meeting_id, use, None)[1]
+
+    @redis_errors
+    def content_key(
+        self, meeting_id: str, use: KeyUse, participant_id: str | None
+    ) -> tuple[str | None, WrappedKey]:
+        """The wrapped key that opens ``use`` content of ``participant_id``: (the
+        participant, their own key), or (None, the meeting's) where they have none
+        (content from before per-participant keys) or none is named."""
+        slots = [key_slot(use)]
+        if participant_id is not None:
+            slots.insert(0, key_slot(use, participant_id))
+        found = self.r.hmget(schema.meeting_keys(meeting_id), slots)
+        for slot, raw in zip(slots, found, strict=True):
+            if raw is not None:
+                owner = participant_id if slot != use.value else None
+                return owner, WrappedKey.from_str(as_str(raw))
+        raise NotFound(f"meeting {meeting_id} has no {use.value} key (deleted)")
+
+    @redis_errors
+    def has_participant_keys(self, meeting_id: str, participant_id: str) -> bool:
+        slot = key_slot(KeyUse.AUDIO, participant_id)
+        return bool(self.r.hexists(schema.meeting_keys(meeting_id), slot))
+
+    @redis_errors
+    def add_participant_keys(
+        self, meeting_id: str, participant_id: str, wrapped: dict[KeyUse, WrappedKey]
+    ) -> bool:
+        """Store a participant's own wrapped keys; False if they have some already (use
+        those); :class:`NotFound` if the meeting is gone."""
+        args: list[str] = []
+        for use in (KeyUse.AUDIO, KeyUse.TRANSCRIPT):
+            args += [key_slot(use, participant_id), wrapped[use].to_str()]
+        added = self._add_participant(
+            keys=[schema.meeting(meeting_id), schema.meeting_keys(meeting_id)], args=args
+        )
+        if added == -1:
+            raise NotFound(f"no meeting {meeting_id}")
+        return bool(added)
+
+    @redis_errors
+    def key_participants(self, meeting_id: str) -> set[str]:
+        """The participants with their own data keys in the meeting."""
+        out = set()
+        for slot in self.r.hkeys(schema.meeting_keys(meeting_id)):
+            _, _, participant = as_str(slot).partition(":")
+            if participant:
+                out.add(participant)
+        return out
+
+    @redis_errors
+    def set_subject(self, meeting_id: str, participant_id: str, subject: str) -> None:
+        self.r.hset(schema.meeting_subjects(meeting_id), participant_id, subject)
+
+    @redis_errors
+    def subjects(self, meeting_id: str) -> dict[str, str]:
+        """participant -> the subject id the tenant attached."""
+        raw = self.r.hgetall(schema.meeting_subjects(meeting_id))
+        return {as_str(k): as_str(v) for k, v in raw.items()}
 
     @redis_errors
     def shred_keys(self, meeting_id: str) -> None:
@@ -226,6 +296,9 @@ class MeetingStore:
             schema.meeting_interim(meeting.id),
             schema.meeting_interim_text(meeting.id),
             schema.meeting_interims(meeting.id),
+            schema.meeting_manifest(meeting.id),
+            schema.meeting_outcomes(meeting.id),
+            schema.meeting_subjects(meeting.id),
         ]
         for pattern in schema.meeting_pattern(meeting.id):
             doomed.extend(k.decode() for k in self.r.scan_iter(match=pattern, count=1000))
@@ -241,6 +314,95 @@ class MeetingStore:
         pipe.publish(schema.meeting_events(meeting.id), MEETING_ENDED)
         pipe.execute()
 
+    @redis_errors
+    def participants(self, meeting_id: str) -> set[str]:
+        """Everyone the meeting holds anything of: keys, manifest, segments, opt-outs,
+        subject ids."""
+        found = self.key_participants(meeting_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hkeys(schema.meeting_manifest(meeting_id))
+        pipe.zrange(schema.meeting_audio(meeting_id), 0, -1)
+        pipe.zrange(schema.meeting_transcript(meeting_id), 0, -1)
+        pipe.smembers(schema.meeting_optout(meeting_id))
+        pipe.hkeys(schema.meeting_subjects(meeting_id))
+        fields, audio, text, optout, subjects = pipe.execute()
+        found |= {as_str(f).rpartition("#")[0] for f in fields}
+        found |= {as_str(s).rpartition(".")[0] for s in [*audio, *text]}
+        found |= {as_str(p) for p in [*optout, *subjects]}
+        return found
+
+    @redis_errors
+    def erase_participant(
+        self, meeting: Meeting, participant_id: str, keep_keys: bool = False
+    ) -> tuple[int, int, bool]:
+        """Destroy the participant's own data keys and delete all they left in the meeting
+        (audio, transcripts, interims, caption events, manifest, opt-out, subject id),
+        marking the meeting in :data:`schema.SHREDS` in the same transaction, so the tenant
+        key is rotated and retired after (as for a meeting delete). Returns (audio
+        segments, transcript segments, whether they had their own keys)."""
+        m, p = meeting.id, participant_id
+        audio = [sid for sid in self._sids(schema.meeting_audio(m)) if sid.rpartition(".")[0] == p]
+        audio += [
+            k.rpartition(":")[2]
+            for k in self._scan(schema.audio(m, _glob(p) + ".*"))
+            if k.rpartition(":")[2] not in audio
+        ]
+        text = [
+            sid for sid in self._sids(schema.meeting_transcript(m)) if sid.rpartition(".")[0] == p
+        ]
+        text += [
+            k.rpartition(":")[2]
+            for k in self._scan(schema.transcript(m, _glob(p) + ".*"))
+            if k.rpartition(":")[2] not in text
+        ]
+        fields = [f for f in self._fields(schema.meeting_manifest(m)) if f.rpartition("#")[0] == p]
+        outcomes = [
+            f for f in self._fields(schema.meeting_outcomes(m)) if f.rpartition(".")[0] == p
+        ]
+        events: builtins.list[bytes] = []
+        stream: Any = self.r.xrange(schema.meeting_captions(m))
+        for entry_id, body in stream:
+            who = as_str(body.get(b"participant", b"")) or as_str(body.get(b"sid", b""))
+            if who == p or who.rpartition(".")[0] == p:
+                events.append(entry_id)
+        own_keys = self.has_participant_keys(m, p)
+        pipe = self.r.pipeline(transaction=True)
+        if not keep_keys:
+            pipe.hdel(
+                schema.meeting_keys(m), key_slot(KeyUse.AUDIO, p), key_slot(KeyUse.TRANSCRIPT, p)
+            )
+            pipe.zadd(schema.SHREDS, {schema.shred_member(meeting.tenant_id, m): time.time()})
+        doomed = [schema.audio(m, s) for s in audio] + [schema.transcript(m, s) for s in text]
+        doomed += [schema.lease(m, s) for s in audio]
+        if doomed:
+            pipe.delete(*doomed)
+        if audio:
+            pipe.zrem(schema.meeting_audio(m), *audio)
+            pipe.zrem(schema.PENDING, *(schema.pending_member(m, s) for s in audio))
+        if text:
+            pipe.zrem(schema.meeting_transcript(m), *text)
+        if fields:
+            pipe.hdel(schema.meeting_manifest(m), *fields)
+        if outcomes:
+            pipe.hdel(schema.meeting_outcomes(m), *outcomes)
+        if events:
+            pipe.xdel(schema.meeting_captions(m), *events)
+        pipe.hdel(schema.meeting_interim(m), p)
+        pipe.hdel(schema.meeting_interim_text(m), p, f"{p}#e")
+        pipe.srem(schema.meeting_optout(m), p)
+        pipe.hdel(schema.meeting_subjects(m), p)
+        pipe.execute()
+        return len(audio), len(text), own_keys
+
+    def _sids(self, key: str) -> builtins.list[str]:
+        return [as_str(s) for s in self.r.zrange(key, 0, -1)]
+
+    def _fields(self, key: str) -> builtins.list[str]:
+        return [as_str(f) for f in self.r.hkeys(key)]
+
+    def _scan(self, pattern: str) -> builtins.list[str]:
+        return [as_str(k) for k in self.r.scan_iter(match=pattern, count=1000)]
+
     # -- keys.service.WrappedKeyStore ------------------------------------------------
 
     @redis_errors
@@ -251,8 +413,8 @@ class MeetingStore:
         out = []
         for raw_id in ids:
             mid = as_str(raw_id)
-            for use_raw, wrapped in self.r.hgetall(schema.meeting_keys(mid)).items():
-                context = KeyContext(tenant_id, mid, KeyUse(as_str(use_raw)))
+            for slot, wrapped in self.r.hgetall(schema.meeting_keys(mid)).items():
+                context = KeyContext.from_slot(tenant_id, mid, as_str(slot))
                 out.append((context, WrappedKey.from_str(as_str(wrapped))))
         return int(cursor), out
 
@@ -263,6 +425,11 @@ class MeetingStore:
         return bool(
             self._replace(
                 keys=[schema.meeting_keys(context.meeting_id)],
-                args=[context.use.value, old.to_str(), new.to_str()],
+                args=[context.slot, old.to_str(), new.to_str()],
             )
         )
+
+
+def _glob(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

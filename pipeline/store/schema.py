@@ -29,7 +29,18 @@ ss:sockets:tenant:{t}          zset    caption sockets open for the tenant,     
 ss:meeting:{m}                 hash    tenant, created, transcription, language,  none
                                        translate
 ss:meeting:{m}:optout          set     participant ids that opted out             none
-ss:meeting:{m}:keys            hash    audio / transcript -> wrapped data key     none
+ss:meeting:{m}:keys            hash    audio / transcript -> the meeting's        none
+                                       wrapped data keys (the sealed join URL;
+                                       content from before per-participant keys);
+                                       audio:{p} / transcript:{p} -> participant
+                                       p's own (made when capture first hears p)
+ss:meeting:{m}:manifest        hash    {p}#{n} -> record n of participant p's     none
+                                       manifest: "SEQ|EXPIRES|MAC" of a sealed
+                                       audio segment stored; {p}#n -> records
+ss:meeting:{m}:outcomes        hash    {p}.{seq} -> "STATE|EXPIRES|MAC": what     none
+                                       became of it (transcribed, purged:WHY)
+ss:meeting:{m}:subjects        hash    participant -> the subject id the tenant   none
+                                       attached (for erasure by subject)
 ss:meeting:{m}:audio           zset    pending audio segment ids, score = seq     none
 ss:audio:{m}:{segment}         string  sealed audio segment                       audio TTL
 ss:meeting:{m}:transcript      zset    transcript segment ids, score = start ms   none
@@ -172,6 +183,26 @@ def meeting_optout(meeting_id: str) -> str:
 
 def meeting_keys(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:keys"
+
+
+def meeting_manifest(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:manifest"
+
+
+def meeting_outcomes(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:outcomes"
+
+
+def meeting_subjects(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:subjects"
+
+
+def manifest_record(participant_id: str, n: int) -> str:
+    return f"{participant_id}#{n}"
+
+
+def manifest_count(participant_id: str) -> str:
+    return f"{participant_id}#n"
 
 
 def meeting_audio(meeting_id: str) -> str:

@@ -17,6 +17,21 @@ __all__ = ["CAPTION_HISTORY", "SegmentStore"]
 CAPTION_HISTORY = 10_000
 
 
+# Store a sealed audio segment and, atomically, record it in its participant's manifest as
+# record n, iff the manifest still has exactly n records. KEYS: audio, meeting audio, pending,
+# manifest. ARGV: sealed, ttl, sid, seq, pending member, now, count field, n, record field,
+# record.
+_PUT_RECORDED = """
+local n = tonumber(redis.call('HGET', KEYS[4], ARGV[7]) or '0')
+if n ~= tonumber(ARGV[8]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[9], ARGV[10], ARGV[7], n + 1)
+return 1
+"""
+
+
 class SegmentStore:
     def __init__(self, r: Redis, audio_ttl: int, transcript_ttl: int) -> None:
         self.r = r
@@ -26,6 +41,7 @@ class SegmentStore:
         self._release = r.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
         )
+        self._put_recorded = r.register_script(_PUT_RECORDED)
 
     @redis_errors
     def put_audio(self, segment: SealedSegment, ttl: int | None = None) -> str:
@@ -40,6 +56,73 @@ class SegmentStore:
         self.interims.drop_audio(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
         return sid
+
+    @redis_errors
+    def put_recorded(self, segment: SealedSegment, ttl: int, n: int, record: str) -> bool:
+        """Store a sealed audio segment and record it as record ``n`` of its participant's
+        manifest, in one step; False (nothing stored) if the manifest no longer has ``n``
+        records (another writer got there first: read :meth:`manifest_count` again)."""
+        sid, meeting_id = segment.segment_id, segment.meeting_id
+        participant = segment.participant_id
+        stored = self._put_recorded(
+            keys=[
+                schema.audio(meeting_id, sid),
+                schema.meeting_audio(meeting_id),
+                schema.PENDING,
+                schema.meeting_manifest(meeting_id),
+            ],
+            args=[
+                segment.sealed,
+                ttl,
+                sid,
+                segment.seq,
+                schema.pending_member(meeting_id, sid),
+                time.time(),
+                schema.manifest_count(participant),
+                n,
+                schema.manifest_record(participant, n),
+                record,
+            ],
+        )
+        if stored:
+            pipe = self.r.pipeline(transaction=True)
+            self.interims.drop_audio(pipe, meeting_id, participant, segment.seq)
+            pipe.execute()
+        return bool(stored)
+
+    @redis_errors
+    def manifest_count(self, meeting_id: str, participant_id: str) -> int:
+        raw = self.r.hget(
+            schema.meeting_manifest(meeting_id), schema.manifest_count(participant_id)
+        )
+        return int(raw or 0)
+
+    @redis_errors
+    def manifest(self, meeting_id: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The meeting's manifest records and outcome records, as stored (unchecked)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(schema.meeting_manifest(meeting_id))
+        pipe.hgetall(schema.meeting_outcomes(meeting_id))
+        records, outcomes = pipe.execute()
+        return (
+            {as_str(k): as_str(v) for k, v in records.items()},
+            {as_str(k): as_str(v) for k, v in outcomes.items()},
+        )
+
+    @redis_errors
+    def stored(self, meeting_id: str, sids: list[str]) -> tuple[set[str], set[str]]:
+        """Of ``sids``: those whose sealed audio is stored, and those whose sealed
+        transcript is (each key itself, not an index)."""
+        if not sids:
+            return set(), set()
+        pipe = self.r.pipeline(transaction=False)
+        for sid in sids:
+            pipe.exists(schema.audio(meeting_id, sid))
+            pipe.exists(schema.transcript(meeting_id, sid))
+        found = pipe.execute()
+        audio = {sid for sid, ok in zip(sids, found[0::2], strict=True) if ok}
+        text = {sid for sid, ok in zip(sids, found[1::2], strict=True) if ok}
+        return audio, text
 
     @redis_errors
     def get_audio(self, meeting_id: str, sid: str) -> SealedSegment | None:
@@ -140,11 +223,20 @@ class SegmentStore:
         return [as_str(s) for s in self.r.zrange(schema.meeting_audio(meeting_id), 0, -1)]
 
     @redis_errors
-    def complete(self, segment: SealedSegment, start_ms: int, ttl: int | None = None) -> None:
+    def complete(
+        self,
+        segment: SealedSegment,
+        start_ms: int,
+        ttl: int | None = None,
+        outcome: str | None = None,
+    ) -> None:
         """Store a sealed transcript and delete its audio, in one transaction: there is
-        never a moment with both gone or (for a redelivered task) two transcripts."""
+        never a moment with both gone or (for a redelivered task) two transcripts. With
+        ``outcome``, the segment's manifest outcome record is written in it too."""
         sid = segment.segment_id
         pipe = self.r.pipeline(transaction=True)
+        if outcome is not None:
+            pipe.hset(schema.meeting_outcomes(segment.meeting_id), sid, outcome)
         pipe.set(
             schema.transcript(segment.meeting_id, sid),
             segment.sealed,
@@ -174,6 +266,11 @@ class SegmentStore:
         """The meeting's sealed transcript segments, ordered by start time."""
         sids = [as_str(s) for s in self.r.zrange(schema.meeting_transcript(meeting_id), 0, -1)]
         return self.transcript_segments(meeting_id, sids)
+
+    @redis_errors
+    def transcript_ids(self, meeting_id: str) -> list[str]:
+        """The ids of the meeting's transcript segments, by start time (the index only)."""
+        return [as_str(s) for s in self.r.zrange(schema.meeting_transcript(meeting_id), 0, -1)]
 
     @redis_errors
     def transcript_segments(self, meeting_id: str, sids: list[str]) -> list[SealedSegment]:

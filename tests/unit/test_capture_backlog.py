@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from keys.types import DataKey
+from pipeline.capture import sealer as sealer_module
 from pipeline.capture import sink as sink_module
 from pipeline.capture.sealer import Sealer
 from pipeline.capture.sink import Sink
@@ -72,7 +73,9 @@ def fake_capture(
     )
     policy: Any = Policy()
     sealer = Sealer(rt, policy, Sink(rt, policy, wait_for_room=wait_for_room))
-    sealer._key = DataKey.generate()
+    key = DataKey.generate()  # fetching it needs Redis and the key provider: tested elsewhere
+    monkeypatch.setattr(sealer_module, "sealing_key", lambda rt, meeting, participant: key)
+    sealer.sink.manifest_key = lambda participant: None  # manifests: tests/integration
     return store, enqueued, sealer
 
 

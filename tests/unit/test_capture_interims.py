@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from keys.types import DataKey
+from pipeline.capture import sealer as sealer_module
 from pipeline.capture import sink as sink_module
 from pipeline.capture.sealer import Sealer
 from pipeline.capture.sink import Sink
@@ -93,7 +94,9 @@ def capture(
     )
     policy: Any = Policy()
     sealer = Sealer(rt, policy, Sink(rt, policy))
-    sealer._key = DataKey.generate()
+    key = DataKey.generate()  # fetching it needs Redis and the key provider: tested elsewhere
+    monkeypatch.setattr(sealer_module, "sealing_key", lambda rt, meeting, participant: key)
+    sealer.sink.manifest_key = lambda participant: None  # manifests: tests/integration
     return store, log, sealer
 
 
@@ -139,8 +142,8 @@ def test_interims_go_after_the_finals_and_only_the_newest_of_each(
     assert (stats.interims_sealed, stats.interims_stored, stats.interims_dropped) == (4, 2, 2)
     # what was written is the interim audio, sealed as its own kind, at its utterance
     part, sealed = store.slots["ann"]
-    assert sealer._key is not None
-    opened = open_interim_audio(sealer._key, "t_test", sealed)
+    assert "ann" in sealer._keys
+    opened = open_interim_audio(sealer._keys["ann"], "t_test", sealed)
     assert (part, opened.part, opened.seq, opened.pcm) == (3, 3, 5000, PCM)
 
 

@@ -67,7 +67,7 @@ def test_no_other_purpose_exists(ring: LocalKeyring) -> None:
     wrapped = ring.wrap(T, DataKey.generate(), CTX, Purpose.TRANSCRIBE)
     with pytest.raises(ValueError):
         ring.unwrap(T, wrapped, CTX, "training")  # type: ignore[arg-type]
-    assert {p.value for p in Purpose} == {"transcribe", "deliver", "rewrap"}
+    assert {p.value for p in Purpose} == {"transcribe", "verify", "deliver", "rewrap"}
 
 
 def test_rotate_rewrap_retire(ring: LocalKeyring) -> None:
