@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from keys.errors import InvalidKeyInput, KeyConflict, KeysError
+from keys.errors import InvalidKeyInput, KeyConflict
 from keys.types import encode_fields
 
 __all__ = [
@@ -239,10 +239,10 @@ class AuditLog:
             return entry
         try:
             tag = self.authenticator.mac(entry.tenant, entry.mac_input())
-        except KeysError:
-            # The provider cannot MAC right now (KMS unreachable, key deleted): the entry is
-            # still written, unkeyed, and verify names it, since a key use must never go
-            # unrecorded.
+        except Exception:  # noqa: BLE001 - whatever stops the MAC, the entry is written
+            # The provider cannot MAC right now (KMS unreachable, key or tenant deleted):
+            # the entry is still written, unkeyed, and verify names it, since a key use must
+            # never go unrecorded.
             return entry
         return _replace(entry, mac=tag)
 
@@ -403,15 +403,14 @@ def _check_macs(
             f"{unchecked} MACs are under retired key versions and were checked through "
             "the newer entries that cover them"
         )
-    newest = next((e for e in reversed(entries) if e is not None), None)
     if newest_checked is None:
-        if keyed:
+        if keyed and not any(v is False for v in verdicts):
             problems.append(
                 "no MAC in the chain can be checked with the tenant's live key versions: "
                 "the chain was cut back to before a key rotation"
             )
         return 0
-    if newest is not None and newest.mac and newest.seq != newest_checked.seq:
+    if verdicts and verdicts[-1] is None:
         problems.append(
             f"the newest entries' MACs (after entry {newest_checked.seq}) are under retired "
             "key versions: the chain was cut back to before a key rotation, or rewritten"

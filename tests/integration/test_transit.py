@@ -333,3 +333,33 @@ def test_transit_configuration_errors_are_precise() -> None:
         TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": "kms:8200"})
     with pytest.raises(InvalidKeyInput, match="AppRole"):
         TransitConfig.from_env({"SEALSCRIBE_TRANSIT_ADDR": "http://127.0.0.1:1"})
+
+
+def test_the_audit_chain_is_macd_by_transit_and_survives_retirement(trt: Runtime) -> None:
+    """Each entry carries a Transit HMAC on the tenant's key; after rotation and retirement
+    the old MACs cannot be checked, but the newest one covers the chain; a rewritten entry
+    (hashes recomputed, MACs kept) is named."""
+    tenant, _ = services.create_tenant(trt, "Hmac")
+    m = services.create_meeting(trt, tenant.id)
+    for _ in range(3):
+        services.data_key(trt, m, KeyUse.AUDIO, Purpose.DELIVER)
+    entries = services.audit_show(trt, tenant.id, limit=100)
+    assert entries and all(e.mac.startswith("transit:v1:") for e in entries)
+    report = services.audit_verify(trt, tenant.id)
+    assert report.ok and report.authenticated == len(entries), report
+    head = services.audit_head(trt, tenant.id)
+
+    version = services.rotate_keys(trt, tenant.id).primary_version
+    services.retire_keys(trt, tenant.id, version)
+    report = services.audit_verify(trt, tenant.id, since=head)
+    assert report.ok, report.problems
+    assert any("retired" in note for note in report.notes), report.notes
+    assert services.audit_show(trt, tenant.id, limit=1000)[-1].mac.startswith(f"transit:v{version}:")
+
+    # A forged MAC (the entry's own, under another input) is refused by the KMS check.
+    [bad] = trt.keys.provider.check_macs(tenant.id, [(b"something else", entries[-1].mac)])
+    newest = services.audit_show(trt, tenant.id, limit=1000)[-1]
+    [good, forged] = trt.keys.provider.check_macs(
+        tenant.id, [(newest.mac_input(), newest.mac), (b"x", newest.mac)]
+    )
+    assert (good, forged) == (True, False) and bad is None  # v1 is retired: uncheckable
