@@ -25,6 +25,7 @@
     seen: new Set(), // participant names heard in the selected meeting
     auditPage: null, // null: the newest page
     auditShown: 0, // the page on screen
+    head: null, // the audit chain's head, as GET /v1/audit/head last returned it
     busy: new WeakSet(),
   };
 
@@ -196,6 +197,17 @@
       `${p.transcript_segments} sealed transcript segments, ${p.audio_pending} sealed audio waiting`;
     $("privacy-interims").textContent = `${p.interims_transcribed} transcribed; purged ` +
       `untranscribed: ${counts(p.interims_purged)} (${p.interims_note})`;
+    // the manifests: every sealed segment accounted for, or each missing one named
+    const complete = $("privacy-complete");
+    complete.textContent = p.complete ? "complete" : "incomplete";
+    complete.className = p.complete ? "" : "bad";
+    showProblems($("privacy-missing"), p.missing);
+  }
+
+  // a list of problems the API named, one item each (as text), hidden when there are none
+  function showProblems(list, problems) {
+    list.replaceChildren(...problems.map((text) => el("li", String(text))));
+    list.hidden = problems.length === 0;
   }
 
   function logout() {
@@ -205,6 +217,12 @@
     state.tenant = null;
     state.meetings = [];
     state.auditPage = null;
+    state.head = null;
+    showHead(null);
+    $("head-file").value = "";
+    $("head-verify").textContent = "no saved head checked yet";
+    $("head-verify").className = "verify";
+    showProblems($("head-problems"), []);
     $("meeting-list").replaceChildren();
     $("audit-table").tBodies[0].replaceChildren();
     $("tokens-table").tBodies[0].replaceChildren();
@@ -854,6 +872,88 @@
     $("audit-next").disabled = page >= pages - 1;
     state.auditPage = page >= pages - 1 ? null : page; // on the newest page, stay there
     state.auditShown = page;
+    await loadHead();
+  }
+
+  // ---- the audit head: kept by the customer, outside sealscribe -------------------------
+
+  async function loadHead() {
+    let head = null;
+    try {
+      head = await api("GET", "/v1/audit/head");
+    } catch (err) {
+      if (err.status !== 409) throw err; // 409: the chain has no entries yet
+    }
+    state.head = head;
+    showHead(head);
+    return head;
+  }
+
+  function showHead(h) {
+    $("head-entry").textContent = h ? String(h.count - 1) : (state.token ? "no entries yet" : "–");
+    $("head-at").textContent = h ? when(h.at) : "–";
+    $("head-hash").textContent = h ? `${String(h.hash).slice(0, 16)}…` : "–";
+    $("head-hash").title = h ? String(h.hash) : "";
+    const mac = $("head-mac");
+    mac.textContent = h ? (h.mac ? "yes, keyed with your tenant key" : "no (an unkeyed entry)") : "–";
+    $("head-download").disabled = !h;
+  }
+
+  // the head as a JSON file (a Blob: nothing else to fetch); it holds no secret
+  async function downloadHead() {
+    const h = await loadHead(); // the newest, as shown
+    if (!h) throw new ApiError(0, "the audit chain has no entries yet: there is no head to keep");
+    const blob = new Blob([`${JSON.stringify(h, null, 2)}\n`], { type: "application/json" });
+    const href = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = href;
+    a.download = `audit-head-${h.tenant}-${h.count}.json`;
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 30000);
+    notify(`Audit head (entry ${h.count - 1}) downloaded: keep it outside sealscribe.`);
+  }
+
+  async function verifyHead() {
+    const input = $("head-file");
+    const file = input.files && input.files[0];
+    if (!file) return;
+    const result = $("head-verify");
+    let since;
+    try {
+      since = JSON.parse(await file.text());
+    } catch (_) {
+      throw new ApiError(0, `${file.name} is not a saved audit head (not JSON)`);
+    } finally {
+      input.value = ""; // choosing the same file again checks again
+    }
+    if (since === null || typeof since !== "object" || Array.isArray(since)) {
+      throw new ApiError(0, `${file.name} is not a saved audit head`);
+    }
+    result.textContent = `checking ${file.name}…`;
+    result.className = "verify";
+    showProblems($("head-problems"), []);
+    let v;
+    try {
+      v = await api("POST", "/v1/audit/verify", { since });
+    } catch (err) {
+      result.textContent = `not checked: ${err.message}`;
+      throw err;
+    }
+    const entries = plural(v.entries, "entry", "entries");
+    if (v.ok) {
+      result.textContent = `ok: the chain (${entries}) still extends the saved head ` +
+        `(entry ${v.since - 1}) and verifies.`;
+      result.className = "verify ok";
+    } else {
+      result.textContent = `NOT ok against the saved head (${entries}): ` +
+        `${plural(v.problems.length, "problem", "problems")}`;
+      result.className = "verify bad";
+    }
+    showProblems($("head-problems"), v.problems);
+    notify(`${file.name} checked against the audit chain: ${v.ok ? "ok" : "problems found"}.`);
   }
 
   function auditStep(delta) {
@@ -914,6 +1014,8 @@
     on("revoke-form", "submit", revoke);
     $("revoke-confirm").addEventListener("input", () => { $("revoke").disabled = !revokeReady(); });
     on("audit-refresh", "click", loadAudit);
+    on("head-download", "click", downloadHead);
+    on("head-file", "change", verifyHead);
     on("token-form", "submit", createToken);
     on("tokens-refresh", "click", loadTokens);
     on("webhook-form", "submit", addWebhook);
