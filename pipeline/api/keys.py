@@ -3,8 +3,7 @@ verify)."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -212,27 +211,47 @@ class ErasureIn(StrictBody):
     confirm: str = Field(description='must be "erase": erasure is irreversible')
 
 
+class ErasedFromIO(StrictBody):
+    meeting: str = Field(max_length=64)
+    participant: str = Field(max_length=64)
+    audio_segments: int = Field(ge=0)
+    transcript_segments: int = Field(ge=0)
+    keys_shredded: bool
+
+
+class ReceiptIO(StrictBody):
+    """An erasure receipt, as ``POST /v1/participants/erase`` returned it."""
+
+    tenant: str = Field(max_length=64)
+    subject: str = Field(pattern=r"^(name|subject):.{1,128}$")
+    erased_at: float
+    meetings: list[ErasedFromIO] = Field(max_length=100_000)
+    key_version: int | None = Field(ge=1)
+    audit_head: HeadIO | None
+    mac: str = Field(pattern=r"^$|^[a-z][a-z0-9_-]*:v[1-9][0-9]*:[A-Za-z0-9+/=]{1,400}$")
+
+
 class ReceiptCheck(BaseModel):
     ok: bool
     problems: list[str]
+    notes: list[str] = []
 
 
 @router.post("/participants/erase", responses=problem_responses(400, 403))
-def erase_participant(body: ErasureIn, tenant: Admin, rt: RuntimeDep) -> dict[str, Any]:
+def erase_participant(body: ErasureIn, tenant: Admin, rt: RuntimeDep) -> ReceiptIO:
     """Erase one person from every meeting: their data keys destroyed, their content
     deleted, the tenant key rotated and retired; everyone else's content stays readable.
     Returns the erasure receipt (keep it; POST it to ``/v1/audit/receipts/verify``)."""
     if body.confirm != "erase":
         raise InvalidInput('erasure is irreversible: send confirm = "erase"')
     receipt = rights.erase_participant(rt, tenant.id, body.name, body.subject)
-    doc: dict[str, Any] = json.loads(receipt.to_json())
-    return doc
+    return ReceiptIO.model_validate_json(receipt.to_json())
 
 
 @router.post("/audit/receipts/verify", responses=problem_responses(400))
-def verify_receipt(receipt: dict[str, Any], tenant: Admin, rt: RuntimeDep) -> ReceiptCheck:
+def verify_receipt(receipt: ReceiptIO, tenant: Admin, rt: RuntimeDep) -> ReceiptCheck:
     """Check an erasure receipt: its MAC with your key, and the audit chain's record of it."""
-    if receipt.get("tenant") != tenant.id:
+    if receipt.tenant != tenant.id:
         raise InvalidInput("this receipt is not of your tenant")
-    r = rights.verify_receipt(rt, json.dumps(receipt))
-    return ReceiptCheck(ok=r.ok, problems=list(r.problems))
+    r = rights.verify_receipt(rt, receipt.model_dump_json())
+    return ReceiptCheck(ok=r.ok, problems=list(r.problems), notes=list(r.notes))

@@ -38,6 +38,7 @@ from pipeline.api.problems import MAX_JSON_BYTES
 from pipeline.capture.ice import configure_ice, rtc_configuration
 from pipeline.capture.whip import MAX_OFFER_BYTES
 from pipeline.config import Settings
+from pipeline.datakeys import sealing_key
 from pipeline.egress import EgressPolicy
 from pipeline.models import TranscriptSegment
 from pipeline.queue import use_broker
@@ -367,6 +368,20 @@ def valid_request(route: Route, tenant_id: str) -> dict[str, Any]:
         ("POST", TOKENS): {"scopes": ["read"]},
         ("POST", WEBHOOKS): {"url": "http://127.0.0.1:9/hook"},
         ("POST", WEBHOOK + "/replay"): {"message_id": None},
+        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/subject"): {
+            "subject": "crm-1"
+        },
+        ("POST", "/v1/audit/verify"): {},
+        ("POST", "/v1/participants/erase"): {"name": "nobody", "confirm": "erase"},
+        ("POST", "/v1/audit/receipts/verify"): {
+            "tenant": tenant_id,
+            "subject": "name:nobody",
+            "erased_at": 0,
+            "meetings": [],
+            "key_version": None,
+            "audit_head": None,
+            "mac": "",
+        },
     }
     if route == WHIP:
         return {
@@ -905,7 +920,14 @@ def test_audit_show_and_verify(api: Api, a: T) -> None:
     assert page["entries"] == entries[2:5]
     assert api("GET", "/v1/audit", a.token, params={"offset": 10**6}).json()["entries"] == []
     verdict = api("GET", "/v1/audit/verify", a.token).json()
-    assert verdict == {"ok": True, "entries": len(entries), "problems": []}
+    assert verdict == {
+        "ok": True,
+        "entries": len(entries),
+        "problems": [],
+        "authenticated": len(entries),
+        "since": None,
+        "notes": [],
+    }
     for params in (
         {"limit": 0},
         {"limit": 1001},
@@ -914,6 +936,80 @@ def test_audit_show_and_verify(api: Api, a: T) -> None:
         {"offset": "1.5"},
     ):
         assert_problem(api("GET", "/v1/audit", a.token, params=params), 422, "validation")
+
+
+def store_own_transcript(rt: Runtime, meeting_id: str, participant: str, text: str) -> None:
+    """A transcript segment sealed with the participant's own key, as capture and the
+    worker seal one (no manifest record: that needs the capture path)."""
+    m = rt.store.meetings.get(meeting_id)
+    sealing_key(rt, m, participant)
+    key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE, participant)
+    segment = TranscriptSegment(participant, 0, 0, 1500, text, language="en")
+    rt.store.segments.complete(seal_transcript(key, m.tenant_id, m.id, segment), 0)
+
+
+@covers(
+    "GET /v1/audit/head",
+    "POST /v1/audit/verify",
+    "GET /v1/meetings/{meeting_id}/verify",
+    "PUT /v1/meetings/{meeting_id}/participants/{participant}/subject",
+    "POST /v1/participants/erase",
+    "POST /v1/audit/receipts/verify",
+)
+def test_heads_meeting_verification_and_erasure(api: Api, app_rt: Runtime, a: T) -> None:
+    m = meeting(api, a, transcription=True)
+    path = {"meeting_id": m, "participant": "alice"}
+    store_own_transcript(app_rt, m, "alice", "alice said this")
+    store_own_transcript(app_rt, m, "bob", "bob said that")
+    tagged = api(
+        "PUT",
+        "/v1/meetings/{meeting_id}/participants/{participant}/subject",
+        a.token,
+        path=path,
+        json={"subject": "crm-7"},
+    )
+    assert tagged.status_code == 200 and tagged.json()["id"] == m
+
+    head = api("GET", "/v1/audit/head", a.token).json()
+    assert head["tenant"] == a.id and head["count"] >= 6 and head["mac"].startswith("local:v1:")
+    assert api("POST", "/v1/audit/verify", a.token, json={}).json()["ok"] is True
+    verdict = api("POST", "/v1/audit/verify", a.token, json={"since": head}).json()
+    assert verdict["ok"] is True and verdict["since"] == head["count"]
+    assert verdict["authenticated"] == verdict["entries"]
+
+    checked = api("GET", "/v1/meetings/{meeting_id}/verify", a.token, path=path).json()
+    assert checked["complete"] is True and checked["missing"] == []
+    assert [p["participant"] for p in checked["participants"]] == ["alice", "bob"]
+    assert checked["notes"] == [
+        "2 transcript segments are from before manifests (not recorded in one)"
+    ]
+
+    for bad in (
+        {"name": "alice", "subject": "crm-7", "confirm": "erase"},
+        {"subject": "crm-7"},
+        {"name": "alice", "confirm": "yes"},
+    ):
+        assert_problem(
+            api("POST", "/v1/participants/erase", a.token, json=bad),
+            400 if "confirm" in bad else 422,
+        )
+    receipt = api(
+        "POST", "/v1/participants/erase", a.token, json={"subject": "crm-7", "confirm": "erase"}
+    ).json()
+    assert receipt["subject"] == "subject:crm-7" and receipt["mac"].startswith("local:v1:")
+    assert [
+        (e["meeting"], e["participant"], e["transcript_segments"], e["keys_shredded"])
+        for e in receipt["meetings"]
+    ] == [(m, "alice", 1, True)]
+    text = api("GET", "/v1/meetings/{meeting_id}/transcript", a.token, path=path).text
+    assert "bob said that" in text and "alice" not in text
+    ok = api("POST", "/v1/audit/receipts/verify", a.token, json=receipt).json()
+    assert ok == {"ok": True, "problems": [], "notes": []}
+    forged = {**receipt, "subject": "subject:crm-8"}
+    assert api("POST", "/v1/audit/receipts/verify", a.token, json=forged).json()["ok"] is False
+    assert_problem(api("POST", "/v1/audit/receipts/verify", a.token, json={"tenant": a.id}), 422)
+    bad_head = {"since": {**head, "count": 0}}
+    assert_problem(api("POST", "/v1/audit/verify", a.token, json=bad_head), 422, "validation")
 
 
 @covers("GET /healthz")
@@ -1142,6 +1238,10 @@ VIEWS_CHECKED_FOR_ISOLATION: list[Route] = [
     ("POST", "/v1/keys/revoke"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/audit/head"),
+    ("POST", "/v1/audit/verify"),
+    ("POST", "/v1/participants/erase"),
+    ("POST", "/v1/audit/receipts/verify"),
     ("GET", TOKENS),
     ("POST", TOKENS),
     ("DELETE", TOKEN),
@@ -1231,6 +1331,8 @@ def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime, a
         api("GET", "/v1/keys", b.token),
         api("GET", "/v1/audit", b.token, params={"limit": 1000}),
         api("GET", "/v1/audit/verify", b.token),
+        api("GET", "/v1/audit/head", b.token),
+        api("POST", "/v1/audit/verify", b.token, json={}),
     ]
     for r in views:
         clean(r)
@@ -1242,6 +1344,18 @@ def test_another_tenants_views_hold_nothing_of_ours(api: Api, app_rt: Runtime, a
         for name in zf.namelist():
             assert not any(s in name for s in secrets)
             assert not any(s.encode() in zf.read(name) for s in secrets), name
+
+    # B's erasure of "alice" finds nobody of A's; A's receipt is not B's to check
+    erased = api(
+        "POST", "/v1/participants/erase", b.token, json={"name": "alice", "confirm": "erase"}
+    )
+    clean(erased)
+    assert_problem(erased, 404, "not-found")
+    a_head = api("GET", "/v1/audit/head", a.token).json()
+    r = api("POST", "/v1/audit/verify", b.token, json={"since": a_head})
+    assert r.json()["ok"] is False and "belongs to tenant" in r.json()["problems"][0]
+    foreign = valid_request(("POST", "/v1/audit/receipts/verify"), a.id)["json"]
+    assert_problem(api("POST", "/v1/audit/receipts/verify", b.token, json=foreign), 400)
 
     # B cannot see, revoke or rotate A's tokens
     a_tokens = api("GET", TOKENS, a.token).json()
@@ -1312,6 +1426,14 @@ def test_no_valid_token_no_access(route: Route, api: Api, a: T) -> None:
 # -- bodies that are wrong ------------------------------------------------------------------
 
 
+#: fields where any text is well formed: an unknown name is not found, a new subject id is
+#: taken (neither is echoed)
+FREE_TEXT: dict[tuple[Route, str], set[int]] = {
+    (("POST", "/v1/participants/erase"), "name"): {404},
+    (("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/subject"), "subject"): {200},
+}
+
+
 @pytest.mark.parametrize("route", JSON_BODY, ids=ids(JSON_BODY))
 def test_bad_bodies_are_refused_without_echo(route: Route, api: Api, a: T) -> None:
     m = meeting(api, a)
@@ -1327,11 +1449,20 @@ def test_bad_bodies_are_refused_without_echo(route: Route, api: Api, a: T) -> No
         ({"content": b"\xff\xfe" + CANARY.encode(), "headers": hdr}, {400, 422}),
         ({"content": json.dumps(valid), "headers": {"Content-Type": "text/plain"}}, {422}),
     ]
-    cases += [({"json": {**valid, field: CANARY}}, {400, 422}) for field in valid]
+    cases += [
+        (
+            {"json": {**valid, field: CANARY}},
+            FREE_TEXT.get((route, field), {400, 422}),
+        )
+        for field in valid
+    ]
     cases += [({"json": {**valid, field: [CANARY]}}, {422}) for field in valid]
     for kwargs, statuses in cases:
         r = api(method, template, a.token, path=path_for(m), **kwargs)
         assert r.status_code in statuses, (kwargs, r.text)
+        assert CANARY not in r.text
+        if r.status_code < 300:
+            continue
         problem = assert_problem(r, r.status_code)
         if r.status_code == 422:
             assert problem["errors"] and all({"loc", "msg"} == set(e) for e in problem["errors"])

@@ -259,7 +259,7 @@ def test_an_edited_erasure_receipt_fails_verification(deployment: Deployment) ->
         ("Carol", 1)
     ]
     check = api.ok("POST", "/v1/audit/receipts/verify", json=receipt)
-    assert check == {"ok": True, "problems": []}
+    assert check == {"ok": True, "problems": [], "notes": []}
     edited = json.loads(json.dumps(receipt))
     edited["meetings"][0]["transcript_segments"] = 0  # "there was nothing of hers"
     check = api.ok("POST", "/v1/audit/receipts/verify", json=edited)
