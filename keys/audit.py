@@ -239,7 +239,7 @@ class AuditLog:
             return entry
         try:
             tag = self.authenticator.mac(entry.tenant, entry.mac_input())
-        except Exception:  # noqa: BLE001 - whatever stops the MAC, the entry is written
+        except Exception:
             # The provider cannot MAC right now (KMS unreachable, key or tenant deleted):
             # the entry is still written, unkeyed, and verify names it, since a key use must
             # never go unrecorded.

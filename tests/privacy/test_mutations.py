@@ -53,9 +53,7 @@ MUTATIONS: dict[str, tuple[str, ...]] = {
     ),
     "audit-unkeyed": ("test_records.py::test_a_rewrite_with_recomputed_hashes_is_named",),
     "audit-ignores-head": ("test_records.py::test_a_truncation_is_named_against_a_saved_head",),
-    "no-manifest": (
-        "test_records.py::test_a_deleted_segment_and_a_deleted_transcript_are_named",
-    ),
+    "no-manifest": ("test_records.py::test_a_deleted_segment_and_a_deleted_transcript_are_named",),
     "erase-keeps-keys": (
         "test_records.py::"
         "test_a_participant_erased_across_three_meetings_is_unreadable_even_from_a_backup",
