@@ -45,7 +45,7 @@ class _Chain:
         self.r, self.tenant_id = r, tenant_id
         self.key, self.head_key = schema.audit(tenant_id), schema.audit_head(tenant_id)
         self.saved = [as_str(e) for e in r.lrange(self.key, 0, -1)]
-        self.saved_head = {as_str(k): as_str(v) for k, v in r.hgetall(self.head_key).items()}
+        self.saved_head: dict[Any, Any] = dict(r.hgetall(self.head_key))
 
     def put(self, rows: list[str]) -> None:
         last = AuditEntry.from_json(rows[-1]).hash
