@@ -148,15 +148,17 @@ class AuditHead:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> AuditHead:
+        """A head as ``audit head`` writes it, or as the ``audit.head`` webhook sends it (its
+        ``data``, with ``tenant_id`` and no ``taken``)."""
         try:
             doc = json.loads(raw)
             head = cls(
-                tenant=str(doc["tenant"]),
+                tenant=str(doc["tenant"] if "tenant" in doc else doc["tenant_id"]),
                 count=int(doc["count"]),
                 hash=str(doc["hash"]),
                 mac=str(doc["mac"]),
                 at=float(doc["at"]),
-                taken=float(doc["taken"]),
+                taken=float(doc.get("taken", doc["at"])),
             )
         except (ValueError, TypeError, KeyError):
             raise InvalidKeyInput(

@@ -522,14 +522,18 @@ def segments_settled(rt: Runtime, meeting_ids: Iterable[str]) -> None:
 
 
 def audit_heads(rt: Runtime) -> int:
-    """Send every tenant that wants it its audit log's head (count and hash of the last
-    entry), so the customer keeps heads outside sealscribe; returns how many tenants."""
+    """Send every tenant that wants it its audit chain's head (count, hash, MAC and time of
+    the newest entry: the event's ``data`` is itself a head ``audit verify --since`` takes),
+    so the customer keeps heads outside sealscribe; returns how many tenants."""
     sent = 0
     for tenant in rt.store.tenants.list():
         if not any(
             not e.disabled and e.wants("audit.head") for e in rt.store.webhooks.list(tenant.id)
         ):
             continue
-        count, last = rt.store.audit.audit_head(tenant.id)
-        sent += bool(emit(rt, tenant.id, "audit.head", {"count": count, "hash": last or ""}))
+        head = rt.keys.audit.head(tenant.id)
+        data: dict[str, Any] = {"count": 0, "hash": "", "mac": "", "at": 0.0}
+        if head is not None:
+            data = {"count": head.count, "hash": head.hash, "mac": head.mac, "at": head.at}
+        sent += bool(emit(rt, tenant.id, "audit.head", data))
     return sent

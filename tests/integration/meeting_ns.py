@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.audio.decode import decode_file
+from pipeline.datakeys import ParticipantKeys
 from pipeline.models import AudioSegment, BotState, BotStatus, Meeting, TranscriptSegment
 from pipeline.publish import PcmTrack
 from pipeline.runtime import Runtime
@@ -157,7 +158,7 @@ class SealedAudio:
 
     def __init__(self, rt: Runtime, meeting: Meeting) -> None:
         self.rt, self.meeting = rt, meeting
-        self.key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+        self._keys = ParticipantKeys(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
 
     def segments(self) -> list[AudioSegment]:
         out = []
@@ -165,7 +166,7 @@ class SealedAudio:
             sealed = self.rt.store.segments.get_audio(self.meeting.id, sid)
             if sealed is None:
                 continue
-            segment = open_audio(self.key, self.meeting.tenant_id, sealed)
+            segment = open_audio(self._keys(sealed.participant_id), self.meeting.tenant_id, sealed)
             middle = len(segment.pcm) // 2 // 2 * 2
             assert segment.pcm[middle : middle + 64] not in sealed.sealed  # no samples in clear
             out.append(segment)

@@ -23,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
+from keys.audit import AuditHead
 from pipeline import egress, services
 from pipeline.api.app import create_app
 from pipeline.config import get_settings
@@ -384,5 +385,8 @@ def test_audit_heads_go_to_the_tenants_that_want_them(rt: Runtime) -> None:
     assert [k["type"] for k in kept] == ["audit.head"]
     assert not rt.store.redis.hvals(f"ss:webhook:{not_wanted.id}:msgs")
     count, last = rt.store.audit.audit_head(wants.id)
-    assert kept[0]["data"] == {"tenant_id": wants.id, "count": count, "hash": last}
-    assert services.audit_verify(rt, wants.id).ok
+    data = kept[0]["data"]
+    assert (data["tenant_id"], data["count"], data["hash"]) == (wants.id, count, last)
+    assert data["mac"].startswith("local:v1:")
+    # the event's data is a head `audit verify --since` takes
+    assert services.audit_verify(rt, wants.id, AuditHead.from_json(json.dumps(data))).ok

@@ -14,6 +14,7 @@ import pytest
 from keys.types import KeyUse, Purpose
 from pipeline import services
 from pipeline.audio.decode import decode_file
+from pipeline.datakeys import ParticipantKeys
 from pipeline.publish import PcmTrack, WhipPublisher
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
@@ -70,7 +71,7 @@ def test_whip_seals_each_utterance_at_capture(rt: Runtime, tenant: tuple[str, st
     asyncio.run(main())
     sids = stored(rt, meeting.id)
     assert sids and all(s.startswith("Alice Example.") for s in sids)
-    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE, "Alice Example")
     total = 0
     for sid in sids:
         sealed = rt.store.segments.get_audio(meeting.id, sid)
@@ -136,13 +137,13 @@ def test_switching_off_mid_call_takes_effect_within_a_second(
 
     off_at = asyncio.run(main())
     off_ms = int((off_at - meeting.created) * 1000)
-    key = services.data_key(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
+    keys = ParticipantKeys(rt, meeting, KeyUse.AUDIO, Purpose.TRANSCRIBE)
     sids = stored(rt, meeting.id)
     assert sids, "speech before the switch was captured"
     for sid in sids:
         sealed = rt.store.segments.get_audio(meeting.id, sid)
         assert sealed is not None
-        seg = open_audio(key, tenant_id, sealed)
+        seg = open_audio(keys(sealed.participant_id), tenant_id, sealed)
         end_ms = seg.start_ms + len(seg.pcm) // 32
         assert end_ms <= off_ms + 1000, f"audio {end_ms - off_ms} ms after the switch"
 

@@ -224,16 +224,20 @@ def test_transcript_export_formats(rt: Runtime, tenant: str, worker: WorkerProce
         for fmt in ("txt", "srt", "vtt", "json")
     }
     assert all(r.exit_code == 0 for r in out.values()), {k: r.output for k, r in out.items()}
-    assert out["vtt"].output.startswith("WEBVTT\n\n00:00:00.")
-    assert "<v file>And so" in out["vtt"].output
-    assert re.search(r"^1\n00:00:0\d,\d{3} --> 00:00:1\d,\d{3}\nfile: And so", out["srt"].output)
-    assert out["txt"].output.startswith("[00:00:00] file: And so")
-    doc = json.loads(out["json"].output)
+    assert out["vtt"].stdout.startswith("WEBVTT\n\n00:00:00.")
+    assert "<v file>And so" in out["vtt"].stdout
+    assert re.search(r"^1\n00:00:0\d,\d{3} --> 00:00:1\d,\d{3}\nfile: And so", out["srt"].stdout)
+    assert out["txt"].stdout.startswith("[00:00:00] file: And so")
+    doc = json.loads(out["json"].stdout)
     assert doc[0]["speaker"] == "file" and doc[0]["words"][0]["word"].strip() == "And"
-    # Delivery is audited with its purpose.
-    assert [e.purpose for e in services.audit_show(rt, tenant, limit=1000) if e.action == "unwrap"][
-        -1
-    ] == Purpose.DELIVER.value
+    # stderr says whether the transcript is complete (the meeting's manifest)
+    assert all("transcript complete" in r.stderr for r in out.values())
+    # Delivery is audited with its purpose, and so is the manifest check (no content opened).
+    unwraps = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "unwrap"]
+    assert [(e.purpose, e.participant) for e in unwraps[-2:]] == [
+        (Purpose.DELIVER.value, "file"),
+        (Purpose.VERIFY.value, "file"),
+    ]
     key_use = services.data_key(rt, job.meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
     assert key_use is not None
 
