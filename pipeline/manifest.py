@@ -20,12 +20,10 @@ live only and are not in the manifest.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 
-from keys import _primitives
-from keys.types import DataKey, encode_fields
+from keys.macs import mac_fields, mac_fields_valid, subkey
+from keys.types import DataKey
 
 __all__ = [
     "TRANSCRIBED",
@@ -43,20 +41,7 @@ TRANSCRIBED = "transcribed"
 
 def manifest_key(audio_key: DataKey, tenant_id: str, meeting_id: str, participant_id: str) -> bytes:
     """The participant's manifest MAC key: a subkey of their audio data key."""
-    info = encode_fields(b"sealscribe.manifest.v1", tenant_id, meeting_id, participant_id)
-    return _primitives.derive_key(audio_key.material, info)
-
-
-def _mac(key: bytes, *fields: str | int) -> str:
-    return base64.b64encode(_primitives.hmac_sha256(key, encode_fields(*fields))).decode()
-
-
-def _good(key: bytes, mac: str, *fields: str | int) -> bool:
-    try:
-        tag = base64.b64decode(mac, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return _primitives.equal(tag, _primitives.hmac_sha256(key, encode_fields(*fields)))
+    return subkey(audio_key, b"sealscribe.manifest.v1", tenant_id, meeting_id, participant_id)
 
 
 @dataclass(frozen=True)
@@ -68,11 +53,11 @@ class Sealed:
     mac: str
 
     def valid(self, key: bytes) -> bool:
-        return _good(key, self.mac, "sealed", self.n, self.seq, self.expires)
+        return mac_fields_valid(key, self.mac, "sealed", self.n, self.seq, self.expires)
 
 
 def sealed_record(key: bytes, n: int, seq: int, expires: int) -> str:
-    return f"{seq}|{expires}|{_mac(key, 'sealed', n, seq, expires)}"
+    return f"{seq}|{expires}|{mac_fields(key, 'sealed', n, seq, expires)}"
 
 
 def parse_sealed(n: int, raw: str) -> Sealed | None:
@@ -93,14 +78,14 @@ class Outcome:
     mac: str
 
     def valid(self, key: bytes) -> bool:
-        return bool(self.mac) and _good(
+        return bool(self.mac) and mac_fields_valid(
             key, self.mac, "outcome", self.seq, self.state, self.expires
         )
 
 
 def outcome_record(key: bytes | None, seq: int, state: str, expires: int = 0) -> str:
     """An outcome record; without ``key`` (the key is revoked or gone) it is unauthenticated."""
-    mac = "" if key is None else _mac(key, "outcome", seq, state, expires)
+    mac = "" if key is None else mac_fields(key, "outcome", seq, state, expires)
     return f"{state}|{expires}|{mac}"
 
 

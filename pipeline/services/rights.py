@@ -236,6 +236,11 @@ def erase_participant(
     erased = []
     for meeting, participant in targets:
         audio, text, own = rt.store.meetings.erase_participant(meeting, participant, keep_keys)
+        bot = rt.store.bots.get(meeting.id)  # the bot's list of who is (or was last) present
+        if bot is not None and participant in bot.participants:
+            rt.store.bots.set_participants(
+                meeting.id, [p for p in bot.participants if p != participant]
+            )
         rt.keys.audit.record(
             tenant_id,
             "participant-erase",
