@@ -16,7 +16,7 @@ from tests.privacy.live import participant, settled
 from tests.privacy.sampler import Sampler
 from tests.privacy.speech import PHRASES, require_espeak
 
-PURPOSES = {"transcribe", "deliver", "rewrap"}
+PURPOSES = {"transcribe", "verify", "deliver", "rewrap"}
 
 
 def test_every_key_use_is_audited_and_tampering_is_named(
@@ -48,18 +48,17 @@ def test_every_key_use_is_audited_and_tampering_is_named(
     key_uses = [e for e in entries if e["action"] in ("wrap", "unwrap", "rewrap")]
     assert {e["purpose"] for e in key_uses} <= PURPOSES, "a key use without a known purpose"
     assert {e["purpose"] for e in entries} <= PURPOSES | {None}
-    assert api.ok("GET", "/v1/audit/verify") == {
-        "ok": True,
-        "entries": len(entries),
-        "problems": [],
-    }
+    verdict = api.ok("GET", "/v1/audit/verify")
+    assert (verdict["ok"], verdict["entries"], verdict["problems"]) == (True, len(entries), [])
+    assert verdict["authenticated"] == len(entries), "every entry is covered by a checked MAC"
     export = api("GET", "/v1/tenant/export")
     with zipfile.ZipFile(io.BytesIO(export.content)) as zf:
         exported = [json.loads(line) for line in zf.read("audit.jsonl").splitlines()]
     assert [e["hash"] for e in exported[: len(entries)]] == [e["hash"] for e in entries]
     assert {(e["action"], e["purpose"]) for e in exported[len(entries) :]} <= {
-        ("unwrap", "deliver")
-    }, "the export opened the transcripts for delivery, and says so"
+        ("unwrap", "deliver"),
+        ("unwrap", "verify"),
+    }, "the export opened the transcripts for delivery (and checked the manifests), and says so"
 
     # Tampering in Redis: an edit, then a deletion at the end, each named.
     key = schema.audit(a.id)

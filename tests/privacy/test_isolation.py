@@ -45,6 +45,24 @@ def request_for(route: Route, caller: T, victim: T) -> dict[str, Any]:
         # b's own endpoint (on loopback: refused by the egress policy, or b's own)
         ("POST", "/v1/webhooks"): {"json": {"url": "http://127.0.0.1:9/b", "events": ["*"]}},
         ("POST", "/v1/webhooks/{endpoint_id}/replay"): {"json": {}},
+        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/subject"): {
+            "json": {"subject": "b-subject"}
+        },
+        ("POST", "/v1/audit/verify"): {"json": {}},
+        # b erases the victim's opted-out participant: nobody of that name is b's (404)
+        ("POST", "/v1/participants/erase"): {"json": {"name": "Olive", "confirm": "erase"}},
+        # a receipt naming the victim: not b's to check (400)
+        ("POST", "/v1/audit/receipts/verify"): {
+            "json": {
+                "tenant": victim.id,
+                "subject": "name:Olive",
+                "erased_at": 0,
+                "meetings": [],
+                "key_version": None,
+                "audit_head": None,
+                "mac": "",
+            }
+        },
     }
     return bodies.get(route, {})
 
@@ -142,6 +160,8 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
     assert checked[("POST", "/v1/keys/revoke")] == 400
     assert checked[("DELETE", "/v1/tokens/{token_id}")] == 404
     assert checked[("POST", "/v1/tokens/{token_id}/rotate")] == 404
+    assert checked[("POST", "/v1/participants/erase")] == 404
+    assert checked[("POST", "/v1/audit/receipts/verify")] == 400
     assert asyncio.run(_captions_close(api_b, m)) == 4404
     assert set(checked) == set(secured)
 
@@ -152,6 +172,7 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
     assert api_a.ok("GET", "/v1/keys")["primary_version"] == keys_a["primary_version"]
     assert api_a.ok("GET", "/v1/tenant")["revoked"] is False
     assert api_a.ok("GET", "/v1/tokens") == tokens_a
+    assert "Olive" in api_a.ok("GET", f"/v1/meetings/{m}")["opted_out"]
     assert [x["id"] for x in api_a.ok("GET", "/v1/meetings")].count(m) == 1
     assert m not in [x["id"] for x in api_b.ok("GET", "/v1/meetings")]
     api_a.ok("DELETE", f"/v1/meetings/{m}/bot")

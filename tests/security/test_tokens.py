@@ -40,6 +40,9 @@ SCOPES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/v1/keys", frozenset()),
     ("GET", "/v1/audit", frozenset()),
     ("GET", "/v1/audit/verify", frozenset()),
+    ("POST", "/v1/audit/verify", frozenset()),
+    ("GET", "/v1/audit/head", frozenset()),
+    ("POST", "/v1/audit/receipts/verify", frozenset()),
     ("GET", "/v1/tokens", frozenset()),
     ("POST", "/v1/tokens", frozenset()),
     ("POST", "/v1/tokens/{token_id}/rotate", frozenset()),
@@ -56,11 +59,17 @@ SCOPES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/v1/meetings/{meeting_id}", frozenset({"read", "meetings"})),
     ("GET", "/v1/meetings/{meeting_id}/transcript", frozenset({"read"})),
     ("GET", "/v1/meetings/{meeting_id}/privacy", frozenset({"read"})),
+    ("GET", "/v1/meetings/{meeting_id}/verify", frozenset({"read"})),
     ("POST", "/v1/meetings/{meeting_id}/captions/ticket", frozenset({"read", "meetings"})),
     ("PUT", "/v1/meetings/{meeting_id}/transcription", frozenset({"meetings"})),
     (
         "PUT",
         "/v1/meetings/{meeting_id}/participants/{participant}/consent",
+        frozenset({"meetings"}),
+    ),
+    (
+        "PUT",
+        "/v1/meetings/{meeting_id}/participants/{participant}/subject",
         frozenset({"meetings"}),
     ),
     ("POST", "/v1/meetings/{meeting_id}/bot", frozenset({"meetings"})),
@@ -72,6 +81,7 @@ SCOPES: list[tuple[str, str, frozenset[str]]] = [
     ("POST", "/v1/keys/rotate", frozenset()),
     ("POST", "/v1/keys/retire", frozenset()),
     ("DELETE", "/v1/meetings/{meeting_id}", frozenset()),
+    ("POST", "/v1/participants/erase", frozenset()),
     ("POST", "/v1/keys/revoke", frozenset()),
 ]
 
@@ -121,6 +131,20 @@ def request_for(
         ("POST", "/v1/meetings/{meeting_id}/bot"): {"url": "janus://127.0.0.1:8088/999"},
         ("POST", "/v1/keys/retire"): {"below": 1},
         ("POST", "/v1/keys/revoke"): {"confirm": f"revoke {tenant.id}"},
+        ("PUT", "/v1/meetings/{meeting_id}/participants/{participant}/subject"): {
+            "subject": "crm-1"
+        },
+        ("POST", "/v1/audit/verify"): {},
+        ("POST", "/v1/participants/erase"): {"name": "alice", "confirm": "erase"},
+        ("POST", "/v1/audit/receipts/verify"): {
+            "tenant": tenant.id,
+            "subject": "name:alice",
+            "erased_at": 0,
+            "meetings": [],
+            "key_version": None,
+            "audit_head": None,
+            "mac": "",
+        },
     }
     url = template.format(
         meeting_id=meeting_id,
