@@ -7,8 +7,10 @@ phone's width."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,7 +28,7 @@ from pipeline.audio.decode import decode_file
 from pipeline.config import Settings
 from pipeline.egress import EgressPolicy
 from pipeline.errors import AuthenticationFailed
-from pipeline.models import TranscriptSegment
+from pipeline.models import Tenant, TranscriptSegment
 from pipeline.publish import PcmTrack, WhipPublisher
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
@@ -448,11 +450,11 @@ async def watch_interims(page: Page, rt: Runtime, meeting_id: str) -> None:
     await expect(page.locator("#captions .caption.interim")).to_have_count(0)
 
 
-def test_console_interim_captions_greyed_then_replaced_by_the_final(tmp_path: Path) -> None:
-    """Interim captions injected through the real store as a worker stores them, watched in
-    Chromium: greyed in the place of their utterance, replaced by newer ones and then by the
-    final, one line per utterance."""
-    if not CHROMIUM.exists():  # scripts/setup installs it
+@contextlib.contextmanager
+def private_tenant(tmp_path: Path) -> Iterator[tuple[Runtime, RedisServer, Tenant, str]]:
+    """A private redis-server and a runtime on it with one tenant: (runtime, server, tenant,
+    its admin token). Skips without Chromium (scripts/setup installs it)."""
+    if not CHROMIUM.exists():
         pytest.skip(f"the console test needs Debian's chromium at {CHROMIUM}")
     redis_server = RedisServer(tmp_path / "redis")
     redis_server.start(20)
@@ -466,11 +468,19 @@ def test_console_interim_captions_greyed_then_replaced_by_the_final(tmp_path: Pa
         )
         rt = Runtime.from_settings(settings, actor="test")
         tenant, token = services.create_tenant(rt, "acme")
+        yield rt, redis_server, tenant, token
+    finally:
+        redis_server.stop()
+
+
+def test_console_interim_captions_greyed_then_replaced_by_the_final(tmp_path: Path) -> None:
+    """Interim captions injected through the real store as a worker stores them, watched in
+    Chromium: greyed in the place of their utterance, replaced by newer ones and then by the
+    final, one line per utterance."""
+    with private_tenant(tmp_path) as (rt, _, tenant, token):
         meeting = services.create_meeting(rt, tenant.id)
         services.set_transcription(rt, meeting.id, True)
         asyncio.run(asyncio.wait_for(interim_scenario(rt, token, meeting.id), 90))
-    finally:
-        redis_server.stop()
 
 
 def test_console_is_served_with_a_strict_policy() -> None:
@@ -519,31 +529,18 @@ def test_console_webhooks_show_a_disabled_endpoint_and_add_one(tmp_path: Path) -
     deliveries (marked here as the delivery worker marks it; tests/integration/
     test_webhooks.py drives the real failure), re-enables it with one click, and adds an
     endpoint whose secret is shown once, outside the table."""
-    if not CHROMIUM.exists():  # scripts/setup installs it
-        pytest.skip(f"the console test needs Debian's chromium at {CHROMIUM}")
-    redis_server = RedisServer(tmp_path / "redis")
-    redis_server.start(20)
-    previous = use_broker(redis_server.url)  # a replay queues its delivery here
-    egress.configure(EgressPolicy.parse("127.0.0.1"))  # endpoints on loopback may be added
-    try:
-        settings = Settings.from_env(
-            {
-                "SEALSCRIBE_HOME": str(tmp_path / "home"),
-                "SEALSCRIBE_REDIS_URL": redis_server.url,
-                "SEALSCRIBE_KEY_PROVIDER": "local",
-            }
-        )
-        rt = Runtime.from_settings(settings, actor="test")
-        tenant, token = services.create_tenant(rt, "acme")
-        endpoint, _ = webhooks.add_endpoint(rt, tenant.id, "http://127.0.0.1:9/down")
-        rt.store.webhooks.disable(
-            endpoint.id, "every delivery failed for 24.0 h (last: answered HTTP 500)", 1.0
-        )
-        asyncio.run(asyncio.wait_for(webhook_scenario(rt, token, endpoint.id), 90))
-    finally:
-        egress.configure(None)
-        use_broker(previous)
-        redis_server.stop()
+    with private_tenant(tmp_path) as (rt, redis_server, tenant, token):
+        previous = use_broker(redis_server.url)  # a replay queues its delivery here
+        egress.configure(EgressPolicy.parse("127.0.0.1"))  # endpoints on loopback may be added
+        try:
+            endpoint, _ = webhooks.add_endpoint(rt, tenant.id, "http://127.0.0.1:9/down")
+            rt.store.webhooks.disable(
+                endpoint.id, "every delivery failed for 24.0 h (last: answered HTTP 500)", 1.0
+            )
+            asyncio.run(asyncio.wait_for(webhook_scenario(rt, token, endpoint.id), 90))
+        finally:
+            egress.configure(None)
+            use_broker(previous)
 
 
 async def webhook_scenario(rt: Runtime, token: str, endpoint_id: str) -> None:
@@ -589,20 +586,7 @@ def test_console_audit_head_downloaded_and_verified_against(tmp_path: Path) -> N
     that file is ok while the chain extends it, and names the truncation once the chain is
     cut back in Redis to before it (as an operator could), though the cut chain still
     verifies by itself."""
-    if not CHROMIUM.exists():  # scripts/setup installs it
-        pytest.skip(f"the console test needs Debian's chromium at {CHROMIUM}")
-    redis_server = RedisServer(tmp_path / "redis")
-    redis_server.start(20)
-    try:
-        settings = Settings.from_env(
-            {
-                "SEALSCRIBE_HOME": str(tmp_path / "home"),
-                "SEALSCRIBE_REDIS_URL": redis_server.url,
-                "SEALSCRIBE_KEY_PROVIDER": "local",
-            }
-        )
-        rt = Runtime.from_settings(settings, actor="test")
-        tenant, token = services.create_tenant(rt, "acme")
+    with private_tenant(tmp_path) as (rt, redis_server, tenant, token):
         for _ in range(3):  # the chain gets entries: data keys wrapped, and a rotation
             services.create_meeting(rt, tenant.id)
         services.rotate_keys(rt, tenant.id)
@@ -611,8 +595,6 @@ def test_console_audit_head_downloaded_and_verified_against(tmp_path: Path) -> N
             asyncio.run(asyncio.wait_for(head_scenario(rt, client, token, tenant.id), 90))
         finally:
             client.close()
-    finally:
-        redis_server.stop()
 
 
 async def head_scenario(rt: Runtime, r: redis.Redis, token: str, tenant_id: str) -> None:
