@@ -172,7 +172,9 @@ def permitted(meeting: Meeting, fault: str) -> Meeting:
     opted out: how a policy check that ignores the policy sees it."""
     if not on(fault):
         return meeting
-    return dataclasses.replace(meeting, transcription=True, opted_out=frozenset())
+    return dataclasses.replace(
+        meeting, transcription=True, opted_out=frozenset(), consent_mode="notice"
+    )
 
 
 def unrevoked(tenant: Tenant) -> Tenant:

@@ -78,6 +78,12 @@ class ApiToken:
         return self.expires is not None and now >= self.expires
 
 
+#: the consent modes of a meeting
+CONSENT_NOTICE = "notice"
+CONSENT_OPT_IN = "opt-in"
+CONSENT_MODES = (CONSENT_NOTICE, CONSENT_OPT_IN)
+
+
 @dataclass(frozen=True)
 class Meeting:
     id: str
@@ -89,10 +95,20 @@ class Meeting:
     language: str | None = None
     #: translate speech into English instead of transcribing it as spoken
     translate: bool = False
+    #: ``notice`` (everyone is transcribed unless they opt out) or ``opt-in`` (nobody is
+    #: until they consent)
+    consent_mode: str = "notice"
+    #: participants who consented (what ``opt-in`` waits for)
+    opted_in: frozenset[str] = field(default_factory=frozenset)
 
     def transcribes(self, participant_id: str) -> bool:
-        """The one policy rule: transcription on for the meeting and the participant in."""
-        return self.transcription and participant_id not in self.opted_out
+        """The one policy rule: transcription on for the meeting, and the participant in:
+        not opted out, and (in an ``opt-in`` meeting) consented."""
+        return (
+            self.transcription
+            and participant_id not in self.opted_out
+            and (self.consent_mode != CONSENT_OPT_IN or participant_id in self.opted_in)
+        )
 
 
 _AUDIO_HEADER = struct.Struct(">IQ")  # sample rate, start offset in milliseconds

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 from pipeline import faults
 from pipeline.api import (
     captions,
+    consent,
     console,
     health,
     keys,
@@ -81,7 +82,18 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (tenant, meetings, whip, captions, keys, tokens, webhooks, health, console):
+    for module in (
+        tenant,
+        meetings,
+        whip,
+        captions,
+        keys,
+        tokens,
+        webhooks,
+        health,
+        console,
+        consent,
+    ):
         app.include_router(module.router)
     return app
 

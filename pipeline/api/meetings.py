@@ -5,14 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from pipeline.api.auth import Admin, Meetings, Reader, RuntimeDep, Viewer
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.formats import render
-from pipeline.models import BotStatus, Meeting
+from pipeline.models import CONSENT_NOTICE, CONSENT_OPT_IN, BotStatus, Meeting
 from pipeline.services import bots, meetings
+from pipeline.services.consent import LINK_DEFAULT_S, LINK_MAX_S, make_link
 from pipeline.services.privacy import INTERIMS_NOTE, privacy_report
 from pipeline.services.records import verify_meeting
 from pipeline.services.transcripts import read_transcript
@@ -37,6 +38,10 @@ class MeetingOut(BaseModel):
     opted_out: list[str]
     language: str | None
     translate: bool
+    consent_mode: ConsentMode = Field(
+        description="notice: transcribed unless they opt out; opt-in: nobody until they consent"
+    )
+    opted_in: list[str] = Field(description="participants who consented")
 
     @classmethod
     def of(cls, m: Meeting) -> MeetingOut:
@@ -47,13 +52,25 @@ class MeetingOut(BaseModel):
             opted_out=sorted(m.opted_out),
             language=m.language,
             translate=m.translate,
+            consent_mode=ConsentMode(m.consent_mode),
+            opted_in=sorted(m.opted_in),
         )
+
+
+class ConsentMode(StrEnum):
+    notice = CONSENT_NOTICE
+    opt_in = CONSENT_OPT_IN
 
 
 class MeetingIn(StrictBody):
     transcription: bool = False
     language: str | None = Field(default=None, max_length=3)
     translate: bool = False
+    consent_mode: ConsentMode = ConsentMode.notice
+
+
+class ConsentModeIn(StrictBody):
+    mode: ConsentMode
 
 
 class Switch(StrictBody):
@@ -76,6 +93,19 @@ class Consent(StrictBody):
 
 class SubjectIn(StrictBody):
     subject: Subject
+
+
+class LinkIn(StrictBody):
+    ttl: int = Field(
+        LINK_DEFAULT_S, ge=60, le=LINK_MAX_S, description="seconds the link works (max a week)"
+    )
+    subject: Subject | None = None
+
+
+class LinkOut(BaseModel):
+    url: str = Field(description="the participant's consent page: give it to them alone")
+    participant: str
+    expires: float
 
 
 class JoinIn(StrictBody):
@@ -128,7 +158,14 @@ class BotOut(BaseModel):
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 403))
 def create(body: MeetingIn, tenant: Meetings, rt: RuntimeDep) -> MeetingOut:
     return MeetingOut.of(
-        meetings.create_meeting(rt, tenant.id, body.transcription, body.language, body.translate)
+        meetings.create_meeting(
+            rt,
+            tenant.id,
+            body.transcription,
+            body.language,
+            body.translate,
+            body.consent_mode.value,
+        )
     )
 
 
@@ -148,6 +185,15 @@ def set_transcription(
 ) -> MeetingOut:
     """Switch transcription on or off, also mid-call; a running bot obeys within a second."""
     return MeetingOut.of(meetings.set_transcription(rt, meeting_id, body.enabled, tenant.id))
+
+
+@router.put("/{meeting_id}/consent-mode")
+def set_consent_mode(
+    meeting_id: MeetingId, body: ConsentModeIn, tenant: Meetings, rt: RuntimeDep
+) -> MeetingOut:
+    """``notice`` or ``opt-in``, also mid-call: in opt-in nobody's audio is kept until they
+    consent (by API, link or chat); capture obeys within a second."""
+    return MeetingOut.of(meetings.set_consent_mode(rt, meeting_id, body.mode.value, tenant.id))
 
 
 @router.put("/{meeting_id}/participants/{participant:path}/consent")
@@ -176,6 +222,26 @@ def set_subject(
 ) -> MeetingOut:
     """Attach your own id for a participant, so an erasure by that id finds them here."""
     return MeetingOut.of(meetings.set_subject(rt, meeting_id, participant, body.subject, tenant.id))
+
+
+@router.post(
+    "/{meeting_id}/participants/{participant:path}/link",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400),
+)
+def consent_link(
+    meeting_id: MeetingId,
+    participant: Participant,
+    body: LinkIn,
+    request: Request,
+    tenant: Meetings,
+    rt: RuntimeDep,
+) -> LinkOut:
+    """A signed, expiring link to a page where this participant (and nobody else) opts out
+    or in; no token is needed to open it, and its own token opens nothing else."""
+    link = make_link(rt, meeting_id, participant, tenant.id, body.ttl, body.subject)
+    url = str(request.url_for("consent_page", token=link.token))
+    return LinkOut(url=url, participant=link.participant, expires=link.expires)
 
 
 @router.get("/{meeting_id}/verify")

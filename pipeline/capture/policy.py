@@ -76,9 +76,9 @@ class MeetingPolicy:
             return
         except StoreUnavailable:
             return  # keep the last known policy; capture buffers only sealed segments
-        before = (self.meeting.transcription, self.meeting.opted_out, self.revoked)
+        before = (self.meeting, self.revoked)
         self.meeting, self.revoked = meeting, tenant
-        if before != (meeting.transcription, meeting.opted_out, tenant):
+        if before != (meeting, tenant):
             self._changed()
 
     def _read(self) -> tuple[Meeting, bool]:

@@ -24,7 +24,15 @@ class Switch(StrEnum):
 
 def _describe(m: Meeting) -> str:
     state = "[bold green]ON[/]" if m.transcription else "[bold]OFF[/]"
-    return f"meeting [bold]{m.id}[/] (tenant {m.tenant_id}): transcription {state}"
+    return (
+        f"meeting [bold]{m.id}[/] (tenant {m.tenant_id}): transcription {state}, "
+        f"consent {m.consent_mode}"
+    )
+
+
+class ConsentMode(StrEnum):
+    notice = "notice"
+    opt_in = "opt-in"
 
 
 @app.command("create")
@@ -43,13 +51,45 @@ def create(
     translate: bool = typer.Option(
         False, "--translate", help="Translate speech into English text."
     ),
+    consent: ConsentMode = typer.Option(
+        ConsentMode.notice,
+        "--consent",
+        help="notice: transcribed unless they opt out; opt-in: nobody until they consent.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a meeting with its own data keys. Transcription is off unless switched on."""
     meeting = services.create_meeting(
-        runtime(), tenant, transcription is Switch.on, language, translate
+        runtime(), tenant, transcription is Switch.on, language, translate, consent.value
     )
     emit(as_json, meeting, lambda: console.print(_describe(meeting)))
+
+
+@app.command("consent-mode")
+@guarded
+def consent_mode(
+    meeting: str = typer.Argument(..., help="Meeting id."),
+    mode: ConsentMode = typer.Argument(..., help="notice or opt-in."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Set the meeting's consent mode, also mid-call: in opt-in, nobody's audio is kept
+    until they consent."""
+    m = services.set_consent_mode(runtime(), meeting, mode.value)
+    emit(as_json, m, lambda: console.print(_describe(m)))
+
+
+@app.command("consent")
+@guarded
+def consent(
+    meeting: str = typer.Argument(..., help="Meeting id."),
+    participant: str = typer.Argument(..., help="The participant's display name."),
+    state: Switch = typer.Argument(..., help="on: transcribe them (consent); off: opt out."),
+    subject: str | None = typer.Option(None, "--subject", help="Your id for this person."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Record a participant's own choice: opt them out, or in (their consent)."""
+    m = services.set_consent(runtime(), meeting, participant, state is Switch.off, subject=subject)
+    emit(as_json, m, lambda: console.print(_describe(m)))
 
 
 @app.command("transcription")

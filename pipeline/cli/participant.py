@@ -89,3 +89,27 @@ def subject(
         {"meeting": m.id, "participant": name, "subject": subject_id},
         lambda: console.print(f"{name} in {m.id} is subject {subject_id}", markup=False),
     )
+
+
+@app.command("link")
+@guarded
+def link(
+    meeting: str = typer.Option(..., "--meeting", "-m", help="Meeting id."),
+    name: str = typer.Argument(..., help="The participant's display name in that meeting."),
+    base: str = typer.Option(
+        "http://127.0.0.1:8080", "--base", help="The API's public base URL (the page is there)."
+    ),
+    ttl: int = typer.Option(86_400, "--ttl", help="Seconds the link works (60 to a week)."),
+    subject_id: str | None = typer.Option(None, "--subject", help="Your id for this person."),
+    as_json: bool = JsonOption,
+) -> None:
+    """A signed, expiring link to a page where this participant alone opts out or in."""
+    if not base.startswith(("http://", "https://")):
+        raise InvalidInput("--base must start with http:// or https://")
+    made = services.make_link(runtime(), meeting, name, ttl=ttl, subject=subject_id)
+    url = f"{base.rstrip('/')}/consent/{made.token}"
+    emit(
+        as_json,
+        {"url": url, "participant": made.participant, "expires": made.expires},
+        lambda: console.print(url, markup=False, highlight=False, soft_wrap=True),
+    )

@@ -2,6 +2,7 @@
 thin layers over these."""
 
 from pipeline.datakeys import data_key
+from pipeline.services.consent import make_link
 from pipeline.services.custody import (
     KeyReport,
     audit_head,
@@ -22,6 +23,7 @@ from pipeline.services.meetings import (
     get_meeting,
     list_meetings,
     set_consent,
+    set_consent_mode,
     set_subject,
     set_transcription,
 )
@@ -56,12 +58,14 @@ __all__ = [
     "key_status",
     "list_meetings",
     "list_tenants",
+    "make_link",
     "migrate_keys",
     "read_transcript",
     "retire_keys",
     "revoke_keys",
     "rotate_keys",
     "set_consent",
+    "set_consent_mode",
     "set_subject",
     "set_transcription",
     "verify_meeting",

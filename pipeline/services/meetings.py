@@ -18,7 +18,7 @@ from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline import faults, ids
 from pipeline.asr import is_multilingual
 from pipeline.errors import OURS, InvalidInput, NotFound
-from pipeline.models import Meeting
+from pipeline.models import CONSENT_MODES, CONSENT_NOTICE, Meeting
 from pipeline.queue import enqueue_shred
 from pipeline.runtime import Runtime
 from pipeline.services import quotas, webhooks
@@ -32,6 +32,7 @@ __all__ = [
     "list_meetings",
     "retry_shreds",
     "set_consent",
+    "set_consent_mode",
     "set_subject",
     "set_transcription",
     "shred_pending",
@@ -51,11 +52,14 @@ def create_meeting(
     transcription: bool = False,
     language: str | None = None,
     translate: bool = False,
+    consent_mode: str = CONSENT_NOTICE,
 ) -> Meeting:
     """A new meeting with fresh audio and transcript data keys, wrapped by the tenant key.
 
-    Transcription is **off** unless ``transcription=True``. ``language`` (ISO 639-1, e.g.
-    ``fr``) skips detection; ``translate`` gives English text for speech in any language.
+    Transcription is **off** unless ``transcription=True``. ``consent_mode`` is ``notice``
+    (everyone transcribed unless they opt out) or ``opt-in`` (nobody until they consent).
+    ``language`` (ISO 639-1, e.g. ``fr``) skips detection; ``translate`` gives English text
+    for speech in any language.
     Both need a multilingual model (``SEALSCRIBE_MODEL=base``) unless the language is
     English."""
     if language is not None and not _LANGUAGE_RE.match(language):
@@ -67,6 +71,7 @@ def create_meeting(
             f"the model {rt.settings.model!r} knows English only; other "
             "languages and translation need SEALSCRIBE_MODEL=base"
         )
+    consent_mode = _consent_mode(consent_mode)
     if rt.store.tenants.get(tenant_id).revoked:  # NotFound for an unknown tenant, too
         raise KeyRevoked(f"the key of tenant {tenant_id} was revoked")
     quotas.check_meetings(rt, tenant_id)  # before any key is made
@@ -85,6 +90,7 @@ def create_meeting(
         language,
         translate,
         limit=quotas.meetings_limit(rt),
+        consent_mode=consent_mode,
     )
     if meeting is None:  # another request took the last place meanwhile
         raise quotas.meetings_quota_exceeded(rt)
@@ -118,6 +124,26 @@ def set_transcription(
     return meeting
 
 
+def _consent_mode(mode: str) -> str:
+    if mode not in CONSENT_MODES:
+        raise InvalidInput(f"the consent mode is one of {', '.join(CONSENT_MODES)}")
+    return mode
+
+
+def set_consent_mode(
+    rt: Runtime, meeting_id: str, mode: str, tenant_id: str | None = None
+) -> Meeting:
+    """``notice`` or ``opt-in``, also mid-call: in ``opt-in`` nobody's audio is kept until
+    they consent; capture hears the change within a second."""
+    mode = _consent_mode(mode)
+    meeting = rt.store.meetings.get(meeting_id, tenant_id)
+    rt.store.meetings.set_consent_mode(meeting_id, mode)
+    rt.keys.audit.record(
+        meeting.tenant_id, "consent-mode", actor=rt.actor, outcome=mode, meeting=meeting_id
+    )
+    return rt.store.meetings.get(meeting_id)
+
+
 def set_consent(
     rt: Runtime,
     meeting_id: str,
@@ -125,9 +151,12 @@ def set_consent(
     opted_out: bool,
     tenant_id: str | None = None,
     subject: str | None = None,
+    via: str | None = None,
 ) -> Meeting:
-    """A participant opts out of (or back into) having their own audio transcribed; with
-    ``subject``, the tenant's id for that person is attached too (see :func:`set_subject`)."""
+    """A participant opts out of (or consents to, or back into) having their own audio
+    transcribed; with ``subject``, the tenant's id for that person is attached too (see
+    :func:`set_subject`). ``via`` names how, when the participant asked themselves (a
+    ``link``, or a ``chat`` command): the audit entry's actor says so."""
     participant_id = ids.participant_id(participant_id)
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     if subject is not None:
@@ -136,9 +165,10 @@ def set_consent(
     rt.keys.audit.record(
         meeting.tenant_id,
         "consent",
-        actor=rt.actor,
+        actor=rt.actor if via is None else f"participant-{via}@{rt.actor}",
         outcome=f"{participant_id}:{'opted-out' if opted_out else 'opted-in'}",
         meeting=meeting_id,
+        participant=participant_id,
     )
     webhooks.consent_changed(rt, meeting, participant_id, opted_out)
     return rt.store.meetings.get(meeting_id)

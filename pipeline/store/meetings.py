@@ -14,7 +14,7 @@ from typing import Any
 from keys.types import KeyContext, KeyUse, WrappedKey, key_slot
 from pipeline import faults, ids
 from pipeline.errors import NotFound
-from pipeline.models import Meeting
+from pipeline.models import CONSENT_NOTICE, Meeting
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_str, redis_errors
 
@@ -81,6 +81,7 @@ class MeetingStore:
         language: str | None = None,
         translate: bool = False,
         limit: int = 0,
+        consent_mode: str = CONSENT_NOTICE,
     ) -> Meeting | None:
         """Store a new meeting with its wrapped data keys; None (nothing stored) if the
         tenant already holds ``limit`` meetings (0: no limit). Checked and stored atomically,
@@ -92,6 +93,7 @@ class MeetingStore:
             transcription=transcription,
             language=language,
             translate=translate,
+            consent_mode=consent_mode,
         )
         record: dict[str, str | int] = {
             "tenant": tenant_id,
@@ -99,6 +101,7 @@ class MeetingStore:
             "transcription": int(transcription),
             "language": language or "",
             "translate": int(translate),
+            "consent": consent_mode,
         }
         args: list[str | int] = [meeting.id, limit, len(record)]
         for field, value in record.items():
@@ -130,7 +133,8 @@ class MeetingStore:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(schema.meeting(meeting_id))
         pipe.smembers(schema.meeting_optout(meeting_id))
-        raw, optout = pipe.execute()
+        pipe.smembers(schema.meeting_optin(meeting_id))
+        raw, optout, optin = pipe.execute()
         if not raw or (
             tenant_id is not None
             and raw[b"tenant"].decode() != tenant_id
@@ -145,6 +149,8 @@ class MeetingStore:
             opted_out=frozenset(as_str(p) for p in optout),
             language=as_str(raw.get(b"language", b"")) or None,
             translate=raw.get(b"translate") == b"1",
+            consent_mode=as_str(raw.get(b"consent", b"")) or CONSENT_NOTICE,
+            opted_in=frozenset(as_str(p) for p in optin),
         )
 
     @redis_errors
@@ -169,14 +175,27 @@ class MeetingStore:
 
     @redis_errors
     def set_opt_out(self, meeting_id: str, participant_id: str, opted_out: bool) -> None:
+        """A participant opts out (and withdraws any consent), or consents (opting back
+        in): one transaction, then capture is told."""
         participant_id = ids.participant_id(participant_id)
         pipe = self.r.pipeline(transaction=True)
         if opted_out:
             pipe.sadd(schema.meeting_optout(meeting_id), participant_id)
+            pipe.srem(schema.meeting_optin(meeting_id), participant_id)
             pipe.hdel(schema.meeting_interim(meeting_id), participant_id)
             pipe.hdel(schema.meeting_interim_text(meeting_id), participant_id)
         else:
             pipe.srem(schema.meeting_optout(meeting_id), participant_id)
+            pipe.sadd(schema.meeting_optin(meeting_id), participant_id)
+        pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
+        pipe.execute()
+
+    @redis_errors
+    def set_consent_mode(self, meeting_id: str, mode: str) -> None:
+        """``notice`` or ``opt-in``; switching to ``opt-in`` drops the interims of whoever
+        has not consented (capture is told at once and stops keeping their audio)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(schema.meeting(meeting_id), "consent", mode)
         pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
 
@@ -290,6 +309,7 @@ class MeetingStore:
             schema.meeting_keys(meeting.id),
             schema.meeting(meeting.id),
             schema.meeting_optout(meeting.id),
+            schema.meeting_optin(meeting.id),
             schema.meeting_audio(meeting.id),
             schema.meeting_transcript(meeting.id),
             schema.meeting_captions(meeting.id),
@@ -324,11 +344,12 @@ class MeetingStore:
         pipe.zrange(schema.meeting_audio(meeting_id), 0, -1)
         pipe.zrange(schema.meeting_transcript(meeting_id), 0, -1)
         pipe.smembers(schema.meeting_optout(meeting_id))
+        pipe.smembers(schema.meeting_optin(meeting_id))
         pipe.hkeys(schema.meeting_subjects(meeting_id))
-        fields, audio, text, optout, subjects = pipe.execute()
+        fields, audio, text, optout, optin, subjects = pipe.execute()
         found |= {as_str(f).rpartition("#")[0] for f in fields}
         found |= {as_str(s).rpartition(".")[0] for s in [*audio, *text]}
-        found |= {as_str(p) for p in [*optout, *subjects]}
+        found |= {as_str(p) for p in [*optout, *optin, *subjects]}
         return found
 
     @redis_errors
@@ -390,6 +411,7 @@ class MeetingStore:
         pipe.hdel(schema.meeting_interim(m), p)
         pipe.hdel(schema.meeting_interim_text(m), p, f"{p}#e")
         pipe.srem(schema.meeting_optout(m), p)
+        pipe.srem(schema.meeting_optin(m), p)
         pipe.hdel(schema.meeting_subjects(m), p)
         pipe.execute()
         return len(audio), len(text), own_keys

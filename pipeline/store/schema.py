@@ -27,8 +27,10 @@ ss:sockets:meeting:{m}         zset    caption sockets open on the meeting,     
 ss:sockets:tenant:{t}          zset    caption sockets open for the tenant,       lease TTL x2
                                        score = the time its lease lapses
 ss:meeting:{m}                 hash    tenant, created, transcription, language,  none
-                                       translate
+                                       translate, consent (notice | opt-in)
 ss:meeting:{m}:optout          set     participant ids that opted out             none
+ss:meeting:{m}:optin           set     participant ids that consented (what an    none
+                                       opt-in meeting waits for)
 ss:meeting:{m}:keys            hash    audio / transcript -> the meeting's        none
                                        wrapped data keys (the sealed join URL;
                                        content from before per-participant keys);
@@ -179,6 +181,10 @@ def meeting(meeting_id: str) -> str:
 
 def meeting_optout(meeting_id: str) -> str:
     return f"{PREFIX}meeting:{meeting_id}:optout"
+
+
+def meeting_optin(meeting_id: str) -> str:
+    return f"{PREFIX}meeting:{meeting_id}:optin"
 
 
 def meeting_keys(meeting_id: str) -> str:

@@ -11,10 +11,12 @@ canary string that bad requests carry never comes back.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import io
 import json
 import re
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -372,6 +374,8 @@ def valid_request(route: Route, tenant_id: str) -> dict[str, Any]:
             "subject": "crm-1"
         },
         ("POST", "/v1/audit/verify"): {},
+        ("PUT", "/v1/meetings/{meeting_id}/consent-mode"): {"mode": "opt-in"},
+        ("POST", "/v1/meetings/{meeting_id}/participants/{participant}/link"): {"ttl": 3600},
         ("POST", "/v1/participants/erase"): {"name": "nobody", "confirm": "erase"},
         ("POST", "/v1/audit/receipts/verify"): {
             "tenant": tenant_id,
@@ -1010,6 +1014,96 @@ def test_heads_meeting_verification_and_erasure(api: Api, app_rt: Runtime, a: T)
     assert_problem(api("POST", "/v1/audit/receipts/verify", a.token, json={"tenant": a.id}), 422)
     bad_head = {"since": {**head, "count": 0}}
     assert_problem(api("POST", "/v1/audit/verify", a.token, json=bad_head), 422, "validation")
+
+
+@covers(
+    "PUT /v1/meetings/{meeting_id}/consent-mode",
+    "POST /v1/meetings/{meeting_id}/participants/{participant}/link",
+)
+def test_consent_modes_and_participant_links(
+    api: Api, app_rt: Runtime, a: T, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = api("POST", "/v1/meetings", a.token, json={"consent_mode": "opt-in"})
+    assert made.status_code == 201 and made.json()["consent_mode"] == "opt-in"
+    m = made.json()["id"]
+    meeting = app_rt.store.meetings.get(m)
+    assert not meeting.transcribes("alice"), "opt-in: nobody until they consent"
+    path = {"meeting_id": m, "participant": "alice"}
+    r = api(
+        "POST",
+        "/v1/meetings/{meeting_id}/participants/{participant}/link",
+        a.token,
+        path=path,
+        json={"ttl": 600, "subject": "crm-9"},
+    )
+    assert r.status_code == 201, r.text
+    link = r.json()
+    assert link["participant"] == "alice" and link["url"].startswith(
+        "http://testserver/consent/sl_"
+    )
+    page = api.client.get(link["url"])
+    assert page.status_code == 200 and "have not consented" in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["referrer-policy"] == "no-referrer"
+    chosen = api.client.post(link["url"], data={"choice": "optin"})
+    assert chosen.status_code == 200 and "Saved: you will be transcribed" in chosen.text
+    meeting = app_rt.store.meetings.get(m)
+    assert meeting.opted_in == {"alice"} and meeting.transcribes("alice")
+    assert not meeting.transcribes("bob")
+    assert app_rt.store.meetings.subjects(m) == {"alice": "crm-9"}
+    entries = services.audit_show(app_rt, a.id, limit=1000)
+    consent = [e for e in entries if e.action == "consent"]
+    assert consent[-1].outcome == "alice:opted-in" and consent[-1].actor.startswith(
+        "participant-link@"
+    )
+    # notice mode: everyone transcribed unless they opt out; alice's link opts her out only
+    mode = api(
+        "PUT", "/v1/meetings/{meeting_id}/consent-mode", a.token, path=path, json={"mode": "notice"}
+    )
+    assert mode.status_code == 200 and mode.json()["consent_mode"] == "notice"
+    assert api.client.post(link["url"], data={"choice": "optout"}).status_code == 200
+    meeting = app_rt.store.meetings.get(m)
+    assert meeting.opted_out == {"alice"} and meeting.transcribes("bob")
+
+    # alice's token altered to name bob, forged, expired, garbage: refused, nothing changes
+    token = link["url"].rsplit("/", 1)[1]
+    body, _, tag = token[3:].partition(".")
+    doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    doc["p"] = "bob"
+    as_bob = (
+        "sl_"
+        + base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode())
+        .rstrip(b"=")
+        .decode()
+        + "."
+        + tag
+    )
+    for bad in (as_bob, token[:-2] + "AA", "sl_x.y", "garbage"):
+        r = api.client.post(f"/consent/{bad}", data={"choice": "optout"})
+        assert r.status_code == 403 and "not valid" in r.text, bad
+        assert api.client.get(f"/consent/{bad}").status_code == 403
+    assert app_rt.store.meetings.get(m).opted_out == {"alice"}
+    assert api.client.post(link["url"], data={"choice": "maybe"}).status_code == 400
+    later = time.time() + 601
+    monkeypatch.setattr("pipeline.services.consent.time.time", lambda: later)
+    assert api.client.get(link["url"]).status_code == 403  # expired
+    monkeypatch.undo()
+    # the link's token is no API token: it reads nothing
+    r = api("GET", "/v1/meetings/{meeting_id}/transcript", token, path=path)
+    assert_problem(r, 401, "unauthenticated")
+    for bad_body in ({"ttl": 10}, {"ttl": 10**7}, {"subject": "no spaces allowed"}):
+        r = api(
+            "POST",
+            "/v1/meetings/{meeting_id}/participants/{participant}/link",
+            a.token,
+            path=path,
+            json=bad_body,
+        )
+        assert_problem(r, 422, "validation")
+    r = api(
+        "PUT", "/v1/meetings/{meeting_id}/consent-mode", a.token, path=path, json={"mode": "maybe"}
+    )
+    assert_problem(r, 422, "validation")
 
 
 @covers("GET /healthz")

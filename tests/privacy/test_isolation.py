@@ -49,6 +49,8 @@ def request_for(route: Route, caller: T, victim: T) -> dict[str, Any]:
             "json": {"subject": "b-subject"}
         },
         ("POST", "/v1/audit/verify"): {"json": {}},
+        ("PUT", "/v1/meetings/{meeting_id}/consent-mode"): {"json": {"mode": "opt-in"}},
+        ("POST", "/v1/meetings/{meeting_id}/participants/{participant}/link"): {"json": {}},
         # b erases the victim's opted-out participant: nobody of that name is b's (404)
         ("POST", "/v1/participants/erase"): {"json": {"name": "Olive", "confirm": "erase"}},
         # a receipt naming the victim: not b's to check (400)

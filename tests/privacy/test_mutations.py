@@ -28,6 +28,7 @@ MUTATIONS: dict[str, tuple[str, ...]] = {
     ),
     "capture-ignores-policy": (
         "test_off_means_off.py::test_nothing_is_kept_from_off_periods_or_opted_out_participants",
+        "test_consent.py::test_in_an_opt_in_meeting_nobody_is_kept_until_they_consent",
     ),
     "worker-ignores-policy": (
         "test_off_means_off.py::test_switching_off_purges_what_is_already_queued",

@@ -72,6 +72,12 @@ SCOPES: list[tuple[str, str, frozenset[str]]] = [
         "/v1/meetings/{meeting_id}/participants/{participant}/subject",
         frozenset({"meetings"}),
     ),
+    ("PUT", "/v1/meetings/{meeting_id}/consent-mode", frozenset({"meetings"})),
+    (
+        "POST",
+        "/v1/meetings/{meeting_id}/participants/{participant}/link",
+        frozenset({"meetings"}),
+    ),
     ("POST", "/v1/meetings/{meeting_id}/bot", frozenset({"meetings"})),
     ("GET", "/v1/meetings/{meeting_id}/bot", frozenset({"read", "meetings"})),
     ("DELETE", "/v1/meetings/{meeting_id}/bot", frozenset({"meetings"})),
@@ -135,6 +141,8 @@ def request_for(
             "subject": "crm-1"
         },
         ("POST", "/v1/audit/verify"): {},
+        ("PUT", "/v1/meetings/{meeting_id}/consent-mode"): {"mode": "notice"},
+        ("POST", "/v1/meetings/{meeting_id}/participants/{participant}/link"): {},
         ("POST", "/v1/participants/erase"): {"name": "alice", "confirm": "erase"},
         ("POST", "/v1/audit/receipts/verify"): {
             "tenant": tenant.id,
