@@ -7,9 +7,11 @@ phone's width."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -699,3 +701,112 @@ async def drive_head(page: Page, r: redis.Redis, base: str, token: str, tenant_i
 
 def saved_as(text: str, name: str = "head.json") -> FilePayload:
     return {"name": name, "mimeType": "application/json", "buffer": text.encode()}
+
+
+def test_console_opt_in_meeting_and_a_participant_consents_on_their_own_link(
+    tmp_path: Path,
+) -> None:
+    """An opt-in meeting made and switched in the console; a consent link made there for one
+    participant, opened in a second page and used by them ("Transcribe me"): the console
+    then shows them consented by their own link, and another, opted in by the owner, so."""
+    with private_tenant(tmp_path) as (rt, _, _tenant, token):
+        asyncio.run(asyncio.wait_for(consent_link_scenario(rt, token), 90))
+
+
+async def consent_link_scenario(rt: Runtime, token: str) -> None:
+    async with serve_api(rt) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on(
+                "console",
+                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            await page.goto(f"{base}/")
+            await page.get_by_label("Tenant API token").fill(token)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#console")).to_be_visible()
+            await drive_consent(page, context, rt, base)
+            assert not problems, problems
+        finally:
+            await browser.close()
+
+
+async def drive_consent(page: Page, context: BrowserContext, rt: Runtime, base: str) -> None:
+    # an opt-in meeting, chosen at creation
+    await page.get_by_label("Consent in new meetings").select_option("opt-in")
+    await page.get_by_role("button", name="New meeting").click()
+    mode = page.locator("#consent-mode")
+    await expect(mode).to_have_text("opt-in")
+    meeting_id = (await page.locator("#meeting-id").text_content()) or ""
+    assert services.get_meeting(rt, meeting_id).consent_mode == "opt-in"
+    await expect(page.locator(f".meeting-item[data-id='{meeting_id}']")).to_contain_text("Opt-in")
+
+    # switched to notice and back, showing what the server answered
+    await page.get_by_role("button", name="Switch to notice").click()
+    await expect(mode).to_have_text("notice")
+    assert services.get_meeting(rt, meeting_id).consent_mode == "notice"
+    await page.get_by_role("button", name="Switch to opt-in").click()
+    await expect(mode).to_have_text("opt-in")
+    assert services.get_meeting(rt, meeting_id).consent_mode == "opt-in"
+
+    # Bob gets a link but the owner opts him in from the console
+    await page.get_by_label("Participant name").fill("Bob")
+    await page.get_by_role("button", name="Make consent link").click()
+    bob = page.locator("#participants li[data-participant='Bob']")
+    await expect(bob.locator(".participant-state")).to_have_text(re.compile("^Waiting for consent"))
+    await page.get_by_role("switch", name="Transcribe Bob").click()
+    await expect(bob.locator(".participant-state")).to_have_text("Consented")
+    await expect(bob.locator(".participant-how")).to_contain_text("opted in by the owner")
+
+    # a link for Dana, for an hour: shown once, in a read-only field, with its expiry
+    dana = "Dana Scully"
+    await page.get_by_label("Participant name").fill(dana)
+    await page.get_by_label("Consent links work for").select_option("3600")
+    await page.get_by_role("button", name="Make consent link").click()
+    field = page.get_by_label("Consent link URL")
+    await expect(field).to_have_value(re.compile(f"^{re.escape(base)}/consent/sl_"))
+    await expect(field).to_have_attribute("readonly", "")
+    await expect(field).to_be_focused()
+    await expect(page.locator("#consent-link-name")).to_have_text(dana)
+    await expect(page.locator("#consent-link-expires")).to_have_text(re.compile(r"\d"))
+    url = await field.input_value()
+    body = url.split("/consent/sl_", 1)[1].split(".", 1)[0]
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    assert claims["p"] == dana and abs(claims["e"] - time.time() - 3600) < 60, claims
+    row = page.locator(f"#participants li[data-participant='{dana}']")
+    await expect(row.locator(".participant-state")).to_have_text(re.compile("^Waiting for consent"))
+    await expect(page.get_by_role("switch", name=f"Transcribe {dana}")).to_have_attribute(
+        "aria-checked", "false"
+    )
+    await expect(row.locator(".participant-how")).to_have_count(0)
+
+    # Dana opens her link in another page of the same browser and consents there
+    own = await context.new_page()
+    response = await own.goto(url)
+    assert response is not None and response.ok
+    await expect(own.locator("#state")).to_contain_text("not consented")
+    await own.locator("#optin").click()
+    await expect(own.locator("#note")).to_have_text("Saved: you will be transcribed.")
+    await own.close()
+    assert dana in services.get_meeting(rt, meeting_id).opted_in
+
+    # the console, refreshed, shows her consented by her own link, and Bob by the owner
+    await page.get_by_role("button", name="Refresh participants").click()
+    await expect(row.locator(".participant-state")).to_have_text("Consented")
+    await expect(row.locator(".participant-how")).to_contain_text("opted in by their own link")
+    await expect(page.get_by_role("switch", name=f"Transcribe {dana}")).to_have_attribute(
+        "aria-checked", "true"
+    )
+    await expect(bob.locator(".participant-how")).to_contain_text("opted in by the owner")
+
+    # at a phone's width, the link and the rows do not scroll sideways; hidden, it is gone
+    await page.set_viewport_size({"width": 375, "height": 812})
+    await page.wait_for_timeout(100)
+    await no_horizontal_scroll(page)
+    await page.get_by_role("button", name="Hide link").click()
+    await expect(field).to_be_hidden()
+    assert await field.input_value() == ""

@@ -11,6 +11,7 @@
   const AUDIT_LIMIT = 25;
   const BOT_POLL_MS = 2000;
   const MAX_CAPTIONS = 500;
+  const OPT_IN = "opt-in";
 
   const $ = (id) => document.getElementById(id);
 
@@ -23,6 +24,7 @@
     botTimer: null,
     bot: null,
     seen: new Set(), // participant names heard in the selected meeting
+    consent: new Map(), // participant -> their last consent change {at, verdict, actor}
     auditPage: null, // null: the newest page
     auditShown: 0, // the page on screen
     head: null, // the audit chain's head, as GET /v1/audit/head last returned it
@@ -182,7 +184,9 @@
 
   async function loadPrivacy() {
     if (!state.meeting) return;
-    const p = await api("GET", `${meetingPath(state.meeting.id)}/privacy`);
+    const id = state.meeting.id;
+    const p = await api("GET", `${meetingPath(id)}/privacy`);
+    rememberConsent(id, p.consent_changes);
     const audit = $("privacy-audit");
     audit.textContent = p.audit_intact ? "intact" : `BROKEN: ${p.audit_problems.join("; ")}`;
     audit.className = p.audit_intact ? "" : "bad";
@@ -259,6 +263,7 @@
       button.dataset.id = m.id;
       button.append(el("code", m.id), el("span", when(m.created), "meeting-created"),
         badge(m.transcription));
+      if (m.consent_mode === OPT_IN) button.append(el("span", "Opt-in", "badge optin"));
       if (state.meeting && state.meeting.id === m.id) button.setAttribute("aria-current", "true");
       button.addEventListener("click", action(button, () => select(m.id)));
       const li = el("li");
@@ -274,10 +279,14 @@
   }
 
   async function createMeeting() {
-    // no body: "transcription is off by default" is the API's rule, not the console's
-    const meeting = await api("POST", "/v1/meetings", {});
+    // no transcription field: "transcription is off by default" is the API's rule, not the
+    // console's; so is notice, the consent mode sent only when opt-in is chosen
+    const body = {};
+    if ($("new-consent-mode").value === OPT_IN) body.consent_mode = OPT_IN;
+    const meeting = await api("POST", "/v1/meetings", body);
     state.meetings.unshift(meeting);
-    notify(`Meeting ${meeting.id} created; transcription is off.`);
+    notify(`Meeting ${meeting.id} created; transcription is off; consent mode ` +
+      `${meeting.consent_mode}.`);
     await select(meeting.id);
     await refreshCustody();
   }
@@ -295,6 +304,7 @@
     showMeeting(meeting);
     $("meeting").hidden = false;
     $("meeting-title").focus();
+    await loadConsent();
   }
 
   function deselect() {
@@ -304,6 +314,8 @@
     state.bot = null;
     state.meeting = null;
     state.seen = new Set();
+    state.consent = new Map();
+    hideLink();
     $("meeting").hidden = true;
     $("captions").replaceChildren();
     delete $("captions").dataset.cursor;
@@ -331,6 +343,12 @@
       : "Transcription is off: no audio of this meeting is stored or transcribed.";
     explain.classList.toggle("on", on);
     explain.classList.toggle("off", !on);
+    const optIn = meeting.consent_mode === OPT_IN;
+    $("consent-mode").textContent = meeting.consent_mode;
+    $("consent-mode-explain").textContent = optIn
+      ? "Opt-in: nobody's audio is kept until that participant consents."
+      : "Notice: everyone is transcribed while transcription is on, unless they opt out.";
+    $("consent-mode-switch").textContent = optIn ? "Switch to notice" : "Switch to opt-in";
     renderMeetingList();
     renderParticipants();
   }
@@ -357,25 +375,107 @@
 
   // ---- participants and consent -------------------------------------------------------
 
+  async function switchConsentMode() {
+    const m = state.meeting;
+    const mode = m.consent_mode === OPT_IN ? "notice" : OPT_IN;
+    const updated = await api("PUT", meetingPath(m.id, "/consent-mode"), { mode });
+    if (state.meeting && state.meeting.id === updated.id) showMeeting(updated);
+    notify(updated.consent_mode === OPT_IN
+      ? `Meeting ${updated.id} is opt-in: nobody is kept until they consent.`
+      : `Meeting ${updated.id} is notice: everyone is transcribed unless they opt out.`);
+    await loadAudit();
+  }
+
+  // How a participant's last choice was made: the privacy report's consent changes name the
+  // actor, "participant-link@..." when they chose on their own link page.
+  function how(actor) {
+    if (actor.startsWith("participant-link@")) return "by their own link";
+    if (actor.startsWith("participant-chat@")) return "by themselves in the meeting chat";
+    return "by the owner";
+  }
+
+  // consent changes ([time, "NAME:opted-out|opted-in", actor], oldest first): the last each
+  function rememberConsent(meetingId, changes) {
+    if (!state.meeting || state.meeting.id !== meetingId) return;
+    const last = new Map();
+    for (const [at, what, actor] of changes) {
+      const text = String(what);
+      const i = text.lastIndexOf(":");
+      if (i <= 0) continue;
+      const verdict = text.slice(i + 1);
+      last.set(text.slice(0, i), { at: Number(at), verdict, actor: String(actor) });
+    }
+    state.consent = last;
+    renderParticipants();
+  }
+
+  // the consent history comes with the privacy report (read scope); without it, rows only
+  // lack the "how"
+  async function loadConsent() {
+    const m = state.meeting;
+    if (!m) return;
+    let p;
+    try {
+      p = await api("GET", meetingPath(m.id, "/privacy"));
+    } catch (err) {
+      if (err.status === 403) return;
+      throw err;
+    }
+    rememberConsent(m.id, p.consent_changes);
+  }
+
+  async function refreshParticipants() {
+    const id = state.meeting.id;
+    const meeting = await api("GET", meetingPath(id));
+    if (state.meeting && state.meeting.id === id) showMeeting(meeting);
+    await loadConsent();
+  }
+
+  // what the server says of one participant: kept (switch on) or not, in words
+  function participantState(m, name) {
+    if (m.opted_out.includes(name)) {
+      return { on: false, label: "Opted out", text: "Opted out: nothing they say is kept" };
+    }
+    if (m.consent_mode === OPT_IN) {
+      return m.opted_in.includes(name)
+        ? { on: true, label: "Consented", text: "Consented" }
+        : { on: false, label: "Waiting", text: "Waiting for consent: nothing they say is kept" };
+    }
+    return { on: true, label: "Transcribed", text: "Transcribed (notice given)" };
+  }
+
   function renderParticipants() {
     const m = state.meeting;
     if (!m) return;
-    const names = new Set([...state.seen, ...m.opted_out]);
+    const names = new Set([...state.seen, ...m.opted_out, ...m.opted_in, ...state.consent.keys()]);
     if (state.bot) for (const p of state.bot.participants) names.add(p);
     const rows = [...names].sort().map((name) => {
-      const transcribed = !m.opted_out.includes(name);
+      const s = participantState(m, name);
       const li = el("li", undefined, "participant");
-      const label = el("span", name, "participant-name");
-      const sw = el("button", undefined, `switch small ${transcribed ? "on" : "off"}`);
+      li.dataset.participant = name;
+      const info = el("div", undefined, "participant-info");
+      info.append(el("span", name, "participant-name"),
+        el("span", s.text, `participant-state ${s.on ? "on" : "off"}`));
+      const last = state.consent.get(name);
+      if (last) {
+        const verb = last.verdict === "opted-in" ? "opted in" : "opted out";
+        info.append(el("span", `${verb} ${how(last.actor)}, ${when(last.at)}`, "participant-how"));
+      }
+      const sw = el("button", undefined, `switch small ${s.on ? "on" : "off"}`);
       sw.type = "button";
       sw.setAttribute("role", "switch");
-      sw.setAttribute("aria-checked", transcribed ? "true" : "false");
+      sw.setAttribute("aria-checked", s.on ? "true" : "false");
       sw.setAttribute("aria-label", `Transcribe ${name}`);
-      sw.append(el("span", undefined, "knob"),
-        el("span", transcribed ? "Transcribed" : "Opted out", "switch-text"));
+      sw.append(el("span", undefined, "knob"), el("span", s.label, "switch-text"));
       sw.querySelector(".knob").setAttribute("aria-hidden", "true");
-      sw.addEventListener("click", action(sw, () => setConsent(name, !transcribed)));
-      li.append(label, sw);
+      sw.addEventListener("click", action(sw, () => setConsent(name, !s.on)));
+      const link = el("button", "Consent link");
+      link.type = "button";
+      link.setAttribute("aria-label", `Consent link for ${name}`);
+      link.addEventListener("click", action(link, () => makeLink(name)));
+      const actions = el("div", undefined, "participant-actions");
+      actions.append(sw, link);
+      li.append(info, actions);
       return li;
     });
     $("participants").replaceChildren(...rows);
@@ -387,11 +487,69 @@
     const updated = await api("PUT", path, { transcribe });
     state.seen.add(name);
     showMeeting(updated);
-    notify(transcribe ? `${name} is transcribed again.` : `${name} opted out.`);
+    let said = `${name} opted out.`;
+    if (transcribe) {
+      said = updated.consent_mode === OPT_IN
+        ? `${name} consented.`
+        : `${name} is transcribed again.`;
+    }
+    notify(said);
+    await loadConsent();
     const again = [...$("participants").querySelectorAll("button[role=switch]")]
       .find((b) => b.getAttribute("aria-label") === `Transcribe ${name}`);
     if (again) again.focus();
     await loadAudit();
+  }
+
+  // a participant name typed in the form, checked as the API's path segment needs it
+  function typedParticipant() {
+    const name = $("participant-name").value.trim();
+    if (!name) throw new ApiError(0, "enter the participant's name as shown in the meeting");
+    // the API addresses a participant by a path segment, which cannot hold a slash
+    if (name.includes("/")) throw new ApiError(0, "a participant name cannot contain '/'");
+    return name;
+  }
+
+  // A signed, expiring link to the participant's own consent page: shown once here, in a
+  // read-only field to copy from; the console keeps no list of them.
+  async function makeLink(name) {
+    const m = state.meeting;
+    const ttl = Number.parseInt($("consent-link-ttl").value, 10) || 86400;
+    const path = meetingPath(m.id, `/participants/${encodeURIComponent(name)}/link`);
+    const link = await api("POST", path, { ttl });
+    if (!state.meeting || state.meeting.id !== m.id) return;
+    $("consent-link-name").textContent = link.participant;
+    $("consent-link-expires").textContent = when(link.expires);
+    const field = $("consent-link-url");
+    field.value = link.url;
+    $("consent-link").hidden = false;
+    if (!state.seen.has(link.participant)) {
+      state.seen.add(link.participant);
+      renderParticipants();
+    }
+    field.focus();
+    field.select();
+    notify(`Consent link for ${link.participant} made; it works until ${when(link.expires)}.`);
+    await loadAudit();
+  }
+
+  function hideLink() {
+    $("consent-link-url").value = "";
+    $("consent-link-name").textContent = "";
+    $("consent-link-expires").textContent = "";
+    $("consent-link").hidden = true;
+  }
+
+  async function copyLink() {
+    const field = $("consent-link-url");
+    field.focus();
+    field.select();
+    try {
+      await navigator.clipboard.writeText(field.value);
+      notify("Consent link copied.");
+    } catch (_) {
+      notify("The consent link is selected: copy it with Ctrl+C (⌘C on a Mac).");
+    }
   }
 
   // ---- the bot ------------------------------------------------------------------------
@@ -990,12 +1148,19 @@
     on("bot-leave", "click", callBotBack);
     on("transcript-form", "submit", downloadTranscript);
     on("consent-form", "submit", async () => {
-      const name = $("participant-name").value.trim();
-      if (!name) throw new ApiError(0, "enter the participant's name as shown in the meeting");
-      // the API addresses a participant by a path segment, which cannot hold a slash
-      if (name.includes("/")) throw new ApiError(0, "a participant name cannot contain '/'");
-      await setConsent(name, false);
+      await setConsent(typedParticipant(), false);
       $("participant-name").value = "";
+    });
+    on("consent-link-make", "click", async () => {
+      await makeLink(typedParticipant());
+      $("participant-name").value = "";
+    });
+    on("consent-mode-switch", "click", switchConsentMode);
+    on("participants-refresh", "click", refreshParticipants);
+    on("consent-link-copy", "click", copyLink);
+    $("consent-link-hide").addEventListener("click", () => {
+      hideLink();
+      $("consent-link-make").focus();
     });
     $("delete-start").addEventListener("click", () => {
       $("delete-confirm").hidden = false;
