@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from pipeline.api.auth import Admin, Meetings, Reader, RuntimeDep, Viewer
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
 from pipeline.formats import render
-from pipeline.models import CONSENT_NOTICE, CONSENT_OPT_IN, BotStatus, Meeting
+from pipeline.models import CONSENT_MODES, BotStatus, Meeting
 from pipeline.services import bots, meetings
 from pipeline.services.consent import LINK_DEFAULT_S, LINK_MAX_S, make_link
 from pipeline.services.privacy import INTERIMS_NOTE, privacy_report
@@ -52,21 +52,21 @@ class MeetingOut(BaseModel):
             opted_out=sorted(m.opted_out),
             language=m.language,
             translate=m.translate,
-            consent_mode=ConsentMode(m.consent_mode),
+            consent_mode=m.consent_mode,  # type: ignore[arg-type]
             opted_in=sorted(m.opted_in),
         )
 
 
-class ConsentMode(StrEnum):
-    notice = CONSENT_NOTICE
-    opt_in = CONSENT_OPT_IN
+#: a meeting's consent mode (``pipeline.models.CONSENT_MODES``)
+ConsentMode = Literal["notice", "opt-in"]
+assert set(get_args(ConsentMode)) == set(CONSENT_MODES)
 
 
 class MeetingIn(StrictBody):
     transcription: bool = False
     language: str | None = Field(default=None, max_length=3)
     translate: bool = False
-    consent_mode: ConsentMode = ConsentMode.notice
+    consent_mode: ConsentMode = "notice"
 
 
 class ConsentModeIn(StrictBody):
@@ -164,7 +164,7 @@ def create(body: MeetingIn, tenant: Meetings, rt: RuntimeDep) -> MeetingOut:
             body.transcription,
             body.language,
             body.translate,
-            body.consent_mode.value,
+            body.consent_mode,
         )
     )
 
@@ -193,7 +193,7 @@ def set_consent_mode(
 ) -> MeetingOut:
     """``notice`` or ``opt-in``, also mid-call: in opt-in nobody's audio is kept until they
     consent (by API, link or chat); capture obeys within a second."""
-    return MeetingOut.of(meetings.set_consent_mode(rt, meeting_id, body.mode.value, tenant.id))
+    return MeetingOut.of(meetings.set_consent_mode(rt, meeting_id, body.mode, tenant.id))
 
 
 @router.put("/{meeting_id}/participants/{participant:path}/consent")
