@@ -98,7 +98,7 @@ def write_export(rt: Runtime, tenant_id: str, fh: BinaryIO) -> tuple[int, int, i
         for m in meetings:
             transcript = read_transcript(rt, m.id, tenant_id)
             segments += len(transcript)
-            meta = {**asdict(m), "opted_out": sorted(m.opted_out)}
+            meta = {**asdict(m), "opted_out": sorted(m.opted_out), "opted_in": sorted(m.opted_in)}
             zf.writestr(f"meetings/{m.id}/meeting.json", json.dumps(meta, indent=2))
             zf.writestr(f"meetings/{m.id}/transcript.json", render(transcript, "json"))
             zf.writestr(f"meetings/{m.id}/transcript.vtt", render(transcript, "vtt"))

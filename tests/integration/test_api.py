@@ -1023,7 +1023,9 @@ def test_heads_meeting_verification_and_erasure(api: Api, app_rt: Runtime, a: T)
 def test_consent_modes_and_participant_links(
     api: Api, app_rt: Runtime, a: T, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = api("POST", "/v1/meetings", a.token, json={"consent_mode": "opt-in"})
+    made = api(
+        "POST", "/v1/meetings", a.token, json={"consent_mode": "opt-in", "transcription": True}
+    )
     assert made.status_code == 201 and made.json()["consent_mode"] == "opt-in"
     m = made.json()["id"]
     meeting = app_rt.store.meetings.get(m)
