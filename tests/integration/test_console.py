@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -98,6 +98,36 @@ async def publish(base: str, token: str, meeting_id: str, pcm: bytes) -> None:
         await pub.stop()
 
 
+@contextlib.asynccontextmanager
+async def console_page(rt: Runtime) -> AsyncIterator[tuple[str, BrowserContext, Page]]:
+    """The API served in this process and a Chromium page for it: (base URL, context, page).
+    A page error or a Content-Security-Policy violation fails the test when the block ends."""
+    async with serve_api(rt) as base, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = await browser.new_context(
+                viewport={"width": 1280, "height": 900}, accept_downloads=True
+            )
+            page = await context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on(
+                "console",
+                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            yield base, context, page
+            assert not problems, problems
+        finally:
+            await browser.close()
+
+
+async def log_in(page: Page, base: str, token: str) -> None:
+    await page.goto(f"{base}/")
+    await page.get_by_label("Tenant API token").fill(token)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#console")).to_be_visible()
+
+
 async def transcribed(rt: Runtime, meeting_id: str, timeout: float = 60) -> int:
     """Waits for the worker to finish the meeting's audio; the transcript's segment count."""
     loop = asyncio.get_running_loop()
@@ -113,23 +143,8 @@ async def transcribed(rt: Runtime, meeting_id: str, timeout: float = 60) -> int:
 
 
 async def scenario(rt: Runtime, token: str, tenant_id: str, pcm: bytes) -> None:
-    async with serve_api(rt) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            context = await browser.new_context(
-                viewport={"width": 1280, "height": 900}, accept_downloads=True
-            )
-            page = await context.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
-            )
-            await drive(page, context, rt, base, token, tenant_id, pcm)
-            assert not problems, problems
-        finally:
-            await browser.close()
+    async with console_page(rt) as (base, context, page):
+        await drive(page, context, rt, base, token, tenant_id, pcm)
 
 
 async def drive(
@@ -363,40 +378,30 @@ def store_final(rt: Runtime, meeting_id: str, who: str, seq: int, text: str) -> 
 
 
 async def interim_scenario(rt: Runtime, token: str, meeting_id: str) -> None:
-    async with serve_api(rt) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            problems: list[str] = []
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            await page.goto(f"{base}/")
-            await page.get_by_label("Tenant API token").fill(token)
-            await page.get_by_role("button", name="Log in").click()
-            await page.locator(f".meeting-item[data-id='{meeting_id}']").click()
-            await expect(page.locator("#captions-state")).to_have_text("live")
-            await watch_interims(page, rt, meeting_id)
-            # what the workers counted (four transcribed, two dropped as superseded, one
-            # after the final) is in the privacy report, with what interims never become
-            rt.store.interims.count(meeting_id, "transcribed", 4)
-            rt.store.interims.count(meeting_id, "superseded", 2)
-            rt.store.interims.count(meeting_id, "too-late")
-            await page.get_by_role("button", name="Show privacy report").click()
-            report = page.locator("#privacy-interims")
-            await expect(report).to_contain_text("4 transcribed; purged untranscribed: ")
-            await expect(report).to_contain_text("superseded: 2; too-late: 1")
-            await expect(report).to_contain_text("never enter the transcript")
-            # a fresh page (cursor 0) shows the same lines: the finals, once each
-            await page.reload()  # logged in again from the tab's sessionStorage
-            await expect(page.locator("#console")).to_be_visible()
-            await page.locator(f".meeting-item[data-id='{meeting_id}']").click()
-            lines = page.locator("#captions .caption")
-            await expect(lines).to_have_text(
-                [re.compile("So what we need"), re.compile("Yes"), re.compile("Right")]
-            )
-            await expect(page.locator("#captions .caption.interim")).to_have_count(0)
-            assert not problems, problems
-        finally:
-            await browser.close()
+    async with console_page(rt) as (base, _, page):
+        await log_in(page, base, token)
+        await page.locator(f".meeting-item[data-id='{meeting_id}']").click()
+        await expect(page.locator("#captions-state")).to_have_text("live")
+        await watch_interims(page, rt, meeting_id)
+        # what the workers counted (four transcribed, two dropped as superseded, one
+        # after the final) is in the privacy report, with what interims never become
+        rt.store.interims.count(meeting_id, "transcribed", 4)
+        rt.store.interims.count(meeting_id, "superseded", 2)
+        rt.store.interims.count(meeting_id, "too-late")
+        await page.get_by_role("button", name="Show privacy report").click()
+        report = page.locator("#privacy-interims")
+        await expect(report).to_contain_text("4 transcribed; purged untranscribed: ")
+        await expect(report).to_contain_text("superseded: 2; too-late: 1")
+        await expect(report).to_contain_text("never enter the transcript")
+        # a fresh page (cursor 0) shows the same lines: the finals, once each
+        await page.reload()  # logged in again from the tab's sessionStorage
+        await expect(page.locator("#console")).to_be_visible()
+        await page.locator(f".meeting-item[data-id='{meeting_id}']").click()
+        lines = page.locator("#captions .caption")
+        await expect(lines).to_have_text(
+            [re.compile("So what we need"), re.compile("Yes"), re.compile("Right")]
+        )
+        await expect(page.locator("#captions .caption.interim")).to_have_count(0)
 
 
 async def watch_interims(page: Page, rt: Runtime, meeting_id: str) -> None:
@@ -546,41 +551,31 @@ def test_console_webhooks_show_a_disabled_endpoint_and_add_one(tmp_path: Path) -
 
 
 async def webhook_scenario(rt: Runtime, token: str, endpoint_id: str) -> None:
-    async with serve_api(rt) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            problems: list[str] = []
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            await page.goto(f"{base}/")
-            await page.get_by_label("Tenant API token").fill(token)
-            await page.get_by_role("button", name="Log in").click()
-            state = page.locator("#webhooks-state")
-            await expect(state).to_have_text("1 endpoint; 1 DISABLED after failing deliveries")
-            await expect(state).to_have_class(re.compile(r"\bbad\b"))
-            row = page.locator(f"#webhooks-table tr[data-id='{endpoint_id}']")
-            await expect(row).to_contain_text("DISABLED: every delivery failed for 24.0 h")
-            await expect(page.locator("#notice")).to_contain_text("disabled")
+    async with console_page(rt) as (base, _, page):
+        await log_in(page, base, token)
+        state = page.locator("#webhooks-state")
+        await expect(state).to_have_text("1 endpoint; 1 DISABLED after failing deliveries")
+        await expect(state).to_have_class(re.compile(r"\bbad\b"))
+        row = page.locator(f"#webhooks-table tr[data-id='{endpoint_id}']")
+        await expect(row).to_contain_text("DISABLED: every delivery failed for 24.0 h")
+        await expect(page.locator("#notice")).to_contain_text("disabled")
 
-            await page.get_by_role("button", name=f"Re-enable webhook {endpoint_id}").click()
-            await expect(row).to_contain_text("enabled")
-            await expect(state).to_have_text("1 endpoint")
-            assert not rt.store.webhooks.get(endpoint_id).disabled  # type: ignore[union-attr]
+        await page.get_by_role("button", name=f"Re-enable webhook {endpoint_id}").click()
+        await expect(row).to_contain_text("enabled")
+        await expect(state).to_have_text("1 endpoint")
+        assert not rt.store.webhooks.get(endpoint_id).disabled  # type: ignore[union-attr]
 
-            await page.get_by_label("New endpoint's URL").fill("http://127.0.0.1:9/new")
-            await page.get_by_role("button", name="Add endpoint").click()
-            secret = page.locator("#new-webhook-secret")
-            await expect(secret).to_be_visible()
-            shown = await secret.input_value()
-            assert shown.startswith("whsec_"), shown
-            await expect(state).to_have_text("2 endpoints")
-            table = await page.locator("#webhooks-table").inner_text()
-            assert shown not in table and "http://127.0.0.1:9/new" in table
-            await page.get_by_role("button", name="Done").last.click()
-            await expect(secret).to_be_hidden()
-            assert not problems, problems
-        finally:
-            await browser.close()
+        await page.get_by_label("New endpoint's URL").fill("http://127.0.0.1:9/new")
+        await page.get_by_role("button", name="Add endpoint").click()
+        secret = page.locator("#new-webhook-secret")
+        await expect(secret).to_be_visible()
+        shown = await secret.input_value()
+        assert shown.startswith("whsec_"), shown
+        await expect(state).to_have_text("2 endpoints")
+        table = await page.locator("#webhooks-table").inner_text()
+        assert shown not in table and "http://127.0.0.1:9/new" in table
+        await page.get_by_role("button", name="Done").last.click()
+        await expect(secret).to_be_hidden()
 
 
 def test_console_audit_head_downloaded_and_verified_against(tmp_path: Path) -> None:
@@ -600,27 +595,9 @@ def test_console_audit_head_downloaded_and_verified_against(tmp_path: Path) -> N
 
 
 async def head_scenario(rt: Runtime, r: redis.Redis, token: str, tenant_id: str) -> None:
-    async with serve_api(rt) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            context = await browser.new_context(
-                viewport={"width": 1280, "height": 900}, accept_downloads=True
-            )
-            page = await context.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
-            )
-            await page.goto(f"{base}/")
-            await page.get_by_label("Tenant API token").fill(token)
-            await page.get_by_role("button", name="Log in").click()
-            await expect(page.locator("#console")).to_be_visible()
-            await drive_head(page, r, base, token, tenant_id)
-            assert not problems, problems
-        finally:
-            await browser.close()
+    async with console_page(rt) as (base, _, page):
+        await log_in(page, base, token)
+        await drive_head(page, r, base, token, tenant_id)
 
 
 async def drive_head(page: Page, r: redis.Redis, base: str, token: str, tenant_id: str) -> None:
@@ -714,25 +691,9 @@ def test_console_opt_in_meeting_and_a_participant_consents_on_their_own_link(
 
 
 async def consent_link_scenario(rt: Runtime, token: str) -> None:
-    async with serve_api(rt) as base, async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            page = await context.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
-            )
-            await page.goto(f"{base}/")
-            await page.get_by_label("Tenant API token").fill(token)
-            await page.get_by_role("button", name="Log in").click()
-            await expect(page.locator("#console")).to_be_visible()
-            await drive_consent(page, context, rt, base)
-            assert not problems, problems
-        finally:
-            await browser.close()
+    async with console_page(rt) as (base, context, page):
+        await log_in(page, base, token)
+        await drive_consent(page, context, rt, base)
 
 
 async def drive_consent(page: Page, context: BrowserContext, rt: Runtime, base: str) -> None:
