@@ -287,11 +287,14 @@ def verify(
     head: tuple[int, str | None],
     authenticator: Authenticator | None = None,
     since: AuditHead | None = None,
+    newest: int | None = None,
 ) -> VerifyReport:
     """Check a tenant's chain end to end and name each entry that was tampered with.
 
-    With ``authenticator`` every MAC is checked and the chain must be keyed; with ``since``
-    (a head the customer saved) the chain must still contain that very entry."""
+    With ``authenticator`` every MAC is checked (with ``newest``, only the newest that many,
+    which vouch for the rest: the same verdict, without naming which older entry was
+    rewritten) and the chain must be keyed; with ``since`` (a head the customer saved) the
+    chain must still contain that very entry."""
     problems: list[str] = []
     entries: list[AuditEntry | None] = []
     prev_hash = genesis_hash(tenant_id)
@@ -342,7 +345,7 @@ def verify(
         problems.append("the last entry does not match the chain's recorded head (edited)")
     authenticated, notes = 0, list[str]()
     if authenticator is not None:
-        authenticated = _check_macs(tenant_id, entries, authenticator, problems, notes)
+        authenticated = _check_macs(tenant_id, entries, authenticator, problems, notes, newest)
     if since is not None:
         _check_since(tenant_id, entries, since, authenticator, problems)
     return VerifyReport(
@@ -361,13 +364,25 @@ def _check_macs(
     authenticator: Authenticator,
     problems: list[str],
     notes: list[str],
+    newest: int | None = None,
 ) -> int:
-    """Check every entry's MAC; returns how many entries the newest checked MAC covers."""
+    """Check every entry's MAC, or with ``newest`` only the newest ``newest`` keyed ones
+    (with the hash chain intact, a valid MAC vouches for every entry before it; all of
+    them are checked when none of those can be); returns how many entries the newest
+    checked MAC covers."""
     keyed = [e for e in entries if e is not None and e.mac and e.tenant == tenant_id]
-    verdicts = authenticator.check_macs(tenant_id, [(e.mac_input(), e.mac) for e in keyed])
+    checked = keyed
+    verdicts = None
+    if newest is not None and len(keyed) > newest:
+        checked = keyed[-newest:]
+        verdicts = authenticator.check_macs(tenant_id, [(e.mac_input(), e.mac) for e in checked])
+        if not any(v is True for v in verdicts):
+            checked, verdicts = keyed, None
+    if verdicts is None:
+        verdicts = authenticator.check_macs(tenant_id, [(e.mac_input(), e.mac) for e in checked])
     newest_checked: AuditEntry | None = None
     unchecked = 0
-    for entry, good in zip(keyed, verdicts, strict=True):
+    for entry, good in zip(checked, verdicts, strict=True):
         if good is False:
             problems.append(f"entry {entry.seq} has a MAC that is not the tenant key's (rewritten)")
         elif good is None:

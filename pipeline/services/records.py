@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from keys.audit import AuditEntry, VerifyReport
@@ -62,14 +63,23 @@ class MeetingRecord:
 
 
 def verify_meeting(
-    rt: Runtime, meeting_id: str, tenant_id: str | None = None, chain: VerifyReport | None = None
+    rt: Runtime,
+    meeting_id: str,
+    tenant_id: str | None = None,
+    chain: VerifyReport | None = None,
+    entries: Sequence[AuditEntry] | None = None,
 ) -> MeetingRecord:
-    """Check the meeting's manifests against what is stored and the keyed audit chain."""
+    """Check the meeting's manifests against what is stored and the keyed audit chain.
+
+    ``chain`` (the chain's verification) and ``entries`` (its entries, of this meeting or
+    of the whole tenant) are read here unless the caller, checking many meetings, has them."""
     meeting = rt.store.meetings.get(meeting_id, tenant_id)
     if faults.on("no-manifest"):
         return MeetingRecord(meeting.id, meeting.tenant_id, True, (), ())
-    chain = chain or audit_verify(rt, meeting.tenant_id)
-    entries = [e for e in rt.keys.audit.entries(meeting.tenant_id) if e.meeting == meeting.id]
+    chain = chain or audit_verify(rt, meeting.tenant_id, quick=True)
+    if entries is None:
+        entries = rt.keys.audit.entries(meeting.tenant_id)
+    entries = [e for e in entries if e.meeting == meeting.id]
     records, outcomes = rt.store.segments.manifest(meeting.id)
     by_participant: dict[str, dict[str, str]] = {}
     for name, raw in records.items():

@@ -236,3 +236,27 @@ def test_an_unreadable_head_file_is_refused() -> None:
         AuditHead.from_json(
             json.dumps({"tenant": "t", "count": 0, "hash": "", "mac": "", "at": 0, "taken": 0})
         )
+
+
+def test_a_quick_check_of_the_newest_macs_gives_the_same_verdict(tmp_path: Path) -> None:
+    ring = LocalKeyring(tmp_path / "keys")
+    ring.create("t")
+    store = MemoryAuditStore()
+    log = AuditLog(store, authenticator=ring)
+    for i in range(10):
+        log.record("t", "unwrap", actor="worker", meeting=f"m{i}")
+    calls: list[int] = []
+    real = ring.check_macs
+
+    def counted(tenant_id: str, items: Any) -> list[bool | None]:
+        calls.append(len(items))
+        return real(tenant_id, items)
+
+    ring.check_macs = counted  # type: ignore[method-assign]
+    quick = verify("t", store.rows["t"], store.heads["t"], ring, newest=3)
+    assert quick.ok and quick.authenticated == 10 and calls == [3]
+    rewrite(store, 2, keep_macs=True)
+    calls.clear()
+    quick = verify("t", store.rows["t"], store.heads["t"], ring, newest=3)
+    assert calls == [3, 10], "none of the newest checks: every MAC is checked, to name them"
+    assert not quick.ok and quick.problems == keyed_check(store, ring).problems
