@@ -431,6 +431,10 @@ class PrivacyOut(BaseModel):
     )
     interims_note: str = Field(description="what interim captions are and are not kept as")
     complete: bool = Field(description="every sealed segment accounted for (GET .../verify)")
+    notices: Events = Field(
+        description="each notice posted to the room, [time, 'text:join|on|off|mode|consent', "
+        "actor]: the bot's written notices in the room's chat"
+    )
     missing: list[str] = Field(description="each missing or altered segment, named")
 
 
@@ -455,4 +459,5 @@ def privacy(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> PrivacyOut
         interims_note=INTERIMS_NOTE,
         complete=r.complete,
         missing=list(r.missing),
+        notices=list(r.notices),
     )

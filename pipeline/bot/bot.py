@@ -17,8 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import faults
+from pipeline.bot import notices
 from pipeline.bot.connectors import Connector, JoinRejected, connector_for
-from pipeline.capture.room import MeetingRoom
+from pipeline.capture.room import MeetingRoom, participant_label
 from pipeline.errors import OURS, InvalidInput, NotFound
 from pipeline.models import BotState
 from pipeline.runtime import Runtime
@@ -61,6 +62,9 @@ class Bot:
         self.gaps: list[float] = []
         #: set when the bot service stops: the meeting stays wanted for another service
         self.handoff = False
+        #: what the room was last told: (transcription, consent mode, opted out, opted in)
+        self._told: tuple[bool, str, frozenset[str], frozenset[str]] | None = None
+        self._notices: set[asyncio.Task[None]] = set()
 
     def leave(self) -> None:
         self._leave.set()
@@ -92,6 +96,9 @@ class Bot:
         gap = f"rejoined after a {self.gaps[-1]:.1f} s gap" if self.gaps else ""
         self._set(BotState.IN_MEETING, gap)
         self._announce()
+        self._told = None
+        self._policy_notices()  # what the room is told from now on is measured from here
+        self._notice(notices.joined(self.room.policy.meeting) if self.room else None, "join")
 
     def _leave_if_ended(self) -> None:
         if self.room is not None and self.room.policy.ended:
@@ -102,6 +109,37 @@ class Bot:
         if connector is not None and room is not None:
             task = asyncio.ensure_future(connector.announce(room.policy.transcribing))
             task.add_done_callback(_log_failure)
+
+    def _policy_notices(self) -> None:
+        """Tell the room's chat what changed: the switch, the consent mode, each consent."""
+        if self.room is None:
+            return
+        meeting = self.room.policy.meeting
+        now = (meeting.transcription, meeting.consent_mode, meeting.opted_out, meeting.opted_in)
+        before, self._told = self._told, now
+        if before is None:
+            return
+        for kind, text in notices.changes(before, now):
+            self._notice(text, kind)
+
+    def _notice(self, text: str | None, kind: str) -> None:
+        connector = self._connector
+        if text is None or connector is None or not connector.has_chat:
+            return
+        task = asyncio.ensure_future(self._post(connector, text, kind))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _post(self, connector: Connector, text: str, kind: str) -> None:
+        if await connector.notify(text):
+            await asyncio.to_thread(notices.record, self.rt, self.meeting_id, "text", kind)
+
+    async def _command(self, display: str, text: str) -> str | None:
+        """A participant's own chat command, applied to themselves (their display name is
+        their participant id, as for their audio)."""
+        return await asyncio.to_thread(
+            notices.command, self.rt, self.meeting_id, participant_label(display), text
+        )
 
     async def run(self) -> BotState:
         """Run until called back, the meeting ends, or joining fails for good."""
@@ -119,6 +157,7 @@ class Bot:
         room.on_joined = self._joined
         room.policy.on_leave.append(self._leave.set)
         room.policy.on_change.append(self._announce)
+        room.policy.on_change.append(self._policy_notices)
         room.policy.on_change.append(self._leave_if_ended)
         await room.start()
         final, reason = BotState.LEFT, "called back"
@@ -126,6 +165,7 @@ class Bot:
         try:
             while not self._leave.is_set():
                 self._connector = connector
+                connector.on_command = self._command
                 if not self._attempt:
                     self._set(BotState.RECONNECTING if self._ever_joined else BotState.JOINING)
                 else:  # keep saying why: retrying is still reconnecting

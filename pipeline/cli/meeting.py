@@ -208,6 +208,8 @@ def privacy(
             console.print(f"  {when(at)}  switched {state} by {actor}")
         for at, change, actor in report.consent_changes:
             console.print(f"  {when(at)}  consent {change} by {actor}")
+        for at, notice, actor in report.notices:
+            console.print(f"  {when(at)}  notice posted ({notice}) by {actor}")
         table = Table("key use (purpose by actor: outcome)", "count")
         for use, n in sorted(report.key_uses.items()):
             table.add_row(use, str(n))

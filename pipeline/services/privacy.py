@@ -48,6 +48,9 @@ class PrivacyReport:
     complete: bool = True
     #: each missing or altered segment or record, named
     missing: tuple[str, ...] = ()
+    #: (time, "CHANNEL:KIND", actor) of each notice posted to the room (text: its chat),
+    #: oldest first: on join, on switch on and off, at each consent change
+    notices: tuple[tuple[float, str, str], ...] = ()
 
 
 def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> PrivacyReport:
@@ -77,4 +80,5 @@ def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
         interims_purged={why: n for why, n in sorted(interims.items()) if n},
         complete=record.complete,
         missing=record.missing,
+        notices=tuple((e.at, e.outcome, e.actor) for e in entries if e.action == "notice"),
     )

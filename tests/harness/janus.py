@@ -140,6 +140,7 @@ class JanusServer(Service):
         plugins = _linked_folder(
             workdir / "plugins", JANUS_LIB / "plugins" / "libjanus_videoroom.so"
         )
+        _linked_folder(plugins, JANUS_LIB / "plugins" / "libjanus_textroom.so")
         transports = _linked_folder(
             workdir / "transports", JANUS_LIB / "transports" / "libjanus_http.so"
         )
@@ -179,12 +180,25 @@ class JanusServer(Service):
         (self._conf / "janus.plugin.videoroom.jcfg").write_text(
             "general: {\n}\n" + "".join(room_blocks)
         )
+        # each VideoRoom has a TextRoom of the same id and pin: the room's chat
+        text_blocks = [
+            f'room-{r.room}: {{\n\tdescription = "{r.description}"\n'
+            f'\tsecret = "{ROOM_SECRET}"\n'
+            + (f'\tpin = "{r.pin}"\n' if r.pin else "")
+            + "\thistory = 0\n}\n"
+            for r in rooms
+        ]
+        (self._conf / "janus.plugin.textroom.jcfg").write_text(
+            'general: {\n\tjson = "compact"\n}\n' + "".join(text_blocks)
+        )
 
-    def join_url(self, room: int, pin: str | None = None) -> str:
-        """The ``janus://`` URL the connector takes for ``room``."""
+    def join_url(self, room: int, pin: str | None = None, textroom: int | None = None) -> str:
+        """The ``janus://`` URL the connector takes for ``room`` (and its chat)."""
         query = []
         if pin is not None:
             query.append(f"pin={quote(pin, safe='')}")
+        if textroom is not None:
+            query.append(f"textroom={textroom}")
         if self.api_secret is not None:
             query.append(f"secret={quote(self.api_secret, safe='')}")
         tail = "?" + "&".join(query) if query else ""

@@ -17,6 +17,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pipeline import egress
 from pipeline.bot.connectors import JoinRejected, connector_for
 from pipeline.bot.connectors.janus import JanusConnector, JanusUnavailable
+from pipeline.bot.connectors.janus.session import JanusSession
+from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom
 from pipeline.capture.ice import configure_ice
 from pipeline.egress import UNREACHABLE, EgressPolicy
 from tests.conftest import shared_data
@@ -361,5 +363,72 @@ def test_janus_restart_loses_the_session_as_a_transient_error(
                 await speaker.leave()
         assert second is not None
         await asyncio.wait_for(second, 5)
+
+    in_netns(ns, scenario)
+
+
+def test_the_text_room_carries_notices_and_answers_commands_to_their_sender(
+    janus: tuple[NetNs, JanusServer],
+) -> None:
+    """With ``?textroom=`` the connector joins the room's chat: a notice reaches a plain
+    participant's data channel, a ``/command`` from that participant reaches the handler with
+    their display name and the answer is whispered back to them alone; other chatter is left
+    alone. A text room that does not exist, or a wrong pin, is a precise refusal."""
+    ns, server = janus
+
+    async def scenario() -> None:
+        url = server.join_url(OPEN_ROOM, textroom=OPEN_ROOM)
+        connector = JanusConnector.from_url(url)
+        assert connector.has_chat and connector.describe().endswith(f"?textroom={OPEN_ROOM}")
+        asked: list[tuple[str, str]] = []
+
+        async def answer(display: str, text: str) -> str:
+            asked.append((display, text))
+            return f"done: {text}"
+
+        connector.on_command = answer
+        sink = RecordingSink()
+        run = asyncio.create_task(connector.run(sink))
+        await until(lambda: sink.joined_count == 1, "joining the room and its chat")
+        heard: list[ChatMessage] = []
+        session = JanusSession(connector.address)
+        await session.create()
+        alice = TextRoom(session, OPEN_ROOM, None, heard.append, display="Alice")
+        await alice.open()
+        try:
+            assert await connector.notify("Transcription is now ON.")
+            await until(lambda: any(m.text == "Transcription is now ON." for m in heard), "notice")
+            assert heard[-1].display == "sealscribe" and not heard[-1].whisper
+            await alice.say("hello everyone")
+            await alice.say("/optout")
+            await until(lambda: any(m.text == "done: /optout" for m in heard), "the answer")
+            assert asked == [("Alice", "/optout")], "only the command reached the handler"
+            assert [m.whisper for m in heard if m.text == "done: /optout"] == [True]
+        finally:
+            await alice.close()
+            await session.destroy()
+            await connector.close()
+            await asyncio.wait_for(run, 5)
+
+        for bad, why in (
+            (server.join_url(OPEN_ROOM, textroom=999), "Janus text room 999 does not exist"),
+            (
+                server.join_url(PIN_ROOM, pin=ROOM_PIN, textroom=OPEN_ROOM + 7),
+                f"Janus text room {OPEN_ROOM + 7} does not exist",
+            ),
+        ):
+            refused = JanusConnector.from_url(bad)
+            with pytest.raises(JoinRejected) as info:
+                await refused.run(RecordingSink())
+            await refused.close()
+            assert str(info.value) == why
+        # the pin room's chat takes the room's pin
+        pinned = JanusConnector.from_url(server.join_url(PIN_ROOM, pin=ROOM_PIN, textroom=PIN_ROOM))
+        sink = RecordingSink()
+        run = asyncio.create_task(pinned.run(sink))
+        await until(lambda: sink.joined_count == 1, "joining the pin room's chat")
+        assert await pinned.notify("hello")
+        await pinned.close()
+        await asyncio.wait_for(run, 5)
 
     in_netns(ns, scenario)

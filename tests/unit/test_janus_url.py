@@ -29,6 +29,10 @@ SECRET = "api-secret-5432"
         ),
         ("janus://h:8088/7?pin=a%26b%3Dc%20d", JanusAddress("h", 8088, 7, pin="a&b=c d")),
         ("janus://h:8088/9223372036854775807", JanusAddress("h", 8088, 2**63 - 1)),
+        (
+            f"janus://h:8088/1234?textroom=99&pin={PIN}",
+            JanusAddress("h", 8088, 1234, pin=PIN, textroom=99),
+        ),
     ],
 )
 def test_good_urls(url: str, expected: JanusAddress) -> None:
@@ -74,7 +78,12 @@ def test_connector_for_and_describe_drop_secrets() -> None:
         ("janus://h:8088/12/34", "the path must be exactly one room number"),
         ("janus://h:8088/1234/", "the path must be exactly one room number"),
         ("janus://h:8088/1234?", "the query after '?' is empty"),
-        ("janus://h:8088/1234?room=5", "unknown query parameter (the known ones are: pin, secret)"),
+        (
+            "janus://h:8088/1234?room=5",
+            "unknown query parameter (the known ones are: pin, secret, textroom)",
+        ),
+        ("janus://h:8088/1234?textroom=0", "the textroom must be a positive integer"),
+        ("janus://h:8088/1234?textroom=abc", "the textroom must be a positive integer"),
         ("janus://h:8088/1234?pin", "every query parameter must be name=value"),
         ("janus://h:8088/1234?pin=", "the query parameter 'pin' is empty"),
         ("janus://h:8088/1234?pin=1&pin=2", "the query parameter 'pin' is given twice"),

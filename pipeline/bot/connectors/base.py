@@ -11,6 +11,7 @@ backoff).
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pipeline.errors import SealscribeError
@@ -18,7 +19,7 @@ from pipeline.errors import SealscribeError
 if TYPE_CHECKING:  # aiortc only for the annotation: importing connectors stays cheap
     from aiortc.mediastreams import MediaStreamTrack
 
-__all__ = ["Connector", "JoinRejected", "ParticipantSink"]
+__all__ = ["CommandHandler", "Connector", "JoinRejected", "ParticipantSink"]
 
 
 class JoinRejected(SealscribeError):
@@ -37,9 +38,24 @@ class ParticipantSink(Protocol):
         """``participant`` stopped publishing or left."""
 
 
+#: a participant's chat command and its answer: (display name, text) -> reply, or None
+CommandHandler = Callable[[str, str], Awaitable[str | None]]
+
+
 class Connector(abc.ABC):
     #: the URL scheme this connector answers to, e.g. ``janus``
     scheme: str
+    #: set by the bot: what answers a participant's chat command (``/optout``, ...)
+    on_command: CommandHandler | None = None
+
+    @property
+    def has_chat(self) -> bool:
+        """Whether this meeting has a chat the bot posts notices to (and hears commands)."""
+        return False
+
+    async def notify(self, text: str) -> bool:
+        """Post a written notice to the meeting's chat; whether it was posted."""
+        return False
 
     @abc.abstractmethod
     async def run(self, sink: ParticipantSink) -> None:

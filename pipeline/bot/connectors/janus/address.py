@@ -1,10 +1,12 @@
-"""The Janus join URL: ``janus://HOST[:PORT]/ROOM[?pin=PIN&secret=API_SECRET]``.
+"""The Janus join URL: ``janus://HOST[:PORT]/ROOM[?pin=PIN&secret=API_SECRET&textroom=ID]``.
 
 This module owns parsing and validating a join URL into a :class:`JanusAddress`, and nothing
 else. It is pure (no network, no aiohttp, no aiortc), so the layers that only need to check a
 URL can import it cheaply. ``PORT`` is the Janus HTTP port (8088 by default), ``ROOM`` the
 numeric VideoRoom id, ``pin`` the room's pin and ``secret`` the Janus API secret
-(``api_secret`` in ``janus.jcfg``). Every error names what is malformed and never repeats the
+(``api_secret`` in ``janus.jcfg``) and ``textroom`` the numeric id of the TextRoom that
+carries the room's chat (the bot posts its notices there and hears ``/optout``; the text
+room takes the same pin). Every error names what is malformed and never repeats the
 URL, so neither the pin nor the secret can leak through a message; both are also kept out of
 ``repr`` and :meth:`JanusAddress.describe`.
 """
@@ -40,6 +42,8 @@ class JanusAddress:
     room: int
     pin: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
+    #: the TextRoom that carries the room's chat, if any
+    textroom: int | None = None
 
     @property
     def netloc(self) -> str:
@@ -52,7 +56,8 @@ class JanusAddress:
         return f"http://{self.netloc}/janus"
 
     def describe(self) -> str:
-        return f"janus://{self.netloc}/{self.room}"
+        chat = "" if self.textroom is None else f"?textroom={self.textroom}"
+        return f"janus://{self.netloc}/{self.room}{chat}"
 
 
 def _bad(what: str) -> InvalidInput:
@@ -82,8 +87,8 @@ def parse_janus_url(url: str) -> JanusAddress:
         raise _bad("it must not contain a fragment (#...)")
     host, port = _parse_netloc(parts.netloc)
     room = _parse_room(parts.path)
-    pin, secret = _parse_query(parts.query, url.endswith("?"))
-    return JanusAddress(host=host, port=port, room=room, pin=pin, secret=secret)
+    pin, secret, textroom = _parse_query(parts.query, url.endswith("?"))
+    return JanusAddress(host=host, port=port, room=room, pin=pin, secret=secret, textroom=textroom)
 
 
 def _parse_netloc(netloc: str) -> tuple[str, int]:
@@ -143,11 +148,11 @@ def _parse_room(path: str) -> int:
     return int(room)
 
 
-def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None]:
+def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None, int | None]:
     if not query:
         if dangling:
             raise _bad("the query after '?' is empty")
-        return None, None
+        return None, None, None
     values: dict[str, str] = {}
     for item in query.split("&"):
         if "=" not in item:
@@ -160,12 +165,15 @@ def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None]:
             )
         except (ValueError, UnicodeDecodeError):
             raise _bad("a query parameter is not validly percent-encoded") from None
-        if name not in ("pin", "secret"):
-            known = "pin, secret"
+        if name not in ("pin", "secret", "textroom"):
+            known = "pin, secret, textroom"
             raise _bad(f"unknown query parameter (the known ones are: {known})")
         if name in values:
             raise _bad(f"the query parameter {name!r} is given twice")
         if not value:
             raise _bad(f"the query parameter {name!r} is empty")
         values[name] = value
-    return values.get("pin"), values.get("secret")
+    textroom = values.get("textroom")
+    if textroom is not None and (not _ROOM.match(textroom) or int(textroom) > _MAX_ROOM):
+        raise _bad("the textroom must be a positive integer (a Janus TextRoom numeric id)")
+    return values.get("pin"), values.get("secret"), None if textroom is None else int(textroom)

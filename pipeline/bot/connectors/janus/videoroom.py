@@ -21,7 +21,7 @@ from typing import Any, cast
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from pipeline.bot.connectors.base import Connector, JoinRejected, ParticipantSink
+from pipeline.bot.connectors.base import CommandHandler, Connector, JoinRejected, ParticipantSink
 from pipeline.bot.connectors.janus.address import JanusAddress, parse_janus_url
 from pipeline.bot.connectors.janus.session import (
     CLOSE_TIMEOUT,
@@ -30,6 +30,7 @@ from pipeline.bot.connectors.janus.session import (
     JanusSession,
     JanusUnavailable,
 )
+from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom, TextRoomRefused
 from pipeline.capture.ice import rtc_configuration
 from pipeline.capture.receive import decode_in_loop
 from pipeline.config import get_settings
@@ -54,6 +55,7 @@ _NO_SUCH_FEED = 428
 _MISSING_ELEMENT = 429
 _PUBLISHERS_FULL = 432
 _ROOM_UNAUTHORIZED = 433
+_TEXTROOM_UNAUTHORIZED = 419
 
 
 @dataclass
@@ -103,6 +105,8 @@ class JanusConnector(Connector):
         self._background: set[asyncio.Task[None]] = set()
         #: publishers listed beyond SEALSCRIBE_QUOTA_PUBLISHERS, and so ignored
         self._ignored = 0
+        #: the room's chat, when the join URL names a text room
+        self._chat: TextRoom | None = None
 
     @classmethod
     def from_url(cls, url: str) -> JanusConnector:
@@ -185,6 +189,35 @@ class JanusConnector(Connector):
                     )
                 )
 
+    @property
+    def has_chat(self) -> bool:
+        return self.address.textroom is not None
+
+    async def notify(self, text: str) -> bool:
+        """Post ``text`` to the room's text room, if the join URL names one and it is open."""
+        chat = self._chat
+        if chat is None:
+            return False
+        try:
+            await chat.say(text)
+        except (JanusError, JanusUnavailable) as exc:
+            log.warning("could not post a notice to %s: %s", self.describe(), exc)
+            return False
+        return True
+
+    def _chat_message(self, message: ChatMessage) -> None:
+        """A participant wrote in the chat: a command (``/...``) is answered, to them alone."""
+        if not message.text.startswith("/") or self.on_command is None:
+            return
+        self._spawn(self._answer(message, self.on_command))
+
+    async def _answer(self, message: ChatMessage, handler: CommandHandler) -> None:
+        reply = await handler(message.display, message.text.strip())
+        chat = self._chat
+        if reply is not None and chat is not None:
+            with contextlib.suppress(JanusError, JanusUnavailable):
+                await chat.say(reply, to=message.username)
+
     async def close(self) -> None:
         """Leave the room, close every peer connection, destroy the session. Final."""
         self._closed = True
@@ -211,10 +244,22 @@ class JanusConnector(Connector):
         log.info("joined %s as %r", self.describe(), joined_as)
         if self.display_name != joined_as:  # announce() came while the join was on its way
             await self._show_display_name()
+        if self.address.textroom is not None:
+            await self._open_chat(session, self.address.textroom)
         joined = getattr(sink, "joined", None)
         if callable(joined):
             joined()
         self._publishers(data.get("publishers"))
+
+    async def _open_chat(self, session: JanusSession, room: int) -> None:
+        chat = TextRoom(session, room, self.address.pin, self._chat_message, self.policy)
+        self._chat = chat
+        try:
+            await chat.open()
+        except TextRoomRefused as exc:
+            if exc.code == _TEXTROOM_UNAUTHORIZED:
+                raise JoinRejected(f"Janus refused the pin for text room {room}") from None
+            raise JoinRejected(f"Janus text room {room} does not exist") from None
 
     def _publisher_join_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -275,6 +320,9 @@ class JanusConnector(Connector):
         self._background.clear()
         for sub in subs:
             await self._drop(sub, detach=False)
+        chat, self._chat = self._chat, None
+        if chat is not None:
+            await chat.close()
         session, handle = self._session, self._handle
         self._session = self._handle = None
         self._joined = False
