@@ -174,9 +174,24 @@ def list_(tenant: Viewer, rt: RuntimeDep) -> list[MeetingOut]:
     return [MeetingOut.of(m) for m in meetings.list_meetings(rt, tenant.id)]
 
 
+class MeetingState(MeetingOut):
+    notices: Literal["chat", "none"] = Field(
+        description="whether the room carries the bot's written notices (its text chat)"
+    )
+    notices_why: str
+
+
 @router.get("/{meeting_id}")
-def get(meeting_id: MeetingId, tenant: Viewer, rt: RuntimeDep) -> MeetingOut:
-    return MeetingOut.of(meetings.get_meeting(rt, meeting_id, tenant.id))
+def get(meeting_id: MeetingId, tenant: Viewer, rt: RuntimeDep) -> MeetingState:
+    """The meeting's policy, and whether its room can carry notices to the participants
+    (a WHIP ingest cannot)."""
+    m = meetings.get_meeting(rt, meeting_id, tenant.id)
+    channel, why = meetings.notice_channel(rt, m)
+    return MeetingState(
+        **MeetingOut.of(m).model_dump(),
+        notices=channel,  # type: ignore[arg-type]
+        notices_why=why,
+    )
 
 
 @router.put("/{meeting_id}/transcription")

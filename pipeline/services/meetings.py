@@ -18,7 +18,7 @@ from keys.types import DataKey, KeyContext, KeyUse, Purpose
 from pipeline import faults, ids
 from pipeline.asr import is_multilingual
 from pipeline.errors import OURS, InvalidInput, NotFound
-from pipeline.models import CONSENT_MODES, CONSENT_NOTICE, Meeting
+from pipeline.models import CONSENT_MODES, CONSENT_NOTICE, BotState, Meeting
 from pipeline.queue import enqueue_shred
 from pipeline.runtime import Runtime
 from pipeline.services import quotas, webhooks
@@ -30,6 +30,7 @@ __all__ = [
     "finish_shreds",
     "get_meeting",
     "list_meetings",
+    "notice_channel",
     "retry_shreds",
     "set_consent",
     "set_consent_mode",
@@ -95,6 +96,26 @@ def create_meeting(
     if meeting is None:  # another request took the last place meanwhile
         raise quotas.meetings_quota_exceeded(rt)
     return meeting
+
+
+#: how the room hears the bot's written notices
+NOTICES_CHAT = "chat"
+NOTICES_NONE = "none"
+
+
+def notice_channel(rt: Runtime, meeting: Meeting) -> tuple[str, str]:
+    """Whether the meeting's room can carry the bot's written notices, and why: ("chat",
+    how) where the bot is in a room with a text chat, else ("none", why not)."""
+    whip, _ = rt.store.whip.count(meeting.tenant_id, meeting.id)
+    bot = rt.store.bots.get(meeting.id)
+    there = bot is not None and bot.state not in (BotState.LEFT, BotState.FAILED)
+    if bot is not None and there and "textroom=" in bot.target:
+        return NOTICES_CHAT, "the bot posts notices to the room's text chat"
+    if whip:
+        return NOTICES_NONE, "WHIP ingest has no way to carry a notice to the participants"
+    if there:
+        return NOTICES_NONE, "the room has no text chat (add ?textroom=ID to the join URL)"
+    return NOTICES_NONE, "no room is connected"
 
 
 def get_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:

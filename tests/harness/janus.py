@@ -185,7 +185,7 @@ class JanusServer(Service):
             f'room-{r.room}: {{\n\tdescription = "{r.description}"\n'
             f'\tsecret = "{ROOM_SECRET}"\n'
             + (f'\tpin = "{r.pin}"\n' if r.pin else "")
-            + "\thistory = 0\n}\n"
+            + "\thistory = 10\n}\n"
             for r in rooms
         ]
         (self._conf / "janus.plugin.textroom.jcfg").write_text(

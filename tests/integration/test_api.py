@@ -1108,6 +1108,37 @@ def test_consent_modes_and_participant_links(
     assert_problem(r, 422, "validation")
 
 
+def test_the_meeting_says_whether_its_room_can_carry_notices(api: Api, a: T) -> None:
+    def state(meeting_id: str) -> tuple[str, str]:
+        got = api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": meeting_id})
+        return got.json()["notices"], got.json()["notices_why"]
+
+    m = meeting(api, a, transcription=True)
+    assert state(m) == ("none", "no room is connected")
+    whip_session(api, a, m)
+    assert state(m) == ("none", "WHIP ingest has no way to carry a notice to the participants")
+    chat = meeting(api, a)
+    path = {"meeting_id": chat}
+    r = api(
+        "POST",
+        "/v1/meetings/{meeting_id}/bot",
+        a.token,
+        path=path,
+        json={"url": "janus://127.0.0.1:8088/1234?textroom=1234"},
+    )
+    assert r.status_code == 202, r.text
+    assert state(chat) == ("chat", "the bot posts notices to the room's text chat")
+    plain = meeting(api, a)
+    r = api(
+        "POST",
+        "/v1/meetings/{meeting_id}/bot",
+        a.token,
+        path={"meeting_id": plain},
+        json={"url": "janus://127.0.0.1:8088/1234"},
+    )
+    assert state(plain)[0] == "none" and "no text chat" in state(plain)[1]
+
+
 @covers("GET /healthz")
 def test_healthz(api: Api) -> None:
     r = api("GET", "/healthz")

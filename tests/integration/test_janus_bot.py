@@ -30,11 +30,15 @@ import pytest
 from bench.wer import normalise
 from pipeline import services
 from pipeline.audio.decode import decode_file
+from pipeline.bot.connectors.janus.address import parse_janus_url
+from pipeline.bot.connectors.janus.session import JanusSession
+from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom
 from pipeline.egress import UNREACHABLE
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import AudioSegment, BotState, TranscriptSegment
 from pipeline.publish import PcmTrack
 from pipeline.services.bots import bot_status, join_meeting
+from pipeline.services.privacy import privacy_report
 from pipeline.store import schema
 from tests.conftest import shared_data
 from tests.harness.janus import DEFAULT_ROOMS, OPEN_ROOM, PIN_ROOM, Room
@@ -59,8 +63,8 @@ from tests.integration.publishers import Publisher
 
 T = TypeVar("T")
 
-TOGGLE_ROOM, CONSENT_ROOM, FLEURS_ROOM, CAPTURE_ROOM, CLI_ROOM = range(2001, 2006)
-ROOMS = (*DEFAULT_ROOMS, *(Room(r, f"test room {r}") for r in range(2001, 2006)))
+TOGGLE_ROOM, CONSENT_ROOM, FLEURS_ROOM, CAPTURE_ROOM, CLI_ROOM, CHAT_ROOM = range(2001, 2007)
+ROOMS = (*DEFAULT_ROOMS, *(Room(r, f"test room {r}") for r in range(2001, 2007)))
 
 #: silence before the speech: Janus tells the bot about a new publisher only once it
 #: publishes, and the bot's subscription needs a moment to come up
@@ -305,6 +309,74 @@ def test_an_opted_out_participant_is_never_stored(stack: MeetingStack, tenant_id
     transcript = drained(rt, meeting.id)
     # B was never stored; C's segments still queued when C opted out were purged unread.
     assert transcript and {s.participant_id for s in transcript} == {"A"}
+
+
+def test_a_participant_opts_out_and_back_in_from_the_chat(
+    stack: MeetingStack, tenant_id: str
+) -> None:
+    """In a room with a text chat, the bot posts its notices there; A types ``/optout`` while
+    speaking and nothing of A is stored from a second later until A types ``/optin``; each
+    answer goes to A alone, and the privacy report holds the notices and both changes, made
+    by the participant through the chat."""
+    rt = stack.rt
+    meeting = services.create_meeting(rt, tenant_id, transcription=True)
+    url = stack.janus.join_url(CHAT_ROOM, textroom=CHAT_ROOM)
+    marks: dict[str, int] = {}
+    heard: list[ChatMessage] = []
+
+    def said(text: str) -> bool:
+        return any(text in m.text for m in heard)
+
+    async def scenario() -> None:
+        audio = SealedAudio(rt, meeting)
+        await send_bot(rt, meeting.id, url)
+        publisher = (await speaking(url, "A", talk(45)))[0]
+        session = JanusSession(parse_janus_url(url))
+        await session.create()
+        chat = TextRoom(session, CHAT_ROOM, None, heard.append, display="A", history=True)
+        await chat.open()
+        try:
+            await until(lambda: said("sealscribe is in this meeting"), "the join notice")
+            await until(lambda: bool(audio.of("A")), "A's first utterance stored")
+            marks["out"] = at_ms(meeting, time.time())
+            await chat.say("/optout")
+            await until(lambda: said("A: you opted out"), "the answer to /optout")
+            await until(lambda: said("A opted out of transcription"), "the notice to the room")
+            await asyncio.sleep(7)  # A keeps talking, opted out
+            marks["in"] = at_ms(meeting, time.time())
+            await chat.say("/optin")
+            await until(lambda: said("A: you are transcribed"), "the answer to /optin")
+            await until(
+                lambda: any(s.start_ms >= marks["in"] for s in audio.of("A")),
+                "A's audio after opting back in",
+            )
+            await chat.say("/status")
+            await chat.say("/dance")
+            await until(lambda: said("A: you are being transcribed"), "the answer to /status")
+            await until(lambda: said("Unknown command"), "the answer to an unknown command")
+        finally:
+            await chat.close()
+            await session.destroy()
+            await leave_all([publisher])
+        await recall_bot(rt, meeting.id)
+
+    with paused(stack.worker):
+        run(scenario())
+        audio = SealedAudio(rt, meeting).of("A")
+    quiet = (marks["out"] + GRACE_MS, marks["in"])
+    inside = [span(s) for s in audio if span(s)[1] > quiet[0] and span(s)[0] < quiet[1]]
+    assert not inside, f"A's audio stored while A had opted out: {inside} within {quiet}"
+    assert any(span(s)[1] <= marks["out"] + GRACE_MS for s in audio)
+    assert any(span(s)[0] >= marks["in"] for s in audio)
+    whispers = [m for m in heard if m.text.startswith("A: ")]
+    assert whispers and all(m.whisper for m in whispers), "answers go to A alone"
+    report = privacy_report(rt, meeting.id)
+    assert [(what, who.split("@")[0]) for _, what, who in report.consent_changes] == [
+        ("A:opted-out", "participant-chat"),
+        ("A:opted-in", "participant-chat"),
+    ]
+    kinds = [what for _, what, _ in report.notices]
+    assert kinds[0] == "text:join" and kinds.count("text:consent") == 2, kinds
 
 
 # -- 4. accuracy through Janus ---------------------------------------------------------------

@@ -73,6 +73,8 @@ class TextRoom:
         on_message: called (on the event loop) with each message someone else posts.
         policy: where ICE checks may go (Janus's candidates).
         display: the name shown in the room ("sealscribe" for the bot).
+        history: whether to be sent the messages posted before joining (if the room keeps
+            any).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class TextRoom:
         on_message: Callable[[ChatMessage], None],
         policy: EgressPolicy | None = None,
         display: str = DISPLAY,
+        history: bool = False,
     ) -> None:
         self.session = session
         self.room = room
@@ -90,6 +93,7 @@ class TextRoom:
         self.on_message = on_message
         self.policy = policy
         self.display = display
+        self.history = history
         self.username = f"{display.lower().replace(' ', '-')[:32]}-{secrets.token_hex(4)}"
         #: who is in the room: username -> display name
         self.people: dict[str, str] = {}
@@ -131,7 +135,7 @@ class TextRoom:
             "room": self.room,
             "username": self.username,
             "display": self.display,
-            "history": False,
+            "history": self.history,
         }
         if self.pin is not None:
             join["pin"] = self.pin
