@@ -1,15 +1,20 @@
-"""The calling tenant: who it is, its retention, and the export of everything it owns."""
+"""The calling tenant: who it is, its retention, its bot's spoken announcements, and the
+export of everything it owns."""
 
 from __future__ import annotations
 
 import io
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.api.auth import Admin, RuntimeDep, Viewer
 from pipeline.api.problems import MAX_JSON_BYTES, StrictBody, problem_responses
+from pipeline.errors import InvalidInput
+from pipeline.services import tenants
 from pipeline.services.retention import (
     MAX_AUDIO_TTL,
     MAX_TRANSCRIPT_TTL,
@@ -90,3 +95,39 @@ async def export(tenant: Admin, rt: RuntimeDep) -> Response:
             "Cache-Control": "no-store",
         },
     )
+
+
+Kind = Annotated[Literal["join", "on", "off"], Path(description="when the bot says it")]
+
+
+class AnnouncementIn(StrictBody):
+    text: str | None = Field(
+        None, min_length=1, max_length=500, description="spoken by espeak-ng; null: default"
+    )
+
+
+@router.get("/announcements")
+def get_announcements(tenant: Viewer, rt: RuntimeDep) -> dict[str, str]:
+    """What the bot says aloud when it joins and when transcription is switched on or off:
+    ``own`` or ``default`` for each."""
+    return tenants.announcements(rt, tenant.id)
+
+
+@router.put("/announcements/{kind}", responses=problem_responses(400, 403))
+async def put_announcement(
+    kind: Kind, request: Request, tenant: Admin, rt: RuntimeDep
+) -> dict[str, str]:
+    """Your own announcement: JSON ``{"text": ...}`` (spoken by espeak-ng where it is
+    installed, else refused), ``{"text": null}`` for the default, or an audio file (any
+    ``audio/*`` body PyAV reads, at most 30 s and 64 KiB)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if media.startswith("audio/"):
+        return await run_in_threadpool(tenants.set_announcement, rt, tenant.id, kind, None, body)
+    if media != "application/json":
+        raise InvalidInput('send JSON {"text": ...} or an audio/* file')
+    try:
+        text = AnnouncementIn.model_validate_json(body).text
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    return await run_in_threadpool(tenants.set_announcement, rt, tenant.id, kind, text)

@@ -15,8 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pipeline import faults
+from pipeline.audio import announce
 from pipeline.bot import notices
 from pipeline.bot.connectors import Connector, JoinRejected, connector_for
 from pipeline.capture.room import MeetingRoom, participant_label
@@ -123,16 +125,28 @@ class Bot:
             self._notice(text, kind)
 
     def _notice(self, text: str | None, kind: str) -> None:
+        """Tell the room, in its chat (if it has one) and, for joining and the switch, aloud."""
         connector = self._connector
-        if text is None or connector is None or not connector.has_chat:
+        if connector is None:
             return
-        task = asyncio.ensure_future(self._post(connector, text, kind))
+        if text is not None and connector.has_chat:
+            self._background(self._post(connector, text, kind))
+        if kind in announce.KINDS:
+            self._background(self._say(connector, kind))
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
 
     async def _post(self, connector: Connector, text: str, kind: str) -> None:
         if await connector.notify(text):
             await asyncio.to_thread(notices.record, self.rt, self.meeting_id, "text", kind)
+
+    async def _say(self, connector: Connector, kind: str) -> None:
+        pcm = await asyncio.to_thread(notices.announcement, self.rt, self.meeting_id, kind)
+        if await connector.speak(pcm):
+            await asyncio.to_thread(notices.record, self.rt, self.meeting_id, "voice", kind)
 
     async def _command(self, display: str, text: str) -> str | None:
         """A participant's own chat command, applied to themselves (their display name is

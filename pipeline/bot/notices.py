@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pipeline.audio.announce import default_pcm
 from pipeline.errors import OURS
 from pipeline.models import CONSENT_OPT_IN, Meeting
 from pipeline.runtime import Runtime
 from pipeline.services.meetings import set_consent
 
-__all__ = ["HELP", "Told", "changes", "command", "joined", "record"]
+__all__ = ["HELP", "Told", "announcement", "changes", "command", "joined", "record"]
 
 HELP = "Type /optout to keep your voice out, /optin to be transcribed, /status to check."
 
@@ -52,6 +53,14 @@ def changes(before: Told, now: Told) -> Iterator[tuple[str, str]]:
         yield "consent", f"{name} opted out of transcription: nothing they say is kept."
     for name in sorted(opted_in - now[2]):
         yield "consent", f"{name} opted in: they are transcribed while it is on."
+
+
+def announcement(rt: Runtime, meeting_id: str, kind: str) -> bytes:
+    """What the bot says aloud for ``kind`` (join, on, off): the tenant's own, or the
+    packaged default, as 16 kHz mono PCM."""
+    meeting = rt.store.meetings.get(meeting_id)
+    own = rt.store.tenants.announcement(meeting.tenant_id, kind)
+    return own if own is not None else default_pcm(kind)
 
 
 def record(rt: Runtime, meeting_id: str, channel: str, kind: str) -> None:

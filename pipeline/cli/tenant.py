@@ -115,3 +115,26 @@ def retention(
             f"{kept.audio_ttl} s"
         ),
     )
+
+
+@app.command("announcement")
+@guarded
+def announcement(
+    tenant: str = typer.Argument(..., help="Tenant id."),
+    kind: str = typer.Argument(..., help="join, on or off."),
+    text: str | None = typer.Option(None, "--text", help="Spoken by espeak-ng."),
+    file: Path | None = typer.Option(None, "--file", help="An audio file (at most 30 s)."),
+    default: bool = typer.Option(False, "--default", help="Go back to the default."),
+    as_json: bool = JsonOption,
+) -> None:
+    """What the tenant's bot says aloud when it joins, or when transcription goes on or off."""
+    if default == (text is not None or file is not None):
+        raise InvalidInput("give --text, --file, or --default")
+    audio = None
+    if file is not None:
+        try:
+            audio = file.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+    kinds = services.set_announcement(runtime(), tenant, kind, text, audio)
+    emit(as_json, kinds, lambda: console.print(", ".join(f"{k}: {v}" for k, v in kinds.items())))

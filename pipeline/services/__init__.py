@@ -34,11 +34,19 @@ from pipeline.services.rights import (
     export_tenant,
     verify_receipt,
 )
-from pipeline.services.tenants import authenticate, create_tenant, get_tenant, list_tenants
+from pipeline.services.tenants import (
+    announcements,
+    authenticate,
+    create_tenant,
+    get_tenant,
+    list_tenants,
+    set_announcement,
+)
 from pipeline.services.transcripts import read_transcript
 
 __all__ = [
     "KeyReport",
+    "announcements",
     "audit_head",
     "audit_migrate",
     "audit_show",
@@ -64,6 +72,7 @@ __all__ = [
     "retire_keys",
     "revoke_keys",
     "rotate_keys",
+    "set_announcement",
     "set_consent",
     "set_consent_mode",
     "set_subject",

@@ -13,6 +13,8 @@ ss:tenant:{t}                  hash    name, created, revoked, key provider,    
                                        ss:tenant:{t}:tokens on first use),
                                        transcript_ttl, audio_ttl (retention)
 ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
+ss:tenant:{t}:announce         hash    join / on / off -> the tenant's own spoken none
+                                       announcement (16 kHz PCM; not content)
 ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       its expiry
 ss:tenant:{t}:tokens           hash    sha256(token) -> JSON: id, name, scopes,   none
                                        created, expires, lifetime (never the
@@ -131,6 +133,10 @@ TENANTS = f"{PREFIX}tenants"
 
 def tenant(tenant_id: str) -> str:
     return f"{PREFIX}tenant:{tenant_id}"
+
+
+def tenant_announcements(tenant_id: str) -> str:
+    return f"{PREFIX}tenant:{tenant_id}:announce"
 
 
 def tenant_meetings(tenant_id: str) -> str:

@@ -10,7 +10,7 @@ from pipeline import ids
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import Scope, Tenant
 from pipeline.store import schema
-from pipeline.store.connection import Redis, as_str, redis_errors
+from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
 from pipeline.store.tokens import FIRST_TOKEN, TOKEN_PREFIX, TokenStore
 
 __all__ = ["TOKEN_PREFIX", "TenantStore"]
@@ -101,12 +101,32 @@ class TenantStore:
         return self.get(tenant_id)
 
     @redis_errors
+    def announcement(self, tenant_id: str, kind: str) -> bytes | None:
+        """The tenant's own spoken announcement for ``kind`` (16 kHz mono PCM), or None."""
+        raw = self.r.hget(schema.tenant_announcements(tenant_id), kind)
+        return None if raw is None else as_bytes(raw)
+
+    @redis_errors
+    def announcements(self, tenant_id: str) -> builtins.list[str]:
+        """The kinds the tenant has its own announcement for."""
+        return sorted(as_str(k) for k in self.r.hkeys(schema.tenant_announcements(tenant_id)))
+
+    @redis_errors
+    def set_announcement(self, tenant_id: str, kind: str, pcm: bytes | None) -> None:
+        """Keep the tenant's own announcement for ``kind``; None goes back to the default."""
+        key = schema.tenant_announcements(tenant_id)
+        if pcm is None:
+            self.r.hdel(key, kind)
+        else:
+            self.r.hset(key, kind, pcm)
+
+    @redis_errors
     def delete(self, tenant_id: str) -> None:
         """Remove the tenant, its tokens and its meeting index (meetings are deleted
         first)."""
         pipe = self.r.pipeline(transaction=True)
         self.tokens.delete_all(pipe, tenant_id)
         pipe.delete(schema.tenant(tenant_id), schema.tenant_meetings(tenant_id))
-        pipe.delete(schema.sockets_tenant(tenant_id))
+        pipe.delete(schema.sockets_tenant(tenant_id), schema.tenant_announcements(tenant_id))
         pipe.srem(schema.TENANTS, tenant_id)
         pipe.execute()

@@ -415,6 +415,7 @@ def path_for(
         "session_id": session_id,
         "token_id": token_id,
         "endpoint_id": "wh_" + "0" * 16,
+        "kind": "join",
     }
 
 
@@ -1108,6 +1109,54 @@ def test_consent_modes_and_participant_links(
     assert_problem(r, 422, "validation")
 
 
+@covers("GET /v1/tenant/announcements", "PUT /v1/tenant/announcements/{kind}")
+def test_the_tenant_sets_its_bots_spoken_announcements(
+    api: Api, app_rt: Runtime, a: T, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = {"kind": "join"}
+    got = api("GET", "/v1/tenant/announcements", a.token)
+    assert got.json() == {"join": "default", "on": "default", "off": "default"}
+    said = api(
+        "PUT", "/v1/tenant/announcements/{kind}", a.token, path=path, json={"text": "Welcome."}
+    )
+    assert said.status_code == 200, said.text
+    assert said.json()["join"] == "own"
+    own = app_rt.store.tenants.announcement(a.id, "join")
+    assert own is not None and len(own) > 16000  # espeak-ng spoke it: over half a second
+    ogg = (Path(__file__).resolve().parents[2] / "pipeline/audio/announcements/on.ogg").read_bytes()
+    r = api(
+        "PUT",
+        "/v1/tenant/announcements/{kind}",
+        a.token,
+        path={"kind": "on"},
+        content=ogg,
+        headers={"Content-Type": "audio/ogg"},
+    )
+    assert r.status_code == 200 and r.json()["on"] == "own", r.text
+    r = api("PUT", "/v1/tenant/announcements/{kind}", a.token, path=path, json={"text": None})
+    assert r.json()["join"] == "default"
+    # bad input: clear answers, nothing changes
+    bad: list[tuple[dict[str, str], dict[str, Any], int]] = [
+        ({"kind": "leave"}, {"json": {"text": "x"}}, 422),
+        (path, {"content": b"not audio", "headers": {"Content-Type": "audio/ogg"}}, 400),
+        (path, {"content": b"{", "headers": {"Content-Type": "application/json"}}, 422),
+        (path, {"json": {"text": ""}}, 422),
+        (path, {"content": b"x", "headers": {"Content-Type": "text/plain"}}, 400),
+    ]
+    for where, kwargs, status in bad:
+        r = api("PUT", "/v1/tenant/announcements/{kind}", a.token, path=where, **kwargs)
+        assert r.status_code == status, (where, kwargs, r.text)
+    monkeypatch.setattr("pipeline.audio.announce.shutil.which", lambda name: None)
+    r = api("PUT", "/v1/tenant/announcements/{kind}", a.token, path=path, json={"text": "Hi"})
+    assert_problem(r, 400, "invalid-input")
+    assert "espeak-ng is not installed" in r.json()["detail"]
+    assert api("GET", "/v1/tenant/announcements", a.token).json() == {
+        "join": "default",
+        "on": "own",
+        "off": "default",
+    }
+
+
 def test_the_meeting_says_whether_its_room_can_carry_notices(api: Api, a: T) -> None:
     def state(meeting_id: str) -> tuple[str, str]:
         got = api("GET", "/v1/meetings/{meeting_id}", a.token, path={"meeting_id": meeting_id})
@@ -1366,6 +1415,8 @@ VIEWS_CHECKED_FOR_ISOLATION: list[Route] = [
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
     ("GET", "/v1/audit/head"),
+    ("GET", "/v1/tenant/announcements"),
+    ("PUT", "/v1/tenant/announcements/{kind}"),
     ("POST", "/v1/audit/verify"),
     ("POST", "/v1/participants/erase"),
     ("POST", "/v1/audit/receipts/verify"),

@@ -17,6 +17,7 @@ resumes afterwards and the test then checks the transcript too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -25,14 +26,18 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import TypeVar
 
+import av
 import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.wer import normalise
 from pipeline import services
 from pipeline.audio.decode import decode_file
+from pipeline.bot.connectors.janus import JanusConnector
 from pipeline.bot.connectors.janus.address import parse_janus_url
 from pipeline.bot.connectors.janus.session import JanusSession
 from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom
+from pipeline.config import Settings
 from pipeline.egress import UNREACHABLE
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import AudioSegment, BotState, TranscriptSegment
@@ -59,12 +64,15 @@ from tests.integration.meeting_ns import (
     talk,
     until,
 )
-from tests.integration.publishers import Publisher
+from tests.integration.publishers import Publisher, list_participants
+from workers.transcriber import Transcriber
 
 T = TypeVar("T")
 
-TOGGLE_ROOM, CONSENT_ROOM, FLEURS_ROOM, CAPTURE_ROOM, CLI_ROOM, CHAT_ROOM = range(2001, 2007)
-ROOMS = (*DEFAULT_ROOMS, *(Room(r, f"test room {r}") for r in range(2001, 2007)))
+TOGGLE_ROOM, CONSENT_ROOM, FLEURS_ROOM, CAPTURE_ROOM, CLI_ROOM, CHAT_ROOM, VOICE_ROOM = range(
+    2001, 2008
+)
+ROOMS = (*DEFAULT_ROOMS, *(Room(r, f"test room {r}") for r in range(2001, 2008)))
 
 #: silence before the speech: Janus tells the bot about a new publisher only once it
 #: publishes, and the bot's subscription needs a moment to come up
@@ -377,6 +385,82 @@ def test_a_participant_opts_out_and_back_in_from_the_chat(
     ]
     kinds = [what for _, what, _ in report.notices]
     assert kinds[0] == "text:join" and kinds.count("text:consent") == 2, kinds
+
+
+class Listener:
+    """A plain participant's ears: every audio track it is given, as 16 kHz mono PCM."""
+
+    def __init__(self) -> None:
+        self.pcm: dict[str, bytearray] = {}
+        self._readers: list[asyncio.Task[None]] = []
+
+    def joined(self) -> None:
+        pass
+
+    def track_added(self, participant: str, track: MediaStreamTrack) -> None:
+        self._readers.append(asyncio.create_task(self._read(participant, track)))
+
+    def track_removed(self, participant: str) -> None:
+        pass
+
+    async def _read(self, participant: str, track: MediaStreamTrack) -> None:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+        out = self.pcm.setdefault(participant, bytearray())
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                for piece in resampler.resample(frame):  # type: ignore[arg-type]
+                    out += bytes(piece.planes[0])[: piece.samples * 2]
+
+    async def stop(self) -> None:
+        for task in self._readers:
+            task.cancel()
+
+
+def test_the_room_hears_the_bot_announce_itself_and_the_switch(
+    stack: MeetingStack, tenant_id: str
+) -> None:
+    """A plain participant in the room hears the bot's spoken announcements: when it joins and
+    when transcription is switched on (tiny.en transcribes what they heard); each is in the
+    privacy report as a voice notice, and the bot stops publishing after each."""
+    rt = stack.rt
+    meeting = services.create_meeting(rt, tenant_id, transcription=False)
+    url = stack.url(VOICE_ROOM)
+    ears = Listener()
+
+    def voiced() -> list[str]:
+        return [what for _, what, _ in privacy_report(rt, meeting.id).notices if "voice" in what]
+
+    async def scenario() -> None:
+        listener = JanusConnector.from_url(url)
+        listening = asyncio.create_task(listener.run(ears))
+        try:
+            await send_bot(rt, meeting.id, url)
+            await until(lambda: voiced() == ["voice:join"], "the join announcement", 30)
+            await asyncio.to_thread(services.set_transcription, rt, meeting.id, True)
+            await until(lambda: voiced() == ["voice:join", "voice:on"], "the switch-on one", 30)
+            await asyncio.sleep(1.0)
+            assert not [p for p in await list_participants(url) if p.get("publisher")], (
+                "the bot stopped publishing after each announcement"
+            )
+        finally:
+            await ears.stop()
+            await listener.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listening, 5)
+        await recall_bot(rt, meeting.id)
+
+    run(scenario())
+    heard = {who: bytes(pcm) for who, pcm in ears.pcm.items() if who.startswith("sealscribe")}
+    assert heard, f"no announcement was heard: {sorted(ears.pcm)}"
+    transcriber = Transcriber(Settings.from_env({}), cpu_threads=1)
+    said = " ".join(
+        transcriber.transcribe(AudioSegment(who, 0, 0, 16000, pcm), "en").text
+        for who, pcm in heard.items()
+    )
+    words = set(normalise(said))
+    assert {"meeting", "transcribed", "opt", "out"} <= words, said
+    assert {"transcription", "now", "on"} <= words, said
 
 
 # -- 4. accuracy through Janus ---------------------------------------------------------------

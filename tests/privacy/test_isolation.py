@@ -131,6 +131,7 @@ def test_another_tenant_finds_nothing_of_ours_on_any_route(
                 "session_id": session,
                 "token_id": token_id,
                 "endpoint_id": endpoint["id"],
+                "kind": "join",
             }
             secrets = [a.id, m, session, "flintwick", "Olive", token_id, endpoint["id"]]
             secrets.append(endpoint["secret"])

@@ -37,6 +37,8 @@ SCOPES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/v1/tenant", frozenset({"read", "meetings"})),
     ("PUT", "/v1/tenant/retention", frozenset()),
     ("GET", "/v1/tenant/export", frozenset()),
+    ("GET", "/v1/tenant/announcements", frozenset({"read", "meetings"})),
+    ("PUT", "/v1/tenant/announcements/{kind}", frozenset()),
     ("GET", "/v1/keys", frozenset()),
     ("GET", "/v1/audit", frozenset()),
     ("GET", "/v1/audit/verify", frozenset()),
@@ -160,6 +162,7 @@ def request_for(
         session_id="w_" + "0" * 16,
         token_id=token_id,
         endpoint_id="wh_" + "0" * 16,
+        kind="join",
     )
     kwargs: dict[str, Any] = {"method": method, "url": url}
     if (method, template) in bodies:

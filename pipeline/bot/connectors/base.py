@@ -57,6 +57,11 @@ class Connector(abc.ABC):
         """Post a written notice to the meeting's chat; whether it was posted."""
         return False
 
+    async def speak(self, pcm: bytes) -> bool:
+        """Say 16 kHz mono s16 ``pcm`` into the meeting (publish it, then stop publishing);
+        whether it was said. Default: the meeting cannot be spoken into."""
+        return False
+
     @abc.abstractmethod
     async def run(self, sink: ParticipantSink) -> None:
         """Join, deliver tracks to ``sink`` until the meeting ends, then return."""

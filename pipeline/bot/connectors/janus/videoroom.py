@@ -36,6 +36,7 @@ from pipeline.capture.receive import decode_in_loop
 from pipeline.config import get_settings
 from pipeline.egress import EgressPolicy, filter_candidates
 from pipeline.errors import SealscribeError
+from pipeline.publish import PcmTrack
 from pipeline.services.quotas import follows_publisher
 
 __all__ = ["JanusConnector"]
@@ -107,6 +108,7 @@ class JanusConnector(Connector):
         self._ignored = 0
         #: the room's chat, when the join URL names a text room
         self._chat: TextRoom | None = None
+        self._speaking = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> JanusConnector:
@@ -204,6 +206,37 @@ class JanusConnector(Connector):
             log.warning("could not post a notice to %s: %s", self.describe(), exc)
             return False
         return True
+
+    async def speak(self, pcm: bytes) -> bool:
+        """Publish ``pcm`` as the bot's audio for as long as it lasts, then unpublish: an
+        announcement the room hears. One at a time; False if not in the room or refused."""
+        async with self._speaking:
+            session, handle = self._session, self._handle
+            if session is None or handle is None or not self._joined:
+                return False
+            track = PcmTrack(pcm, tail_silence=0.5)
+            pc = RTCPeerConnection(rtc_configuration())
+            try:
+                pc.addTransceiver(track, direction="sendonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                _, answer = await session.message(
+                    handle,
+                    {"request": "publish", "audio": True, "video": False, "data": False},
+                    jsep={"type": "offer", "sdp": pc.localDescription.sdp},
+                )
+                if answer is None or answer.get("type") != "answer":
+                    raise JanusUnavailable(f"Janus at {self.address.netloc} sent no answer")
+                sdp = filter_candidates(str(answer["sdp"]), self.policy)
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                await asyncio.wait_for(track.finished.wait(), track.duration + 15)
+                await session.message(handle, {"request": "unpublish"})
+            except (JanusError, JanusUnavailable, TimeoutError) as exc:
+                log.warning("could not speak into %s: %s", self.describe(), type(exc).__name__)
+                return False
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT)
+            return True
 
     def _chat_message(self, message: ChatMessage) -> None:
         """A participant wrote in the chat: a command (``/...``) is answered, to them alone."""
