@@ -705,6 +705,15 @@ async def drive_consent(page: Page, context: BrowserContext, rt: Runtime, base: 
     meeting_id = (await page.locator("#meeting-id").text_content()) or ""
     assert services.get_meeting(rt, meeting_id).consent_mode == "opt-in"
     await expect(page.locator(f".meeting-item[data-id='{meeting_id}']")).to_contain_text("Opt-in")
+    notices = page.locator("#room-notices")
+    await expect(notices).to_have_text("The room cannot carry notices: no room is connected.")
+    # a bot sent to a Janus room with a text chat: notices reach the room (no bot service
+    # runs here, so it stays requested; the meeting's state already says where notices go)
+    await page.get_by_label("Janus room URL").fill("janus://127.0.0.1:8088/1234?textroom=1234")
+    await page.get_by_role("button", name="Send bot").click()
+    await expect(notices).to_have_text(
+        "Notices reach the room: the bot posts notices to the room's text chat."
+    )
 
     # switched to notice and back, showing what the server answered
     await page.get_by_role("button", name="Switch to notice").click()

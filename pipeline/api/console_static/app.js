@@ -349,8 +349,19 @@
       ? "Opt-in: nobody's audio is kept until that participant consents."
       : "Notice: everyone is transcribed while transcription is on, unless they opt out.";
     $("consent-mode-switch").textContent = optIn ? "Switch to notice" : "Switch to opt-in";
+    if ("notices" in meeting) showNotices(meeting);
     renderMeetingList();
     renderParticipants();
+  }
+
+  // Whether the room can carry the bot's notices (its chat), as GET /v1/meetings/{id} says.
+  function showNotices(meeting) {
+    const carried = meeting.notices === "chat";
+    const line = $("room-notices");
+    line.textContent = carried
+      ? `Notices reach the room: ${meeting.notices_why}.`
+      : `The room cannot carry notices: ${meeting.notices_why}.`;
+    line.classList.toggle("bad", !carried);
   }
 
   async function toggleTranscription() {
@@ -560,6 +571,8 @@
       try {
         const bot = await api("GET", meetingPath(id, "/bot"));
         if (state.meeting && state.meeting.id === id) renderBot(bot);
+        const meeting = await api("GET", meetingPath(id));
+        if (state.meeting && state.meeting.id === id) showNotices(meeting);
       } catch (err) {
         if (err.status === 404) renderBot(null);
         // other errors: keep the last state; the next poll tries again
