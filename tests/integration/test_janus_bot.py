@@ -65,6 +65,7 @@ from tests.integration.meeting_ns import (
     until,
 )
 from tests.integration.publishers import Publisher, list_participants
+from tests.privacy.speech import PHRASES, require_espeak, speak
 from workers.transcriber import Transcriber
 
 T = TypeVar("T")
@@ -323,14 +324,24 @@ def test_a_participant_opts_out_and_back_in_from_the_chat(
     stack: MeetingStack, tenant_id: str
 ) -> None:
     """In a room with a text chat, the bot posts its notices there; A types ``/optout`` while
-    speaking and nothing of A is stored from a second later until A types ``/optin``; each
-    answer goes to A alone, and the privacy report holds the notices and both changes, made
-    by the participant through the chat."""
+    speaking, then says a canary (spoken by espeak-ng, as the privacy suite does), then types
+    ``/optin``: nothing of A is stored from a second after ``/optout`` until ``/optin``, the
+    canary is in no transcript, and A is transcribed again after; each answer goes to A
+    alone, and the privacy report holds the notices and both changes, made by the
+    participant through the chat."""
+    require_espeak()
     rt = stack.rt
     meeting = services.create_meeting(rt, tenant_id, transcription=True)
     url = stack.janus.join_url(CHAT_ROOM, textroom=CHAT_ROOM)
     marks: dict[str, int] = {}
     heard: list[ChatMessage] = []
+    second = 2 * 16000
+    canary = speak(PHRASES["Flintwick"])
+    lead = talk(9)  # utterances every 3.5 s: the first is stored before the canary
+    speech = lead + bytes(3 * second) + canary + bytes(second) + canary + bytes(4 * second)
+    speech += talk(14)
+    canary_at = (len(lead) + 3 * second) / second  # seconds into A's track
+    canary_end = canary_at + (2 * len(canary) + second) / second
 
     def said(text: str) -> bool:
         return any(text in m.text for m in heard)
@@ -338,7 +349,7 @@ def test_a_participant_opts_out_and_back_in_from_the_chat(
     async def scenario() -> None:
         audio = SealedAudio(rt, meeting)
         await send_bot(rt, meeting.id, url)
-        publisher = (await speaking(url, "A", talk(45)))[0]
+        publisher, track = await speaking(url, "A", speech)
         session = JanusSession(parse_janus_url(url))
         await session.create()
         chat = TextRoom(session, CHAT_ROOM, None, heard.append, display="A", history=True)
@@ -346,11 +357,15 @@ def test_a_participant_opts_out_and_back_in_from_the_chat(
         try:
             await until(lambda: said("sealscribe is in this meeting"), "the join notice")
             await until(lambda: bool(audio.of("A")), "A's first utterance stored")
+            assert track._start is not None
+            started = track._start
+            assert time.monotonic() - started < canary_at - 2, "too late to opt out first"
             marks["out"] = at_ms(meeting, time.time())
             await chat.say("/optout")
             await until(lambda: said("A: you opted out"), "the answer to /optout")
             await until(lambda: said("A opted out of transcription"), "the notice to the room")
-            await asyncio.sleep(7)  # A keeps talking, opted out
+            # A keeps talking, opted out: the canary, and a little after it
+            await asyncio.sleep(started + canary_end + 1.5 - time.monotonic())
             marks["in"] = at_ms(meeting, time.time())
             await chat.say("/optin")
             await until(lambda: said("A: you are transcribed"), "the answer to /optin")
@@ -371,6 +386,9 @@ def test_a_participant_opts_out_and_back_in_from_the_chat(
     with paused(stack.worker):
         run(scenario())
         audio = SealedAudio(rt, meeting).of("A")
+    words = {w for s in drained(rt, meeting.id) for w in normalise(s.text)}
+    assert "flintwick" not in words, "the canary said while opted out was transcribed"
+    assert {"country", "ask"} & words, f"A was not transcribed around it: {words}"
     quiet = (marks["out"] + GRACE_MS, marks["in"])
     inside = [span(s) for s in audio if span(s)[1] > quiet[0] and span(s)[0] < quiet[1]]
     assert not inside, f"A's audio stored while A had opted out: {inside} within {quiet}"
