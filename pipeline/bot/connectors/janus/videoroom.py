@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 DISPLAY = "sealscribe"
 DISPLAY_TRANSCRIBING = "sealscribe (transcribing)"
 MAX_RESUBSCRIBES = 2
+#: seconds of silence the bot publishes before an announcement
+ANNOUNCE_LEAD_S = 2.0
 
 # Janus core and VideoRoom error codes (janus/apierror.h, plugins/janus_videoroom.c).
 _UNAUTHORIZED = 403
@@ -214,7 +216,9 @@ class JanusConnector(Connector):
             session, handle = self._session, self._handle
             if session is None or handle is None or not self._joined:
                 return False
-            track = PcmTrack(pcm, tail_silence=0.5)
+            # silence first: whoever subscribes when the bot starts publishing (a second or
+            # so for ICE and DTLS) hears the announcement from its first word
+            track = PcmTrack(bytes(int(ANNOUNCE_LEAD_S * 16000) * 2) + pcm, tail_silence=0.5)
             pc = RTCPeerConnection(rtc_configuration())
             try:
                 pc.addTransceiver(track, direction="sendonly")
