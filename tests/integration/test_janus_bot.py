@@ -70,10 +70,17 @@ from workers.transcriber import Transcriber
 
 T = TypeVar("T")
 
-TOGGLE_ROOM, CONSENT_ROOM, FLEURS_ROOM, CAPTURE_ROOM, CLI_ROOM, CHAT_ROOM, VOICE_ROOM = range(
-    2001, 2008
-)
-ROOMS = (*DEFAULT_ROOMS, *(Room(r, f"test room {r}") for r in range(2001, 2008)))
+(
+    TOGGLE_ROOM,
+    CONSENT_ROOM,
+    FLEURS_ROOM,
+    CAPTURE_ROOM,
+    CLI_ROOM,
+    CHAT_ROOM,
+    VOICE_ROOM,
+    OPT_IN_ROOM,
+) = range(2001, 2009)
+ROOMS = (*DEFAULT_ROOMS, *(Room(r, f"test room {r}") for r in range(2001, 2009)))
 
 #: silence before the speech: Janus tells the bot about a new publisher only once it
 #: publishes, and the bot's subscription needs a moment to come up
@@ -403,6 +410,46 @@ def test_a_participant_opts_out_and_back_in_from_the_chat(
     ]
     kinds = [what for _, what, _ in report.notices]
     assert kinds[0] == "text:join" and kinds.count("text:consent") == 2, kinds
+
+
+def test_in_an_opt_in_room_only_who_consents_in_the_chat_is_kept(
+    stack: MeetingStack, tenant_id: str
+) -> None:
+    """An opt-in meeting in a Janus room: A consents by typing ``/optin`` in the room's chat,
+    B never does. A is stored from then on; nothing of B, even while A is transcribed."""
+    rt = stack.rt
+    meeting = services.create_meeting(rt, tenant_id, transcription=True, consent_mode="opt-in")
+    url = stack.janus.join_url(OPT_IN_ROOM, textroom=OPT_IN_ROOM)
+    heard: list[ChatMessage] = []
+
+    async def scenario() -> None:
+        audio = SealedAudio(rt, meeting)
+        await send_bot(rt, meeting.id, url)
+        publishers = [(await speaking(url, name, talk(30)))[0] for name in ("A", "B")]
+        session = JanusSession(parse_janus_url(url))
+        await session.create()
+        chat = TextRoom(session, OPT_IN_ROOM, None, heard.append, display="A")
+        await chat.open()
+        try:
+            await until(lambda: hears(rt, meeting.id, "A", "B"), "the bot hearing A and B")
+            await asyncio.sleep(4)  # both speak, neither has consented
+            assert not audio.segments(), "audio stored before anyone consented"
+            await chat.say("/optin")
+            await until(lambda: any("A: you are transcribed" in m.text for m in heard), "answer")
+            await until(lambda: len(audio.of("A")) >= 2, "A's audio after consenting", 30)
+        finally:
+            await chat.close()
+            await session.destroy()
+            await leave_all(publishers)
+        await recall_bot(rt, meeting.id)
+
+    with paused(stack.worker):
+        run(scenario())
+        stored = SealedAudio(rt, meeting).segments()
+        b_keys = rt.store.redis.keys(schema.audio(meeting.id, "B.*"))
+    assert b_keys == [] and {s.participant_id for s in stored} == {"A"}
+    assert not rt.store.meetings.has_participant_keys(meeting.id, "B"), "no keys made for B"
+    assert rt.store.meetings.get(meeting.id).opted_in == {"A"}
 
 
 class Listener:
