@@ -65,7 +65,7 @@ class Bot:
         #: set when the bot service stops: the meeting stays wanted for another service
         self.handoff = False
         #: what the room was last told: (transcription, consent mode, opted out, opted in)
-        self._told: tuple[bool, str, frozenset[str], frozenset[str]] | None = None
+        self._told: notices.Told | None = None
         self._notices: set[asyncio.Task[None]] = set()
 
     def leave(self) -> None:
@@ -138,6 +138,7 @@ class Bot:
         task = asyncio.ensure_future(coro)
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
+        task.add_done_callback(_log_failure)  # a notice that failed is logged, not lost silently
 
     async def _post(self, connector: Connector, text: str, kind: str) -> None:
         if await connector.notify(text):
@@ -255,6 +256,6 @@ def _describe(exc: BaseException) -> str:
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning(
-            "could not show the transcription state in the meeting: %s",
+            "could not tell the meeting (display name, chat notice or announcement): %s",
             type(task.exception()).__name__,
         )
