@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from pipeline import faults
 from pipeline.errors import InvalidInput, NotFound
+from pipeline.models import MAX_SPEAKERS, SPEAKERS_SEP
 
 __all__ = [
     "MAX_PARTICIPANT",
@@ -24,6 +26,7 @@ __all__ = [
     "meeting_id",
     "participant_id",
     "segment_id",
+    "speaker_group",
     "tenant_id",
 ]
 
@@ -59,12 +62,41 @@ def tenant_id(value: object) -> str:
     raise NotFound(f"no tenant {_shown(value)}")
 
 
-def _is_label(value: str) -> bool:
-    """A participant label: 1-64 characters, no control, format or separator characters
-    except single inner spaces (what ``participant_label`` makes of a display name)."""
+def _is_name(value: str) -> bool:
+    """One participant's label: 1-64 characters, no control, format or separator characters
+    except single inner spaces, and never the speaker separator (what ``participant_label``
+    makes of a display name)."""
     if not 0 < len(value) <= MAX_PARTICIPANT or value != value.strip() or "  " in value:
         return False
+    if SPEAKERS_SEP in value:
+        return False
     return all(c == " " or unicodedata.category(c)[0] not in "CZ" for c in value)
+
+
+def _is_label(value: str) -> bool:
+    """A participant id: one participant's label, or a group of 2 to :data:`MAX_SPEAKERS`
+    of them (speech of a mixed room while they talked at once)."""
+    names = value.split(SPEAKERS_SEP)
+    if len(names) == 1:
+        return _is_name(value)
+    return (
+        len(names) <= MAX_SPEAKERS
+        and names == sorted(set(names))
+        and all(_is_name(n) for n in names)
+    )
+
+
+def speaker_group(names: Iterable[str]) -> str:
+    """The participant id of speech several participants made at once (in a mixed room):
+    their labels, sorted, joined by :data:`SPEAKERS_SEP`; one name is itself.
+
+    Raises:
+        InvalidInput: more than :data:`MAX_SPEAKERS` names, or a name that is not a label.
+    """
+    unique = sorted(set(names))
+    if not 0 < len(unique) <= MAX_SPEAKERS or not all(_is_name(n) for n in unique):
+        raise InvalidInput(f"a speaker group is 1-{MAX_SPEAKERS} participant labels")
+    return SPEAKERS_SEP.join(unique)
 
 
 def participant_id(value: object) -> str:
@@ -73,7 +105,8 @@ def participant_id(value: object) -> str:
         return value
     raise InvalidInput(
         f"a participant id is 1-{MAX_PARTICIPANT} printable characters, without control "
-        "characters, line breaks or surrounding spaces"
+        "characters, line breaks or surrounding spaces (or, for speech of several at once "
+        f"in a mixed room, 2-{MAX_SPEAKERS} of them, sorted, joined by {SPEAKERS_SEP!r})"
     )
 
 

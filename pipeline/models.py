@@ -24,6 +24,7 @@ __all__ = [
     "Tenant",
     "TranscriptSegment",
     "Word",
+    "speakers",
 ]
 
 
@@ -78,6 +79,19 @@ class ApiToken:
         return self.expires is not None and now >= self.expires
 
 
+#: what joins the labels of participants who talked at once into one participant id
+#: (``Ann + Bob``, sorted; :func:`pipeline.ids.speaker_group`); a display name never
+#: contains it (``participant_label``)
+SPEAKERS_SEP = " + "
+#: the most participants one speaker group names: speech of more at once is not kept
+MAX_SPEAKERS = 4
+
+
+def speakers(participant_id: str) -> tuple[str, ...]:
+    """Who a participant id stands for: itself, or each member of a speaker group."""
+    return tuple(participant_id.split(SPEAKERS_SEP))
+
+
 #: the consent modes of a meeting
 CONSENT_NOTICE = "notice"
 CONSENT_OPT_IN = "opt-in"
@@ -103,11 +117,14 @@ class Meeting:
 
     def transcribes(self, participant_id: str) -> bool:
         """The one policy rule: transcription on for the meeting, and the participant in:
-        not opted out, and (in an ``opt-in`` meeting) consented."""
-        return (
-            self.transcription
-            and participant_id not in self.opted_out
-            and (self.consent_mode != CONSENT_OPT_IN or participant_id in self.opted_in)
+        not opted out, and (in an ``opt-in`` meeting) consented. Speech of a speaker group
+        (a mixed room, several talking at once) is in only if each of them is."""
+        if not self.transcription or participant_id in self.opted_out:
+            return False
+        return all(
+            name not in self.opted_out
+            and (self.consent_mode != CONSENT_OPT_IN or name in self.opted_in)
+            for name in speakers(participant_id)
         )
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import unicodedata
 from collections.abc import Callable
 from types import TracebackType
@@ -26,12 +27,16 @@ from types import TracebackType
 from aiortc.mediastreams import MediaStreamTrack
 
 from pipeline.capture.crosstalk import CrosstalkArbiter
+from pipeline.capture.mix import MixCapture, MixTiming
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.capture.session import CaptureSession
 from pipeline.capture.sink import CaptureStats
+from pipeline.capture.speakers import SpeakerTimeline
 from pipeline.capture.track import TrackCapture
-from pipeline.models import Meeting
+from pipeline.errors import OURS
+from pipeline.models import SPEAKERS_SEP, Meeting
 from pipeline.runtime import Runtime
+from pipeline.store.meetings import SPEAKERS_TALKING
 
 __all__ = ["MeetingRoom", "participant_label"]
 
@@ -41,12 +46,16 @@ MAX_LABEL = 64
 
 
 def participant_label(name: str | None) -> str:
-    """A display name made safe to use as a participant id: printable, one line, bounded."""
+    """A display name made safe to use as a participant id: printable, one line, bounded,
+    and never a speaker group (see :func:`pipeline.ids.speaker_group`)."""
     text = "".join(
         c if unicodedata.category(c)[0] not in "CZ" or c == " " else " " for c in (name or "")
     )
-    text = " ".join(text.split())[:MAX_LABEL].strip()
-    return text or "participant"
+    text = " ".join(text.split())
+    # the speaker separator (" + ") is the room's to write: a name never contains it
+    while SPEAKERS_SEP in text:
+        text = text.replace(SPEAKERS_SEP, " & ")
+    return text[:MAX_LABEL].strip() or "participant"
 
 
 class MeetingRoom:
@@ -61,6 +70,10 @@ class MeetingRoom:
         self.on_participants = on_participants
         self.on_joined: Callable[[], None] | None = None
         self._tracks: dict[str, asyncio.Task[None]] = {}
+        #: a mixed-audio room: who talked when, its one mixed track, and who is present
+        self.timeline: SpeakerTimeline | None = None
+        self._mix: asyncio.Task[None] | None = None
+        self._present: list[str] = []
         #: the meeting's tracks compared for crosstalk (levels and speech flags, no audio)
         self.crosstalk = CrosstalkArbiter() if rt.settings.crosstalk else None
 
@@ -78,7 +91,7 @@ class MeetingRoom:
 
     @property
     def participants(self) -> list[str]:
-        return sorted(self._tracks)
+        return sorted({*self._tracks, *self._present})
 
     async def start(self) -> None:
         await self.capture.start()
@@ -120,8 +133,47 @@ class MeetingRoom:
         if task is not None:
             task.cancel()
 
-    def _track_done(self, label: str, task: asyncio.Task[None]) -> None:
-        if self._tracks.get(label) is task:
+    # -- MixedSink: a room that gives one mixed track and a speaker signal ------------------
+
+    def mix_added(self, track: MediaStreamTrack, window_ms: int) -> None:
+        """Capture the room's mix, attributed by its speaker signal (:meth:`talking`)."""
+        if self._mix is not None:
+            self._mix.cancel()
+        timing = MixTiming(window_ms)
+        if self.timeline is None or self.timeline.lag_ms != timing.lag_ms:
+            self.timeline = SpeakerTimeline(timing.lag_ms)
+        capture = MixCapture(self.capture.sealer, track, self.timeline, timing)
+        self._mix = task = asyncio.create_task(capture.run())
+        task.add_done_callback(functools.partial(self._track_done, None))
+        try:
+            self.rt.store.meetings.set_speaker_source(self.meeting_id, SPEAKERS_TALKING)
+        except OURS:
+            log.warning("could not record meeting %s as a mixed room", self.meeting_id)
+
+    def mix_removed(self) -> None:
+        if self._mix is not None:
+            self._mix.cancel()
+
+    def talking(self, participant: str, talking: bool) -> None:
+        if self.timeline is None:
+            self.timeline = SpeakerTimeline(MixTiming().lag_ms)
+        now = int((time.time() - self.policy.meeting.created) * 1000)
+        label = participant_label(participant)
+        if talking:
+            self.timeline.talking(label, now)
+        else:
+            self.timeline.stopped(label, now)
+
+    def present(self, participants: list[str]) -> None:
+        present = sorted({participant_label(p) for p in participants})
+        if present != self._present:
+            self._present = present
+            self._participants_changed()
+
+    def _track_done(self, label: str | None, task: asyncio.Task[None]) -> None:
+        if label is None and self._mix is task:
+            self._mix = None
+        elif label is not None and self._tracks.get(label) is task:
             del self._tracks[label]
             if self.crosstalk is not None:  # (TrackCapture leaves it too; a label is reused)
                 self.crosstalk.remove(label)
@@ -140,7 +192,7 @@ class MeetingRoom:
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Stop every track (utterances in progress are flushed, if the policy allows),
         store what is sealed (bounded wait), then stop watching."""
-        tasks = list(self._tracks.values())
+        tasks = list(self._tracks.values()) + ([self._mix] if self._mix is not None else [])
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -58,6 +58,9 @@ class CaptureStats:
     interims_sealed: int = 0
     interims_stored: int = 0
     interims_dropped: int = 0
+    #: 32 ms frames of a room's mix that were speech but that its speaker signal named
+    #: nobody for (not kept: see :mod:`pipeline.capture.mix`)
+    frames_unattributed: int = 0
 
 
 class Sink:

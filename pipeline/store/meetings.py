@@ -18,7 +18,7 @@ from pipeline.models import CONSENT_NOTICE, Meeting
 from pipeline.store import schema
 from pipeline.store.connection import Redis, as_str, redis_errors
 
-__all__ = ["MEETING_ENDED", "POLICY_CHANGED", "MeetingStore"]
+__all__ = ["MEETING_ENDED", "POLICY_CHANGED", "SPEAKERS_TALKING", "SPEAKERS_TRACKS", "MeetingStore"]
 
 #: events on a meeting's channel (see ``schema.meeting_events``): names only, never content
 POLICY_CHANGED = "policy"
@@ -61,6 +61,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
+"""
+
+
+#: where a meeting's speakers come from: each participant's own track, or a mixed room's
+#: talking events (who the room reported talking while the mix was heard)
+SPEAKERS_TRACKS = "tracks"
+SPEAKERS_TALKING = "talking-events"
+
+_SET_IF_EXISTS = """
+if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) end
 """
 
 
@@ -114,6 +124,18 @@ class MeetingStore:
             schema.tenant_meetings(tenant_id),
         ]
         return meeting if self._create(keys=keys, args=args) else None
+
+    @redis_errors
+    def set_speaker_source(self, meeting_id: str, source: str) -> None:
+        """Record where the meeting's speakers come from (``SPEAKERS_*``), if it exists."""
+        self.r.eval(_SET_IF_EXISTS, 1, schema.meeting(meeting_id), "speakers", source)
+
+    @redis_errors
+    def speaker_source(self, meeting_id: str) -> str:
+        """Where the meeting's speakers come from: ``tracks`` (one per participant, the
+        default) or ``talking-events`` (a mixed room's speaker signal)."""
+        raw = self.r.hget(schema.meeting(meeting_id), "speakers")
+        return as_str(raw) if raw else SPEAKERS_TRACKS
 
     @redis_errors
     def count(self, tenant_id: str) -> int:

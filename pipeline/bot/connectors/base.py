@@ -1,11 +1,12 @@
 """What a meeting connector is: something that joins a meeting and hands over audio tracks.
 
 A connector knows one meeting system's signalling. It does not touch audio, policy, keys or
-Redis: it tells its :class:`ParticipantSink` that a participant's audio track arrived or went,
-and the bot does the rest. :meth:`Connector.run` returns when the meeting ends, raises
-:class:`JoinRejected` when joining can never work (wrong pin, no such room: retrying is
-pointless), and raises anything else when the connection was lost (the bot reconnects with
-backoff).
+Redis: it tells its :class:`ParticipantSink` that a participant's audio track arrived or went
+(or, in a mixed-audio room, :class:`MixedSink`: the room's one mixed track, who is present
+and who is talking), and the bot does the rest. :meth:`Connector.run` returns when the
+meeting ends, raises :class:`JoinRejected` when joining can never work (wrong pin, no such
+room: retrying is pointless), and raises anything else when the connection was lost (the bot
+reconnects with backoff).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pipeline.errors import SealscribeError
 if TYPE_CHECKING:  # aiortc only for the annotation: importing connectors stays cheap
     from aiortc.mediastreams import MediaStreamTrack
 
-__all__ = ["CommandHandler", "Connector", "JoinRejected", "ParticipantSink"]
+__all__ = ["CommandHandler", "Connector", "JoinRejected", "MixedSink", "ParticipantSink"]
 
 
 class JoinRejected(SealscribeError):
@@ -36,6 +37,24 @@ class ParticipantSink(Protocol):
 
     def track_removed(self, participant: str) -> None:
         """``participant`` stopped publishing or left."""
+
+
+class MixedSink(ParticipantSink, Protocol):
+    """What a connector of a mixed-audio room (one track of everyone, and a separate signal
+    of who is talking) tells the room, instead of one track per participant."""
+
+    def mix_added(self, track: MediaStreamTrack, window_ms: int) -> object:
+        """The room's mixed audio; its speaker signal reports a change up to
+        ``2 * window_ms`` late. The return value is ignored."""
+
+    def mix_removed(self) -> None:
+        """The mixed audio stopped."""
+
+    def talking(self, participant: str, talking: bool) -> None:
+        """The room reports ``participant`` started (or stopped) talking, now."""
+
+    def present(self, participants: list[str]) -> None:
+        """Who is in the room now (display names)."""
 
 
 #: a participant's chat command and its answer: (display name, text) -> reply, or None

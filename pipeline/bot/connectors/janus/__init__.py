@@ -1,13 +1,18 @@
-"""Janus VideoRoom connector: joins a room over Janus's HTTP API and subscribes to its audio.
+"""Janus connectors: join a room over Janus's HTTP API and take its audio.
 
-Trust model: the Janus server sees every participant's media in the clear (it is an SFU), so
-this suits a platform that runs its own Janus. Join URL:
-``janus://HOST[:PORT]/ROOM[?pin=PIN&secret=API_SECRET]``; neither the pin nor the secret ever
-appears in a message, a log line or :meth:`JanusConnector.describe`.
+Trust model: the Janus server sees every participant's media in the clear (it is an SFU or,
+for AudioBridge, a mixer), so these suit a platform that runs its own Janus. Join URLs:
+``janus://HOST[:PORT]/ROOM[?pin=PIN&secret=API_SECRET]`` for a VideoRoom (a track per
+participant) and ``janus-audiobridge://...`` for an AudioBridge room (one mixed track and
+talking events); neither the pin nor the secret ever appears in a message, a log line or
+``describe()``.
 
 - :mod:`.address`: the join URL parser (pure: no aiohttp, no aiortc);
 - :mod:`.session`: one Janus session over HTTP (requests, long poll, keepalive, errors);
-- :mod:`.videoroom`: the connector (joining, room events, one subscription per publisher).
+- :mod:`.room`: what both connectors share (the join's lifetime, display name, chat, errors);
+- :mod:`.videoroom`: the VideoRoom connector (one subscription per publisher);
+- :mod:`.audiobridge`: the AudioBridge connector (the mix, the participants, talking events);
+- :mod:`.textroom`: the room's chat (a TextRoom over a data channel).
 
 The URL parser is imported here at once; the session and the connector only when first used,
 so that importing :mod:`.address` (or this package) for URL validation loads neither aiohttp
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.bot.connectors.janus.address import JanusAddress, parse_janus_url
 
 if TYPE_CHECKING:
+    from pipeline.bot.connectors.janus.audiobridge import AudioBridgeConnector
     from pipeline.bot.connectors.janus.session import (
         VIDEOROOM,
         JanusError,
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VIDEOROOM",
+    "AudioBridgeConnector",
     "JanusAddress",
     "JanusConnector",
     "JanusError",
@@ -46,6 +53,7 @@ _LAZY = {
     "JanusSession": "session",
     "JanusUnavailable": "session",
     "JanusConnector": "videoroom",
+    "AudioBridgeConnector": "audiobridge",
 }
 
 

@@ -1,9 +1,13 @@
-"""The Janus join URL: ``janus://HOST[:PORT]/ROOM[?pin=PIN&secret=API_SECRET&textroom=ID]``.
+"""The Janus join URLs: ``janus://HOST[:PORT]/ROOM[?pin=PIN&secret=API_SECRET&textroom=ID]``
+for a VideoRoom (one track per participant) and ``janus-audiobridge://HOST[:PORT]/ROOM[?...]``
+for an AudioBridge room (one mixed track, speakers from its talking events; it also takes
+``audio_active_packets=N``, the room's setting of that name, 100 by default, which says how
+late its talking events come).
 
 This module owns parsing and validating a join URL into a :class:`JanusAddress`, and nothing
 else. It is pure (no network, no aiohttp, no aiortc), so the layers that only need to check a
 URL can import it cheaply. ``PORT`` is the Janus HTTP port (8088 by default), ``ROOM`` the
-numeric VideoRoom id, ``pin`` the room's pin and ``secret`` the Janus API secret
+numeric room id, ``pin`` the room's pin and ``secret`` the Janus API secret
 (``api_secret`` in ``janus.jcfg``) and ``textroom`` the numeric id of the TextRoom that
 carries the room's chat (the bot posts its notices there and hears ``/optout``; the text
 room takes the same pin). Every error names what is malformed and never repeats the
@@ -20,9 +24,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pipeline.errors import InvalidInput
 
-__all__ = ["DEFAULT_PORT", "JanusAddress", "parse_janus_url"]
+__all__ = ["AUDIOBRIDGE", "DEFAULT_PORT", "VIDEOROOM", "JanusAddress", "parse_janus_url"]
 
 DEFAULT_PORT = 8088
+#: the URL schemes: a VideoRoom, an AudioBridge room
+VIDEOROOM = "janus"
+AUDIOBRIDGE = "janus-audiobridge"
+#: AudioBridge's own default for ``audio_active_packets`` (20 ms packets: 2 s)
+DEFAULT_ACTIVE_PACKETS = 100
+_MAX_ACTIVE_PACKETS = 1000
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -44,6 +54,10 @@ class JanusAddress:
     secret: str | None = field(default=None, repr=False)
     #: the TextRoom that carries the room's chat, if any
     textroom: int | None = None
+    #: ``janus`` (VideoRoom) or ``janus-audiobridge``
+    scheme: str = VIDEOROOM
+    #: an AudioBridge room's ``audio_active_packets``: its talking events' window
+    active_packets: int = DEFAULT_ACTIVE_PACKETS
 
     @property
     def netloc(self) -> str:
@@ -57,7 +71,7 @@ class JanusAddress:
 
     def describe(self) -> str:
         chat = "" if self.textroom is None else f"?textroom={self.textroom}"
-        return f"janus://{self.netloc}/{self.room}{chat}"
+        return f"{self.scheme}://{self.netloc}/{self.room}{chat}"
 
 
 def _bad(what: str) -> InvalidInput:
@@ -65,7 +79,7 @@ def _bad(what: str) -> InvalidInput:
 
 
 def parse_janus_url(url: str) -> JanusAddress:
-    """Parse ``janus://HOST[:PORT]/ROOM[?pin=...&secret=...]``.
+    """Parse ``janus://HOST[:PORT]/ROOM[?pin=...&secret=...]`` (or ``janus-audiobridge://``).
 
     Raises:
         InvalidInput: naming what is malformed; the message never repeats the URL, so a pin
@@ -75,8 +89,9 @@ def parse_janus_url(url: str) -> JanusAddress:
         raise TypeError("a Janus URL must be a str")
     if any(c.isspace() or not c.isprintable() for c in url):
         raise _bad("it contains whitespace or control characters")
-    if not url.lower().startswith("janus://"):
-        raise _bad("it must start with janus://")
+    scheme = url.partition("://")[0].lower()
+    if "://" not in url or scheme not in (VIDEOROOM, AUDIOBRIDGE):
+        raise _bad("it must start with janus:// or janus-audiobridge://")
     try:
         parts = urlsplit(url)
     except ValueError:  # urlsplit checks bracketed hosts itself
@@ -87,8 +102,18 @@ def parse_janus_url(url: str) -> JanusAddress:
         raise _bad("it must not contain a fragment (#...)")
     host, port = _parse_netloc(parts.netloc)
     room = _parse_room(parts.path)
-    pin, secret, textroom = _parse_query(parts.query, url.endswith("?"))
-    return JanusAddress(host=host, port=port, room=room, pin=pin, secret=secret, textroom=textroom)
+    values = _parse_query(parts.query, url.endswith("?"), scheme)
+    textroom, packets = values.get("textroom"), values.get("audio_active_packets")
+    return JanusAddress(
+        host=host,
+        port=port,
+        room=room,
+        pin=values.get("pin"),
+        secret=values.get("secret"),
+        textroom=None if textroom is None else int(textroom),
+        scheme=scheme,
+        active_packets=DEFAULT_ACTIVE_PACKETS if packets is None else int(packets),
+    )
 
 
 def _parse_netloc(netloc: str) -> tuple[str, int]:
@@ -144,15 +169,20 @@ def _parse_room(path: str) -> int:
     if "/" in room:
         raise _bad("the path must be exactly one room number, e.g. /1234")
     if not _ROOM.match(room) or int(room) > _MAX_ROOM:
-        raise _bad("the room must be a positive integer (a Janus VideoRoom numeric id)")
+        raise _bad("the room must be a positive integer (a Janus room's numeric id)")
     return int(room)
 
 
-def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None, int | None]:
+def _parse_query(query: str, dangling: bool, scheme: str) -> dict[str, str]:
+    """The query's parameters, each checked; those of an AudioBridge room only with its
+    scheme."""
     if not query:
         if dangling:
             raise _bad("the query after '?' is empty")
-        return None, None, None
+        return {}
+    allowed = ["pin", "secret", "textroom"]
+    if scheme == AUDIOBRIDGE:
+        allowed.append("audio_active_packets")
     values: dict[str, str] = {}
     for item in query.split("&"):
         if "=" not in item:
@@ -165,8 +195,8 @@ def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None, in
             )
         except (ValueError, UnicodeDecodeError):
             raise _bad("a query parameter is not validly percent-encoded") from None
-        if name not in ("pin", "secret", "textroom"):
-            known = "pin, secret, textroom"
+        if name not in allowed:
+            known = ", ".join(allowed)
             raise _bad(f"unknown query parameter (the known ones are: {known})")
         if name in values:
             raise _bad(f"the query parameter {name!r} is given twice")
@@ -176,4 +206,9 @@ def _parse_query(query: str, dangling: bool) -> tuple[str | None, str | None, in
     textroom = values.get("textroom")
     if textroom is not None and (not _ROOM.match(textroom) or int(textroom) > _MAX_ROOM):
         raise _bad("the textroom must be a positive integer (a Janus TextRoom numeric id)")
-    return values.get("pin"), values.get("secret"), None if textroom is None else int(textroom)
+    packets = values.get("audio_active_packets")
+    if packets is not None and (
+        not _ROOM.match(packets) or not 1 <= int(packets) <= _MAX_ACTIVE_PACKETS
+    ):
+        raise _bad(f"audio_active_packets must be a number from 1 to {_MAX_ACTIVE_PACKETS}")
+    return values

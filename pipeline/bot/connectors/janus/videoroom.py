@@ -21,8 +21,9 @@ from typing import Any, cast
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from pipeline.bot.connectors.base import CommandHandler, Connector, JoinRejected, ParticipantSink
-from pipeline.bot.connectors.janus.address import JanusAddress, parse_janus_url
+from pipeline.bot.connectors.base import JoinRejected, ParticipantSink
+from pipeline.bot.connectors.janus.address import JanusAddress
+from pipeline.bot.connectors.janus.room import JanusRoom, display_label
 from pipeline.bot.connectors.janus.session import (
     CLOSE_TIMEOUT,
     VIDEOROOM,
@@ -30,7 +31,6 @@ from pipeline.bot.connectors.janus.session import (
     JanusSession,
     JanusUnavailable,
 )
-from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom, TextRoomRefused
 from pipeline.capture.ice import rtc_configuration
 from pipeline.capture.receive import decode_in_loop
 from pipeline.config import get_settings
@@ -43,22 +43,16 @@ __all__ = ["JanusConnector"]
 
 log = logging.getLogger(__name__)
 
-DISPLAY = "sealscribe"
-DISPLAY_TRANSCRIBING = "sealscribe (transcribing)"
 MAX_RESUBSCRIBES = 2
 #: seconds of silence the bot publishes before an announcement
 ANNOUNCE_LEAD_S = 2.0
 
-# Janus core and VideoRoom error codes (janus/apierror.h, plugins/janus_videoroom.c).
-_UNAUTHORIZED = 403
-_SESSION_NOT_FOUND = 458
-_HANDLE_NOT_FOUND = 459
+# VideoRoom error codes (plugins/janus_videoroom.c).
 _NO_SUCH_ROOM = 426
 _NO_SUCH_FEED = 428
 _MISSING_ELEMENT = 429
 _PUBLISHERS_FULL = 432
 _ROOM_UNAUTHORIZED = 433
-_TEXTROOM_UNAUTHORIZED = 419
 
 
 @dataclass
@@ -76,138 +70,21 @@ class _Subscription:
     failures: int = 0
 
 
-class JanusConnector(Connector):
-    """Joins one Janus VideoRoom and hands each publisher's audio track to the sink.
-
-    Args:
-        address: the parsed join URL (see :meth:`from_url`).
-        policy: where the connector may connect (the Janus server) and send ICE checks
-            (the candidates in Janus's offers); default: the process's egress policy.
-
-    ``close()`` is final: it ends a ``run()`` in progress (which then returns normally), and
-    a later ``run()`` returns at once, so a bot told to leave cannot rejoin by a retry.
-    """
+class JanusConnector(JanusRoom):
+    """Joins one Janus VideoRoom and hands each publisher's audio track to the sink."""
 
     scheme = "janus"
+    plugin = VIDEOROOM
+    plugin_name = "VideoRoom"
 
     def __init__(self, address: JanusAddress, policy: EgressPolicy | None = None) -> None:
-        self.address = address
-        self.policy = policy
-        self._transcribing = False
-        self._closed = False
-        self._session: JanusSession | None = None
-        self._handle: int | None = None
-        self._joined = False
+        super().__init__(address, policy)
         self._private_id: int | None = None
-        self._sink: ParticipantSink | None = None
         self._subs: dict[int, _Subscription] = {}
         self._labels: set[str] = set()
-        self._ended: asyncio.Future[None] | None = None
-        self._announce_lock = asyncio.Lock()
-        self._teardown: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
         #: publishers listed beyond SEALSCRIBE_QUOTA_PUBLISHERS, and so ignored
         self._ignored = 0
-        #: the room's chat, when the join URL names a text room
-        self._chat: TextRoom | None = None
         self._speaking = asyncio.Lock()
-
-    @classmethod
-    def from_url(cls, url: str) -> JanusConnector:
-        """A connector for ``janus://HOST[:PORT]/ROOM[?pin=...&secret=...]``.
-
-        Raises:
-            InvalidInput: the URL is malformed (the message never contains pin or secret).
-        """
-        return cls(parse_janus_url(url))
-
-    def describe(self) -> str:
-        return self.address.describe()
-
-    @property
-    def display_name(self) -> str:
-        """What the room shows for the bot now."""
-        return DISPLAY_TRANSCRIBING if self._transcribing else DISPLAY
-
-    # -- Connector ------------------------------------------------------------------------
-
-    async def run(self, sink: ParticipantSink) -> None:
-        """Join the room and deliver tracks until the room is destroyed or :meth:`close`.
-
-        Raises:
-            JoinRejected: no such room, or Janus refused the pin or the API secret.
-            JanusUnavailable: Janus is unreachable, lost the session, or ICE failed for
-                every subscription; retry with backoff.
-        """
-        if self._closed:
-            return
-        if self._ended is not None and not self._ended.done():
-            raise RuntimeError("JanusConnector.run is already running")
-        self._sink = sink
-        self._ended = asyncio.get_running_loop().create_future()
-        self._teardown = None
-        self._joined = False
-        session = JanusSession(
-            self.address, on_event=self._on_event, on_lost=self._on_lost, policy=self.policy
-        )
-        self._session = session
-        try:
-            await session.create()
-            await self._join(session, sink)
-            await self._ended
-        except JanusError as exc:
-            if self._closed:
-                return
-            raise self._translate(exc) from None
-        except JanusUnavailable:
-            if self._closed:
-                return
-            raise
-        finally:
-            await asyncio.shield(self._stop())
-
-    async def announce(self, transcribing: bool) -> None:
-        """Show "sealscribe (transcribing)" or "sealscribe" to the room, now if joined and
-        at every later join. If Janus does not take the new name, the run ends with
-        :class:`JanusUnavailable` so that the rejoin shows the right one."""
-        self._transcribing = transcribing
-        if self._joined:
-            await self._show_display_name()
-
-    async def _show_display_name(self) -> None:
-        async with self._announce_lock:
-            session, handle = self._session, self._handle
-            if session is None or handle is None or self._ended is None or self._ended.done():
-                return
-            try:
-                await session.message(
-                    handle, {"request": "configure", "display": self.display_name}
-                )
-            except (JanusError, JanusUnavailable) as exc:
-                log.warning(
-                    "could not show the transcription state in %s: %s", self.describe(), exc
-                )
-                self._end(
-                    JanusUnavailable(
-                        f"Janus at {self.address.netloc} did not take the bot's new display name"
-                    )
-                )
-
-    @property
-    def has_chat(self) -> bool:
-        return self.address.textroom is not None
-
-    async def notify(self, text: str) -> bool:
-        """Post ``text`` to the room's text room, if the join URL names one and it is open."""
-        chat = self._chat
-        if chat is None:
-            return False
-        try:
-            await chat.say(text)
-        except (JanusError, JanusUnavailable) as exc:
-            log.warning("could not post a notice to %s: %s", self.describe(), exc)
-            return False
-        return True
 
     async def speak(self, pcm: bytes) -> bool:
         """Publish ``pcm`` as the bot's audio for as long as it lasts, then unpublish: an
@@ -242,25 +119,6 @@ class JanusConnector(Connector):
                     await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT)
             return True
 
-    def _chat_message(self, message: ChatMessage) -> None:
-        """A participant wrote in the chat: a command (``/...``) is answered, to them alone."""
-        if not message.text.startswith("/") or self.on_command is None:
-            return
-        self._spawn(self._answer(message, self.on_command))
-
-    async def _answer(self, message: ChatMessage, handler: CommandHandler) -> None:
-        reply = await handler(message.display, message.text.strip())
-        chat = self._chat
-        if reply is not None and chat is not None:
-            with contextlib.suppress(JanusError, JanusUnavailable):
-                await chat.say(reply, to=message.username)
-
-    async def close(self) -> None:
-        """Leave the room, close every peer connection, destroy the session. Final."""
-        self._closed = True
-        self._end(None)
-        await asyncio.shield(self._stop())
-
     # -- joining and leaving -------------------------------------------------------------
 
     async def _join(self, session: JanusSession, sink: ParticipantSink) -> None:
@@ -268,8 +126,7 @@ class JanusConnector(Connector):
         publishers already in it."""
         handle = await session.attach(VIDEOROOM)
         self._handle = handle
-        joined_as = self.display_name
-        data, _ = await session.message(handle, self._publisher_join_body())
+        data, _ = await session.message(handle, self._join_body(ptype="publisher"))
         if data.get("videoroom") != "joined":
             raise JanusUnavailable(
                 f"Janus at {self.address.netloc} did not confirm the "
@@ -277,40 +134,11 @@ class JanusConnector(Connector):
             )
         private_id = data.get("private_id")
         self._private_id = private_id if isinstance(private_id, int) else None
-        self._joined = True
-        log.info("joined %s as %r", self.describe(), joined_as)
-        if self.display_name != joined_as:  # announce() came while the join was on its way
-            await self._show_display_name()
-        if self.address.textroom is not None:
-            await self._open_chat(session, self.address.textroom)
-        joined = getattr(sink, "joined", None)
-        if callable(joined):
-            joined()
+        await self._entered(session, sink)
         self._publishers(data.get("publishers"))
 
-    async def _open_chat(self, session: JanusSession, room: int) -> None:
-        chat = TextRoom(session, room, self.address.pin, self._chat_message, self.policy)
-        self._chat = chat
-        try:
-            await chat.open()
-        except TextRoomRefused as exc:
-            if exc.code == _TEXTROOM_UNAUTHORIZED:
-                raise JoinRejected(f"Janus refused the pin for text room {room}") from None
-            raise JoinRejected(f"Janus text room {room} does not exist") from None
-
-    def _publisher_join_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "request": "join",
-            "ptype": "publisher",
-            "room": self.address.room,
-            "display": self.display_name,
-        }
-        if self.address.pin is not None:
-            body["pin"] = self.address.pin
-        return body
-
-    def _translate(self, exc: JanusError) -> SealscribeError:
-        room, where = self.address.room, self.address.netloc
+    def _room_error(self, exc: JanusError) -> SealscribeError | None:
+        room = self.address.room
         if exc.code == _NO_SUCH_ROOM:
             return JoinRejected(f"Janus room {room} does not exist")
         if exc.code == _MISSING_ELEMENT and "pin" in exc.reason:
@@ -319,72 +147,25 @@ class JanusConnector(Connector):
             if self.address.pin is None:
                 return JoinRejected(f"Janus room {room} needs a pin (add ?pin=...)")
             return JoinRejected(f"Janus refused the pin for room {room}")
-        if exc.code == _UNAUTHORIZED:
-            if self.address.secret is None:
-                return JoinRejected(f"Janus at {where} needs an API secret (add ?secret=...)")
-            return JoinRejected(f"Janus at {where} refused the API secret")
         if exc.code == _PUBLISHERS_FULL:
             return JanusUnavailable(f"Janus room {room} is full")
-        if exc.code in (_SESSION_NOT_FOUND, _HANDLE_NOT_FOUND):
-            return JanusUnavailable(f"Janus at {where} lost our session")
-        return JanusUnavailable(f"Janus at {where}: {exc}")
+        return None
 
-    def _end(self, exc: BaseException | None) -> None:
-        if self._ended is None or self._ended.done():
-            return
-        if exc is None:
-            self._ended.set_result(None)
-        else:
-            self._ended.set_exception(exc)
-
-    def _on_lost(self, exc: JanusUnavailable) -> None:
-        log.warning("%s", exc)
-        self._end(exc)
-
-    def _stop(self) -> asyncio.Task[None]:
-        if self._teardown is None:
-            self._teardown = asyncio.ensure_future(self._release())
-        return self._teardown
-
-    async def _release(self) -> None:
+    async def _release_media(self) -> None:
         subs, self._subs = list(self._subs.values()), {}
         for sub in subs:
             if sub.task is not None:
                 sub.task.cancel()
-        for task in [s.task for s in subs if s.task is not None] + list(self._background):
+        for task in [s.task for s in subs if s.task is not None]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._background.clear()
         for sub in subs:
             await self._drop(sub, detach=False)
-        chat, self._chat = self._chat, None
-        if chat is not None:
-            await chat.close()
-        session, handle = self._session, self._handle
-        self._session = self._handle = None
-        self._joined = False
-        if session is not None and handle is not None:
-            with contextlib.suppress(JanusError, JanusUnavailable, TimeoutError):
-                await asyncio.wait_for(session.message(handle, {"request": "leave"}), CLOSE_TIMEOUT)
-        if session is not None:
-            await session.destroy()  # destroying the session detaches (and leaves) everything
         self._labels.clear()
 
     # -- events --------------------------------------------------------------------------
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        sender, kind = event.get("sender"), event.get("janus")
-        if sender == self._handle:
-            if kind == "event":
-                self._room_event(event.get("plugindata", {}).get("data", {}))
-            elif kind == "detached":
-                self._end(
-                    JanusUnavailable(
-                        f"Janus at {self.address.netloc} detached the bot "
-                        f"from room {self.address.room}"
-                    )
-                )
-            return
+    def _other_event(self, sender: object, kind: object) -> None:
         sub = next((s for s in self._subs.values() if s.handle == sender), None)
         if sub is None:
             return
@@ -428,7 +209,7 @@ class JanusConnector(Connector):
                     "feed %s in %s publishes no audio; nothing to capture", feed, self.describe()
                 )
                 continue
-            sub = _Subscription(feed=feed, display=_display(pub.get("display")), mids=mids)
+            sub = _Subscription(feed=feed, display=display_label(pub.get("display")), mids=mids)
             self._subs[feed] = sub
             self._start(sub)
 
@@ -458,11 +239,6 @@ class JanusConnector(Connector):
         if sub.task is not None:
             sub.task.cancel()
         self._spawn(self._drop(sub))
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # -- subscriptions -------------------------------------------------------------------
     #
@@ -644,8 +420,3 @@ def _audio_mids(streams: object) -> list[str] | None:
         for s in streams
         if isinstance(s, dict) and s.get("type") == "audio" and "mid" in s and not s.get("disabled")
     ]
-
-
-def _display(display: object) -> str | None:
-    """The publisher's display name, or None when it has none worth showing."""
-    return display.strip() if isinstance(display, str) and display.strip() else None
