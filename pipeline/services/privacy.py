@@ -51,6 +51,9 @@ class PrivacyReport:
     #: (time, "CHANNEL:KIND", actor) of each notice posted to the room (text: its chat),
     #: oldest first: on join, on switch on and off, at each consent change
     notices: tuple[tuple[float, str, str], ...] = ()
+    #: where the speakers come from: ``tracks`` (each participant's own audio track) or
+    #: ``talking-events`` (a mixed room: who the room reported talking, see PRIVACY.md)
+    speakers: str = "tracks"
 
 
 def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> PrivacyReport:
@@ -81,4 +84,5 @@ def privacy_report(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
         complete=record.complete,
         missing=record.missing,
         notices=tuple((e.at, e.outcome, e.actor) for e in entries if e.action == "notice"),
+        speakers=rt.store.meetings.speaker_source(meeting.id),
     )

@@ -21,6 +21,7 @@ from keys.types import encode_fields
 from pipeline import faults, ids
 from pipeline.errors import OURS, InvalidInput, NotFound
 from pipeline.formats import render
+from pipeline.models import speakers
 from pipeline.runtime import Runtime
 from pipeline.services import custody
 from pipeline.services.meetings import finish_shreds, subject_id
@@ -216,7 +217,9 @@ def erase_participant(
     name, or by the subject id the tenant attached to them. Their own data keys are
     destroyed, their content deleted, and the tenant key rotated and retired (so a Redis
     backup from before opens nothing of theirs); everyone else's content stays readable.
-    Returns an authenticated receipt. Irreversible."""
+    What they said at once with others in a mixed room (a speaker group such as
+    ``Ann + Bob``) carries their voice, so it is erased with them. Returns an
+    authenticated receipt. Irreversible."""
     if (name is None) == (subject is None):
         raise InvalidInput("name the participant, or give --subject, not both")
     who = ids.participant_id(name) if name is not None else subject_id(subject or "")
@@ -225,13 +228,14 @@ def erase_participant(
         raise KeyRevoked(f"the key of tenant {tenant_id} was revoked: nothing can be opened")
     targets = []
     for meeting in rt.store.meetings.list(tenant_id):
+        present = rt.store.meetings.participants(meeting.id)
         if name is not None:
-            if who in rt.store.meetings.participants(meeting.id):
-                targets.append((meeting, who))
+            people = {who}
         else:
-            targets += [
-                (meeting, p) for p, s in rt.store.meetings.subjects(meeting.id).items() if s == who
-            ]
+            people = {p for p, s in rt.store.meetings.subjects(meeting.id).items() if s == who}
+        # and what they said at once with others in a mixed room (a speaker group)
+        groups = {p for p in present if len(speakers(p)) > 1 and people & set(speakers(p))}
+        targets += [(meeting, p) for p in sorted((people & present) | groups)]
     if not targets:  # (the name is not echoed: it may be personal data)
         raise NotFound("nobody of that name or subject id is in this tenant's meetings")
     keep_keys = faults.on("erase-keeps-keys")

@@ -1,7 +1,8 @@
 """A real Janus (the Debian ``janus`` package) inside a test network namespace.
 
-The configuration is generated into a temporary folder: only the VideoRoom plugin and the plain
-HTTP transport are loaded (through folders that link just those two libraries), no event
+The configuration is generated into a temporary folder: only the VideoRoom, TextRoom and
+AudioBridge plugins and the plain HTTP transport are loaded (through folders that link just
+those libraries; ``audiobridge=False`` leaves AudioBridge out, as a server without it), no event
 handlers, no loggers, no STUN, and ICE gathers only on the namespace's host veth (``-E``) with
 its address put in the SDP (``-i``): libnice never gathers loopback, and nothing may be offered
 on the machine's real interfaces.
@@ -25,6 +26,9 @@ from tests.harness.netns import NetNs
 from tests.harness.processes import Service
 
 __all__ = [
+    "AUDIO_PIN_ROOM",
+    "AUDIO_ROOM",
+    "DEFAULT_AUDIO_ROOMS",
     "DEFAULT_ROOMS",
     "OPEN_ROOM",
     "PIN_ROOM",
@@ -59,6 +63,18 @@ DEFAULT_ROOMS: tuple[Room, ...] = (
     Room(PIN_ROOM, "pin test room", pin=ROOM_PIN),
 )
 
+AUDIO_ROOM = 2468
+AUDIO_PIN_ROOM = 2469
+#: the AudioBridge rooms' talking-event window (packets of 20 ms) and level threshold, as
+#: docs/mixed-rooms.md recommends
+AUDIO_ACTIVE_PACKETS = 10
+AUDIO_LEVEL_AVERAGE = 45
+
+DEFAULT_AUDIO_ROOMS: tuple[Room, ...] = (
+    Room(AUDIO_ROOM, "mixed test room"),
+    Room(AUDIO_PIN_ROOM, "mixed pin test room", pin=ROOM_PIN),
+)
+
 
 def require_janus() -> None:
     """Skip (with the reason) where the janus binary or its plugins are absent."""
@@ -85,7 +101,10 @@ class JanusServer(Service):
         ns: the namespace (created by :func:`tests.harness.netns.network_namespace`).
         workdir: a fresh folder for the generated configuration and ``janus.log``.
         port: the HTTP API port (the namespace is private, so a fixed port is free).
-        rooms: static VideoRoom rooms.
+        rooms: static VideoRoom rooms (each with a TextRoom of the same id).
+        audio_rooms: static AudioBridge rooms (each with a TextRoom of the same id), sending
+            talking events.
+        audiobridge: whether the AudioBridge plugin is loaded at all.
         api_secret: the Janus API secret every request must carry, or ``None``.
         session_timeout: seconds after which Janus drops an idle session.
     """
@@ -97,6 +116,8 @@ class JanusServer(Service):
         *,
         port: int = 8088,
         rooms: Sequence[Room] = DEFAULT_ROOMS,
+        audio_rooms: Sequence[Room] = DEFAULT_AUDIO_ROOMS,
+        audiobridge: bool = True,
         api_secret: str | None = None,
         session_timeout: int = 60,
     ) -> None:
@@ -107,7 +128,9 @@ class JanusServer(Service):
         self.api_secret = api_secret
         self.api_url = f"http://{self.host}:{port}/janus"
         self._conf = workdir / "conf"
-        self._write_config(workdir, rooms, session_timeout)
+        self._write_config(workdir, rooms, audio_rooms if audiobridge else (), session_timeout)
+        if audiobridge:
+            _linked_folder(workdir / "plugins", JANUS_LIB / "plugins" / "libjanus_audiobridge.so")
         # `ip netns exec` rather than the caller's namespace: start/restart work from anywhere.
         argv = [
             "ip",
@@ -135,7 +158,13 @@ class JanusServer(Service):
             stop_timeout=10.0,
         )
 
-    def _write_config(self, workdir: Path, rooms: Sequence[Room], session_timeout: int) -> None:
+    def _write_config(
+        self,
+        workdir: Path,
+        rooms: Sequence[Room],
+        audio_rooms: Sequence[Room],
+        session_timeout: int,
+    ) -> None:
         self._conf.mkdir(parents=True, exist_ok=True)
         plugins = _linked_folder(
             workdir / "plugins", JANUS_LIB / "plugins" / "libjanus_videoroom.so"
@@ -180,21 +209,40 @@ class JanusServer(Service):
         (self._conf / "janus.plugin.videoroom.jcfg").write_text(
             "general: {\n}\n" + "".join(room_blocks)
         )
-        # each VideoRoom has a TextRoom of the same id and pin: the room's chat
+        audio_blocks = [
+            f'room-{r.room}: {{\n\tdescription = "{r.description}"\n'
+            f'\tsecret = "{ROOM_SECRET}"\n'
+            + (f'\tpin = "{r.pin}"\n' if r.pin else "")
+            + "\tsampling_rate = 16000\n\taudiolevel_ext = true\n\taudiolevel_event = true\n"
+            f"\taudio_active_packets = {AUDIO_ACTIVE_PACKETS}\n"
+            f"\taudio_level_average = {AUDIO_LEVEL_AVERAGE}\n\trecord = false\n}}\n"
+            for r in audio_rooms
+        ]
+        (self._conf / "janus.plugin.audiobridge.jcfg").write_text(
+            "general: {\n}\n" + "".join(audio_blocks)
+        )
+        # each room has a TextRoom of the same id and pin: the room's chat
         text_blocks = [
             f'room-{r.room}: {{\n\tdescription = "{r.description}"\n'
             f'\tsecret = "{ROOM_SECRET}"\n'
             + (f'\tpin = "{r.pin}"\n' if r.pin else "")
             + "\thistory = 10\n}\n"
-            for r in rooms
+            for r in (*rooms, *audio_rooms)
         ]
         (self._conf / "janus.plugin.textroom.jcfg").write_text(
             'general: {\n\tjson = "compact"\n}\n' + "".join(text_blocks)
         )
 
-    def join_url(self, room: int, pin: str | None = None, textroom: int | None = None) -> str:
-        """The ``janus://`` URL the connector takes for ``room`` (and its chat)."""
-        query = []
+    def join_url(
+        self,
+        room: int,
+        pin: str | None = None,
+        textroom: int | None = None,
+        audiobridge: bool = False,
+    ) -> str:
+        """The ``janus://`` URL the connector takes for ``room`` (and its chat), or with
+        ``audiobridge`` the ``janus-audiobridge://`` URL of an AudioBridge room."""
+        query = [f"audio_active_packets={AUDIO_ACTIVE_PACKETS}"] if audiobridge else []
         if pin is not None:
             query.append(f"pin={quote(pin, safe='')}")
         if textroom is not None:
@@ -202,7 +250,8 @@ class JanusServer(Service):
         if self.api_secret is not None:
             query.append(f"secret={quote(self.api_secret, safe='')}")
         tail = "?" + "&".join(query) if query else ""
-        return f"janus://{self.host}:{self.port}/{room}{tail}"
+        scheme = "janus-audiobridge" if audiobridge else "janus"
+        return f"{scheme}://{self.host}:{self.port}/{room}{tail}"
 
     def _answers(self) -> bool:
         url = f"{self.api_url}/info"
@@ -234,12 +283,19 @@ def janus_server(
     *,
     port: int = 8088,
     rooms: Sequence[Room] = DEFAULT_ROOMS,
+    audiobridge: bool = True,
     api_secret: str | None = None,
     session_timeout: int = 60,
 ) -> Iterator[JanusServer]:
     """A started :class:`JanusServer` (arguments as its constructor), always stopped."""
     server = JanusServer(
-        ns, workdir, port=port, rooms=rooms, api_secret=api_secret, session_timeout=session_timeout
+        ns,
+        workdir,
+        port=port,
+        rooms=rooms,
+        audiobridge=audiobridge,
+        api_secret=api_secret,
+        session_timeout=session_timeout,
     )
     try:
         server.start(20)

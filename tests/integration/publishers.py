@@ -1,4 +1,5 @@
-"""Meeting participants for Janus tests: aiortc publishers in a real VideoRoom.
+"""Meeting participants for Janus tests: aiortc publishers in a real VideoRoom, and
+participants of a real AudioBridge room (:class:`MixedParticipant`).
 
 A :class:`Publisher` joins with a display name and publishes a file's audio over Opus, PCM
 from memory (:meth:`Publisher.publish_pcm`, paced by :class:`~pipeline.publish.PcmTrack`:
@@ -19,10 +20,11 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from pipeline.bot.connectors.janus import VIDEOROOM, JanusAddress, JanusSession, parse_janus_url
+from pipeline.bot.connectors.janus.audiobridge import AUDIOBRIDGE
 from pipeline.capture.ice import rtc_configuration
 from pipeline.publish import PcmTrack
 
-__all__ = ["Publisher", "create_room", "destroy_room", "list_participants"]
+__all__ = ["MixedParticipant", "Publisher", "create_room", "destroy_room", "list_participants"]
 
 
 class Publisher:
@@ -128,6 +130,71 @@ class Publisher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.leave()
+
+
+class MixedParticipant:
+    """One participant of an AudioBridge room: joins under ``display`` and sends PCM from
+    memory as Opus (with the audio level in each packet, as browsers send it), paced in real
+    time; the room mixes it for everyone else.
+
+    Args:
+        url: the room's ``janus-audiobridge://`` URL.
+        display: the display name the room shows.
+    """
+
+    def __init__(self, url: str, display: str) -> None:
+        self.address = parse_janus_url(url)
+        self.display = display
+        self.session = JanusSession(self.address)
+        self.handle: int | None = None
+        self.id: int | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.track: PcmTrack | None = None
+
+    async def join(self, pcm: bytes, gate: asyncio.Event | None = None) -> PcmTrack:
+        """Join and send ``pcm`` (16 kHz mono s16; from when ``gate`` is set, if given),
+        then silence until :meth:`leave`."""
+        await self.session.create()
+        self.handle = await self.session.attach(AUDIOBRIDGE)
+        body: dict[str, Any] = {
+            "request": "join",
+            "room": self.address.room,
+            "display": self.display,
+        }
+        if self.address.pin is not None:
+            body["pin"] = self.address.pin
+        data, _ = await self.session.message(self.handle, body)
+        self.id = int(data["id"])
+        self.track = track = PcmTrack(pcm, gate=gate)
+        pc = self.pc = RTCPeerConnection(rtc_configuration())
+        pc.addTransceiver(track, direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        _, answer = await self.session.message(
+            self.handle,
+            {"request": "configure", "muted": False},
+            jsep={"type": "offer", "sdp": pc.localDescription.sdp},
+        )
+        if answer is None:
+            raise RuntimeError("Janus sent no answer to the participant's offer")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        async with asyncio.timeout(15):
+            while pc.connectionState != "connected":
+                if pc.connectionState in ("failed", "closed"):
+                    raise RuntimeError(f"the participant's ICE/DTLS {pc.connectionState}")
+                await asyncio.sleep(0.05)
+        return track
+
+    async def leave(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(Exception):
+                await self.session.message(self.handle, {"request": "leave"}, timeout=3)
+            self.handle = None
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+        if self.track is not None:
+            self.track.stop()
+        await self.session.destroy()
 
 
 async def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -270,6 +270,30 @@ def test_an_edited_erasure_receipt_fails_verification(deployment: Deployment) ->
     assert api.ok("GET", f"/v1/meetings/{meeting.id}/transcript") != ""
 
 
+def test_erasing_a_person_erases_what_they_said_at_once_with_others(
+    deployment: Deployment,
+) -> None:
+    """In a mixed room, speech of several at once is stored under their group
+    (``Carol + Dave``): it carries Carol's voice, so erasing Carol erases it and its keys,
+    while what Dave said alone stays readable."""
+    local = deployment.need_local("sealing a transcript as the worker does")
+    a = deployment.tenant("a")
+    api = deployment.api(a)
+    rt = local.rt
+    meeting = services.create_meeting(rt, a.id, transcription=True)
+    _transcribed(rt, meeting, "Carol + Dave", "Both at once.")
+    _transcribed(rt, meeting, "Dave", "Dave alone.")
+    receipt = api.ok("POST", "/v1/participants/erase", json={"name": "Carol", "confirm": "erase"})
+    assert [(e["participant"], e["transcript_segments"]) for e in receipt["meetings"]] == [
+        ("Carol + Dave", 1)
+    ]
+    heard = words(api.transcript(meeting.id))
+    assert heard == {"dave", "alone"}, heard
+    assert not [
+        k for k in deployment.redis().hkeys(schema.meeting_keys(meeting.id)) if b"Carol" in k
+    ]
+
+
 def _transcribed(rt: Any, meeting: Any, who: str, text: str) -> None:
     """A transcript segment of ``who``, sealed with their own key as the worker seals one."""
     from pipeline.datakeys import sealing_key

@@ -1,0 +1,284 @@
+"""The bot in a mixed-audio room: a real Janus AudioBridge (with talking events) in a network
+namespace, a real ``sealscribe bots`` and ``sealscribe worker``, and aiortc participants who
+join the room and speak recordings from memory.
+
+Proven here: three participants speaking fleurs-en recordings in turns, and two of them at
+once, are transcribed from the room's one mixed track under the right names (at least 90 %
+of the words outside the overlap; speech at once under both names); a participant who opted
+out says a canary alone and over someone else, and it is stored nowhere; and an AudioBridge
+room that does not exist, a wrong or missing pin, and a server without the plugin fail
+precisely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.wer import normalise
+from pipeline import egress, services
+from pipeline.audio.decode import decode_file
+from pipeline.bot.connectors import JoinRejected, connector_for
+from pipeline.capture.ice import configure_ice
+from pipeline.egress import EgressPolicy
+from pipeline.models import TranscriptSegment, speakers
+from pipeline.services.bots import bot_status
+from pipeline.services.privacy import privacy_report
+from pipeline.store import schema
+from tests.conftest import shared_data
+from tests.harness.janus import (
+    AUDIO_PIN_ROOM,
+    AUDIO_ROOM,
+    JANUS_LIB,
+    ROOM_PIN,
+    janus_server,
+    require_janus,
+)
+from tests.harness.netns import network_namespace, require_netns
+from tests.harness.stack import MeetingStack, meeting_stack
+from tests.integration.meeting_ns import SECOND, at_ms, drained, recall_bot, run, send_bot, until
+from tests.integration.publishers import MixedParticipant
+from tests.privacy.speech import PHRASES, require_espeak, speak
+
+#: the level the recordings are brought to: a microphone with automatic gain, as browsers
+#: send (fleurs-en's clips are at about -67 dBFS as published)
+SPEECH_DBFS = -24.0
+#: words this close to the overlap are not scored (the talking events' window, and more)
+MARGIN_MS = 1000
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
+    if not (JANUS_LIB / "plugins" / "libjanus_audiobridge.so").exists():
+        pytest.skip(f"the Janus AudioBridge plugin is missing under {JANUS_LIB}")
+    with meeting_stack(tmp_path_factory.mktemp("janus-audiobridge")) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def inside(stack: MeetingStack) -> Iterator[None]:
+    stack.alive()
+    with stack.ns.entered():
+        yield
+    stack.alive()
+
+
+@pytest.fixture(scope="module")
+def tenant_id(stack: MeetingStack) -> str:
+    with stack.ns.entered():
+        tenant, _ = services.create_tenant(stack.rt, "acme")
+    return tenant.id
+
+
+def clip(n: int) -> tuple[bytes, str]:
+    """fleurs-en clip ``n`` at a speaking level, and its reference transcript."""
+    folder = shared_data("fleurs-en")
+    pcm = np.frombuffer(decode_file(folder / f"fleurs-en-{n:03d}.ogg", 30), dtype="<i2")
+    return _level(pcm), (folder / f"fleurs-en-{n:03d}.txt").read_text()
+
+
+def _level(pcm: np.ndarray) -> bytes:
+    x = pcm.astype(np.float64)
+    loud = np.abs(x) > np.abs(x).max() / 20  # the speech, not the pauses
+    rms = np.sqrt(np.mean(x[loud] ** 2)) if loud.any() else 1.0
+    gain = 32768 * 10 ** (SPEECH_DBFS / 20) / rms
+    return np.clip(x * gain, -32768, 32767).astype("<i2").tobytes()
+
+
+@dataclass
+class Turn:
+    who: str
+    at: float  # seconds from the start
+    pcm: bytes
+    text: str = ""
+
+    @property
+    def end(self) -> float:
+        return self.at + len(self.pcm) / SECOND
+
+
+def tracks(turns: list[Turn]) -> dict[str, bytes]:
+    """Each participant's whole track: their turns at their times, silence between."""
+    length = max(t.end for t in turns) + 2
+    out: dict[str, bytearray] = {}
+    for t in turns:
+        buf = out.setdefault(t.who, bytearray(int(length * SECOND) // 2 * 2))
+        at = int(t.at * SECOND) // 2 * 2
+        buf[at : at + len(t.pcm)] = t.pcm
+    return {who: bytes(b) for who, b in out.items()}
+
+
+def owners(turns: list[Turn]) -> dict[str, str]:
+    """Each word said by exactly one participant -> who said it."""
+    said: dict[str, set[str]] = {}
+    for t in turns:
+        for word in normalise(t.text):
+            said.setdefault(word, set()).add(t.who)
+    return {w: next(iter(who)) for w, who in said.items() if len(who) == 1}
+
+
+def attribution(
+    transcript: list[TranscriptSegment], turns: list[Turn], overlaps: list[tuple[int, int]]
+) -> tuple[int, int]:
+    """(words attributed to who said them, words scored): the words only one participant
+    said, outside the overlaps (and ``MARGIN_MS`` either side)."""
+    own = owners(turns)
+    right = scored = 0
+    for segment in transcript:
+        for word in segment.words:
+            middle = (word.start_ms + word.end_ms) // 2
+            if any(lo - MARGIN_MS <= middle <= hi + MARGIN_MS for lo, hi in overlaps):
+                continue
+            for w in normalise(word.word):
+                if w in own:
+                    scored += 1
+                    right += segment.participant_id == own[w]
+    return right, scored
+
+
+def test_three_people_in_a_mixed_room_are_told_apart_and_an_opted_out_one_is_kept_nowhere(
+    stack: MeetingStack, tenant_id: str
+) -> None:
+    """A, B and C speak fleurs-en recordings in turns, then A and B at once; D, who opted
+    out, says a canary alone and then over C. From the room's mix alone (AudioBridge sends
+    no track per person), at least 90 % of the words outside the overlap are under the name
+    of who said them, the overlap is under both names, D's canary is in no transcript and
+    nothing under D's name (nor any key of D's) exists; the transcript and the privacy
+    report say the speakers come from talking events."""
+    require_espeak()
+    rt = stack.rt
+    meeting = services.create_meeting(rt, tenant_id, transcription=True)
+    services.set_consent(rt, meeting.id, "D", opted_out=True)
+    url = stack.janus.join_url(AUDIO_ROOM, audiobridge=True)
+    canary = speak(PHRASES["Flintwick"])
+    turns = [
+        Turn("A", 1.0, *clip(0)),
+        Turn("B", 12.5, *clip(1)),
+        Turn("C", 22.5, *clip(2)),
+        Turn("A", 35.0, *clip(3)),
+        Turn("B", 36.5, *clip(4)),  # over A
+        Turn("D", 42.5, canary),
+        Turn("C", 46.5, *clip(5)),
+        Turn("D", 49.5, canary),  # over C
+    ]
+    overlaps_s = [(36.5, min(turns[3].end, turns[4].end))]
+    started: dict[str, float] = {}
+
+    async def scenario() -> None:
+        await send_bot(rt, meeting.id, url)
+        gate = asyncio.Event()
+        people = [MixedParticipant(url, who) for who in ("A", "B", "C", "D")]
+        pcm = tracks(turns)
+        try:
+            sent = [await p.join(pcm[p.display], gate) for p in people]
+            await until(
+                lambda: set(bot_status(rt, meeting.id).participants) >= {"A", "B", "C", "D"},
+                "the bot seeing A, B, C and D in the room",
+            )
+            started["at"] = time.time()
+            gate.set()
+            await asyncio.gather(*(t.finished.wait() for t in sent))
+        finally:
+            for p in people:
+                await p.leave()
+        await recall_bot(rt, meeting.id)
+
+    run(scenario(), timeout=180)
+    transcript = drained(rt, meeting.id)
+    base = at_ms(meeting, started["at"])
+    overlaps = [(base + int(lo * 1000), base + int(hi * 1000)) for lo, hi in overlaps_s]
+    for s in transcript:
+        print(s.participant_id, s.start_ms - base, s.end_ms - base, s.text)
+    words = {w for s in transcript for w in normalise(s.text)}
+    assert "flintwick" not in words, "D's canary (D opted out) was transcribed"
+    assert not any("D" in speakers(s.participant_id) for s in transcript)
+    assert rt.store.redis.keys(schema.audio(meeting.id, "*D*")) == []
+    right, scored = attribution(transcript, turns, overlaps)
+    print(f"attribution: {right}/{scored} words")
+    assert scored >= 40, f"too few words transcribed to score: {scored}"
+    assert right >= 0.9 * scored, f"only {right} of {scored} words under the right name"
+    groups = [s for s in transcript if len(speakers(s.participant_id)) > 1]
+    assert any(s.participant_id == "A + B" for s in groups), "the overlap is not under both"
+    report = privacy_report(rt, meeting.id)
+    assert report.speakers == "talking-events"
+
+
+class _Sink:
+    """Takes nothing: the refusals come before any audio."""
+
+    def joined(self) -> None: ...
+    def track_added(self, participant: str, track: object) -> None: ...
+    def track_removed(self, participant: str) -> None: ...
+    def mix_added(self, track: object, window_ms: int) -> None: ...
+    def mix_removed(self) -> None: ...
+    def talking(self, participant: str, talking: bool) -> None: ...
+    def present(self, participants: list[str]) -> None: ...
+
+
+def test_refusals_are_precise_for_mixed_rooms(tmp_path: Path) -> None:
+    """An AudioBridge room that does not exist, a wrong pin, a missing pin, and a Janus
+    without the AudioBridge plugin: each refused for good (``JoinRejected``, which the bot
+    reports as failed without retrying), saying which, and never repeating the pin."""
+    require_netns()
+    require_janus()
+
+    async def rejected(url: str) -> str:
+        connector = connector_for(url)
+        try:
+            with pytest.raises(JoinRejected) as refused:
+                await asyncio.wait_for(connector.run(_Sink()), 20)
+        finally:
+            await connector.close()
+        return str(refused.value)
+
+    with (
+        network_namespace() as ns,
+        janus_server(ns, tmp_path / "with") as server,
+        janus_server(ns, tmp_path / "without", port=8089, audiobridge=False) as bare,
+    ):
+        configure_ice(ns.peer_addr)
+        egress.configure(EgressPolicy.parse(ns.host_addr))
+
+        async def scenario() -> dict[str, str]:
+            wrong = "wrong-pin-4711"
+            return {
+                "room": await rejected(server.join_url(999, audiobridge=True)),
+                "pin": await rejected(server.join_url(AUDIO_PIN_ROOM, wrong, audiobridge=True)),
+                "no pin": await rejected(server.join_url(AUDIO_PIN_ROOM, audiobridge=True)),
+                "plugin": await rejected(bare.join_url(AUDIO_ROOM, audiobridge=True)),
+                "right pin": await ok(server.join_url(AUDIO_PIN_ROOM, ROOM_PIN, audiobridge=True)),
+            }
+
+        async def ok(url: str) -> str:
+            connector = connector_for(url)
+            task = asyncio.create_task(connector.run(_Sink()))
+            try:
+                async with asyncio.timeout(20):
+                    while not getattr(connector, "_joined", False):
+                        assert not task.done(), task.exception()
+                        await asyncio.sleep(0.05)
+            finally:
+                await connector.close()
+                await task
+            return "joined"
+
+        try:
+            with ns.entered():
+                said = asyncio.run(scenario())
+        finally:
+            egress.configure(None)
+            configure_ice()
+    assert said == {
+        "room": "Janus AudioBridge room 999 does not exist",
+        "pin": f"Janus refused the pin for AudioBridge room {AUDIO_PIN_ROOM}",
+        "no pin": f"Janus AudioBridge room {AUDIO_PIN_ROOM} needs a pin (add ?pin=...)",
+        "plugin": f"Janus at {ns.host_addr}:8089 has no AudioBridge plugin",
+        "right pin": "joined",
+    }
+    assert not any("4711" in text or ROOM_PIN in text for text in said.values())
