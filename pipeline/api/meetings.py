@@ -16,7 +16,7 @@ from pipeline.services import bots, meetings
 from pipeline.services.consent import LINK_DEFAULT_S, LINK_MAX_S, make_link
 from pipeline.services.privacy import INTERIMS_NOTE, privacy_report
 from pipeline.services.records import verify_meeting
-from pipeline.services.transcripts import read_transcript
+from pipeline.services.transcripts import read_transcript, speakers_note
 
 __all__ = ["router"]
 
@@ -403,6 +403,8 @@ def transcript(
             # complete, or how many segments are missing (GET .../verify names them)
             "X-Transcript-Complete": "true" if record.complete else "false",
             "X-Transcript-Missing": str(len(record.missing)),
+            # tracks (one per person) or talking-events (a mixed room's speaker signal)
+            "X-Transcript-Speakers": speakers_note(rt, meeting_id)[0],
         },
     )
 
@@ -451,6 +453,11 @@ class PrivacyOut(BaseModel):
         "actor]: the bot's written notices in the room's chat"
     )
     missing: list[str] = Field(description="each missing or altered segment, named")
+    speakers: Literal["tracks", "talking-events"] = Field(
+        description="where the speaker names come from: each participant's own audio track, "
+        "or a mixed room's talking events (one mixed track; speech of several at once is "
+        "under all their names)"
+    )
 
 
 @router.get("/{meeting_id}/privacy")
@@ -475,4 +482,5 @@ def privacy(meeting_id: MeetingId, tenant: Reader, rt: RuntimeDep) -> PrivacyOut
         complete=r.complete,
         missing=list(r.missing),
         notices=list(r.notices),
+        speakers=r.speakers,  # type: ignore[arg-type]
     )

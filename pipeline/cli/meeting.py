@@ -13,6 +13,7 @@ from pipeline import services
 from pipeline.cli.output import JsonOption, console, emit, err_console, guarded, runtime
 from pipeline.errors import InvalidInput
 from pipeline.models import BotState, BotStatus, Meeting
+from pipeline.store.meetings import SPEAKERS_TALKING
 
 app = typer.Typer(help="Meetings and their transcription switch.", no_args_is_help=True)
 
@@ -204,6 +205,14 @@ def privacy(
             f"[bold]privacy report for meeting {report.meeting_id}[/] (tenant {report.tenant_id})"
         )
         console.print(f"transcription now: {'ON' if report.transcription_now else 'OFF'}")
+        console.print(
+            "speakers: "
+            + (
+                "from the room's talking events (one mixed track; PRIVACY.md, mixed rooms)"
+                if report.speakers == SPEAKERS_TALKING
+                else "from each participant's own audio track"
+            )
+        )
         for at, state, actor in report.switches:
             console.print(f"  {when(at)}  switched {state} by {actor}")
         for at, change, actor in report.consent_changes:

@@ -18,7 +18,7 @@ from pipeline.formats import FORMATS, render
 from pipeline.queue import INTERIM_QUEUE, QUEUE
 from pipeline.scan import scan as scan_for
 from pipeline.services.records import verify_meeting
-from pipeline.services.transcripts import read_transcript, submit_file, wait_for
+from pipeline.services.transcripts import read_transcript, speakers_note, submit_file, wait_for
 
 
 @guarded
@@ -147,13 +147,15 @@ def transcript(
     as_json: bool = JsonOption,
 ) -> None:
     """Export a meeting's transcript (opened with your key, purpose `deliver`); says on
-    stderr whether it is complete (the manifests) or names each missing segment."""
+    stderr where its speaker names come from (each person's track, or a mixed room's talking
+    events) and whether it is complete (the manifests) or names each missing segment."""
     if fmt not in FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}")
     rt = runtime()
     segments = read_transcript(rt, meeting)
     print(render(segments, "json" if as_json else fmt), end="")
     record = verify_meeting(rt, meeting)
+    err_console.print(speakers_note(rt, meeting)[1], markup=False)
     if record.complete:
         err_console.print("transcript complete: every sealed segment is accounted for")
     else:

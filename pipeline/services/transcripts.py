@@ -15,8 +15,9 @@ from pipeline.models import Meeting, TranscriptSegment
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_transcript
 from pipeline.services.meetings import create_meeting
+from pipeline.store.meetings import SPEAKERS_TALKING
 
-__all__ = ["FileJob", "read_transcript", "submit_file", "wait_for"]
+__all__ = ["FileJob", "read_transcript", "speakers_note", "submit_file", "wait_for"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,16 @@ def read_transcript(
         return []
     keys = ParticipantKeys(rt, meeting, KeyUse.TRANSCRIPT, Purpose.DELIVER)
     return [open_transcript(keys(s.participant_id), meeting.tenant_id, s) for s in sealed]
+
+
+def speakers_note(rt: Runtime, meeting_id: str) -> tuple[str, str]:
+    """Where the meeting's speaker names come from, and what that means, for a reader of its
+    transcript: ``tracks`` (each participant's own audio) or ``talking-events`` (a mixed
+    room: who the room reported talking; speech of several at once is under all of them)."""
+    source = rt.store.meetings.speaker_source(meeting_id)
+    if source == SPEAKERS_TALKING:
+        return source, (
+            "speakers from the room's talking events (one mixed track, not separate tracks); "
+            "speech of several at once is under all their names"
+        )
+    return source, "speakers from each participant's own audio track"

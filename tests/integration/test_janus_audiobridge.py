@@ -30,6 +30,7 @@ from pipeline.egress import EgressPolicy
 from pipeline.models import TranscriptSegment, speakers
 from pipeline.services.bots import bot_status
 from pipeline.services.privacy import privacy_report
+from pipeline.services.transcripts import speakers_note
 from pipeline.store import schema
 from tests.conftest import shared_data
 from tests.harness.janus import (
@@ -207,6 +208,8 @@ def test_three_people_in_a_mixed_room_are_told_apart_and_an_opted_out_one_is_kep
     assert any(s.participant_id == "A + B" for s in groups), "the overlap is not under both"
     report = privacy_report(rt, meeting.id)
     assert report.speakers == "talking-events"
+    source, note = speakers_note(rt, meeting.id)  # the transcript's X-Transcript-Speakers
+    assert source == "talking-events" and "not separate tracks" in note
 
 
 class _Sink:

@@ -182,6 +182,7 @@ def test_a_deleted_segment_and_a_deleted_transcript_are_named(deployment: Deploy
         "false",
         "2",
     )
+    assert got.headers["X-Transcript-Speakers"] == "tracks"  # each person's own track
     report = api.ok("GET", f"/v1/meetings/{m}/privacy")
     assert report["complete"] is False and sorted(report["missing"]) == sorted(expected)
     export = api("GET", "/v1/tenant/export")

@@ -7,7 +7,12 @@ import traceback
 import pytest
 
 from pipeline.bot.connectors import connector_for
-from pipeline.bot.connectors.janus import JanusAddress, JanusConnector, parse_janus_url
+from pipeline.bot.connectors.janus import (
+    AudioBridgeConnector,
+    JanusAddress,
+    JanusConnector,
+    parse_janus_url,
+)
 from pipeline.errors import InvalidInput
 
 PIN = "s3cr3t-pin-9876"
@@ -33,6 +38,16 @@ SECRET = "api-secret-5432"
             f"janus://h:8088/1234?textroom=99&pin={PIN}",
             JanusAddress("h", 8088, 1234, pin=PIN, textroom=99),
         ),
+        (
+            "janus-audiobridge://h:8088/2468",
+            JanusAddress("h", 8088, 2468, scheme="janus-audiobridge"),
+        ),
+        (
+            f"Janus-AudioBridge://h/2468?audio_active_packets=10&pin={PIN}&textroom=3",
+            JanusAddress(
+                "h", 8088, 2468, pin=PIN, textroom=3, scheme="janus-audiobridge", active_packets=10
+            ),
+        ),
     ],
 )
 def test_good_urls(url: str, expected: JanusAddress) -> None:
@@ -51,6 +66,10 @@ def test_connector_for_and_describe_drop_secrets() -> None:
     assert isinstance(connector, JanusConnector)
     assert connector.describe() == "janus://10.1.2.3:8088/5678"
     assert connector.display_name == "sealscribe"
+    mixed = connector_for(f"janus-audiobridge://10.1.2.3/5678?pin={PIN}&audio_active_packets=25")
+    assert isinstance(mixed, AudioBridgeConnector)
+    assert mixed.describe() == "janus-audiobridge://10.1.2.3:8088/5678"
+    assert mixed.window_ms == 500
 
 
 @pytest.mark.parametrize(
@@ -95,6 +114,23 @@ def test_connector_for_and_describe_drop_secrets() -> None:
         ("janus://h:8088/1234 ", "it contains whitespace or control characters"),
         ("janus://h:8088/12\n34", "it contains whitespace or control characters"),
         ("janus://user:pw@h:8088/1234", "it must not contain user information"),
+        ("janus-videoroom://h:8088/1234", "it must start with janus:// or janus-audiobridge://"),
+        (
+            "janus://h:8088/1234?audio_active_packets=10",
+            "unknown query parameter (the known ones are: pin, secret, textroom)",
+        ),
+        (
+            "janus-audiobridge://h/1?audio_active_packets=0",
+            "audio_active_packets must be a number from 1 to 1000",
+        ),
+        (
+            "janus-audiobridge://h/1?audio_active_packets=1001",
+            "audio_active_packets must be a number from 1 to 1000",
+        ),
+        (
+            "janus-audiobridge://h/1?audio_active_packets=ten",
+            "audio_active_packets must be a number from 1 to 1000",
+        ),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:
