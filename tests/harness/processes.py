@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
@@ -76,7 +77,7 @@ def worker_answers(broker_url: str, session: int, timeout: float = 0.5) -> bool:
     app.conf.broker_connection_retry_on_startup = True
     try:
         replies = app.control.broadcast("stats", reply=True, timeout=timeout) or []
-    except (OSError, OperationalError):  # the broker itself does not answer
+    except (OSError, OperationalError, redis.ConnectionError):  # the broker does not answer
         return False
     finally:
         app.close()

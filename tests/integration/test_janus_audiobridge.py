@@ -15,19 +15,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from bench.mixed import Turn, fleurs_clip, score_fleurs, tracks
 from bench.wer import normalise
 from pipeline import egress, services
-from pipeline.audio.decode import decode_file
 from pipeline.bot.connectors import JoinRejected, connector_for
 from pipeline.capture.ice import configure_ice
 from pipeline.egress import EgressPolicy
-from pipeline.models import TranscriptSegment, speakers
+from pipeline.models import speakers
 from pipeline.services.bots import bot_status
 from pipeline.services.privacy import privacy_report
 from pipeline.services.transcripts import speakers_note
@@ -43,15 +41,9 @@ from tests.harness.janus import (
 )
 from tests.harness.netns import network_namespace, require_netns
 from tests.harness.stack import MeetingStack, meeting_stack
-from tests.integration.meeting_ns import SECOND, at_ms, drained, recall_bot, run, send_bot, until
+from tests.integration.meeting_ns import at_ms, drained, recall_bot, run, send_bot, until
 from tests.integration.publishers import MixedParticipant
 from tests.privacy.speech import PHRASES, require_espeak, speak
-
-#: the level the recordings are brought to: a microphone with automatic gain, as browsers
-#: send (fleurs-en's clips are at about -67 dBFS as published)
-SPEECH_DBFS = -24.0
-#: words this close to the overlap are not scored (the talking events' window, and more)
-MARGIN_MS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +54,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeetingStack]:
         yield s
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def inside(stack: MeetingStack) -> Iterator[None]:
+    """The test runs in the namespace: its Redis is the namespace's 127.0.0.1."""
     stack.alive()
     with stack.ns.entered():
         yield
@@ -77,74 +70,8 @@ def tenant_id(stack: MeetingStack) -> str:
     return tenant.id
 
 
-def clip(n: int) -> tuple[bytes, str]:
-    """fleurs-en clip ``n`` at a speaking level, and its reference transcript."""
-    folder = shared_data("fleurs-en")
-    pcm = np.frombuffer(decode_file(folder / f"fleurs-en-{n:03d}.ogg", 30), dtype="<i2")
-    return _level(pcm), (folder / f"fleurs-en-{n:03d}.txt").read_text()
-
-
-def _level(pcm: np.ndarray) -> bytes:
-    x = pcm.astype(np.float64)
-    loud = np.abs(x) > np.abs(x).max() / 20  # the speech, not the pauses
-    rms = np.sqrt(np.mean(x[loud] ** 2)) if loud.any() else 1.0
-    gain = 32768 * 10 ** (SPEECH_DBFS / 20) / rms
-    return np.clip(x * gain, -32768, 32767).astype("<i2").tobytes()
-
-
-@dataclass
-class Turn:
-    who: str
-    at: float  # seconds from the start
-    pcm: bytes
-    text: str = ""
-
-    @property
-    def end(self) -> float:
-        return self.at + len(self.pcm) / SECOND
-
-
-def tracks(turns: list[Turn]) -> dict[str, bytes]:
-    """Each participant's whole track: their turns at their times, silence between."""
-    length = max(t.end for t in turns) + 2
-    out: dict[str, bytearray] = {}
-    for t in turns:
-        buf = out.setdefault(t.who, bytearray(int(length * SECOND) // 2 * 2))
-        at = int(t.at * SECOND) // 2 * 2
-        buf[at : at + len(t.pcm)] = t.pcm
-    return {who: bytes(b) for who, b in out.items()}
-
-
-def owners(turns: list[Turn]) -> dict[str, str]:
-    """Each word said by exactly one participant -> who said it."""
-    said: dict[str, set[str]] = {}
-    for t in turns:
-        for word in normalise(t.text):
-            said.setdefault(word, set()).add(t.who)
-    return {w: next(iter(who)) for w, who in said.items() if len(who) == 1}
-
-
-def attribution(
-    transcript: list[TranscriptSegment], turns: list[Turn], overlaps: list[tuple[int, int]]
-) -> tuple[int, int]:
-    """(words attributed to who said them, words scored): the words only one participant
-    said, outside the overlaps (and ``MARGIN_MS`` either side)."""
-    own = owners(turns)
-    right = scored = 0
-    for segment in transcript:
-        for word in segment.words:
-            middle = (word.start_ms + word.end_ms) // 2
-            if any(lo - MARGIN_MS <= middle <= hi + MARGIN_MS for lo, hi in overlaps):
-                continue
-            for w in normalise(word.word):
-                if w in own:
-                    scored += 1
-                    right += segment.participant_id == own[w]
-    return right, scored
-
-
 def test_three_people_in_a_mixed_room_are_told_apart_and_an_opted_out_one_is_kept_nowhere(
-    stack: MeetingStack, tenant_id: str
+    stack: MeetingStack, tenant_id: str, inside: None
 ) -> None:
     """A, B and C speak fleurs-en recordings in turns, then A and B at once; D, who opted
     out, says a canary alone and then over C. From the room's mix alone (AudioBridge sends
@@ -158,14 +85,15 @@ def test_three_people_in_a_mixed_room_are_told_apart_and_an_opted_out_one_is_kep
     services.set_consent(rt, meeting.id, "D", opted_out=True)
     url = stack.janus.join_url(AUDIO_ROOM, audiobridge=True)
     canary = speak(PHRASES["Flintwick"])
+    shared_data("fleurs-en")
     turns = [
-        Turn("A", 1.0, *clip(0)),
-        Turn("B", 12.5, *clip(1)),
-        Turn("C", 22.5, *clip(2)),
-        Turn("A", 35.0, *clip(3)),
-        Turn("B", 36.5, *clip(4)),  # over A
+        Turn("A", 1.0, *fleurs_clip(0)),
+        Turn("B", 12.5, *fleurs_clip(1)),
+        Turn("C", 22.5, *fleurs_clip(2)),
+        Turn("A", 35.0, *fleurs_clip(3)),
+        Turn("B", 36.5, *fleurs_clip(4)),  # over A
         Turn("D", 42.5, canary),
-        Turn("C", 46.5, *clip(5)),
+        Turn("C", 46.5, *fleurs_clip(5)),
         Turn("D", 49.5, canary),  # over C
     ]
     overlaps_s = [(36.5, min(turns[3].end, turns[4].end))]
@@ -200,10 +128,10 @@ def test_three_people_in_a_mixed_room_are_told_apart_and_an_opted_out_one_is_kep
     assert "flintwick" not in words, "D's canary (D opted out) was transcribed"
     assert not any("D" in speakers(s.participant_id) for s in transcript)
     assert rt.store.redis.keys(schema.audio(meeting.id, "*D*")) == []
-    right, scored = attribution(transcript, turns, overlaps)
-    print(f"attribution: {right}/{scored} words")
-    assert scored >= 40, f"too few words transcribed to score: {scored}"
-    assert right >= 0.9 * scored, f"only {right} of {scored} words under the right name"
+    tally = score_fleurs(transcript, turns, overlaps)  # words outside the overlap, +-1 s
+    print("attribution:", tally.report())
+    assert tally.scored >= 40, f"too few words transcribed to score: {tally.report()}"
+    assert tally.right >= 0.9 * tally.scored, f"under the wrong name: {tally.report()}"
     groups = [s for s in transcript if len(speakers(s.participant_id)) > 1]
     assert any(s.participant_id == "A + B" for s in groups), "the overlap is not under both"
     report = privacy_report(rt, meeting.id)
