@@ -4,6 +4,7 @@ real bot, capture, worker and tiny.en, and participants speaking recordings from
     .venv/bin/python -m bench.mixed                  # both scripts below
     .venv/bin/python -m bench.mixed --script ami     # or one: fleurs, ami
     .venv/bin/python -m bench.mixed --packets 25     # the room's audio_active_packets
+    .venv/bin/python -m bench.mixed --level 35       # and its audio_level_average
 
 Needs root (a network namespace), the janus package and ``shared/data``. Scripts:
 
@@ -45,6 +46,8 @@ __all__ = ["SECOND", "Tally", "Turn", "at_level", "fleurs_clip", "score_fleurs",
 SECOND = 32000  # bytes of 16 kHz s16 mono
 SPEECH_DBFS = -24.0
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: the AudioBridge room each run creates with the settings measured
+BENCH_ROOM = 3131
 
 
 def at_level(pcm: bytes) -> bytes:
@@ -190,14 +193,15 @@ def score_ami(
     return tally
 
 
-def run_script(name: str, packets: int) -> dict[str, Any]:
-    """One script through a fresh namespace, Janus, Redis, worker and bot service."""
+def run_script(name: str, packets: int, level: int) -> dict[str, Any]:
+    """One script through a fresh namespace, Janus, Redis, worker and bot service, in a room
+    created with ``packets`` and ``level`` (``audio_active_packets``, ``audio_level_average``)."""
     from pipeline import services
     from pipeline.services.bots import bot_status
-    from tests.harness.janus import AUDIO_ROOM
+    from tests.harness.janus import ROOM_SECRET
     from tests.harness.stack import meeting_stack
     from tests.integration.meeting_ns import at_ms, drained, recall_bot, send_bot, until
-    from tests.integration.publishers import MixedParticipant
+    from tests.integration.publishers import MixedParticipant, create_audio_room
 
     turns, truth = fleurs_script() if name == "fleurs" else ami_script()
     with (
@@ -208,13 +212,14 @@ def run_script(name: str, packets: int) -> dict[str, Any]:
         rt = stack.rt
         tenant, _ = services.create_tenant(rt, "bench")
         meeting = services.create_meeting(rt, tenant.id, transcription=True)
-        url = stack.janus.join_url(AUDIO_ROOM, audiobridge=True).replace(
+        url = stack.janus.join_url(BENCH_ROOM, audiobridge=True).replace(
             "audio_active_packets=10", f"audio_active_packets={packets}"
         )
         pcm = tracks(turns)
         started: dict[str, float] = {}
 
         async def scenario() -> None:
+            await create_audio_room(url, ROOM_SECRET, packets, level)
             await send_bot(rt, meeting.id, url)
             gate = asyncio.Event()
             people = [MixedParticipant(url, who) for who in sorted(pcm)]
@@ -246,6 +251,7 @@ def run_script(name: str, packets: int) -> dict[str, Any]:
     return {
         "script": name,
         "audio_active_packets": packets,
+        "audio_level_average": level,
         **tally.report(),
         "segments": len(transcript),
         "groups": groups,
@@ -257,12 +263,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--script", choices=["fleurs", "ami", "both"], default="both")
     parser.add_argument("--packets", type=int, default=10, help="audio_active_packets")
+    parser.add_argument("--level", type=int, default=45, help="audio_level_average")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     names = ["fleurs", "ami"] if args.script == "both" else [args.script]
     results = []
     for name in names:
-        result = run_script(name, args.packets)
+        result = run_script(name, args.packets, args.level)
         print(json.dumps(result), flush=True)
         results.append(result)
     if args.json:

@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pipeline.capture.ice import rtc_configuration
 from pipeline.errors import InvalidInput, SealscribeError
 
-__all__ = ["PcmTrack", "WhipPublisher"]
+__all__ = ["PcmTrack", "VoiceTrack", "WhipPublisher"]
 
 FRAME_MS = 20
 #: redirects of an offer followed (the WHIP endpoint sends it to the meeting's process)
@@ -90,6 +90,54 @@ class PcmTrack(MediaStreamTrack):
         frame.pts = self._pos
         frame.time_base = fractions.Fraction(1, self.rate)
         self._pos += self.per_frame
+        return frame
+
+
+class VoiceTrack(MediaStreamTrack):
+    """Silence in real time, and whatever :meth:`say` is given, as 20 ms frames: the voice of
+    a participant that is in a room all along and speaks now and then (the bot in a mixed
+    room, which cannot publish a separate track for an announcement)."""
+
+    kind = "audio"
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        super().__init__()
+        self.rate = sample_rate
+        self.per_frame = sample_rate * FRAME_MS // 1000
+        self._pcm = np.zeros(0, dtype=np.int16)
+        self._said: asyncio.Event | None = None
+        self._start: float | None = None
+        self._frames = 0
+
+    async def say(self, pcm: bytes) -> None:
+        """Send mono s16 ``pcm`` next; returns once its last sample went out."""
+        if self._said is not None:
+            raise RuntimeError("the voice is already saying something")
+        self._pcm = np.frombuffer(pcm, dtype="<i2")
+        self._said = said = asyncio.Event()
+        try:
+            await said.wait()
+        finally:
+            self._said, self._pcm = None, np.zeros(0, dtype=np.int16)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._frames * FRAME_MS / 1000 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        chunk, self._pcm = self._pcm[: self.per_frame], self._pcm[self.per_frame :]
+        if chunk.size < self.per_frame:
+            if self._said is not None and not self._pcm.size:
+                self._said.set()
+            chunk = np.concatenate([chunk, np.zeros(self.per_frame - chunk.size, np.int16)])
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        frame.pts = self._frames * self.per_frame
+        frame.time_base = fractions.Fraction(1, self.rate)
+        self._frames += 1
         return frame
 
 

@@ -24,7 +24,14 @@ from pipeline.bot.connectors.janus.audiobridge import AUDIOBRIDGE
 from pipeline.capture.ice import rtc_configuration
 from pipeline.publish import PcmTrack
 
-__all__ = ["MixedParticipant", "Publisher", "create_room", "destroy_room", "list_participants"]
+__all__ = [
+    "MixedParticipant",
+    "Publisher",
+    "create_audio_room",
+    "create_room",
+    "destroy_room",
+    "list_participants",
+]
 
 
 class Publisher:
@@ -197,11 +204,11 @@ class MixedParticipant:
         await self.session.destroy()
 
 
-async def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _admin(url: str, body: dict[str, Any], plugin: str = VIDEOROOM) -> dict[str, Any]:
     session = JanusSession(parse_janus_url(url))
     try:
         await session.create()
-        handle = await session.attach(VIDEOROOM)
+        handle = await session.attach(plugin)
         data, _ = await session.message(handle, body)
         return data
     finally:
@@ -234,3 +241,19 @@ async def destroy_room(url: str, secret: str) -> None:
     """Destroy the room named by ``url``; its participants get a ``destroyed`` event."""
     room = parse_janus_url(url).room
     await _admin(url, {"request": "destroy", "room": room, "secret": secret})
+
+
+async def create_audio_room(url: str, secret: str, active_packets: int, level: int) -> None:
+    """Create the AudioBridge room named by ``url`` (not permanent) with talking events over
+    ``active_packets`` packets above ``level`` (``audio_level_average``)."""
+    body = {
+        "request": "create",
+        "room": parse_janus_url(url).room,
+        "secret": secret,
+        "sampling_rate": 16000,
+        "audiolevel_ext": True,
+        "audiolevel_event": True,
+        "audio_active_packets": active_packets,
+        "audio_level_average": level,
+    }
+    await _admin(url, body, AUDIOBRIDGE)

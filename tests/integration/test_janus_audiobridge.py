@@ -5,27 +5,31 @@ join the room and speak recordings from memory.
 Proven here: three participants speaking fleurs-en recordings in turns, and two of them at
 once, are transcribed from the room's one mixed track under the right names (at least 90 %
 of the words outside the overlap; speech at once under both names); a participant who opted
-out says a canary alone and over someone else, and it is stored nowhere; and an AudioBridge
-room that does not exist, a wrong or missing pin, and a server without the plugin fail
-precisely.
+out says a canary alone and over someone else, and it is stored nowhere; the room hears the
+bot's spoken announcements; and an AudioBridge room that does not exist, a wrong or missing
+pin, and a server without the plugin fail precisely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.mixed import Turn, fleurs_clip, score_fleurs, tracks
 from bench.wer import normalise
 from pipeline import egress, services
 from pipeline.bot.connectors import JoinRejected, connector_for
 from pipeline.capture.ice import configure_ice
+from pipeline.config import Settings
 from pipeline.egress import EgressPolicy
-from pipeline.models import speakers
+from pipeline.models import AudioSegment, speakers
 from pipeline.services.bots import bot_status
 from pipeline.services.privacy import privacy_report
 from pipeline.services.transcripts import speakers_note
@@ -44,6 +48,7 @@ from tests.harness.stack import MeetingStack, meeting_stack
 from tests.integration.meeting_ns import at_ms, drained, recall_bot, run, send_bot, until
 from tests.integration.publishers import MixedParticipant
 from tests.privacy.speech import PHRASES, require_espeak, speak
+from workers.transcriber import Transcriber
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +218,72 @@ def test_refusals_are_precise_for_mixed_rooms(tmp_path: Path) -> None:
         "right pin": "joined",
     }
     assert not any("4711" in text or ROOM_PIN in text for text in said.values())
+
+
+class Ears:
+    """A listener in the mixed room (a second AudioBridge connector): the mix it hears, as
+    16 kHz mono PCM."""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+        self._reader: asyncio.Task[None] | None = None
+
+    def joined(self) -> None: ...
+    def track_added(self, participant: str, track: object) -> None: ...
+    def track_removed(self, participant: str) -> None: ...
+    def mix_removed(self) -> None: ...
+    def talking(self, participant: str, talking: bool) -> None: ...
+    def present(self, participants: list[str]) -> None: ...
+
+    def mix_added(self, track: MediaStreamTrack, window_ms: int) -> None:
+        self._reader = asyncio.create_task(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                for piece in resampler.resample(frame):  # type: ignore[arg-type]
+                    self.pcm += bytes(piece.planes[0])[: piece.samples * 2]
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+def test_the_mixed_room_hears_the_bot_announce_itself_and_the_switch(
+    stack: MeetingStack, tenant_id: str, inside: None
+) -> None:
+    """Someone in an AudioBridge room (where a spoken notice may be the only one: a phone
+    caller sees no chat) hears the bot say it joined and that transcription is now on, as
+    tiny.en transcribes what they heard; each is in the privacy report as a voice notice."""
+    rt = stack.rt
+    meeting = services.create_meeting(rt, tenant_id, transcription=False)
+    url = stack.janus.join_url(AUDIO_ROOM, audiobridge=True)
+    ears = Ears()
+
+    def voiced() -> list[str]:
+        return [what for _, what, _ in privacy_report(rt, meeting.id).notices if "voice" in what]
+
+    async def scenario() -> None:
+        listener = connector_for(url)
+        listening = asyncio.create_task(listener.run(ears))
+        try:
+            await until(lambda: ears._reader is not None, "the listener hearing the mix")
+            await send_bot(rt, meeting.id, url)
+            await until(lambda: voiced() == ["voice:join"], "the join announcement", 30)
+            await asyncio.to_thread(services.set_transcription, rt, meeting.id, True)
+            await until(lambda: voiced() == ["voice:join", "voice:on"], "the switch-on one", 30)
+        finally:
+            await ears.stop()
+            await listener.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listening, 5)
+        await recall_bot(rt, meeting.id)
+
+    run(scenario())
+    transcriber = Transcriber(Settings.from_env({}), cpu_threads=1)
+    said = transcriber.transcribe(AudioSegment("ears", 0, 0, 16000, bytes(ears.pcm)), "en").text
+    words = set(normalise(said))
+    assert {"meeting", "transcribed", "opt", "out"} <= words, said
+    assert {"transcription", "now", "on"} <= words, said

@@ -12,8 +12,9 @@ over ``audio_active_packets`` packets (20 ms each; default 100, 2 s) is above
 (:class:`~pipeline.capture.mix.MixTiming`); 10-25 (200-500 ms) attributes turns far better
 than Janus's default.
 
-The bot joins muted under its display name, offers to receive audio only (it sends nothing),
-and hands the sink (:class:`~pipeline.bot.connectors.base.MixedSink`) the mix, who is present,
+The bot joins muted under its display name (it sends silence, which the muted room drops, and
+unmutes only to say an announcement: the mix it receives never holds its own voice), and
+hands the sink (:class:`~pipeline.bot.connectors.base.MixedSink`) the mix, who is present,
 and each talking event. A room that sends no talking events leaves everything unattributed,
 and so nothing kept (the sink counts such speech). Error codes are AudioBridge's
 (``plugins/janus_audiobridge.c``).
@@ -42,6 +43,7 @@ from pipeline.capture.receive import decode_in_loop
 from pipeline.config import get_settings
 from pipeline.egress import filter_candidates
 from pipeline.errors import SealscribeError
+from pipeline.publish import VoiceTrack
 
 __all__ = ["AUDIOBRIDGE", "AudioBridgeConnector"]
 
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 AUDIOBRIDGE = "janus.plugin.audiobridge"
 #: AudioBridge's packets are 20 ms
 PACKET_MS = 20
+#: silence said before an announcement, while the unmute takes effect
+ANNOUNCE_LEAD_S = 0.3
 
 # AudioBridge error codes (plugins/janus_audiobridge.c).
 _MISSING_ELEMENT = 483
@@ -72,6 +76,9 @@ class AudioBridgeConnector(JanusRoom):
         self._people: dict[int, str] = {}
         self._talking: set[int] = set()
         self._mixing = False
+        #: the bot's own voice in the room: silence, muted, until it speaks
+        self._voice: VoiceTrack | None = None
+        self._speaking = asyncio.Lock()
 
     @property
     def window_ms(self) -> int:
@@ -102,14 +109,35 @@ class AudioBridgeConnector(JanusRoom):
         for pid in self._talking:
             self._tell_talking(pid, True)
 
+    async def speak(self, pcm: bytes) -> bool:
+        """Say ``pcm`` into the room: unmute the bot's own voice for as long as it lasts,
+        then mute it again. One at a time; False if not in the room or refused."""
+        async with self._speaking:
+            session, handle, voice = self._session, self._handle, self._voice
+            if session is None or handle is None or voice is None or not self._joined:
+                return False
+            lead = bytes(int(ANNOUNCE_LEAD_S * 16000) * 2)  # the unmute takes effect first
+            try:
+                await session.message(handle, {"request": "configure", "muted": False})
+                await asyncio.wait_for(voice.say(lead + pcm), len(pcm) / 32000 + 15)
+            except (JanusError, JanusUnavailable, TimeoutError) as exc:
+                log.warning("could not speak into %s: %s", self.describe(), type(exc).__name__)
+                return False
+            finally:
+                with contextlib.suppress(JanusError, JanusUnavailable):
+                    await session.message(handle, {"request": "configure", "muted": True})
+            return True
+
     async def _receive(self, session: JanusSession, handle: int) -> MediaStreamTrack:
-        """Offer to receive audio only; Janus's answer sets up the mix. Its track."""
+        """Offer the bot's voice (muted: silence, until it speaks) and to receive the mix;
+        Janus's answer sets both up. The mix's track."""
         pc = RTCPeerConnection(rtc_configuration())
         self._pc = pc
         tracks: list[MediaStreamTrack] = []
         pc.on("track", lambda track: tracks.append(track) if track.kind == "audio" else None)
         pc.on("connectionstatechange", lambda: self._pc_state(pc))
-        transceiver = pc.addTransceiver("audio", direction="recvonly")
+        self._voice = VoiceTrack()
+        transceiver = pc.addTransceiver(self._voice, direction="sendrecv")
         decode_in_loop(transceiver.receiver)
         await pc.setLocalDescription(await pc.createOffer())
         _, answer = await session.message(
@@ -145,6 +173,9 @@ class AudioBridgeConnector(JanusRoom):
         self._mixing = False
         self._people.clear()
         self._talking.clear()
+        voice, self._voice = self._voice, None
+        if voice is not None:
+            voice.stop()
         pc, self._pc = self._pc, None
         if pc is not None:
             with contextlib.suppress(Exception):
