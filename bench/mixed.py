@@ -5,6 +5,7 @@ real bot, capture, worker and tiny.en, and participants speaking recordings from
     .venv/bin/python -m bench.mixed --script ami     # or one: fleurs, ami
     .venv/bin/python -m bench.mixed --packets 25     # the room's audio_active_packets
     .venv/bin/python -m bench.mixed --level 35       # and its audio_level_average
+    .venv/bin/python -m bench.mixed --runs 3         # each script three times
 
 Needs root (a network namespace), the janus package and ``shared/data``. Scripts:
 
@@ -264,14 +265,16 @@ def main() -> None:
     parser.add_argument("--script", choices=["fleurs", "ami", "both"], default="both")
     parser.add_argument("--packets", type=int, default=10, help="audio_active_packets")
     parser.add_argument("--level", type=int, default=45, help="audio_level_average")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each script")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     names = ["fleurs", "ami"] if args.script == "both" else [args.script]
     results = []
     for name in names:
-        result = run_script(name, args.packets, args.level)
-        print(json.dumps(result), flush=True)
-        results.append(result)
+        for _ in range(args.runs):
+            result = run_script(name, args.packets, args.level)
+            print(json.dumps(result), flush=True)
+            results.append(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -18,7 +18,8 @@ to hear about it: frames are held ``hold_ms`` before they are decided):
 3. its label is who is talking: one participant, or a group of 2-4 for speech at once
    (``Ann + Bob``, :func:`pipeline.ids.speaker_group`, transcribed only if each of them
    is); more than four at once is dropped. A new label must hold for ``switch_ms`` before
-   it cuts the utterance in progress (a cough over someone's sentence does not);
+   it cuts the utterance in progress, and someone talking over it for ``join_ms`` (a "mm"
+   or a cough over someone's sentence does not cut it);
 4. speech that nobody was reported talking for (not within ``reach_ms``) is not speech: it
    can end an utterance but starts none, so a voice below the room's talking threshold is
    never kept on its own (counted in ``frames_unattributed``).
@@ -81,6 +82,12 @@ class MixTiming:
     def switch_ms(self) -> int:
         """How long a new set of talkers must hold before it cuts an utterance."""
         return 160
+
+    @property
+    def join_ms(self) -> int:
+        """How long someone talking over the utterance in progress must hold before it is
+        cut into speech at once (a "mm" or a cough over a sentence does not split it)."""
+        return self.window_ms + 400  # (what the hold still covers)
 
     @property
     def hold_ms(self) -> int:
@@ -207,7 +214,10 @@ class MixCapture:
             return await self._drop(keep=True)
         label = self._label
         if now and speaker_group(now) != label:
-            later = self.timeline.talkers(frame.at_ms + timing.switch_ms)
+            joins = label is not None and set(speakers(label)) < now
+            later = self.timeline.talkers(
+                frame.at_ms + (timing.join_ms if joins else timing.switch_ms)
+            )
             if label is None or later == now:
                 label = speaker_group(now)
         elif label is None:

@@ -185,7 +185,10 @@ def test_a_mix_is_decided_only_once_the_reports_can_have_come(
 ) -> None:
     """What is still held when the mix ends (not yet checked against the whole guard) is
     dropped, not kept: an opted-out person's report could still have been on its way."""
-    assert MixTiming(WINDOW_MS).hold_ms >= MixTiming(WINDOW_MS).guard_ms + WINDOW_MS
+    for window in (20, WINDOW_MS, 2000):
+        timing = MixTiming(window)
+        assert timing.hold_ms >= timing.guard_ms + window  # the guard's reports are in
+        assert timing.hold_ms >= timing.join_ms + window  # and those a cut looks ahead to
     assert mix_module.FRAME_MS == 32
 
 
