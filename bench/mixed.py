@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,11 +197,10 @@ def run_script(name: str, packets: int, level: int) -> dict[str, Any]:
     """One script through a fresh namespace, Janus, Redis, worker and bot service, in a room
     created with ``packets`` and ``level`` (``audio_active_packets``, ``audio_level_average``)."""
     from pipeline import services
-    from pipeline.services.bots import bot_status
     from tests.harness.janus import ROOM_SECRET
     from tests.harness.stack import meeting_stack
-    from tests.integration.meeting_ns import at_ms, drained, recall_bot, send_bot, until
-    from tests.integration.publishers import MixedParticipant, create_audio_room
+    from tests.integration.meeting_ns import at_ms, drained, mixed_meeting
+    from tests.integration.publishers import create_audio_room
 
     turns, truth = fleurs_script() if name == "fleurs" else ami_script()
     with (
@@ -216,31 +214,14 @@ def run_script(name: str, packets: int, level: int) -> dict[str, Any]:
         url = stack.janus.join_url(BENCH_ROOM, audiobridge=True).replace(
             "audio_active_packets=10", f"audio_active_packets={packets}"
         )
-        pcm = tracks(turns)
-        started: dict[str, float] = {}
 
-        async def scenario() -> None:
+        async def scenario() -> float:
             await create_audio_room(url, ROOM_SECRET, packets, level)
-            await send_bot(rt, meeting.id, url)
-            gate = asyncio.Event()
-            people = [MixedParticipant(url, who) for who in sorted(pcm)]
-            try:
-                sent = [await p.join(pcm[p.display], gate) for p in people]
-                await until(
-                    lambda: set(bot_status(rt, meeting.id).participants) >= set(pcm),
-                    "the bot seeing everyone",
-                )
-                started["at"] = time.time()
-                gate.set()
-                await asyncio.gather(*(t.finished.wait() for t in sent))
-            finally:
-                for p in people:
-                    await p.leave()
-            await recall_bot(rt, meeting.id)
+            return await mixed_meeting(rt, meeting.id, url, tracks(turns))
 
-        asyncio.run(scenario())
+        started = asyncio.run(scenario())
         transcript = drained(rt, meeting.id, timeout=300)
-        base = at_ms(meeting, started["at"])
+        base = at_ms(meeting, started)
     if name == "fleurs":
         assert isinstance(truth, list)
         overlaps = [(base + int(a * 1000), base + int(b * 1000)) for a, b in truth]

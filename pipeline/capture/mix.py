@@ -42,9 +42,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from pipeline import metrics
 from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance
-from pipeline.audio.vad import FRAME_MS, FRAME_SAMPLES, PAD_MS, SileroSpeech, segmenter_config
+from pipeline.audio.vad import FRAME_MS, FRAME_SAMPLES, SileroSpeech
 from pipeline.capture.sealer import Sealer
 from pipeline.capture.speakers import SpeakerTimeline
+from pipeline.capture.track import live_config
 from pipeline.ids import speaker_group
 from pipeline.models import MAX_SPEAKERS, AudioSegment, speakers
 
@@ -117,13 +118,7 @@ class MixCapture:
         self.track = track
         self.timeline = timeline
         self.timing = timing or MixTiming()
-        settings = sealer.rt.settings
-        self.config = config or segmenter_config(
-            pad_ms=min(PAD_MS, settings.end_silence_ms),
-            max_utterance_ms=settings.max_segment_ms,
-            end_silence_ms=settings.end_silence_ms,
-            interim_ms=settings.interim_ms,
-        )
+        self.config = config or live_config(sealer.rt.settings)
         if self.config.frame_ms != FRAME_MS:
             raise ValueError(f"the mix is decided per {FRAME_MS} ms frame")
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)

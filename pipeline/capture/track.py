@@ -27,14 +27,29 @@ from pipeline.audio.segmenter import Segmenter, SegmenterConfig, Utterance
 from pipeline.audio.vad import FRAME_MS, PAD_MS, SileroSpeech, segmenter_config
 from pipeline.capture.crosstalk import CrosstalkArbiter, LiveTrack
 from pipeline.capture.sealer import Sealer
+from pipeline.config import Settings
 from pipeline.models import AudioSegment
 
-__all__ = ["BATCH_FRAMES", "SAMPLE_RATE", "TrackCapture"]
+__all__ = ["BATCH_FRAMES", "SAMPLE_RATE", "TrackCapture", "live_config"]
 
 SAMPLE_RATE = 16000
 #: frames resampled and segmented together: 5 x 20 ms costs a third of 5 separate calls
 #: and delays an utterance's end by at most 80 ms
 BATCH_FRAMES = 5
+
+
+def live_config(settings: Settings, silero: bool = True) -> SegmenterConfig:
+    """How live audio (a track, a room's mix) is cut: the live maximum, the pause that ends
+    an utterance, interims; with Silero's 32 ms frames and look-back, and after the last
+    speech frame at most the pause that ended it."""
+    live = {
+        "max_utterance_ms": settings.max_segment_ms,
+        "end_silence_ms": settings.end_silence_ms,
+        "interim_ms": settings.interim_ms,
+    }
+    if silero:
+        return segmenter_config(pad_ms=min(PAD_MS, settings.end_silence_ms), **live)
+    return SegmenterConfig(**live)
 
 
 class TrackCapture:
@@ -55,15 +70,9 @@ class TrackCapture:
         #: Silero decides which frames are speech (32 ms frames); else the energy rule
         self.silero = settings.vad == "silero"
         self.crosstalk = crosstalk if self.silero else None
-        live = {
-            "max_utterance_ms": settings.max_segment_ms,
-            "end_silence_ms": settings.end_silence_ms,
-            "interim_ms": settings.interim_ms,
-        }
-        if config is None and self.silero:
-            # what follows the last speech frame is at most the pause that ended it
-            config = segmenter_config(pad_ms=min(PAD_MS, settings.end_silence_ms), **live)
-        self.config = config or SegmenterConfig(**live)
+        if config is None:
+            config = live_config(settings, self.silero)
+        self.config = config
         if self.silero and self.config.frame_ms != FRAME_MS:
             raise ValueError(f"the Silero detector decides per {FRAME_MS} ms frame")
         self._voice: LiveTrack | None = None

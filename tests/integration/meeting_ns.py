@@ -24,7 +24,7 @@ from pipeline.publish import PcmTrack
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_audio
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
-from tests.integration.publishers import Publisher
+from tests.integration.publishers import MixedParticipant, Publisher
 
 __all__ = [
     "SECOND",
@@ -34,6 +34,7 @@ __all__ = [
     "drained",
     "hears",
     "leave_all",
+    "mixed_meeting",
     "recall_bot",
     "run",
     "send_bot",
@@ -210,3 +211,26 @@ async def leave_all(publishers: list[Publisher]) -> None:
 def hears(rt: Runtime, meeting_id: str, *names: str) -> bool:
     status = bot_status(rt, meeting_id)
     return status.state is BotState.IN_MEETING and status.participants == tuple(sorted(names))
+
+
+async def mixed_meeting(rt: Runtime, meeting_id: str, url: str, pcm: dict[str, bytes]) -> float:
+    """Send the bot into the AudioBridge room ``url``, then have one participant per entry of
+    ``pcm`` join and say it, all starting together once the bot sees them; leave, recall the
+    bot. Returns when they started (``time.time()``)."""
+    await send_bot(rt, meeting_id, url)
+    gate = asyncio.Event()
+    people = [MixedParticipant(url, who) for who in sorted(pcm)]
+    try:
+        sent = [await p.join(pcm[p.display], gate) for p in people]
+        await until(
+            lambda: set(bot_status(rt, meeting_id).participants) >= set(pcm),
+            f"the bot seeing {', '.join(sorted(pcm))} in the room",
+        )
+        started = time.time()
+        gate.set()
+        await asyncio.gather(*(t.finished.wait() for t in sent))
+    finally:
+        for p in people:
+            await p.leave()
+    await recall_bot(rt, meeting_id)
+    return started

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from pipeline.capture.ice import configure_ice
 from pipeline.config import Settings
 from pipeline.egress import EgressPolicy
 from pipeline.models import AudioSegment, speakers
-from pipeline.services.bots import bot_status
 from pipeline.services.privacy import privacy_report
 from pipeline.services.transcripts import speakers_note
 from pipeline.store import schema
@@ -45,8 +43,15 @@ from tests.harness.janus import (
 )
 from tests.harness.netns import network_namespace, require_netns
 from tests.harness.stack import MeetingStack, meeting_stack
-from tests.integration.meeting_ns import at_ms, drained, recall_bot, run, send_bot, until
-from tests.integration.publishers import MixedParticipant
+from tests.integration.meeting_ns import (
+    at_ms,
+    drained,
+    mixed_meeting,
+    recall_bot,
+    run,
+    send_bot,
+    until,
+)
 from tests.privacy.speech import PHRASES, require_espeak, speak
 from workers.transcriber import Transcriber
 
@@ -102,30 +107,9 @@ def test_three_people_in_a_mixed_room_are_told_apart_and_an_opted_out_one_is_kep
         Turn("D", 49.5, canary),  # over C
     ]
     overlaps_s = [(36.5, min(turns[3].end, turns[4].end))]
-    started: dict[str, float] = {}
-
-    async def scenario() -> None:
-        await send_bot(rt, meeting.id, url)
-        gate = asyncio.Event()
-        people = [MixedParticipant(url, who) for who in ("A", "B", "C", "D")]
-        pcm = tracks(turns)
-        try:
-            sent = [await p.join(pcm[p.display], gate) for p in people]
-            await until(
-                lambda: set(bot_status(rt, meeting.id).participants) >= {"A", "B", "C", "D"},
-                "the bot seeing A, B, C and D in the room",
-            )
-            started["at"] = time.time()
-            gate.set()
-            await asyncio.gather(*(t.finished.wait() for t in sent))
-        finally:
-            for p in people:
-                await p.leave()
-        await recall_bot(rt, meeting.id)
-
-    run(scenario(), timeout=180)
+    started = run(mixed_meeting(rt, meeting.id, url, tracks(turns)), timeout=180)
     transcript = drained(rt, meeting.id)
-    base = at_ms(meeting, started["at"])
+    base = at_ms(meeting, started)
     overlaps = [(base + int(lo * 1000), base + int(hi * 1000)) for lo, hi in overlaps_s]
     for s in transcript:
         print(s.participant_id, s.start_ms - base, s.end_ms - base, s.text)
