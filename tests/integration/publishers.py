@@ -34,7 +34,34 @@ __all__ = [
 ]
 
 
-class Publisher:
+class _Participant:
+    """Someone in a Janus room: a session, a handle once joined, a peer connection once
+    media flows; :meth:`leave` undoes all three."""
+
+    def __init__(self, url: str, display: str) -> None:
+        self.address = parse_janus_url(url)
+        self.display = display
+        self.session = JanusSession(self.address)
+        self.handle: int | None = None
+        self.pc: RTCPeerConnection | None = None
+
+    async def leave(self) -> None:
+        """Leave the room cleanly (``leave``), then close the peer connection and session."""
+        if self.handle is not None:
+            with contextlib.suppress(Exception):
+                await self.session.message(self.handle, {"request": "leave"}, timeout=3)
+            self.handle = None
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+        self._stop_media()
+        await self.session.destroy()
+
+    def _stop_media(self) -> None:
+        """Stop what this participant sends."""
+
+
+class Publisher(_Participant):
     """One participant publishing into a VideoRoom. Use :meth:`join`, then a ``publish_*``.
 
     Args:
@@ -43,12 +70,8 @@ class Publisher:
     """
 
     def __init__(self, url: str, display: str) -> None:
-        self.address = parse_janus_url(url)
-        self.display = display
-        self.session = JanusSession(self.address)
-        self.handle: int | None = None
+        super().__init__(url, display)
         self.feed: int | None = None
-        self.pc: RTCPeerConnection | None = None
         self._player: MediaPlayer | None = None
         self._track: MediaStreamTrack | None = None
 
@@ -112,15 +135,7 @@ class Publisher:
                     raise RuntimeError(f"the publisher's ICE/DTLS {pc.connectionState}")
                 await asyncio.sleep(0.05)
 
-    async def leave(self) -> None:
-        """Leave the room cleanly (``leave``), then close the peer connection and session."""
-        if self.handle is not None:
-            with contextlib.suppress(Exception):
-                await self.session.message(self.handle, {"request": "leave"}, timeout=3)
-            self.handle = None
-        if self.pc is not None:
-            await self.pc.close()
-            self.pc = None
+    def _stop_media(self) -> None:
         if self._player is not None:
             for track in (self._player.audio, self._player.video):
                 if track is not None:
@@ -129,7 +144,6 @@ class Publisher:
         if self._track is not None:
             self._track.stop()
             self._track = None
-        await self.session.destroy()
 
     async def __aenter__(self) -> Publisher:
         await self.join()
@@ -139,7 +153,7 @@ class Publisher:
         await self.leave()
 
 
-class MixedParticipant:
+class MixedParticipant(_Participant):
     """One participant of an AudioBridge room: joins under ``display`` and sends PCM from
     memory as Opus (with the audio level in each packet, as browsers send it), paced in real
     time; the room mixes it for everyone else.
@@ -150,12 +164,8 @@ class MixedParticipant:
     """
 
     def __init__(self, url: str, display: str) -> None:
-        self.address = parse_janus_url(url)
-        self.display = display
-        self.session = JanusSession(self.address)
-        self.handle: int | None = None
+        super().__init__(url, display)
         self.id: int | None = None
-        self.pc: RTCPeerConnection | None = None
         self.track: PcmTrack | None = None
 
     async def join(self, pcm: bytes, gate: asyncio.Event | None = None) -> PcmTrack:
@@ -191,17 +201,9 @@ class MixedParticipant:
                 await asyncio.sleep(0.05)
         return track
 
-    async def leave(self) -> None:
-        if self.handle is not None:
-            with contextlib.suppress(Exception):
-                await self.session.message(self.handle, {"request": "leave"}, timeout=3)
-            self.handle = None
-        if self.pc is not None:
-            await self.pc.close()
-            self.pc = None
+    def _stop_media(self) -> None:
         if self.track is not None:
             self.track.stop()
-        await self.session.destroy()
 
 
 async def _admin(url: str, body: dict[str, Any], plugin: str = VIDEOROOM) -> dict[str, Any]:
