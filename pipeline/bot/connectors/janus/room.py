@@ -15,7 +15,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Self
 
 from pipeline.bot.connectors.base import CommandHandler, Connector, JoinRejected, ParticipantSink
 from pipeline.bot.connectors.janus.address import JanusAddress, parse_janus_url
@@ -27,7 +27,7 @@ from pipeline.bot.connectors.janus.session import (
 )
 from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom, TextRoomRefused
 from pipeline.egress import EgressPolicy
-from pipeline.errors import SealscribeError
+from pipeline.errors import InvalidInput, SealscribeError
 
 __all__ = ["DISPLAY", "DISPLAY_TRANSCRIBING", "JanusRoom", "display_label"]
 
@@ -79,7 +79,7 @@ class JanusRoom(Connector):
         self._chat: TextRoom | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> JanusRoom:
+    def from_url(cls, url: str) -> Self:
         """A connector for its join URL (``janus://`` or ``janus-audiobridge://``).
 
         Raises:
@@ -87,7 +87,7 @@ class JanusRoom(Connector):
         """
         address = parse_janus_url(url)
         if address.scheme != cls.scheme:
-            raise ValueError(f"{cls.__name__} takes {cls.scheme}:// URLs")
+            raise InvalidInput(f"invalid Janus URL: this connector takes {cls.scheme}:// URLs")
         return cls(address)
 
     def describe(self) -> str:
