@@ -256,6 +256,11 @@ def configure(policy: EgressPolicy | None) -> None:
     _configured = policy
 
 
+def configured() -> EgressPolicy | None:
+    """The policy :func:`configure` set in this process (None: the settings' is used)."""
+    return _configured
+
+
 def current() -> EgressPolicy:
     """This process's policy: the configured one, else ``SEALSCRIBE_BOT_ALLOW``'s."""
     if _configured is not None:

@@ -107,6 +107,25 @@ class NetNs:
         finally:
             os.close(original)
 
+    @contextlib.contextmanager
+    def reached(self) -> Iterator[None]:
+        """Point this process's ICE at ``peer_addr`` and its egress policy at exactly
+        ``host_addr`` (the namespace's server) for the body of the ``with``; what was there
+        before is put back afterwards, so a test nested in a module's stack leaves it
+        pointing where it did."""
+        from pipeline import egress
+        from pipeline.capture.ice import configure_ice, ice_hosts
+        from pipeline.egress import EgressPolicy
+
+        hosts, policy = ",".join(ice_hosts()), egress.configured()
+        configure_ice(self.peer_addr)
+        egress.configure(EgressPolicy.parse(self.host_addr))
+        try:
+            yield
+        finally:
+            egress.configure(policy)
+            configure_ice(hosts)
+
 
 @contextlib.contextmanager
 def network_namespace(prefix: str = "sstest") -> Iterator[NetNs]:

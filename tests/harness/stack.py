@@ -29,10 +29,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline import egress, faults, queue, services
+from pipeline import faults, queue, services
 from pipeline.capture.ice import configure_ice
 from pipeline.config import Settings, get_settings
-from pipeline.egress import EgressPolicy
 from pipeline.net import free_port
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
@@ -273,10 +272,7 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
             bots.start()
         rt = Runtime.from_settings(Settings.from_env(env), actor="test")
         cleanup.callback(rt.store.redis.close)
-        configure_ice(ns.peer_addr)
-        cleanup.callback(configure_ice)
         # the test's own publishers talk to the namespace's Janus through JanusSession too
-        egress.configure(EgressPolicy.parse(ns.host_addr))
-        cleanup.callback(egress.configure, None)
+        cleanup.enter_context(ns.reached())
         cleanup.callback(use_broker, use_broker(redis_server.url))
         yield MeetingStack(ns, janus, redis_server, env, rt, worker, bots, workdir)

@@ -23,11 +23,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.mixed import Turn, fleurs_clip, score_fleurs, tracks
 from bench.wer import normalise
-from pipeline import egress, services
+from pipeline import services
 from pipeline.bot.connectors import JoinRejected, connector_for
-from pipeline.capture.ice import configure_ice
 from pipeline.config import Settings
-from pipeline.egress import EgressPolicy
 from pipeline.models import AudioSegment, speakers
 from pipeline.services.privacy import privacy_report
 from pipeline.services.transcripts import speakers_note
@@ -161,9 +159,8 @@ def test_refusals_are_precise_for_mixed_rooms(tmp_path: Path) -> None:
         network_namespace() as ns,
         janus_server(ns, tmp_path / "with") as server,
         janus_server(ns, tmp_path / "without", port=8089, audiobridge=False) as bare,
+        ns.reached(),
     ):
-        configure_ice(ns.peer_addr)
-        egress.configure(EgressPolicy.parse(ns.host_addr))
 
         async def scenario() -> dict[str, str]:
             wrong = "wrong-pin-4711"
@@ -188,12 +185,8 @@ def test_refusals_are_precise_for_mixed_rooms(tmp_path: Path) -> None:
                 await task
             return "joined"
 
-        try:
-            with ns.entered():
-                said = asyncio.run(scenario())
-        finally:
-            egress.configure(None)
-            configure_ice()
+        with ns.entered():
+            said = asyncio.run(scenario())
     assert said == {
         "room": "Janus AudioBridge room 999 does not exist",
         "pin": f"Janus refused the pin for AudioBridge room {AUDIO_PIN_ROOM}",

@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from pipeline import egress
 from pipeline.bot.connectors import JoinRejected, connector_for
 from pipeline.bot.connectors.janus import JanusConnector, JanusUnavailable
 from pipeline.bot.connectors.janus.session import JanusSession
 from pipeline.bot.connectors.janus.textroom import ChatMessage, TextRoom
-from pipeline.capture.ice import configure_ice
-from pipeline.egress import UNREACHABLE, EgressPolicy
+from pipeline.egress import UNREACHABLE
 from tests.conftest import shared_data
 from tests.harness.janus import (
     OPEN_ROOM,
@@ -47,14 +45,9 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NetNs, Jan
         janus_server(
             ns, tmp_path_factory.mktemp("janus"), session_timeout=SESSION_TIMEOUT
         ) as server,
+        ns.reached(),  # exactly the namespace's Janus
     ):
-        configure_ice(ns.peer_addr)
-        egress.configure(EgressPolicy.parse(ns.host_addr))  # exactly the namespace's Janus
-        try:
-            yield ns, server
-        finally:
-            egress.configure(None)
-            configure_ice()
+        yield ns, server
 
 
 def in_netns(ns: NetNs, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
