@@ -1,11 +1,15 @@
 """Scale-out: throughput with 1, 2 and 3 worker processes on one machine, same corpus.
 
     .venv/bin/python -m bench.scale [--workers 1,2,3] [--mode live|file] [--threads N]
+                                    [--broker redis] [--broker amqp://...]
 
 Each worker is its own ``sealscribe worker -c 1`` process (as one pod or container each would
 be), started fresh for every row, all against one Redis database that the benchmark flushes
-(``--redis-url``, default db 11). The corpus is bench/transcribe.py's (the ten fleurs-en
-clips and the four AMI ES2004 headset sources), one meeting per file:
+(``--redis-url``, default db 11). Celery's messages wait in that Redis too, or, with
+``--broker amqp://...``, in RabbitMQ (durable quorum queues, publisher confirms); several
+``--broker`` options run every row on each, side by side in one table. The corpus is
+bench/transcribe.py's (the ten fleurs-en clips and the four AMI ES2004 headset sources),
+one meeting per file:
 
 * ``--mode live`` (default) cuts each file into voice-activity utterances, as the bot's
   capture does in a meeting, and seals and queues every one at once: a backlog of short
@@ -167,18 +171,35 @@ def submit(
     return meeting.id, capture_segments(rt, meeting, segments).stored
 
 
-def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> dict[str, Any]:
+def broker_name(url: str) -> str:
+    """A broker as the table shows it: ``redis`` or RabbitMQ's host (never a password)."""
+    if url == "redis":
+        return "redis"
+    host = url.rpartition("@")[2].split("/")[0]
+    return f"amqp {host}"
+
+
+def run(
+    n: int, mode: str, threads: int, redis_url: str, items: list[Path], broker: str = "redis"
+) -> dict[str, Any]:
+    """One row: ``n`` workers drain the corpus; ``broker`` is ``redis`` (the store's) or a
+    RabbitMQ URL."""
     home = Path(tempfile.mkdtemp(prefix="sealscribe-scale-"))
+    broker_url = redis_url if broker == "redis" else broker
     env = {
         **os.environ,
         "SEALSCRIBE_REDIS_URL": redis_url,
+        "SEALSCRIBE_BROKER_URL": broker_url,
         "SEALSCRIBE_HOME": str(home),
         "SEALSCRIBE_KEY_PROVIDER": "local",
     }
     if threads:
         env["SEALSCRIBE_CPU_THREADS"] = str(threads)
     os.environ.update(
-        SEALSCRIBE_REDIS_URL=redis_url, SEALSCRIBE_HOME=str(home), SEALSCRIBE_KEY_PROVIDER="local"
+        SEALSCRIBE_REDIS_URL=redis_url,
+        SEALSCRIBE_BROKER_URL=broker_url,
+        SEALSCRIBE_HOME=str(home),
+        SEALSCRIBE_KEY_PROVIDER="local",
     )
     from pipeline import services
     from pipeline.config import get_settings
@@ -186,7 +207,8 @@ def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> d
     from pipeline.runtime import Runtime
 
     get_settings.cache_clear()
-    use_broker(redis_url)
+    use_broker(broker_url)
+    purge_queues()
     rt = Runtime.from_settings(get_settings(), actor="bench")
     rt.store.redis.flushdb()
     logs = home / "logs"
@@ -213,6 +235,7 @@ def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> d
         if stored != segments:
             raise RuntimeError(f"{stored} transcripts stored for {segments} segments")
         return {
+            "broker": broker_name(broker),
             "workers": n,
             "wall_s": wall,
             "segments": segments,
@@ -227,6 +250,16 @@ def run(n: int, mode: str, threads: int, redis_url: str, items: list[Path]) -> d
     finally:
         rt.store.redis.flushdb()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def purge_queues() -> None:
+    """Nothing an earlier run left in the broker's queues (Redis: flushed with the store)."""
+    from pipeline.queue import INTERIM_QUEUE, QUEUE, client
+
+    with client().connection_for_write() as conn:
+        for name in (QUEUE, INTERIM_QUEUE):  # not declared yet: nothing to purge
+            with contextlib.suppress(*conn.channel_errors), conn.channel() as channel:
+                channel.queue_purge(name)
 
 
 def main() -> None:
@@ -246,15 +279,24 @@ def main() -> None:
         default="redis://127.0.0.1:6379/11",
         help="a Redis database the benchmark may flush",
     )
+    parser.add_argument(
+        "--broker",
+        action="append",
+        help="'redis' (the store's Redis, the default) or a RabbitMQ URL (amqp://user:pass@"
+        "host:port/vhost); repeat to compare brokers in one run",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    brokers = args.broker or ["redis"]
 
     from pipeline.audio.decode import decode_file
 
     items = [path for path, _ in corpus()]
     audio_s = sum(len(decode_file(p, 36000)) / 32000 for p in items)
     rows = [
-        run(int(n), args.mode, args.threads, args.redis_url, items) for n in args.workers.split(",")
+        run(int(n), args.mode, args.threads, args.redis_url, items, broker)
+        for broker in brokers
+        for n in args.workers.split(",")
     ]
     for row in rows:
         row["audio_s_per_wall_s"] = audio_s / row["wall_s"]
@@ -276,7 +318,7 @@ def main() -> None:
         f"{args.threads or 'default'}"
     )
     print(
-        f"{'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
+        f"{'broker':<20} {'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
         f"{'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} {'segments per worker':>20} "
         f"{'other cores':>11}"
     )
@@ -286,8 +328,8 @@ def main() -> None:
         peak = "/".join(f"{p['peak_rss_mib']:.0f}" for p in per)
         done = "/".join(str(p["segments"]) for p in per)
         print(
-            f"{row['workers']:>7} {row['wall_s']:>7.1f} {row['audio_s_per_wall_s']:>15.1f} "
-            f"{row['segments_per_s']:>11.2f} "
+            f"{row['broker']:<20} {row['workers']:>7} {row['wall_s']:>7.1f} "
+            f"{row['audio_s_per_wall_s']:>15.1f} {row['segments_per_s']:>11.2f} "
             f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f}"
         )
 

@@ -3,7 +3,21 @@
 ==========================  ======================================  ===========================
 variable                    meaning                                 default
 ==========================  ======================================  ===========================
-SEALSCRIBE_REDIS_URL        state store, broker and result backend  redis://127.0.0.1:6379/0
+SEALSCRIBE_REDIS_URL        state store (and broker, unless         redis://127.0.0.1:6379/0
+                            SEALSCRIBE_BROKER_URL is set): a
+                            Redis, or ``redis+sentinel://`` (a
+                            primary Sentinel watches; see
+                            ``pipeline.store.connection``)
+SEALSCRIBE_REDIS_WAIT_REPLICAS replicas a sealed segment, a          0 (none: replication is
+                            transcript or a policy change waits     asynchronous)
+                            for (Redis WAIT) before it counts as
+                            stored (``Durable``, same module)
+SEALSCRIBE_REDIS_WAIT_MS    how long it waits for them              1000
+SEALSCRIBE_BROKER_URL       where Celery messages wait: a Redis     SEALSCRIBE_REDIS_URL
+                            URL, or RabbitMQ (``amqp://``,
+                            ``amqps://``: durable quorum queues,
+                            publisher confirms; see
+                            ``pipeline.queue``)
 SEALSCRIBE_HOME             keyring, logs, models                   ~/.sealscribe
 SEALSCRIBE_KEY_PROVIDER     who holds tenant keys: ``local`` or     local
                             ``transit`` (OpenBao / Vault; see
@@ -128,10 +142,15 @@ from keys.transit import TransitConfig
 from pipeline import faults
 from pipeline.egress import ALLOW_VAR, EgressPolicy
 from pipeline.errors import InvalidInput
+from pipeline.store.connection import SENTINEL_SCHEME, SentinelUrl
 
 __all__ = ["KEY_PROVIDERS", "Settings", "WebhookSettings", "get_settings"]
 
 KEY_PROVIDERS = ("local", "transit")
+#: what SEALSCRIBE_BROKER_URL may be: a Redis, or RabbitMQ
+BROKER_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "amqp://", "amqps://")
+#: what SEALSCRIBE_REDIS_URL may be: a Redis, or a primary Redis Sentinel watches
+STORE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 DEFAULT_HOME = Path("~/.sealscribe").expanduser()
 
 
@@ -210,6 +229,11 @@ class WebhookSettings:
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Celery's broker when it is not :attr:`redis_url` (see :attr:`broker`)
+    broker_url: str = ""
+    #: replicas a sealed or policy write waits for (``pipeline.store.connection.Durable``)
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 1000
     home: Path = DEFAULT_HOME
     key_provider: str = "local"
     audio_ttl: int = 3600
@@ -250,6 +274,11 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
+    def broker(self) -> str:
+        """Where Celery messages wait: ``SEALSCRIBE_BROKER_URL``, else the store's Redis."""
+        return self.broker_url or self.redis_url
+
+    @property
     def keyring_dir(self) -> Path:
         return self.home / "keys"
 
@@ -262,10 +291,18 @@ class Settings:
         env = os.environ if env is None else env
         faults.parse(env)  # SEALSCRIBE_FAULTS without the tests-only consent: refuse to start
         redis_url = env.get("SEALSCRIBE_REDIS_URL") or cls.redis_url
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        if not redis_url.startswith(STORE_SCHEMES):
             raise InvalidInput(
-                f"SEALSCRIBE_REDIS_URL must start with redis://, rediss:// or unix://, "
-                f"got {redis_url!r}"
+                f"SEALSCRIBE_REDIS_URL must start with {', '.join(STORE_SCHEMES)}; "
+                f"got a URL starting {redis_url.partition(':')[0]!r}"
+            )
+        if redis_url.startswith(SENTINEL_SCHEME):
+            SentinelUrl.parse(redis_url)  # its errors say what is wrong, never the password
+        broker_url = (env.get("SEALSCRIBE_BROKER_URL") or "").strip()
+        if broker_url and not broker_url.startswith(BROKER_SCHEMES):
+            raise InvalidInput(
+                f"SEALSCRIBE_BROKER_URL must start with {', '.join(BROKER_SCHEMES)}; "
+                f"got a URL starting {broker_url.partition(':')[0]!r}"
             )
         provider = env.get("SEALSCRIBE_KEY_PROVIDER") or cls.key_provider
         if provider not in KEY_PROVIDERS:
@@ -279,6 +316,11 @@ class Settings:
             raise InvalidInput(f"SEALSCRIBE_DEVICE must be auto, cpu or cuda; got {device!r}")
         return cls(
             redis_url=redis_url,
+            broker_url=broker_url,
+            redis_wait_replicas=_positive_int(
+                env, "SEALSCRIBE_REDIS_WAIT_REPLICAS", cls.redis_wait_replicas, minimum=0
+            ),
+            redis_wait_ms=_positive_int(env, "SEALSCRIBE_REDIS_WAIT_MS", cls.redis_wait_ms),
             home=home,
             key_provider=provider,
             audio_ttl=_positive_int(env, "SEALSCRIBE_AUDIO_TTL", cls.audio_ttl),

@@ -82,6 +82,8 @@ RECOVERY: dict[str, str] = {
     "from what comes next",
     "logs-unguarded": "log files are written by the standard handler, which dumps every "
     "record it cannot write to stderr",
+    "store-pins-primary": "a client of a Sentinel-watched store keeps the primary the "
+    "sentinels named when it connected, and never asks them again after a failover",
 }
 
 #: the multi-tenant defences, and what each fault switches off (tests/security names the test)

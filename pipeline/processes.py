@@ -141,6 +141,7 @@ def worker_process(
     env = {
         **os.environ,
         "SEALSCRIBE_REDIS_URL": settings.redis_url,
+        "SEALSCRIBE_BROKER_URL": settings.broker_url,
         "SEALSCRIBE_HOME": str(settings.home),
         **(extra_env or {}),
     }

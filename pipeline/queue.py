@@ -4,16 +4,34 @@ Everything below the top layers that queues work (capture, the services, the CLI
 through here; nothing here imports ``workers``, faster-whisper or the task code. The client is
 made on first use from the settings, and :func:`use_broker` makes a new one for another
 broker URL (the demo's private Redis, a test's database).
+
+The broker is the store's Redis unless ``SEALSCRIBE_BROKER_URL`` names another Redis or a
+RabbitMQ. :func:`broker_conf` holds what depends on which, for senders and workers alike:
+
+* **Redis** (or a primary Redis Sentinel watches: kombu's ``sentinel://`` transport, which
+  follows failovers): two lists; a worker takes from them in name order, so a final segment
+  (:data:`QUEUE`) is always taken before an interim caption (:data:`INTERIM_QUEUE`), and a
+  message a killed worker held comes back after the visibility timeout.
+* **RabbitMQ**: two durable quorum queues (replicated on a cluster, on disk on one node);
+  each publish waits for the broker's confirm, so a message the API or capture has sent is
+  not lost with a broker restart; a killed worker's unacknowledged message comes back as soon
+  as its connection closes. A quorum queue has no priorities (RabbitMQ 3.x) and a worker
+  consumes both queues at once, so the interim task itself gives way: it runs only while no
+  final segment waits (:func:`finals_waiting`), which is the order Redis gives.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from celery import Celery
+from kombu.entity import Queue
+from kombu.exceptions import ChannelError, OperationalError
 
 from pipeline.config import get_settings
 from pipeline.store import schema
+from pipeline.store.connection import SENTINEL_SCHEME, SentinelUrl
 
 __all__ = [
     "INTERIM_QUEUE",
@@ -26,12 +44,16 @@ __all__ = [
     "WEBHOOK_AUDIT_HEADS",
     "WEBHOOK_DELIVER",
     "WEBHOOK_SWEEP",
+    "broker_conf",
     "client",
     "enqueue_interim",
     "enqueue_shred",
     "enqueue_transcribe",
     "enqueue_webhook",
+    "finals_waiting",
+    "is_amqp",
     "use_broker",
+    "waiting",
     "workers_alive",
 ]
 
@@ -56,14 +78,65 @@ _lock = threading.Lock()
 _client: Celery | None = None
 
 
+def is_amqp(url: str) -> bool:
+    """Whether ``url`` is a RabbitMQ broker (else a Redis one)."""
+    return url.startswith(("amqp://", "amqps://"))
+
+
+def _quorum(name: str) -> Queue:
+    """A durable quorum queue ``name``, bound by its own name to the direct exchange."""
+    arguments = {"x-queue-type": "quorum"}
+    return Queue(name, routing_key=name, queue_arguments=arguments)  # type: ignore[no-untyped-call]
+
+
+def broker_conf(url: str, visibility_timeout: int) -> dict[str, Any]:
+    """The Celery settings that follow from the broker at ``url``, the same for every
+    sender and worker (a queue declared differently by two of them would be refused)."""
+    conf: dict[str, Any] = {
+        "broker_url": url,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": QUEUE,
+    }
+    sentinel: dict[str, Any] = {}
+    if url.startswith(SENTINEL_SCHEME):  # kombu's spelling: one sentinel:// URL each
+        where = SentinelUrl.parse(url)
+        credentials = url[len(SENTINEL_SCHEME) :].split("/")[0].rpartition("@")[0]
+        at = f"{credentials}@" if credentials else ""
+        conf["broker_url"] = ";".join(
+            f"sentinel://{at}{host}:{port}/{where.db}" for host, port in where.sentinels
+        )
+        sentinel = {"master_name": where.service}
+    if is_amqp(url):
+        conf.update(
+            task_queues=tuple(_quorum(name) for name in (QUEUE, INTERIM_QUEUE)),
+            task_default_queue_type="quorum",
+            # a publish returns once RabbitMQ has the message (in a quorum queue: on a
+            # majority of its replicas), not when it left this process
+            broker_transport_options={"confirm_publish": True},
+        )
+        return conf
+    conf["broker_transport_options"] = {
+        **sentinel,
+        "visibility_timeout": visibility_timeout,
+        # kombu sweeps for messages a dead worker left unacknowledged only every
+        # interval * throttle seconds (100 s by default): sweep often enough that they
+        # come back soon after the visibility timeout (one cheap ZRANGE per sweep).
+        "unacked_restore_interval": max(1, min(10, visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
+        # queues in name order, not round robin: "sealscribe" (final segments) before
+        # "sealscribe-interim", so an interim caption never waits in front of a final
+        "queue_order_strategy": "sorted",
+    }
+    return conf
+
+
 def _make(url: str) -> Celery:
-    sender = Celery("sealscribe-client", broker=url, set_as_current=False)
+    sender = Celery("sealscribe-client", set_as_current=False)
     sender.conf.update(
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_default_queue=QUEUE,
-        broker_connection_retry_on_startup=True,
+        **broker_conf(url, get_settings().visibility_timeout),
     )
     return sender
 
@@ -73,7 +146,7 @@ def client() -> Celery:
     global _client
     with _lock:
         if _client is None:
-            _client = _make(get_settings().redis_url)
+            _client = _make(get_settings().broker)
         return _client
 
 
@@ -84,7 +157,7 @@ def use_broker(url: str) -> str:
     with _lock:
         old, _client = _client, _make(url)
     if old is None:
-        return get_settings().redis_url
+        return get_settings().broker
     previous = str(old.conf.broker_url)
     old.close()
     return previous
@@ -122,6 +195,29 @@ def enqueue_webhook(endpoint_id: str, stream: str, countdown: float = 0) -> None
         countdown=countdown or None,
         ignore_result=True,
     )
+
+
+def waiting(name: str = QUEUE) -> int:
+    """Messages waiting in the broker's queue ``name`` (taken ones not counted)."""
+    with client().pool.acquire(block=True) as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue=name, passive=True).message_count)
+        except ChannelError:  # not declared yet (Redis: no list while it is empty)
+            conn.close()  # RabbitMQ closed the channel: start afresh next time
+            return 0
+
+
+def finals_waiting() -> bool:
+    """Whether a final segment's message waits on RabbitMQ, so that an interim should give
+    way (:data:`QUEUE` before :data:`INTERIM_QUEUE`, as the Redis transport's order gives).
+    Always False on Redis, whose workers take interims only from an empty final queue, and
+    when the broker cannot answer (the interim then runs: it is the cheap choice)."""
+    if not is_amqp(str(client().conf.broker_url)):
+        return False
+    try:
+        return waiting(QUEUE) > 0
+    except (OSError, OperationalError):
+        return False
 
 
 def workers_alive(timeout: float = 1.0) -> int:

@@ -56,7 +56,13 @@ class Runtime:
     def from_settings(
         cls, settings: Settings, actor: str, provider: KeyProvider | None = None
     ) -> Runtime:
-        store = Store.from_url(settings.redis_url, settings.audio_ttl, settings.transcript_ttl)
+        store = Store.from_url(
+            settings.redis_url,
+            settings.audio_ttl,
+            settings.transcript_ttl,
+            settings.redis_wait_replicas,
+            settings.redis_wait_ms,
+        )
         if provider is None:
             provider = ProviderRouter(
                 build_providers(settings), lambda tenant: store.tenants.get(tenant).key_provider

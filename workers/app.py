@@ -1,4 +1,4 @@
-"""The Celery application: Redis as broker, tasks that take ids only.
+"""The Celery application: tasks that take ids only, on Redis or RabbitMQ.
 
 The app object exists at import (``celery -A workers.app:app`` finds it there) but is
 configured late, from the settings and the fault registry, the first time Celery reads its
@@ -6,8 +6,9 @@ configuration: importing this module reads no environment and no fault flag.
 
 Reliability settings (celery task guide): tasks acknowledge late and are rejected back to
 the queue when their worker process dies, one message is prefetched at a time, and an
-unacknowledged message is redelivered after ``SEALSCRIBE_VISIBILITY`` seconds (a worker
-killed with SIGKILL), found by a sweep every tenth of that (at most every 10 s). Results are
+unacknowledged message is redelivered (on Redis after ``SEALSCRIBE_VISIBILITY`` seconds,
+found by a sweep every tenth of that; on RabbitMQ when the dead worker's connection closes:
+:func:`pipeline.queue.broker_conf`). Results are
 not stored: tasks return nothing of interest, and progress is read from the sealed store.
 """
 
@@ -21,7 +22,7 @@ from celery.signals import setup_logging
 
 from pipeline import faults
 from pipeline.config import get_settings
-from pipeline.queue import PURGE, QUEUE, SHRED_RETRY, WEBHOOK_AUDIT_HEADS, WEBHOOK_SWEEP
+from pipeline.queue import PURGE, SHRED_RETRY, WEBHOOK_AUDIT_HEADS, WEBHOOK_SWEEP, broker_conf
 
 __all__ = ["app"]
 
@@ -29,7 +30,6 @@ __all__ = ["app"]
 def _configuration() -> dict[str, Any]:
     settings = get_settings()
     return {
-        "broker_url": settings.redis_url,
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
@@ -40,19 +40,8 @@ def _configuration() -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": settings.visibility_timeout,
-            # kombu sweeps for messages a dead worker left unacknowledged only every
-            # interval * throttle seconds (100 s by default): sweep often enough that they
-            # come back soon after the visibility timeout (one cheap ZRANGE per sweep).
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
-            "unacked_restore_throttle": 1,
-            # queues in name order, not round robin: "sealscribe" (final segments) before
-            # "sealscribe-interim", so an interim caption never waits in front of a final
-            "queue_order_strategy": "sorted",
-        },
-        "task_default_queue": QUEUE,
+        # the broker (Redis or RabbitMQ), its queues and how it redelivers: pipeline.queue
+        **broker_conf(settings.broker, settings.visibility_timeout),
         "worker_send_task_events": False,
         "beat_schedule": {
             "retention-purge": {"task": PURGE, "schedule": float(settings.purge_interval)},

@@ -22,7 +22,7 @@ from keys.types import KeyUse
 from pipeline import faults
 from pipeline.errors import NotFound
 from pipeline.models import AudioSegment, Meeting, SealedSegment, TranscriptSegment
-from pipeline.queue import TRANSCRIBE_INTERIM
+from pipeline.queue import TRANSCRIBE_INTERIM, finals_waiting
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_interim_audio, seal_interim_transcript
 from pipeline.store.segments import CAPTION_HISTORY
@@ -100,6 +100,9 @@ def transcribe_interim(meeting_id: str, participant_id: str) -> str:
     """Transcribe the participant's newest interim audio, if any still waits, and show it;
     on CUDA other participants' waiting interims (of any meeting) go in the same batched
     model call, each its own clip."""
+    if finals_waiting():  # RabbitMQ: a final segment first; the audio stays for the next
+        metrics.count_interim("finals-first")
+        return "finals-first"
     rt = runtime()
     taken = rt.store.interims.take_audio(meeting_id, participant_id)
     if taken is None:  # a newer interim, a batch or the final took it first

@@ -82,7 +82,7 @@ TASK_OUTCOMES = PURGE_REASONS | {"transcribed", "already-done", "deferred"}
 _PURPOSES = frozenset(p.value for p in Purpose)
 #: what became of an interim caption's audio: transcribed and shown, or deleted untranscribed
 #: ("empty": the task found its slot already taken by a newer interim, a batch or the final)
-INTERIM_OUTCOMES = PURGE_REASONS | {"transcribed", "empty", "too-late"}
+INTERIM_OUTCOMES = PURGE_REASONS | {"transcribed", "empty", "too-late", "finals-first"}
 
 SEGMENTS_TRANSCRIBED = Counter(
     "sealscribe_segments_transcribed_total",

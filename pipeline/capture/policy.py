@@ -24,6 +24,7 @@ from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store import schema
 from pipeline.store.bots import LEAVE
+from pipeline.store.connection import connect_async
 from pipeline.store.meetings import MEETING_ENDED
 
 __all__ = ["MeetingPolicy"]
@@ -105,7 +106,7 @@ class MeetingPolicy:
                 await poller
 
     async def _listen(self) -> None:
-        client = aioredis.Redis.from_url(self.rt.settings.redis_url, socket_connect_timeout=5)
+        client = connect_async(self.rt.settings.redis_url, socket_connect_timeout=5)
         try:
             async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(schema.meeting_events(self.meeting.id))

@@ -53,7 +53,7 @@ from pipeline.models import Meeting, SealedSegment, TranscriptSegment, parse_seg
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_interim_transcript, open_transcript
 from pipeline.store import schema
-from pipeline.store.connection import as_str
+from pipeline.store.connection import as_str, async_pool
 from pipeline.store.leases import MEETING_FULL
 
 __all__ = [
@@ -157,9 +157,7 @@ class CaptionHub:
 
     def __init__(self, rt: Runtime, pool_size: int = POOL_SIZE) -> None:
         self.rt = rt
-        self.pool = aioredis.BlockingConnectionPool.from_url(
-            rt.settings.redis_url, max_connections=pool_size, timeout=10, socket_connect_timeout=5
-        )
+        self.pool = async_pool(rt.settings.redis_url, max_connections=pool_size, timeout=10)
         self.redis = aioredis.Redis(connection_pool=self.pool)
         self._followers: dict[str, set[asyncio.Event]] = {}
         self._last: dict[str, str] = {}

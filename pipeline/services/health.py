@@ -10,8 +10,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from pipeline.errors import OURS
-from pipeline.queue import workers_alive
+from kombu.exceptions import OperationalError
+
+from pipeline.errors import OURS, StoreUnavailable
+from pipeline.queue import QUEUE, waiting, workers_alive
 from pipeline.runtime import Runtime
 from pipeline.store import schema
 from pipeline.store.connection import redis_errors
@@ -60,9 +62,10 @@ def check_health(rt: Runtime, worker_timeout: float = 1.0) -> Health:
 
 @redis_errors
 def queue_depth(rt: Runtime) -> tuple[int, int]:
-    """(sealed segments waiting for a worker, Celery messages in the queue)."""
-    pipe = rt.store.redis.pipeline(transaction=False)
-    pipe.zcard(schema.PENDING)
-    pipe.llen(schema.CELERY_QUEUE)
-    pending, messages = pipe.execute()
-    return int(pending), int(messages)
+    """(sealed segments waiting for a worker, Celery messages in the final queue of the
+    broker, Redis or RabbitMQ)."""
+    pending = int(rt.store.redis.zcard(schema.PENDING))
+    try:
+        return pending, waiting(QUEUE)
+    except (OSError, OperationalError) as exc:
+        raise StoreUnavailable(f"the broker is unreachable: {type(exc).__name__}") from None

@@ -9,7 +9,7 @@ from pipeline.store import schema
 from pipeline.store.attempts import AuthAttempts
 from pipeline.store.audit import RedisAuditStore
 from pipeline.store.bots import BotStore
-from pipeline.store.connection import Redis, connect
+from pipeline.store.connection import Durable, Redis, connect
 from pipeline.store.leases import CappedLeases
 from pipeline.store.meetings import MeetingStore
 from pipeline.store.quotas import QuotaStore
@@ -23,17 +23,23 @@ __all__ = ["Store"]
 
 class Store:
     def __init__(
-        self, r: Redis, audio_ttl: int = 3600, transcript_ttl: int = 30 * 24 * 3600
+        self,
+        r: Redis,
+        audio_ttl: int = 3600,
+        transcript_ttl: int = 30 * 24 * 3600,
+        durable: Durable | None = None,
     ) -> None:
         self.redis = r
+        #: how writes that must outlive the primary are made (see :class:`Durable`)
+        self.durable = durable if durable is not None else Durable(r)
         self.tenants = TenantStore(r)
         self.tokens = self.tenants.tokens
         self.tickets = TicketStore(r)
         self.attempts = AuthAttempts(r)
         #: caption sockets open, per meeting and tenant
         self.sockets = CappedLeases(r, schema.sockets_meeting, schema.sockets_tenant)
-        self.meetings = MeetingStore(r)
-        self.segments = SegmentStore(r, audio_ttl, transcript_ttl)
+        self.meetings = MeetingStore(r, self.durable)
+        self.segments = SegmentStore(r, audio_ttl, transcript_ttl, self.durable)
         #: interim captions: the newest sealed audio and text of utterances in progress
         self.interims = self.segments.interims
         self.audit = RedisAuditStore(r)
@@ -46,6 +52,13 @@ class Store:
 
     @classmethod
     def from_url(
-        cls, url: str, audio_ttl: int = 3600, transcript_ttl: int = 30 * 24 * 3600
+        cls,
+        url: str,
+        audio_ttl: int = 3600,
+        transcript_ttl: int = 30 * 24 * 3600,
+        wait_replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> Store:
-        return cls(connect(url), audio_ttl, transcript_ttl)
+        """A store on ``url``; ``wait_replicas``: see :class:`Durable`."""
+        r = connect(url)
+        return cls(r, audio_ttl, transcript_ttl, Durable(r, url, wait_replicas, wait_ms))

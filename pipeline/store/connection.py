@@ -1,27 +1,214 @@
-"""The Redis connection, and the boundary where redis-py errors become ours."""
+"""The Redis connection, and the boundary where redis-py errors become ours.
+
+``SEALSCRIBE_REDIS_URL`` is a plain Redis (``redis://``, ``rediss://``, ``unix://``) or a
+primary watched by Redis Sentinel::
+
+    redis+sentinel://[[USER]:PASSWORD@]SENTINEL:PORT[,SENTINEL:PORT...]/SERVICE[/DB]
+
+where SERVICE is the name the sentinels monitor (``sentinel monitor SERVICE ...``) and the
+password is the primary's (and its replicas'; sentinels here take none). Every client made
+here asks the sentinels where the primary is when it connects, and again after a connection
+fails or the server it reached has become a replica: after a failover, the store, capture's
+policy listener and the caption followers all follow the new primary.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
+from redis.sentinel import Sentinel
 
-from pipeline.errors import StoreUnavailable
+from pipeline import faults
+from pipeline.errors import InvalidInput, StoreUnavailable
 
-__all__ = ["Redis", "as_bytes", "as_str", "connect", "redis_errors"]
+__all__ = [
+    "SENTINEL_SCHEME",
+    "Durable",
+    "Redis",
+    "SentinelUrl",
+    "as_bytes",
+    "as_str",
+    "async_pool",
+    "connect",
+    "connect_async",
+    "redis_errors",
+]
+
+log = logging.getLogger(__name__)
 
 Redis = redis.Redis
 P = ParamSpec("P")
 R = TypeVar("R")
 
+SENTINEL_SCHEME = "redis+sentinel://"
+#: every client: fail fast when Redis is down, notice a dead connection within 30 s
+_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30}
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """A ``redis+sentinel://`` URL, parsed."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl:
+        if not url.startswith(SENTINEL_SCHEME):
+            raise InvalidInput(f"a Sentinel URL starts with {SENTINEL_SCHEME}")
+        parts = urlsplit(url)
+        credentials, _, hosts = parts.netloc.rpartition("@")
+        username, _, password = credentials.partition(":")
+        sentinels = []
+        for item in hosts.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InvalidInput(
+                    "a Sentinel URL lists its sentinels as HOST:PORT, comma separated"
+                )
+            sentinels.append((host.strip("[]"), int(port)))
+        path = [p for p in parts.path.split("/") if p]
+        if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+            raise InvalidInput(
+                "a Sentinel URL ends with /SERVICE or /SERVICE/DB (the name the sentinels "
+                "monitor, then the database number)"
+            )
+        return cls(
+            tuple(sentinels),
+            unquote(path[0]),
+            int(path[1]) if len(path) == 2 else 0,
+            unquote(username) or None,
+            unquote(password) or None,
+        )
+
+    def credentials(self) -> dict[str, Any]:
+        return {"db": self.db, "username": self.username, "password": self.password}
+
+
+def _sentinels(where: SentinelUrl, sentinel_class: Any) -> Any:
+    """The sentinels of ``where`` as a ``sentinel_class`` (redis-py's sync or asyncio
+    one), asked with the same timeouts as the primary."""
+    return sentinel_class(list(where.sentinels), sentinel_kwargs=dict(_OPTIONS))
+
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that returns bytes and fails fast when Redis is down."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+    """A client for ``url`` that returns bytes and fails fast when Redis is down; on a
+    Sentinel URL, one that follows the primary through failovers."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return redis.Redis.from_url(url, health_check_interval=30, **_OPTIONS)
+    where = SentinelUrl.parse(url)
+    sentinel = _sentinels(where, Sentinel)
+    if faults.on("store-pins-primary"):  # the primary named now, never asked again
+        host, port = sentinel.discover_master(where.service)
+        return redis.Redis(host=host, port=port, **where.credentials(), **_OPTIONS)
+    client = sentinel.master_for(
+        where.service, health_check_interval=30, **where.credentials(), **_OPTIONS
     )
+    return cast(redis.Redis, client)
+
+
+def connect_async(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio client for ``url`` (``options`` as redis-py takes them); on a Sentinel
+    URL, one that follows the primary."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return aioredis.Redis.from_url(url, **options)
+    where = SentinelUrl.parse(url)
+    client = _sentinels(where, AsyncSentinel).master_for(
+        where.service, **where.credentials(), **options
+    )
+    return cast(aioredis.Redis, client)
+
+
+class _BlockingSentinelPool(AsyncSentinelPool, aioredis.BlockingConnectionPool):
+    """A Sentinel pool that, when all its connections are out, waits for one (as
+    ``BlockingConnectionPool`` does) instead of failing."""
+
+
+def async_pool(url: str, max_connections: int, timeout: float) -> aioredis.ConnectionPool:
+    """An asyncio pool of at most ``max_connections`` that waits up to ``timeout`` seconds
+    for a free connection; on a Sentinel URL, its connections follow the primary."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, socket_connect_timeout=5
+        )
+    where = SentinelUrl.parse(url)
+    pool_class: Any = _BlockingSentinelPool
+    return cast(
+        aioredis.ConnectionPool,
+        pool_class(
+            where.service,
+            _sentinels(where, AsyncSentinel),
+            is_master=True,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_connect_timeout=5,
+            **where.credentials(),
+        ),
+    )
+
+
+class Durable:
+    """Writes that must outlive the primary: sealed segments and transcripts, and the
+    switch, opt-outs and consent mode that decide what capture keeps.
+
+    Replication is asynchronous: a primary acknowledges a write before its replicas have
+    it, and a failover in between loses it. With ``replicas`` > 0 such a write is followed by
+    ``WAIT replicas timeout_ms``, which returns once that many replicas have every write of
+    the connection. WAIT counts one connection's writes, so these writes go through a client
+    of this thread's own (its pool, used by one thread, always hands back the same
+    connection). A WAIT that times out short is logged (ids only) and the write stands: it
+    is on the primary, and a failover before the replica catches up could still lose it.
+
+    Args:
+        r: the store's shared client (used as it is when ``replicas`` is 0).
+        url: the store's URL, to make each thread's client from.
+        replicas: replicas to wait for (``SEALSCRIBE_REDIS_WAIT_REPLICAS``; 0: none).
+        timeout_ms: how long to wait for them (``SEALSCRIBE_REDIS_WAIT_MS``).
+    """
+
+    def __init__(
+        self, r: redis.Redis, url: str | None = None, replicas: int = 0, timeout_ms: int = 1000
+    ) -> None:
+        self.r, self.url = r, url
+        self.replicas = replicas if url is not None else 0
+        self.timeout_ms = timeout_ms
+        self._local = threading.local()
+
+    def client(self) -> redis.Redis:
+        """The client to write through: this thread's own when waiting for replicas."""
+        if not self.replicas or self.url is None:
+            return self.r
+        own: redis.Redis | None = getattr(self._local, "client", None)
+        if own is None:
+            own = self._local.client = connect(self.url)
+        return own
+
+    def confirm(self, client: redis.Redis, what: str) -> None:
+        """Wait until the replicas have what ``client`` wrote (nothing when not asked to)."""
+        if not self.replicas:
+            return
+        acked = int(client.wait(self.replicas, self.timeout_ms))
+        if acked < self.replicas:
+            log.warning(
+                "%s reached %d of %d replicas within %d ms: a failover now could lose it",
+                what,
+                acked,
+                self.replicas,
+                self.timeout_ms,
+            )
 
 
 def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -31,7 +218,8 @@ def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # ReadOnlyError: a server that was the primary and is a replica now
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
 
     return wrapper

@@ -16,7 +16,7 @@ from pipeline import faults, ids
 from pipeline.errors import NotFound
 from pipeline.models import CONSENT_NOTICE, Meeting
 from pipeline.store import schema
-from pipeline.store.connection import Redis, as_str, redis_errors
+from pipeline.store.connection import Durable, Redis, as_str, redis_errors
 
 __all__ = ["MEETING_ENDED", "POLICY_CHANGED", "SPEAKERS_TALKING", "SPEAKERS_TRACKS", "MeetingStore"]
 
@@ -75,8 +75,9 @@ if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], ARGV[1], 
 
 
 class MeetingStore:
-    def __init__(self, r: Redis) -> None:
+    def __init__(self, r: Redis, durable: Durable | None = None) -> None:
         self.r = r
+        self.durable = durable if durable is not None else Durable(r)
         self._replace = r.register_script(_REPLACE)
         self._create = r.register_script(_CREATE)
         self._add_participant = r.register_script(_ADD_PARTICIPANT)
@@ -188,19 +189,22 @@ class MeetingStore:
 
     @redis_errors
     def set_transcription(self, meeting_id: str, on: bool) -> None:
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         pipe.hset(schema.meeting(meeting_id), "transcription", int(on))
         if not on:  # an utterance's interim audio and caption go with the switch
             pipe.delete(schema.meeting_interim(meeting_id), schema.meeting_interim_text(meeting_id))
         pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
+        self.durable.confirm(w, f"the switch of meeting {meeting_id}")
 
     @redis_errors
     def set_opt_out(self, meeting_id: str, participant_id: str, opted_out: bool) -> None:
         """A participant opts out (and withdraws any consent), or consents (opting back
         in): one transaction, then capture is told."""
         participant_id = ids.participant_id(participant_id)
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         if opted_out:
             pipe.sadd(schema.meeting_optout(meeting_id), participant_id)
             pipe.srem(schema.meeting_optin(meeting_id), participant_id)
@@ -211,15 +215,18 @@ class MeetingStore:
             pipe.sadd(schema.meeting_optin(meeting_id), participant_id)
         pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
+        self.durable.confirm(w, f"an opt-out or consent in meeting {meeting_id}")
 
     @redis_errors
     def set_consent_mode(self, meeting_id: str, mode: str) -> None:
         """``notice`` or ``opt-in``; switching to ``opt-in`` drops the interims of whoever
         has not consented (capture is told at once and stops keeping their audio)."""
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         pipe.hset(schema.meeting(meeting_id), "consent", mode)
         pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
+        self.durable.confirm(w, f"the consent mode of meeting {meeting_id}")
 
     @redis_errors
     def notify(self, meeting_id: str, event: str = POLICY_CHANGED) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline import faults
 from pipeline.models import SealedSegment, parse_segment_id
 from pipeline.store import schema
-from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
+from pipeline.store.connection import Durable, Redis, as_bytes, as_str, redis_errors
 from pipeline.store.interims import InterimStore
 
 __all__ = ["CAPTION_HISTORY", "SegmentStore"]
@@ -33,8 +33,11 @@ return 1
 
 
 class SegmentStore:
-    def __init__(self, r: Redis, audio_ttl: int, transcript_ttl: int) -> None:
+    def __init__(
+        self, r: Redis, audio_ttl: int, transcript_ttl: int, durable: Durable | None = None
+    ) -> None:
         self.r = r
+        self.durable = durable if durable is not None else Durable(r)
         self.audio_ttl = audio_ttl
         self.transcript_ttl = transcript_ttl
         self.interims = InterimStore(r)
@@ -48,13 +51,15 @@ class SegmentStore:
         """Store a sealed audio segment (idempotent) for at most ``ttl`` seconds (the
         longest it may wait untranscribed) and return its id."""
         sid = segment.segment_id
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed, ex=ttl or self.audio_ttl)
         pipe.zadd(schema.meeting_audio(segment.meeting_id), {sid: segment.seq})
         pipe.zadd(schema.PENDING, {schema.pending_member(segment.meeting_id, sid): time.time()})
         # the utterance is final now: an interim of it still waiting is moot
         self.interims.drop_audio(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
+        self.durable.confirm(w, f"sealed audio {segment.meeting_id}/{sid}")
         return sid
 
     @redis_errors
@@ -64,7 +69,9 @@ class SegmentStore:
         records (another writer got there first: read :meth:`manifest_count` again)."""
         sid, meeting_id = segment.segment_id, segment.meeting_id
         participant = segment.participant_id
+        w = self.durable.client()
         stored = self._put_recorded(
+            client=w,
             keys=[
                 schema.audio(meeting_id, sid),
                 schema.meeting_audio(meeting_id),
@@ -85,6 +92,7 @@ class SegmentStore:
             ],
         )
         if stored:
+            self.durable.confirm(w, f"sealed audio {meeting_id}/{sid}")
             pipe = self.r.pipeline(transaction=True)
             self.interims.drop_audio(pipe, meeting_id, participant, segment.seq)
             pipe.execute()
@@ -234,7 +242,8 @@ class SegmentStore:
         never a moment with both gone or (for a redelivered task) two transcripts. With
         ``outcome``, the segment's manifest outcome record is written in it too."""
         sid = segment.segment_id
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         if outcome is not None:
             pipe.hset(schema.meeting_outcomes(segment.meeting_id), sid, outcome)
         pipe.set(
@@ -252,6 +261,7 @@ class SegmentStore:
         # the final replaces the utterance's interim caption, which goes with it
         self.interims.clear_text(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
+        self.durable.confirm(w, f"the transcript of {segment.meeting_id}/{sid}")
 
     @redis_errors
     def transcript_count(self, meeting_id: str) -> int:

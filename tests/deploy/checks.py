@@ -254,7 +254,8 @@ def _autoscaling_problems(
         if spec.get("minReplicaCount", 0) > spec.get("maxReplicaCount", 100):
             problems.append(f"ScaledObject {name}: minReplicaCount above maxReplicaCount")
         for trigger in spec["triggers"]:
-            if trigger["type"] == "redis" and trigger["metadata"].get("listName") != CELERY_QUEUE:
+            queue = {"redis": "listName", "rabbitmq": "queueName"}.get(trigger["type"])
+            if queue is not None and trigger["metadata"].get(queue) != CELERY_QUEUE:
                 problems.append(f"ScaledObject {name}: the Celery queue is {CELERY_QUEUE!r}")
             ref = trigger.get("authenticationRef", {}).get("name")
             if ref is not None and ref not in auths:

@@ -18,10 +18,14 @@ __all__ = ["PHRASES", "heard", "running", "submit_spoken"]
 
 
 @contextlib.contextmanager
-def running(root: Path, durable_redis: bool = False, **env: str) -> Iterator[LocalStack]:
-    """A started stack; this process's settings and Celery client point at it."""
+def running(
+    root: Path, durable_redis: bool = False, redis_url: str | None = None, **env: str
+) -> Iterator[LocalStack]:
+    """A started stack (on its own redis-server, or on ``redis_url``); this process's
+    settings and Celery client point at it."""
     require_espeak()  # every fault test speaks; without it they would prove nothing
-    with LocalStack(root, durable_redis=durable_redis, env=env).running() as stack:
+    stack = LocalStack(root, redis_url=redis_url, durable_redis=durable_redis, env=env)
+    with stack.running():
         yield stack
 
 

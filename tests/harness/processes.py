@@ -27,12 +27,15 @@ from kombu.exceptions import OperationalError
 from pipeline.processes import stop, wait_until
 
 __all__ = [
+    "TEST_BROKER_URL",
     "WORKER_REDIS_URL",
     "ApiProcess",
     "BotsProcess",
     "Service",
     "WorkerProcess",
+    "broker_for",
     "http_ok",
+    "purge_broker",
     "sealscribe",
     "stop",
     "wait_until",
@@ -44,6 +47,32 @@ __all__ = [
 #: Worker tests get their own database: flushing one under a running worker would also
 #: delete Celery's queue bindings.
 WORKER_REDIS_URL = os.environ.get("SEALSCRIBE_TEST_WORKER_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+#: The broker of the worker, scale-out and fault suites: empty for their Redis (the default),
+#: or a RabbitMQ URL (CI's second run: ``SEALSCRIBE_TEST_BROKER_URL=amqp://...``) shared by
+#: every worker they start and purged when a suite starts on it.
+TEST_BROKER_URL = os.environ.get("SEALSCRIBE_TEST_BROKER_URL", "").strip()
+
+
+def broker_for(redis_url: str) -> str:
+    """The broker a suite whose store is ``redis_url`` sends to."""
+    return TEST_BROKER_URL or redis_url
+
+
+def purge_broker(url: str) -> None:
+    """Empty the task queues on ``url`` when it is the shared RabbitMQ, so that a suite
+    starts with nothing an earlier one left (a Redis database is flushed instead)."""
+    from kombu.connection import Connection
+
+    from pipeline.queue import INTERIM_QUEUE, QUEUE, is_amqp
+
+    if not is_amqp(url):
+        return
+    with Connection(url, connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
+        for name in (QUEUE, INTERIM_QUEUE):  # not declared yet: nothing to purge
+            with contextlib.suppress(*conn.channel_errors), conn.channel() as channel:
+                channel.queue_purge(name)
+
 
 #: A readiness probe: called with the service (its process started) until it returns True.
 Probe = Callable[["Service"], bool]
@@ -73,8 +102,10 @@ def worker_answers(broker_url: str, session: int, timeout: float = 0.5) -> bool:
     which one answered; the ``stats`` reply carries the worker's pid. A worker serves
     control requests only once it consumes its task queue (Celery starts the consumer's
     Control step after its Tasks step), so an answer means it takes work."""
-    app = Celery("sealscribe-harness", broker=broker_url, set_as_current=False)
-    app.conf.broker_connection_retry_on_startup = True
+    from pipeline.queue import broker_conf
+
+    app = Celery("sealscribe-harness", set_as_current=False)
+    app.conf.update(broker_conf(broker_url, 600))  # kombu's spelling of a Sentinel URL
     try:
         replies = app.control.broadcast("stats", reply=True, timeout=timeout) or []
     except (OSError, OperationalError, redis.ConnectionError):  # the broker does not answer
@@ -191,11 +222,13 @@ class Service:
 
 def worker_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment with a worker's settings: ``home``, the worker database
-    (:data:`WORKER_REDIS_URL`), the local keyring; ``extra`` last."""
+    (:data:`WORKER_REDIS_URL`), the test broker (:data:`TEST_BROKER_URL`), the local
+    keyring; ``extra`` last."""
     return {
         **os.environ,
         "SEALSCRIBE_HOME": str(home),
         "SEALSCRIBE_REDIS_URL": WORKER_REDIS_URL,
+        "SEALSCRIBE_BROKER_URL": TEST_BROKER_URL,
         "SEALSCRIBE_KEY_PROVIDER": "local",
         "PYTHONUNBUFFERED": "1",
         **extra,
@@ -211,12 +244,13 @@ class WorkerProcess(Service):
         env = worker_env(home, **extra)
         self.home = home
         self.redis_url = env["SEALSCRIBE_REDIS_URL"]
+        self.broker_url = env.get("SEALSCRIBE_BROKER_URL") or self.redis_url
         super().__init__(
             "sealscribe worker",
             sealscribe("worker", "-c", "1", "--loglevel", "info", *args),
             env,
             log,
-            ready=worker_ready(self.redis_url),
+            ready=worker_ready(self.broker_url),
         )
         self.start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ class RedisServer(Service):
             survive a Redis restart runs), else no persistence at all.
         log: where its output goes (default ``workdir/redis.log``).
         skip_hint: added to the skip's reason where redis-server is not installed.
+        args: more redis-server options (``--replicaof HOST PORT``, say).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class RedisServer(Service):
         durable: bool = False,
         log: Path | None = None,
         skip_hint: str = "",
+        args: Sequence[str] = (),
     ) -> None:
         binary = require_redis_server(skip_hint)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +71,7 @@ class RedisServer(Service):
             else ["--appendonly", "no"]
         )
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += [*persistence, "--dir", str(workdir)]
+        argv += [*persistence, "--dir", str(workdir), *args]
         super().__init__(
             "redis-server",
             argv,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from pipeline import faults, queue, services
 from pipeline.capture.ice import configure_ice
@@ -36,9 +35,18 @@ from pipeline.net import free_port
 from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.store import schema
+from pipeline.store.connection import connect
 from tests.harness.janus import DEFAULT_ROOMS, JanusServer, Room, janus_server, require_janus
 from tests.harness.netns import NetNs, network_namespace, require_netns
-from tests.harness.processes import ApiProcess, BotsProcess, Service, WorkerProcess
+from tests.harness.processes import (
+    TEST_BROKER_URL,
+    ApiProcess,
+    BotsProcess,
+    Service,
+    WorkerProcess,
+    broker_for,
+    purge_broker,
+)
 from tests.harness.redis import RedisServer, require_redis_server
 
 __all__ = ["LocalStack", "MeetingStack", "T", "meeting_stack", "paused"]
@@ -95,9 +103,11 @@ class LocalStack:
         self.redis_url = redis_url
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
+        self.broker_url = broker_for(self.redis_url)
         self.env = {
             "SEALSCRIBE_HOME": str(self.home),
             "SEALSCRIBE_REDIS_URL": self.redis_url,
+            "SEALSCRIBE_BROKER_URL": TEST_BROKER_URL,
             "SEALSCRIBE_KEY_PROVIDER": "local",
             "SEALSCRIBE_ICE_HOSTS": "127.0.0.1",
             # WHIP publishers on this machine offer loopback candidates: exactly that
@@ -111,9 +121,10 @@ class LocalStack:
         )
         self.worker: WorkerProcess | None = None
         try:
-            r = redis.Redis.from_url(self.redis_url)
+            r = connect(self.redis_url)  # a plain Redis or a Sentinel-watched primary
             r.flushdb()
             r.close()
+            purge_broker(self.broker_url)
             self.rt = Runtime.from_settings(
                 Settings.from_env({**os.environ, **self.env}), actor="test-stack"
             )
@@ -146,12 +157,12 @@ class LocalStack:
 
     def start(self) -> None:
         """Start the API (wait until it answers), then the worker (wait until it answers a
-        Celery ping); point this process's Celery client at the stack's Redis."""
+        Celery ping); point this process's Celery client at the stack's broker."""
         self.api.start()
         self.worker = WorkerProcess(
             self.home, self.logs / "worker.log", (), TMPDIR=str(self.worker_tmp), **self.env
         )
-        use_broker(self.redis_url)  # this process's Celery client: pause and resume workers
+        use_broker(self.broker_url)  # this process's Celery client: pause and resume workers
 
     def stop(self) -> None:
         if self.worker is not None:
@@ -250,6 +261,7 @@ def meeting_stack(workdir: Path, rooms: Sequence[Room] = DEFAULT_ROOMS) -> Itera
             "SEALSCRIBE_REDIS_URL": redis_server.url,
             "SEALSCRIBE_HOME": str(home),
             "SEALSCRIBE_KEY_PROVIDER": "local",
+            "SEALSCRIBE_BROKER_URL": "",  # the namespace's Redis: nothing outside is reachable
             "SEALSCRIBE_ICE_HOSTS": ns.peer_addr,
             # the egress policy permits exactly the namespace's Janus (its HTTP API and its
             # ICE candidates): nothing else, not even the namespace's own 127.0.0.1

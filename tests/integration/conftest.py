@@ -1,5 +1,5 @@
 """Fixtures for tests that need a real worker: a module-scoped ``env`` (a private home and
-temp directory, the worker database) and a ``worker`` subprocess using it."""
+temp directory, the worker database, the test broker) and a ``worker`` subprocess using it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from pipeline.capture.ice import configure_ice
 from pipeline.config import get_settings
 from pipeline.egress import EgressPolicy
 from pipeline.queue import use_broker
-from tests.harness.processes import WORKER_REDIS_URL, WorkerProcess, worker_env
+from tests.harness.processes import (
+    WORKER_REDIS_URL,
+    WorkerProcess,
+    broker_for,
+    purge_broker,
+    worker_env,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +30,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     values = worker_env(home, TMPDIR=str(private_tmp))
     r = redis.Redis.from_url(WORKER_REDIS_URL)
     r.flushdb()
+    purge_broker(broker_for(WORKER_REDIS_URL))
     with pytest.MonkeyPatch.context() as mp:
-        for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
+        for k in (
+            "SEALSCRIBE_HOME",
+            "SEALSCRIBE_REDIS_URL",
+            "SEALSCRIBE_BROKER_URL",
+            "SEALSCRIBE_KEY_PROVIDER",
+        ):
             mp.setenv(k, values[k])
         get_settings.cache_clear()
-        use_broker(WORKER_REDIS_URL)
+        use_broker(broker_for(WORKER_REDIS_URL))
         yield values
     get_settings.cache_clear()
     r.flushdb()

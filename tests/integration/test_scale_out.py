@@ -33,7 +33,13 @@ from pipeline.services.transcripts import read_transcript
 from pipeline.store import schema
 from pipeline.store.connection import as_str
 from tests.conftest import shared_data
-from tests.harness.processes import WorkerProcess, wait_until
+from tests.harness.processes import (
+    TEST_BROKER_URL,
+    WorkerProcess,
+    broker_for,
+    purge_broker,
+    wait_until,
+)
 
 # Several workers loading models at once, a kill and a drain under load: longer than most.
 pytestmark = pytest.mark.timeout(600)
@@ -52,16 +58,19 @@ def scale_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     values = {
         "SEALSCRIBE_HOME": str(tmp_path / "home"),
         "SEALSCRIBE_REDIS_URL": SCALE_REDIS_URL,
+        "SEALSCRIBE_BROKER_URL": TEST_BROKER_URL,
         "SEALSCRIBE_KEY_PROVIDER": "local",
         "SEALSCRIBE_VISIBILITY": VISIBILITY,
         "TMPDIR": str(tmp_path),
     }
     r = redis.Redis.from_url(SCALE_REDIS_URL)
     r.flushdb()
-    for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_KEY_PROVIDER"):
+    purge_broker(broker_for(SCALE_REDIS_URL))
+    for k in ("SEALSCRIBE_HOME", "SEALSCRIBE_REDIS_URL", "SEALSCRIBE_BROKER_URL"):
         monkeypatch.setenv(k, values[k])
+    monkeypatch.setenv("SEALSCRIBE_KEY_PROVIDER", "local")
     get_settings.cache_clear()
-    previous = use_broker(SCALE_REDIS_URL)
+    previous = use_broker(broker_for(SCALE_REDIS_URL))
     try:
         yield values
     finally:
