@@ -23,7 +23,10 @@ Reports audio seconds per wall second, segments per second, and for each worker 
 run), its peak resident memory (VmHWM, summed over both processes: what a pod's memory
 request must cover), and how many segments it transcribed (from its ``--metrics-port``).
 Also reports the busy cores of everything else on the machine during the run (Redis, and
-any other load: compare runs only where it is small). Linux only (reads /proc).
+any other load: compare runs only where it is small), and Redis's memory (INFO used_memory)
+at the backlog's peak and after the drain (what stays: sealed transcripts and their
+records), per second of audio and per segment: the sizing model's unit costs. Linux only
+(reads /proc).
 """
 
 from __future__ import annotations
@@ -171,6 +174,12 @@ def submit(
     return meeting.id, capture_segments(rt, meeting, segments).stored
 
 
+def used_memory(rt: Any) -> int:
+    """Bytes Redis holds (INFO used_memory): the benchmark's database is the only one
+    written during a run."""
+    return int(rt.store.redis.info("memory")["used_memory"])
+
+
 def broker_name(url: str) -> str:
     """A broker as the table shows it: ``redis`` or RabbitMQ's host (never a password)."""
     if url == "redis":
@@ -219,11 +228,14 @@ def run(
             idle_rss = [w.memory_mib("VmRSS") for w in ws]
             cpu0 = [w.cpu_seconds() for w in ws]
             busy0, own0 = machine_busy_seconds(), time.process_time()
+            memory0 = used_memory(rt)
+            peak_memory = memory0
             start = time.perf_counter()
             meetings = [submit(rt, tenant.id, path, mode) for path in items]
             while any(rt.store.segments.pending_count(m) for m, _ in meetings):
                 if time.perf_counter() - start > 3600:
                     raise RuntimeError("not done after an hour")
+                peak_memory = max(peak_memory, used_memory(rt))
                 time.sleep(0.05)
             wall = time.perf_counter() - start
             cpu = [w.cpu_seconds() - c for w, c in zip(ws, cpu0, strict=True)]
@@ -231,6 +243,8 @@ def run(
             peak = [w.memory_mib("VmHWM") for w in ws]
             done = [w.transcribed() for w in ws]
         segments = sum(s for _, s in meetings)
+        time.sleep(1.0)  # the last transcript's caption entry and counters land
+        kept = used_memory(rt) - memory0  # transcripts, manifests, captions: all that stays
         stored = sum(rt.store.segments.transcript_count(m) for m, _ in meetings)
         if stored != segments:
             raise RuntimeError(f"{stored} transcripts stored for {segments} segments")
@@ -242,6 +256,10 @@ def run(
             # the machine's busy cores beside the workers and this client: Redis, and
             # anything else running (a benchmark wants it near zero)
             "other_cores": max(0.0, (busy - sum(cpu) - own) / wall),
+            # Redis: the backlog at its largest (sealed audio waiting), and what stays after
+            # (sealed transcripts and their records), from INFO used_memory
+            "redis_peak_mib": (peak_memory - memory0) / 2**20,
+            "redis_kept_kib": kept / 1024,
             "per_worker": [
                 {"cpu_cores": c / wall, "peak_rss_mib": p, "idle_rss_mib": r, "segments": d}
                 for c, p, r, d in zip(cpu, peak, idle_rss, done, strict=True)
@@ -301,6 +319,9 @@ def main() -> None:
     for row in rows:
         row["audio_s_per_wall_s"] = audio_s / row["wall_s"]
         row["segments_per_s"] = row["segments"] / row["wall_s"]
+        # unit costs for the sizing model (docs/scaling.md)
+        row["redis_kib_per_audio_s_waiting"] = row["redis_peak_mib"] * 1024 / audio_s
+        row["redis_bytes_per_transcript_segment"] = row["redis_kept_kib"] * 1024 / row["segments"]
     result = {
         "audio_s": audio_s,
         "files": len(items),
@@ -331,6 +352,14 @@ def main() -> None:
             f"{row['broker']:<20} {row['workers']:>7} {row['wall_s']:>7.1f} "
             f"{row['audio_s_per_wall_s']:>15.1f} {row['segments_per_s']:>11.2f} "
             f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f}"
+        )
+    print("Redis: peak backlog and what stays (transcripts and their records):")
+    for row in rows:
+        print(
+            f"{row['broker']:<20} {row['workers']:>7} peak {row['redis_peak_mib']:7.1f} MiB "
+            f"({row['redis_kib_per_audio_s_waiting']:.1f} KiB per audio s waiting); kept "
+            f"{row['redis_kept_kib']:7.1f} KiB "
+            f"({row['redis_bytes_per_transcript_segment']:.0f} B per transcript segment)"
         )
 
 

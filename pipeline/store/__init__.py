@@ -42,7 +42,7 @@ class Store:
         self.segments = SegmentStore(r, audio_ttl, transcript_ttl, self.durable)
         #: interim captions: the newest sealed audio and text of utterances in progress
         self.interims = self.segments.interims
-        self.audit = RedisAuditStore(r)
+        self.audit = RedisAuditStore(r, self.durable)
         self.bots = BotStore(r)
         self.quotas = QuotaStore(r)
         #: WHIP sessions held, per meeting and tenant

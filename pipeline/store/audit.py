@@ -5,7 +5,7 @@ from __future__ import annotations
 from keys.audit import AuditEntry
 from pipeline import faults
 from pipeline.store import schema
-from pipeline.store.connection import Redis, as_str, redis_errors
+from pipeline.store.connection import Durable, Redis, as_str, redis_errors
 
 __all__ = ["RedisAuditStore"]
 
@@ -20,8 +20,9 @@ return 1
 
 
 class RedisAuditStore:
-    def __init__(self, r: Redis) -> None:
+    def __init__(self, r: Redis, durable: Durable | None = None) -> None:
         self.r = r
+        self.durable = durable if durable is not None else Durable(r)
         self._append = r.register_script(_APPEND)
 
     @redis_errors
@@ -33,12 +34,15 @@ class RedisAuditStore:
     def audit_append(self, tenant_id: str, entry: AuditEntry) -> bool:
         if faults.on("audit-skip") and entry.action == "unwrap":
             return True  # reports it appended, writes nothing
-        return bool(
-            self._append(
-                keys=[schema.audit(tenant_id), schema.audit_head(tenant_id)],
-                args=[entry.seq, entry.to_json(), entry.hash],
-            )
+        w = self.durable.client()
+        appended = self._append(
+            client=w,
+            keys=[schema.audit(tenant_id), schema.audit_head(tenant_id)],
+            args=[entry.seq, entry.to_json(), entry.hash],
         )
+        if appended:  # a head a customer saved must not vanish in a failover
+            self.durable.confirm(w, f"audit entry {entry.seq} of tenant {tenant_id}")
+        return bool(appended)
 
     @redis_errors
     def audit_entries(self, tenant_id: str, start: int = 0, stop: int = -1) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
@@ -161,8 +162,10 @@ def async_pool(url: str, max_connections: int, timeout: float) -> aioredis.Conne
 
 
 class Durable:
-    """Writes that must outlive the primary: sealed segments and transcripts, and the
-    switch, opt-outs and consent mode that decide what capture keeps.
+    """Writes that must outlive the primary: sealed segments and transcripts; the switch,
+    opt-outs and consent mode that decide what capture keeps; audit entries (a head the
+    customer saved must still verify); participant keys, rewrapped keys, destroyed keys,
+    erasures and deletions (what was erased stays erased).
 
     Replication is asynchronous: a primary acknowledges a write before its replicas have
     it, and a failover in between loses it. With ``replicas`` > 0 such a write is followed by
@@ -186,6 +189,29 @@ class Durable:
         self.replicas = replicas if url is not None else 0
         self.timeout_ms = timeout_ms
         self._local = threading.local()
+        self._checked = 0.0  # when the primary's replicas were last counted
+        self._enough = True
+
+    def _connected(self, client: redis.Redis) -> bool:
+        """Whether the primary has as many replicas connected as we wait for, asked at most
+        once a second. Right after a failover the new primary has none (its old primary is
+        gone): waiting would then cost the whole timeout on every write and protect
+        nothing, so writes go on unwaited, and that is logged once, until a replica is back."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return self._enough
+        self._checked = now
+        connected = int(client.info("replication").get("connected_slaves", 0))
+        enough = connected >= self.replicas
+        if enough != self._enough:
+            log.warning(
+                "the store's primary has %d replicas connected (%d wanted): sealed writes %s",
+                connected,
+                self.replicas,
+                "wait for them again" if enough else "go on without waiting, unprotected",
+            )
+        self._enough = enough
+        return enough
 
     def client(self) -> redis.Redis:
         """The client to write through: this thread's own when waiting for replicas."""
@@ -197,8 +223,9 @@ class Durable:
         return own
 
     def confirm(self, client: redis.Redis, what: str) -> None:
-        """Wait until the replicas have what ``client`` wrote (nothing when not asked to)."""
-        if not self.replicas:
+        """Wait until the replicas have what ``client`` wrote (nothing when not asked to,
+        nor while fewer replicas than that are connected: see :meth:`_connected`)."""
+        if not self.replicas or not self._connected(client):
             return
         acked = int(client.wait(self.replicas, self.timeout_ms))
         if acked < self.replicas:

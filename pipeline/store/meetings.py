@@ -269,11 +269,14 @@ class MeetingStore:
         args: list[str] = []
         for use in (KeyUse.AUDIO, KeyUse.TRANSCRIPT):
             args += [key_slot(use, participant_id), wrapped[use].to_str()]
+        w = self.durable.client()
         added = self._add_participant(
-            keys=[schema.meeting(meeting_id), schema.meeting_keys(meeting_id)], args=args
+            client=w, keys=[schema.meeting(meeting_id), schema.meeting_keys(meeting_id)], args=args
         )
         if added == -1:
             raise NotFound(f"no meeting {meeting_id}")
+        if added:  # what is sealed under them from now on needs them
+            self.durable.confirm(w, f"participant keys in meeting {meeting_id}")
         return bool(added)
 
     @redis_errors
@@ -299,7 +302,9 @@ class MeetingStore:
     @redis_errors
     def shred_keys(self, meeting_id: str) -> None:
         """Destroy the meeting's wrapped data keys: its content becomes unopenable."""
-        self.r.delete(schema.meeting_keys(meeting_id))
+        w = self.durable.client()
+        w.delete(schema.meeting_keys(meeting_id))
+        self.durable.confirm(w, f"the keys of meeting {meeting_id} destroyed")
 
     @redis_errors
     def shred(self, meeting: Meeting) -> None:
@@ -307,10 +312,12 @@ class MeetingStore:
         waiting for its tenant key's rotation and retirement (:meth:`pending_shreds`), so
         that no failure can leave the keys destroyed but their backups' key versions live
         without a mark that says so."""
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         pipe.delete(schema.meeting_keys(meeting.id))
         pipe.zadd(schema.SHREDS, {schema.shred_member(meeting.tenant_id, meeting.id): time.time()})
         pipe.execute()
+        self.durable.confirm(w, f"the keys of meeting {meeting.id} destroyed")
 
     @redis_errors
     def pending_shreds(
@@ -355,13 +362,15 @@ class MeetingStore:
             schema.pending_member(meeting.id, as_str(sid))
             for sid in self.r.zrange(schema.meeting_audio(meeting.id), 0, -1)
         ]
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         pipe.delete(*doomed)
         if pending:
             pipe.zrem(schema.PENDING, *pending)
         pipe.srem(schema.tenant_meetings(meeting.tenant_id), meeting.id)
         pipe.publish(schema.meeting_events(meeting.id), MEETING_ENDED)
         pipe.execute()
+        self.durable.confirm(w, f"meeting {meeting.id} deleted")
 
     @redis_errors
     def participants(self, meeting_id: str) -> set[str]:
@@ -416,7 +425,8 @@ class MeetingStore:
             if who == p or who.rpartition(".")[0] == p:
                 events.append(entry_id)
         own_keys = self.has_participant_keys(m, p)
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         if not keep_keys:
             pipe.hdel(
                 schema.meeting_keys(m), key_slot(KeyUse.AUDIO, p), key_slot(KeyUse.TRANSCRIPT, p)
@@ -443,6 +453,7 @@ class MeetingStore:
         pipe.srem(schema.meeting_optin(m), p)
         pipe.hdel(schema.meeting_subjects(m), p)
         pipe.execute()
+        self.durable.confirm(w, f"an erasure in meeting {m}")  # erased stays erased
         return len(audio), len(text), own_keys
 
     def _sids(self, key: str) -> builtins.list[str]:
@@ -473,12 +484,17 @@ class MeetingStore:
     def replace_wrapped(self, context: KeyContext, old: WrappedKey, new: WrappedKey) -> bool:
         if faults.on("rotate-skips-rewrap"):
             return True  # claims the swap, keeps the old wrapped key
-        return bool(
+        w = self.durable.client()
+        replaced = bool(
             self._replace(
+                client=w,
                 keys=[schema.meeting_keys(context.meeting_id)],
                 args=[context.slot, old.to_str(), new.to_str()],
             )
         )
+        if replaced:  # the old tenant key version is retired after this
+            self.durable.confirm(w, f"a rewrapped key of meeting {context.meeting_id}")
+        return replaced
 
 
 def _glob(text: str) -> str:
