@@ -123,6 +123,8 @@ def workers(n: int, env: dict[str, str], logs: Path) -> Iterator[list[Worker]]:
                     "info",
                     "--metrics-port",
                     str(port),
+                    "-n",  # one control queue each on RabbitMQ
+                    f"bench{i}@%h",
                 ],
                 env=env,
                 stdout=log.open("wb"),

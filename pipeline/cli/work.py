@@ -40,6 +40,13 @@ def worker(
         help="Serve Prometheus metrics, summed over the worker's processes, on this port (0: off).",
     ),
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
+    node_name: str = typer.Option(
+        "celery@%h",
+        "--node-name",
+        "-n",
+        help="Celery node name (%h: the host name). Several workers on one host need names "
+        "of their own when the broker is RabbitMQ, which gives each name one control queue.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Start a Celery worker that transcribes sealed audio."""
@@ -63,6 +70,7 @@ def worker(
                 "--pool=prefork",
                 "--without-gossip",
                 "--without-mingle",
+                f"--hostname={node_name}",
                 "-Q",
                 f"{QUEUE},{INTERIM_QUEUE}",
                 *(["--beat"] if beat else []),

@@ -67,7 +67,7 @@ def test_a_primary_failover_mid_meeting_loses_no_segment(tmp_path: Path) -> None
             lambda: accounted_for(stack.api_url), 60, "every sealed segment stored or dropped"
         )
         counts = capture_counts(stack.api_url)
-        assert counts["dropped"] == 0, counts
+        assert counts is not None and counts["dropped"] == 0, counts
         assert counts["stored"] == counts["sealed"] >= len(BEFORE + DURING), counts
         asyncio.run(asettled(r, meeting_id, transcripts=int(counts["stored"])))
         the_meeting = stack.rt.store.meetings.get(meeting_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -245,9 +246,12 @@ class WorkerProcess(Service):
         self.home = home
         self.redis_url = env["SEALSCRIBE_REDIS_URL"]
         self.broker_url = env.get("SEALSCRIBE_BROKER_URL") or self.redis_url
+        # a node name of its own: on RabbitMQ two workers of one name cannot both hold
+        # their control queue, and the tests run several on this host
+        node = f"sealscribe-{secrets.token_hex(4)}@%h"
         super().__init__(
             "sealscribe worker",
-            sealscribe("worker", "-c", "1", "--loglevel", "info", *args),
+            sealscribe("worker", "-c", "1", "--loglevel", "info", "-n", node, *args),
             env,
             log,
             ready=worker_ready(self.broker_url),

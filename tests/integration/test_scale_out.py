@@ -94,7 +94,13 @@ def start_workers(
         return WorkerProcess(Path(env["SEALSCRIBE_HOME"]), logs / f"worker{i}.log", args, **env)
 
     with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
+        futures = [pool.submit(one, i) for i in range(n)]
+    started = [f.result() for f in futures if f.exception() is None]
+    if len(started) < n:  # stop the others: a worker left running would serve later tests
+        for w in started:
+            w.stop()
+        raise next(e for f in futures if (e := f.exception()) is not None)
+    return started
 
 
 def pool_pids(w: WorkerProcess) -> set[int]:
