@@ -26,7 +26,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 from kombu.exceptions import ChannelError, OperationalError
 
 from pipeline.config import get_settings
@@ -37,6 +37,7 @@ __all__ = [
     "INTERIM_QUEUE",
     "PURGE",
     "QUEUE",
+    "TASK_EXCHANGE",
     "SHRED",
     "SHRED_RETRY",
     "TRANSCRIBE",
@@ -83,10 +84,19 @@ def is_amqp(url: str) -> bool:
     return url.startswith(("amqp://", "amqps://"))
 
 
+#: RabbitMQ: the topic exchange both queues are bound to, each by its own name. A topic
+#: exchange, not a direct one, so that Celery's native delayed delivery can route a task
+#: sent with a countdown (a deferred batch member, a webhook retry) back to its queue through
+#: RabbitMQ: a delayed message held by the worker itself would take its one prefetch slot,
+#: which a quorum queue cannot raise, and starve it.
+TASK_EXCHANGE = "sealscribe.tasks"
+
+
 def _quorum(name: str) -> Queue:
-    """A durable quorum queue ``name``, bound by its own name to the direct exchange."""
+    """A durable quorum queue ``name``, bound by its own name to :data:`TASK_EXCHANGE`."""
+    exchange = Exchange(TASK_EXCHANGE, type="topic", durable=True)  # type: ignore[no-untyped-call]
     arguments = {"x-queue-type": "quorum"}
-    return Queue(name, routing_key=name, queue_arguments=arguments)  # type: ignore[no-untyped-call]
+    return Queue(name, exchange, routing_key=name, queue_arguments=arguments)  # type: ignore[no-untyped-call]
 
 
 def broker_conf(url: str, visibility_timeout: int) -> dict[str, Any]:
@@ -110,6 +120,9 @@ def broker_conf(url: str, visibility_timeout: int) -> dict[str, Any]:
         conf.update(
             task_queues=tuple(_quorum(name) for name in (QUEUE, INTERIM_QUEUE)),
             task_default_queue_type="quorum",
+            task_default_exchange=TASK_EXCHANGE,
+            task_default_exchange_type="topic",
+            task_default_routing_key=QUEUE,
             # a publish returns once RabbitMQ has the message (in a quorum queue: on a
             # majority of its replicas), not when it left this process
             broker_transport_options={"confirm_publish": True},

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import InvalidInput
-from pipeline.queue import INTERIM_QUEUE, QUEUE, broker_conf, is_amqp
+from pipeline.queue import INTERIM_QUEUE, QUEUE, TASK_EXCHANGE, broker_conf, is_amqp
 from pipeline.store.connection import SentinelUrl
 
 AMQP = "amqp://sealscribe:s3cret-pw@rabbit.example:5672/meetings"
@@ -41,6 +41,9 @@ def test_rabbitmq_gets_durable_quorum_queues_and_publisher_confirms() -> None:
     for name, q in queues.items():
         assert q.queue_arguments == {"x-queue-type": "quorum"}
         assert q.durable and not q.auto_delete and q.routing_key == name
+        # a topic exchange: Celery routes countdown tasks through RabbitMQ's delayed
+        # delivery only then (a direct one would leave them held by a worker)
+        assert (q.exchange.name, q.exchange.type) == (TASK_EXCHANGE, "topic")
     assert conf["task_default_queue_type"] == "quorum"
     assert conf["broker_transport_options"] == {"confirm_publish": True}
 
