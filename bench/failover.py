@@ -80,15 +80,18 @@ def loss(workdir: Path, wait: int, seconds: float) -> dict[str, Any]:
             seq = 0
             while not stop.is_set():
                 segment = sealed(seq, seconds)
-                while not stop.is_set():
+                stored = False
+                while not stored and not stop.is_set():
                     try:
                         store.segments.put_audio(segment)
-                        break
+                        stored = True
                     except StoreUnavailable:
-                        if not down or len(down) == 1:
+                        if not down:  # the first failed write: the outage has begun
                             down.append(time.monotonic())
                         time.sleep(0.01)
-                if len(down) == 2:  # the first write after the outage
+                if not stored:  # stopped while retrying: never acknowledged
+                    break
+                if len(down) == 1:  # the first write after the outage
                     down.append(time.monotonic())
                 acknowledged.append(segment.segment_id)
                 seq += 1
@@ -110,7 +113,7 @@ def loss(workdir: Path, wait: int, seconds: float) -> dict[str, Any]:
             "acknowledged": len(acknowledged),
             "lost": len(lost),
             "sentinels_agreed_s": failover_s,
-            "writes_again_after_s": (down[-1] - killed) if len(down) == 3 else None,
+            "writes_again_after_s": (down[1] - killed) if len(down) == 2 else None,
         }
 
 

@@ -23,10 +23,10 @@ Reports audio seconds per wall second, segments per second, and for each worker 
 run), its peak resident memory (VmHWM, summed over both processes: what a pod's memory
 request must cover), and how many segments it transcribed (from its ``--metrics-port``).
 Also reports the busy cores of everything else on the machine during the run (Redis, and
-any other load: compare runs only where it is small), and Redis's memory (INFO used_memory)
-at the backlog's peak and after the drain (what stays: sealed transcripts and their
-records), per second of audio and per segment: the sizing model's unit costs. Linux only
-(reads /proc).
+any other load: compare runs only where it is small), and what Redis holds (MEMORY USAGE of
+every key): the sealed audio waiting at its largest, per second of speech, and what stays
+after the drain (sealed transcripts and their records) per segment: the sizing model's unit
+costs. Linux only (reads /proc).
 """
 
 from __future__ import annotations
@@ -151,12 +151,21 @@ def workers(n: int, env: dict[str, str], logs: Path) -> Iterator[list[Worker]]:
                 w.proc.wait()
 
 
+def utterances(path: Path) -> list[Any]:
+    """The file's utterances, as live capture cuts them."""
+    from pipeline.audio.decode import decode_file
+    from pipeline.audio.segmenter import Segmenter
+
+    segmenter = Segmenter()
+    pcm = decode_file(path, 36000)
+    return [*segmenter.feed(pcm), *segmenter.flush()]
+
+
 def submit(
     rt: Any, tenant_id: str, path: Path, mode: str, participant: str = "speaker"
 ) -> tuple[str, int]:
     """Seal and queue one file as one meeting; (meeting id, segments)."""
-    from pipeline.audio.decode import SAMPLE_RATE, decode_file
-    from pipeline.audio.segmenter import Segmenter
+    from pipeline.audio.decode import SAMPLE_RATE
     from pipeline.capture.file import capture_segments
     from pipeline.models import AudioSegment
     from pipeline.services.meetings import create_meeting
@@ -166,20 +175,27 @@ def submit(
         job = submit_file(rt, path, tenant_id)
         return job.meeting.id, job.segments
     meeting = create_meeting(rt, tenant_id, transcription=True)
-    pcm = decode_file(path, 36000)
-    segmenter = Segmenter()
-    utterances = [*segmenter.feed(pcm), *segmenter.flush()]  # as live capture cuts them
     segments = [
         AudioSegment(participant, seq, utt.start_ms, SAMPLE_RATE, utt.pcm)
-        for seq, utt in enumerate(utterances)
+        for seq, utt in enumerate(utterances(path))
     ]
     return meeting.id, capture_segments(rt, meeting, segments).stored
 
 
-def used_memory(rt: Any) -> int:
-    """Bytes Redis holds (INFO used_memory): the benchmark's database is the only one
-    written during a run."""
-    return int(rt.store.redis.info("memory")["used_memory"])
+def held_bytes(rt: Any, pattern: str = "ss:*") -> tuple[int, int]:
+    """(bytes Redis holds for the keys matching ``pattern``, by MEMORY USAGE; the length of
+    their values): exact per key, unlike INFO's total, which moves with client buffers."""
+    keys = list(rt.store.redis.scan_iter(match=pattern, count=1000))
+    if not keys:
+        return 0, 0
+    pipe = rt.store.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    for key in keys:
+        pipe.strlen(key) if pattern.startswith("ss:audio:") else pipe.exists(key)
+    found = pipe.execute()
+    usage = sum(int(u or 0) for u in found[: len(keys)])
+    return usage, sum(int(n or 0) for n in found[len(keys) :])
 
 
 def broker_name(url: str) -> str:
@@ -230,14 +246,14 @@ def run(
             idle_rss = [w.memory_mib("VmRSS") for w in ws]
             cpu0 = [w.cpu_seconds() for w in ws]
             busy0, own0 = machine_busy_seconds(), time.process_time()
-            memory0 = used_memory(rt)
-            peak_memory = memory0
+            memory0, _ = held_bytes(rt)
+            waiting = (0, 0)  # sealed audio waiting at its largest: (bytes held, value bytes)
             start = time.perf_counter()
             meetings = [submit(rt, tenant.id, path, mode) for path in items]
             while any(rt.store.segments.pending_count(m) for m, _ in meetings):
                 if time.perf_counter() - start > 3600:
                     raise RuntimeError("not done after an hour")
-                peak_memory = max(peak_memory, used_memory(rt))
+                waiting = max(waiting, held_bytes(rt, "ss:audio:*"))
                 time.sleep(0.05)
             wall = time.perf_counter() - start
             cpu = [w.cpu_seconds() - c for w, c in zip(ws, cpu0, strict=True)]
@@ -246,7 +262,7 @@ def run(
             done = [w.transcribed() for w in ws]
         segments = sum(s for _, s in meetings)
         time.sleep(1.0)  # the last transcript's caption entry and counters land
-        kept = used_memory(rt) - memory0  # transcripts, manifests, captions: all that stays
+        kept = held_bytes(rt)[0] - memory0  # transcripts, manifests, captions: all that stays
         stored = sum(rt.store.segments.transcript_count(m) for m, _ in meetings)
         if stored != segments:
             raise RuntimeError(f"{stored} transcripts stored for {segments} segments")
@@ -258,9 +274,11 @@ def run(
             # the machine's busy cores beside the workers and this client: Redis, and
             # anything else running (a benchmark wants it near zero)
             "other_cores": max(0.0, (busy - sum(cpu) - own) / wall),
-            # Redis: the backlog at its largest (sealed audio waiting), and what stays after
-            # (sealed transcripts and their records), from INFO used_memory
-            "redis_peak_mib": (peak_memory - memory0) / 2**20,
+            # Redis: the sealed audio waiting at its largest, per second of speech it holds
+            # (16 kHz 16-bit: 32,000 value bytes a second), and what stays after (sealed
+            # transcripts and their records)
+            "redis_peak_mib": waiting[0] / 2**20,
+            "redis_kib_per_speech_s": waiting[0] / 1024 / max(1.0, waiting[1] / 32000),
             "redis_kept_kib": kept / 1024,
             "per_worker": [
                 {"cpu_cores": c / wall, "peak_rss_mib": p, "idle_rss_mib": r, "segments": d}
@@ -313,6 +331,8 @@ def main() -> None:
 
     items = [path for path, _ in corpus()]
     audio_s = sum(len(decode_file(p, 36000)) / 32000 for p in items)
+    # the speech in it, as live capture cuts it: what a worker transcribes in live mode
+    speech_s = sum(len(u.pcm) / 32000 for p in items for u in utterances(p))
     rows = [
         run(int(n), args.mode, args.threads, args.redis_url, items, broker)
         for broker in brokers
@@ -321,11 +341,15 @@ def main() -> None:
     for row in rows:
         row["audio_s_per_wall_s"] = audio_s / row["wall_s"]
         row["segments_per_s"] = row["segments"] / row["wall_s"]
+        # speech transcribed per core-second the workers used (live mode)
+        row["speech_s_per_core_s"] = speech_s / (
+            sum(p["cpu_cores"] for p in row["per_worker"]) * row["wall_s"]
+        )
         # unit costs for the sizing model (docs/scaling.md)
-        row["redis_kib_per_audio_s_waiting"] = row["redis_peak_mib"] * 1024 / audio_s
         row["redis_bytes_per_transcript_segment"] = row["redis_kept_kib"] * 1024 / row["segments"]
     result = {
         "audio_s": audio_s,
+        "speech_s": speech_s,
         "files": len(items),
         "mode": args.mode,
         "threads": args.threads or "default",
@@ -336,14 +360,15 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(
-        f"{len(items)} files, {audio_s:.0f} s of audio, mode {args.mode}, "
+        f"{len(items)} files, {audio_s:.0f} s of audio ({speech_s:.0f} s of speech as live "
+        f"capture cuts it), mode {args.mode}, "
         f"{rows[0]['segments']} segments; {os.cpu_count()} cores; threads per worker: "
         f"{args.threads or 'default'}"
     )
     print(
         f"{'broker':<20} {'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
         f"{'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} {'segments per worker':>20} "
-        f"{'other cores':>11}"
+        f"{'other cores':>11} {'speech s/core s':>15}"
     )
     for row in rows:
         per = row["per_worker"]
@@ -353,13 +378,14 @@ def main() -> None:
         print(
             f"{row['broker']:<20} {row['workers']:>7} {row['wall_s']:>7.1f} "
             f"{row['audio_s_per_wall_s']:>15.1f} {row['segments_per_s']:>11.2f} "
-            f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f}"
+            f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f} "
+            f"{row['speech_s_per_core_s']:>15.1f}"
         )
     print("Redis: peak backlog and what stays (transcripts and their records):")
     for row in rows:
         print(
             f"{row['broker']:<20} {row['workers']:>7} peak {row['redis_peak_mib']:7.1f} MiB "
-            f"({row['redis_kib_per_audio_s_waiting']:.1f} KiB per audio s waiting); kept "
+            f"({row['redis_kib_per_speech_s']:.1f} KiB per s of speech waiting); kept "
             f"{row['redis_kept_kib']:7.1f} KiB "
             f"({row['redis_bytes_per_transcript_segment']:.0f} B per transcript segment)"
         )
