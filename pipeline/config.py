@@ -167,6 +167,18 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     return value
 
 
+#: the longest a write may wait for replicas: well inside the client's 30 s socket timeout,
+#: which would otherwise call a write that was made a failure
+MAX_WAIT_MS = 10_000
+
+
+def _wait_ms(env: Mapping[str, str], default: int) -> int:
+    value = _positive_int(env, "SEALSCRIBE_REDIS_WAIT_MS", default)
+    if value > MAX_WAIT_MS:
+        raise InvalidInput(f"SEALSCRIBE_REDIS_WAIT_MS must be at most {MAX_WAIT_MS}, got {value}")
+    return value
+
+
 def _vad(env: Mapping[str, str], default: str) -> str:
     value = (env.get("SEALSCRIBE_VAD") or default).strip().lower()
     if value not in ("silero", "energy"):
@@ -320,7 +332,7 @@ class Settings:
             redis_wait_replicas=_positive_int(
                 env, "SEALSCRIBE_REDIS_WAIT_REPLICAS", cls.redis_wait_replicas, minimum=0
             ),
-            redis_wait_ms=_positive_int(env, "SEALSCRIBE_REDIS_WAIT_MS", cls.redis_wait_ms),
+            redis_wait_ms=_wait_ms(env, cls.redis_wait_ms),
             home=home,
             key_provider=provider,
             audio_ttl=_positive_int(env, "SEALSCRIBE_AUDIO_TTL", cls.audio_ttl),

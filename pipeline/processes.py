@@ -72,8 +72,10 @@ def _running(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
 
 
 def _pings(url: str) -> bool:
+    from pipeline.store.connection import connect
+
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+        return bool(connect(url).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
 

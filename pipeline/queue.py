@@ -22,12 +22,13 @@ RabbitMQ. :func:`broker_conf` holds what depends on which, for senders and worke
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
-from kombu.exceptions import ChannelError, OperationalError
+from kombu.exceptions import ChannelError
 
 from pipeline.config import get_settings
 from pipeline.store import schema
@@ -77,6 +78,8 @@ INTERIM_EXPIRES = 20
 
 _lock = threading.Lock()
 _client: Celery | None = None
+#: the URL the client was made for, as given (kombu's spelling of a Sentinel URL differs)
+_client_url: str | None = None
 
 
 def is_amqp(url: str) -> bool:
@@ -90,6 +93,11 @@ def is_amqp(url: str) -> bool:
 #: RabbitMQ: a delayed message held by the worker itself would take its one prefetch slot,
 #: which a quorum queue cannot raise, and starve it.
 TASK_EXCHANGE = "sealscribe.tasks"
+
+
+def _host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _quorum(name: str) -> Queue:
@@ -110,10 +118,9 @@ def broker_conf(url: str, visibility_timeout: int) -> dict[str, Any]:
     sentinel: dict[str, Any] = {}
     if url.startswith(SENTINEL_SCHEME):  # kombu's spelling: one sentinel:// URL each
         where = SentinelUrl.parse(url)
-        credentials = url[len(SENTINEL_SCHEME) :].split("/")[0].rpartition("@")[0]
-        at = f"{credentials}@" if credentials else ""
         conf["broker_url"] = ";".join(
-            f"sentinel://{at}{host}:{port}/{where.db}" for host, port in where.sentinels
+            f"sentinel://{where.userinfo()}{_host(host)}:{port}/{where.db}"
+            for host, port in where.sentinels
         )
         sentinel = {"master_name": where.service}
     if is_amqp(url):
@@ -156,22 +163,23 @@ def _make(url: str) -> Celery:
 
 def client() -> Celery:
     """This process's send-only Celery client (no tasks, no result backend)."""
-    global _client
+    global _client, _client_url
     with _lock:
         if _client is None:
-            _client = _make(get_settings().broker)
+            _client_url = get_settings().broker
+            _client = _make(_client_url)
         return _client
 
 
 def use_broker(url: str) -> str:
-    """Send to ``url`` from now on; returns the URL used before. The old client's
-    connections are released."""
-    global _client
+    """Send to ``url`` from now on; returns the URL used before (as it was given). The old
+    client's connections are released."""
+    global _client, _client_url
     with _lock:
-        old, _client = _client, _make(url)
-    if old is None:
+        old, previous = _client, _client_url
+        _client, _client_url = _make(url), url
+    if old is None or previous is None:
         return get_settings().broker
-    previous = str(old.conf.broker_url)
     old.close()
     return previous
 
@@ -205,18 +213,22 @@ def enqueue_webhook(endpoint_id: str, stream: str, countdown: float = 0) -> None
     client().send_task(
         WEBHOOK_DELIVER,
         args=[endpoint_id, stream],
-        countdown=countdown or None,
+        # whole seconds, rounded up: never early, and RabbitMQ's delayed delivery (quorum
+        # queues) takes whole seconds only, refusing a countdown under one
+        countdown=math.ceil(countdown) if countdown > 0 else None,
         ignore_result=True,
     )
 
 
 def waiting(name: str = QUEUE) -> int:
     """Messages waiting in the broker's queue ``name`` (taken ones not counted)."""
-    with client().pool.acquire(block=True) as conn:
+    sender = client()
+    with sender.pool.acquire(block=True) as conn:
         try:
             return int(conn.default_channel.queue_declare(queue=name, passive=True).message_count)
         except ChannelError:  # not declared yet (Redis: no list while it is empty)
-            conn.close()  # RabbitMQ closed the channel: start afresh next time
+            if is_amqp(str(sender.conf.broker_url)):
+                conn.close()  # RabbitMQ closed the channel: start afresh next time
             return 0
 
 
@@ -225,11 +237,12 @@ def finals_waiting() -> bool:
     way (:data:`QUEUE` before :data:`INTERIM_QUEUE`, as the Redis transport's order gives).
     Always False on Redis, whose workers take interims only from an empty final queue, and
     when the broker cannot answer (the interim then runs: it is the cheap choice)."""
-    if not is_amqp(str(client().conf.broker_url)):
+    sender = client()
+    if not is_amqp(str(sender.conf.broker_url)):
         return False
     try:
         return waiting(QUEUE) > 0
-    except (OSError, OperationalError):
+    except Exception:  # socket, kombu or py-amqp errors alike: the broker did not answer
         return False
 
 

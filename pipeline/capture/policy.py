@@ -24,7 +24,7 @@ from pipeline.models import Meeting
 from pipeline.runtime import Runtime
 from pipeline.store import schema
 from pipeline.store.bots import LEAVE
-from pipeline.store.connection import connect_async
+from pipeline.store.connection import close_async, connect_async
 from pipeline.store.meetings import MEETING_ENDED
 
 __all__ = ["MeetingPolicy"]
@@ -119,7 +119,7 @@ class MeetingPolicy:
         finally:
             # bounded: a capture that cannot stop would never finish a file or leave a meeting
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), _CLOSE_TIMEOUT)
+                await asyncio.wait_for(close_async(client), _CLOSE_TIMEOUT)
 
     async def _event(self, event: str) -> None:
         if event == LEAVE:

@@ -58,13 +58,13 @@ def demo(
 
     with private_redis(get_settings().redis_url) as private:
         if private is not None:
+            where = get_settings().redis_url.rpartition("@")[2]  # never a password
             say(
-                f"(Redis is not reachable at {get_settings().redis_url}: started a private "
-                "redis-server for this demo)"
+                f"(Redis is not reachable at {where}: started a private redis-server for this demo)"
             )
             os.environ["SEALSCRIBE_REDIS_URL"] = private
             get_settings.cache_clear()
-            use_broker(private)
+            use_broker(get_settings().broker)  # the private Redis, unless a broker is named
         result = run_demo(
             runtime(), say, seconds, serve, host, port, interims=False if as_json else None
         )

@@ -10,8 +10,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from kombu.exceptions import OperationalError
-
 from pipeline.errors import OURS, StoreUnavailable
 from pipeline.queue import QUEUE, waiting, workers_alive
 from pipeline.runtime import Runtime
@@ -67,5 +65,5 @@ def queue_depth(rt: Runtime) -> tuple[int, int]:
     pending = int(rt.store.redis.zcard(schema.PENDING))
     try:
         return pending, waiting(QUEUE)
-    except (OSError, OperationalError) as exc:
+    except Exception as exc:  # socket, kombu or py-amqp errors alike (never their text)
         raise StoreUnavailable(f"the broker is unreachable: {type(exc).__name__}") from None

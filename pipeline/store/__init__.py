@@ -32,7 +32,7 @@ class Store:
         self.redis = r
         #: how writes that must outlive the primary are made (see :class:`Durable`)
         self.durable = durable if durable is not None else Durable(r)
-        self.tenants = TenantStore(r)
+        self.tenants = TenantStore(r, self.durable)
         self.tokens = self.tenants.tokens
         self.tickets = TicketStore(r)
         self.attempts = AuthAttempts(r)

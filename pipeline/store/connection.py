@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -40,6 +40,7 @@ __all__ = [
     "as_bytes",
     "as_str",
     "async_pool",
+    "close_async",
     "connect",
     "connect_async",
     "redis_errors",
@@ -70,7 +71,13 @@ class SentinelUrl:
     def parse(cls, url: str) -> SentinelUrl:
         if not url.startswith(SENTINEL_SCHEME):
             raise InvalidInput(f"a Sentinel URL starts with {SENTINEL_SCHEME}")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # its text may hold the password: say what, not where
+            raise InvalidInput(
+                "a Sentinel URL could not be parsed: percent-encode the password's special "
+                "characters"
+            ) from None
         credentials, _, hosts = parts.netloc.rpartition("@")
         username, _, password = credentials.partition(":")
         sentinels = []
@@ -97,6 +104,13 @@ class SentinelUrl:
 
     def credentials(self) -> dict[str, Any]:
         return {"db": self.db, "username": self.username, "password": self.password}
+
+    def userinfo(self) -> str:
+        """``USER:PASSWORD@`` as a URL writes them (percent-encoded), or nothing."""
+        if self.username is None and self.password is None:
+            return ""
+        user, password = quote(self.username or "", safe=""), quote(self.password or "", safe="")
+        return f"{user}:{password}@"
 
 
 def _sentinels(where: SentinelUrl, sentinel_class: Any) -> Any:
@@ -127,10 +141,18 @@ def connect_async(url: str, **options: Any) -> aioredis.Redis:
     if not url.startswith(SENTINEL_SCHEME):
         return aioredis.Redis.from_url(url, **options)
     where = SentinelUrl.parse(url)
-    client = _sentinels(where, AsyncSentinel).master_for(
-        where.service, **where.credentials(), **options
-    )
+    sentinel = _sentinels(where, AsyncSentinel)
+    client = sentinel.master_for(where.service, **where.credentials(), **options)
+    client._sealscribe_sentinels = sentinel.sentinels  # closed by close_async
     return cast(aioredis.Redis, client)
+
+
+async def close_async(client: aioredis.Redis) -> None:
+    """Close a client of :func:`connect_async`, and on a Sentinel URL its connections to
+    the sentinels too."""
+    await client.aclose()
+    for sentinel in getattr(client, "_sealscribe_sentinels", ()):
+        await sentinel.aclose()
 
 
 class _BlockingSentinelPool(AsyncSentinelPool, aioredis.BlockingConnectionPool):
@@ -163,9 +185,9 @@ def async_pool(url: str, max_connections: int, timeout: float) -> aioredis.Conne
 
 class Durable:
     """Writes that must outlive the primary: sealed segments and transcripts; the switch,
-    opt-outs and consent mode that decide what capture keeps; audit entries (a head the
-    customer saved must still verify); participant keys, rewrapped keys, destroyed keys,
-    erasures and deletions (what was erased stays erased).
+    opt-outs, consent mode and a tenant's revocation, which decide what capture keeps; audit
+    entries (a head the customer saved must still verify); participant keys, rewrapped keys,
+    destroyed keys, erasures and deletions (what was erased stays erased).
 
     Replication is asynchronous: a primary acknowledges a write before its replicas have
     it, and a failover in between loses it. With ``replicas`` > 0 such a write is followed by
@@ -201,7 +223,10 @@ class Durable:
         if now - self._checked < 1.0:
             return self._enough
         self._checked = now
-        connected = int(client.info("replication").get("connected_slaves", 0))
+        try:
+            connected = int(client.info("replication").get("connected_slaves", 0))
+        except redis.ResponseError:  # INFO not allowed to this user (ACL): cannot tell
+            return True
         enough = connected >= self.replicas
         if enough != self._enough:
             log.warning(

@@ -10,15 +10,16 @@ from pipeline import ids
 from pipeline.errors import InvalidInput, NotFound
 from pipeline.models import Scope, Tenant
 from pipeline.store import schema
-from pipeline.store.connection import Redis, as_bytes, as_str, redis_errors
+from pipeline.store.connection import Durable, Redis, as_bytes, as_str, redis_errors
 from pipeline.store.tokens import FIRST_TOKEN, TOKEN_PREFIX, TokenStore
 
 __all__ = ["TOKEN_PREFIX", "TenantStore"]
 
 
 class TenantStore:
-    def __init__(self, r: Redis) -> None:
+    def __init__(self, r: Redis, durable: Durable | None = None) -> None:
         self.r = r
+        self.durable = durable if durable is not None else Durable(r)
         self.tokens = TokenStore(r)
 
     @redis_errors
@@ -84,7 +85,9 @@ class TenantStore:
     @redis_errors
     def mark_revoked(self, tenant_id: str) -> None:
         """Set the kill switch, then wake every bot capturing one of the tenant's meetings."""
-        self.r.hset(schema.tenant(tenant_id), "revoked", 1)
+        w = self.durable.client()
+        w.hset(schema.tenant(tenant_id), "revoked", 1)
+        self.durable.confirm(w, f"the revocation of tenant {tenant_id}")
         for meeting_id in self.r.sscan_iter(schema.tenant_meetings(tenant_id), count=500):
             self.r.publish(schema.meeting_events(as_str(meeting_id)), "policy")
 
@@ -124,9 +127,11 @@ class TenantStore:
     def delete(self, tenant_id: str) -> None:
         """Remove the tenant, its tokens and its meeting index (meetings are deleted
         first)."""
-        pipe = self.r.pipeline(transaction=True)
+        w = self.durable.client()
+        pipe = w.pipeline(transaction=True)
         self.tokens.delete_all(pipe, tenant_id)
         pipe.delete(schema.tenant(tenant_id), schema.tenant_meetings(tenant_id))
         pipe.delete(schema.sockets_tenant(tenant_id), schema.tenant_announcements(tenant_id))
         pipe.srem(schema.TENANTS, tenant_id)
         pipe.execute()
+        self.durable.confirm(w, f"tenant {tenant_id} deleted")

@@ -99,8 +99,8 @@ def http_ok(url: str) -> Probe:
 def worker_answers(broker_url: str, session: int, timeout: float = 0.5) -> bool:
     """Whether a Celery worker of session ``session`` (the pid of the process started with
     ``start_new_session``, a wrapper such as bwrap included) answers a control request on
-    ``broker_url``. Every worker here has the same node name, so a plain ping cannot tell
-    which one answered; the ``stats`` reply carries the worker's pid. A worker serves
+    ``broker_url``. A plain ping names a node, not a process (and a node name may be
+    reused by a restart); the ``stats`` reply carries the worker's pid. A worker serves
     control requests only once it consumes its task queue (Celery starts the consumer's
     Control step after its Tasks step), so an answer means it takes work."""
     from pipeline.queue import broker_conf

@@ -83,11 +83,14 @@ class SentinelGroup:
         """The primary's port as the sentinels say it now (None: they cannot say)."""
         for port in self.sentinel_ports:
             client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
-            with contextlib.suppress(redis.RedisError, OSError):
+            try:
                 found: Any = client.sentinel_get_master_addr_by_name(SERVICE)
-                if found:
-                    return int(found[1])
-            client.close()
+            except (redis.RedisError, OSError):
+                found = None
+            finally:
+                client.close()
+            if found:
+                return int(found[1])
         return None
 
     def start(self) -> None:

@@ -97,3 +97,27 @@ def test_a_sentinel_store_is_also_kombus_sentinel_broker() -> None:
     assert conf["broker_url"] == ("sentinel://:pw@10.0.0.1:26379/2;sentinel://:pw@10.0.0.2:26379/2")
     options = conf["broker_transport_options"]
     assert options["master_name"] == "sealscribe" and options["visibility_timeout"] == 60
+
+
+def test_kombus_sentinel_urls_keep_ipv6_hosts_and_odd_passwords_whole() -> None:
+    url = "redis+sentinel://:p%3Bw%40d@[::1]:26379,10.0.0.2:26380/sealscribe/1"
+    conf = broker_conf(url, 60)
+    assert conf["broker_url"] == (
+        "sentinel://:p%3Bw%40d@[::1]:26379/1;sentinel://:p%3Bw%40d@10.0.0.2:26380/1"
+    )
+    from kombu.utils.url import url_to_parts
+
+    first = url_to_parts(conf["broker_url"].split(";")[0])
+    assert (first.hostname, first.port, first.password) == ("::1", 26379, "p;w@d")
+
+
+def test_a_password_that_breaks_the_url_is_refused_without_repeating_it() -> None:
+    with pytest.raises(InvalidInput, match="percent-encode") as refused:
+        Settings.from_env({"SEALSCRIBE_REDIS_URL": "redis+sentinel://:my[secret]pw@h:1/s"})
+    assert "secret" not in str(refused.value)
+
+
+def test_a_replica_wait_longer_than_the_socket_timeout_is_refused() -> None:
+    assert Settings.from_env({"SEALSCRIBE_REDIS_WAIT_MS": "10000"}).redis_wait_ms == 10000
+    with pytest.raises(InvalidInput, match="at most 10000"):
+        Settings.from_env({"SEALSCRIBE_REDIS_WAIT_MS": "30000"})
