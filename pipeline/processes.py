@@ -72,12 +72,19 @@ def _running(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
 
 
 def _pings(url: str) -> bool:
-    from pipeline.store.connection import connect
+    """Whether Redis answers at ``url`` (a plain URL is given half a second to connect)."""
+    from pipeline.store.connection import SENTINEL_SCHEME, connect
 
+    if url.startswith(SENTINEL_SCHEME):
+        client = connect(url)
+    else:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
     try:
-        return bool(connect(url).ping())
+        return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
