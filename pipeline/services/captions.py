@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from keys.errors import KeyRevoked
 from keys.types import KeyUse, Purpose
@@ -53,7 +54,7 @@ from pipeline.models import Meeting, SealedSegment, TranscriptSegment, parse_seg
 from pipeline.runtime import Runtime
 from pipeline.sealing import open_interim_transcript, open_transcript
 from pipeline.store import schema
-from pipeline.store.connection import as_str, async_pool
+from pipeline.store.connection import as_str, async_client, close_async, is_cluster
 from pipeline.store.leases import MEETING_FULL
 
 __all__ = [
@@ -157,8 +158,8 @@ class CaptionHub:
 
     def __init__(self, rt: Runtime, pool_size: int = POOL_SIZE) -> None:
         self.rt = rt
-        self.pool = async_pool(rt.settings.redis_url, max_connections=pool_size, timeout=10)
-        self.redis = aioredis.Redis(connection_pool=self.pool)
+        self.redis = async_client(rt.settings.redis_url, max_connections=pool_size, timeout=10)
+        self._cluster = is_cluster(rt.settings.redis_url)
         self._followers: dict[str, set[asyncio.Event]] = {}
         self._last: dict[str, str] = {}
         self._sockets: dict[str, CaptionSocket] = {}
@@ -221,7 +222,7 @@ class CaptionHub:
                 streams: Any = {k: self._last[m] for k, m in by_stream.items()}
                 if not streams:
                     continue
-                got: Any = await self.redis.xread(streams, count=1000, block=READ_BLOCK_MS)
+                got = await self._xread(streams, by_stream)
                 raise_if_cancelled()  # else close() might never return
             except (aioredis.ConnectionError, aioredis.TimeoutError):
                 self._wake(self._followers)  # they find out for themselves, and say so
@@ -306,6 +307,25 @@ class CaptionHub:
                     )
                 )
 
+    async def _xread(self, streams: dict[str, str], by_stream: dict[str, str]) -> list[Any]:
+        """XREAD ``streams``. A cluster serves one slot per command, so there it is one
+        XREAD per slot's streams, all at once: a wake from any comes as soon as it is read,
+        and the next round starts once every one has answered (within ``READ_BLOCK_MS``)."""
+        if not self._cluster:
+            got: Any = await self.redis.xread(streams, count=1000, block=READ_BLOCK_MS)
+            return list(got or [])
+        by_slot: dict[int, dict[str, str]] = {}
+        for stream, last in streams.items():
+            by_slot.setdefault(key_slot(stream.encode()), {})[stream] = last
+        out: list[Any] = []
+        for read in asyncio.as_completed(
+            [self.redis.xread(group, count=1000, block=READ_BLOCK_MS) for group in by_slot.values()]
+        ):
+            got = list(await read or [])
+            self._wake(by_stream[as_str(s)] for s, entries in got if entries)
+            out += got
+        return out
+
     @property
     def open_sockets(self) -> int:
         return len(self._sockets)
@@ -313,8 +333,7 @@ class CaptionHub:
     async def close(self) -> None:
         await cancel_all(self._tasks)
         self._tasks = []
-        await self.redis.aclose()
-        await self.pool.disconnect()
+        await close_async(self.redis)
 
 
 @dataclass(frozen=True)

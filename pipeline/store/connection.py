@@ -10,6 +10,15 @@ password is the primary's (and its replicas'; sentinels here take none). Every c
 here asks the sentinels where the primary is when it connects, and again after a connection
 fails or the server it reached has become a replica: after a failover, the store, capture's
 policy listener and the caption followers all follow the new primary.
+
+Or a Redis Cluster, named by some of its nodes (the client learns the rest)::
+
+    redis+cluster://[[USER]:PASSWORD@]NODE:PORT[,NODE:PORT...]
+
+Every key of one meeting (tenant, webhook endpoint) carries it as a hash tag
+(:mod:`pipeline.store.schema`), so each transaction and script runs in one slot. A cluster
+has no database numbers and kombu no transport for it: the broker is then RabbitMQ
+(``SEALSCRIBE_BROKER_URL``).
 """
 
 from __future__ import annotations
@@ -25,24 +34,30 @@ from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
+from redis.cluster import ClusterNode
 from redis.sentinel import Sentinel
 
 from pipeline import faults
 from pipeline.errors import InvalidInput, StoreUnavailable
 
 __all__ = [
+    "CLUSTER_SCHEME",
     "SENTINEL_SCHEME",
+    "ClusterUrl",
     "Durable",
     "Redis",
     "SentinelUrl",
     "as_bytes",
     "as_str",
+    "async_client",
     "async_pool",
     "close_async",
     "connect",
     "connect_async",
+    "is_cluster",
     "redis_errors",
 ]
 
@@ -53,6 +68,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 SENTINEL_SCHEME = "redis+sentinel://"
+CLUSTER_SCHEME = "redis+cluster://"
 #: every client: fail fast when Redis is down, notice a dead connection within 30 s
 _OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30}
 
@@ -78,16 +94,7 @@ class SentinelUrl:
                 "a Sentinel URL could not be parsed: percent-encode the password's special "
                 "characters"
             ) from None
-        credentials, _, hosts = parts.netloc.rpartition("@")
-        username, _, password = credentials.partition(":")
-        sentinels = []
-        for item in hosts.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise InvalidInput(
-                    "a Sentinel URL lists its sentinels as HOST:PORT, comma separated"
-                )
-            sentinels.append((host.strip("[]"), int(port)))
+        username, password, sentinels = _hosts(parts.netloc, "a Sentinel URL", "sentinels")
         path = [p for p in parts.path.split("/") if p]
         if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
             raise InvalidInput(
@@ -98,8 +105,8 @@ class SentinelUrl:
             tuple(sentinels),
             unquote(path[0]),
             int(path[1]) if len(path) == 2 else 0,
-            unquote(username) or None,
-            unquote(password) or None,
+            username,
+            password,
         )
 
     def credentials(self) -> dict[str, Any]:
@@ -113,6 +120,56 @@ class SentinelUrl:
         return f"{user}:{password}@"
 
 
+def _hosts(
+    netloc: str, what: str, hosts_are: str
+) -> tuple[str | None, str | None, tuple[tuple[str, int], ...]]:
+    """(user, password, ((host, port), ...)) of a URL's ``[USER:PASSWORD@]H:P[,H:P...]``."""
+    credentials, _, hosts = netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    found = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidInput(f"{what} lists its {hosts_are} as HOST:PORT, comma separated")
+        found.append((host.strip("[]"), int(port)))
+    return unquote(username) or None, unquote(password) or None, tuple(found)
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    """A ``redis+cluster://`` URL, parsed."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterUrl:
+        if not url.startswith(CLUSTER_SCHEME):
+            raise InvalidInput(f"a Cluster URL starts with {CLUSTER_SCHEME}")
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # its text may hold the password: say what, not where
+            raise InvalidInput(
+                "a Cluster URL could not be parsed: percent-encode the password's special "
+                "characters"
+            ) from None
+        if parts.path.strip("/") or parts.query:
+            raise InvalidInput(
+                "a Cluster URL names nodes only (a cluster has no database numbers): "
+                "redis+cluster://HOST:PORT[,HOST:PORT...]"
+            )
+        username, password, nodes = _hosts(parts.netloc, "a Cluster URL", "nodes")
+        return cls(nodes, username, password)
+
+    def options(self) -> dict[str, Any]:
+        return {"username": self.username, "password": self.password}
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
 def _sentinels(where: SentinelUrl, sentinel_class: Any) -> Any:
     """The sentinels of ``where`` as a ``sentinel_class`` (redis-py's sync or asyncio
     one), asked with the same timeouts as the primary."""
@@ -121,7 +178,17 @@ def _sentinels(where: SentinelUrl, sentinel_class: Any) -> Any:
 
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` that returns bytes and fails fast when Redis is down; on a
-    Sentinel URL, one that follows the primary through failovers."""
+    Sentinel URL, one that follows the primary through failovers; on a Cluster URL, a
+    cluster client (typed as ``Redis``: it answers the same commands, one slot at a time)."""
+    if is_cluster(url):
+        where = ClusterUrl.parse(url)
+        cluster = redis.RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in where.nodes],
+            health_check_interval=30,
+            **where.options(),
+            **_OPTIONS,
+        )
+        return cast(redis.Redis, cluster)
     if not url.startswith(SENTINEL_SCHEME):
         return redis.Redis.from_url(url, health_check_interval=30, **_OPTIONS)
     where = SentinelUrl.parse(url)
@@ -137,7 +204,15 @@ def connect(url: str) -> redis.Redis:
 
 def connect_async(url: str, **options: Any) -> aioredis.Redis:
     """An asyncio client for ``url`` (``options`` as redis-py takes them); on a Sentinel
-    URL, one that follows the primary."""
+    URL, one that follows the primary; on a Cluster URL, a cluster client."""
+    if is_cluster(url):
+        where = ClusterUrl.parse(url)
+        cluster = aioredis.RedisCluster(
+            startup_nodes=[AsyncClusterNode(h, p) for h, p in where.nodes],
+            **where.options(),
+            **options,
+        )
+        return cast(aioredis.Redis, cluster)
     if not url.startswith(SENTINEL_SCHEME):
         return aioredis.Redis.from_url(url, **options)
     where = SentinelUrl.parse(url)
@@ -181,6 +256,21 @@ def async_pool(url: str, max_connections: int, timeout: float) -> aioredis.Conne
             **where.credentials(),
         ),
     )
+
+
+#: a cluster client's connections per node (it has no pool that waits for a free one)
+CLUSTER_CONNECTIONS = 256
+
+
+def async_client(url: str, max_connections: int, timeout: float) -> aioredis.Redis:
+    """An asyncio client sharing at most ``max_connections`` connections, waiting up to
+    ``timeout`` seconds for a free one (:func:`async_pool`); close it with
+    :func:`close_async`. On a Cluster URL, a cluster client with up to
+    :data:`CLUSTER_CONNECTIONS` per node (redis-py's cluster client fails, rather than
+    waits, when they are all out)."""
+    if is_cluster(url):
+        return connect_async(url, max_connections=CLUSTER_CONNECTIONS, socket_connect_timeout=5)
+    return aioredis.Redis.from_pool(async_pool(url, max_connections, timeout))
 
 
 class Durable:

@@ -36,11 +36,12 @@ return 0
 
 
 class CappedLeases:
-    """Leases counted per meeting and per tenant, under the keys ``meeting_key(m)`` and
-    ``tenant_key(t)`` (from :mod:`pipeline.store.schema`)."""
+    """Leases counted per meeting and per tenant, under the keys ``meeting_key(t, m)`` and
+    ``tenant_key(t)`` (from :mod:`pipeline.store.schema`: both carry the tenant's hash tag,
+    so a claim's script runs in one slot on a cluster)."""
 
     def __init__(
-        self, r: Redis, meeting_key: Callable[[str], str], tenant_key: Callable[[str], str]
+        self, r: Redis, meeting_key: Callable[[str, str], str], tenant_key: Callable[[str], str]
     ) -> None:
         self.r = r
         self._meeting_key = meeting_key
@@ -63,7 +64,7 @@ class CappedLeases:
         :data:`TENANT_FULL`."""
         now = time.time() if now is None else now
         result = self._claim(
-            keys=[self._meeting_key(meeting_id), self._tenant_key(tenant_id)],
+            keys=[self._meeting_key(tenant_id, meeting_id), self._tenant_key(tenant_id)],
             args=[item_id, now, now + lease, per_meeting, per_tenant, int(lease * 2000)],
         )
         return {0: "", 1: MEETING_FULL, 2: TENANT_FULL}[int(result)]
@@ -77,7 +78,7 @@ class CappedLeases:
         until = (time.time() if now is None else now) + lease
         pipe = self.r.pipeline(transaction=False)
         for tenant_id, meeting_id, item_id in items:
-            for key in (self._meeting_key(meeting_id), self._tenant_key(tenant_id)):
+            for key in (self._meeting_key(tenant_id, meeting_id), self._tenant_key(tenant_id)):
                 pipe.zadd(key, {item_id: until}, xx=True)
                 pipe.pexpire(key, int(lease * 2000))
         pipe.execute()
@@ -85,7 +86,7 @@ class CappedLeases:
     @redis_errors
     def release(self, tenant_id: str, meeting_id: str, item_id: str) -> None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.zrem(self._meeting_key(meeting_id), item_id)
+        pipe.zrem(self._meeting_key(tenant_id, meeting_id), item_id)
         pipe.zrem(self._tenant_key(tenant_id), item_id)
         pipe.execute()
 
@@ -94,7 +95,7 @@ class CappedLeases:
         """(held for the meeting, held for the tenant) whose leases have not lapsed."""
         now = time.time() if now is None else now
         pipe = self.r.pipeline(transaction=False)
-        pipe.zcount(self._meeting_key(meeting_id), f"({now}", "+inf")
+        pipe.zcount(self._meeting_key(tenant_id, meeting_id), f"({now}", "+inf")
         pipe.zcount(self._tenant_key(tenant_id), f"({now}", "+inf")
         meeting, tenant = pipe.execute()
         return int(meeting), int(tenant)

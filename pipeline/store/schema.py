@@ -3,6 +3,18 @@
 All keys start with ``ss:``. Content (audio, transcript text) only ever appears sealed;
 ids, flags, counts and times are in the clear.
 
+Braces are part of the key: ``{m}`` is the meeting id, ``{t}`` the tenant's, ``{e}`` a
+webhook endpoint's, written as a Redis Cluster hash tag, so that every key of one meeting
+(tenant, endpoint) lives in one slot and its transactions and scripts run on a cluster as on
+one Redis. Upper-case parts are other ids, outside the tag. Keys without a tag (the global
+indexes ``ss:pending``, ``ss:interims:waiting``, ``ss:shreds``, ``ss:tenants``,
+``ss:bots:*``, ``ss:webhooks:due`` / ``awaiting``, and tokens, tickets and auth counters)
+each hash to a slot of their own, so nothing writes one of them in the same transaction as a
+tagged key. Such a pair of writes goes in an order that leaves, after a crash between them,
+only an index entry that points at nothing (every reader of an index skips those and the
+sweeps drop them), never an entry missing: an index entry is added before what it points at
+and removed after.
+
 =============================  ======  =========================================  ===========
 key                            type    holds                                      TTL
 =============================  ======  =========================================  ===========
@@ -15,16 +27,16 @@ ss:tenant:{t}                  hash    name, created, revoked, key provider,    
 ss:tenant:{t}:meetings         set     the tenant's meeting ids                   none
 ss:tenant:{t}:announce         hash    join / on / off -> the tenant's own spoken none
                                        announcement (16 kHz PCM; not content)
-ss:token:{sha256(token)}       string  tenant id (tokens are stored hashed)       its expiry
+ss:token:SHA256                 string  tenant id (tokens are stored hashed)       its expiry
 ss:tenant:{t}:tokens           hash    sha256(token) -> JSON: id, name, scopes,   none
                                        created, expires, lifetime (never the
                                        token itself)
-ss:ticket:{sha256(ticket)}     string  JSON: tenant, meeting, sha256 of the       60 s
+ss:ticket:SHA256                string  JSON: tenant, meeting, sha256 of the       60 s
                                        token that asked (a caption ticket,
                                        taken once with GETDEL)
-ss:authfail:{address}          string  failed authentications from a client       60 s
+ss:authfail:ADDRESS             string  failed authentications from a client       60 s
                                        address (IPv6: its /64) this minute
-ss:sockets:meeting:{m}         zset    caption sockets open on the meeting,       lease TTL x2
+ss:sockets:{t}:meeting:M        zset    caption sockets open on the meeting,       lease TTL x2
                                        score = the time its lease lapses
 ss:sockets:tenant:{t}          zset    caption sockets open for the tenant,       lease TTL x2
                                        score = the time its lease lapses
@@ -46,11 +58,11 @@ ss:meeting:{m}:outcomes        hash    {p}.{seq} -> "STATE|EXPIRES|MAC": what   
 ss:meeting:{m}:subjects        hash    participant -> the subject id the tenant   none
                                        attached (for erasure by subject)
 ss:meeting:{m}:audio           zset    pending audio segment ids, score = seq     none
-ss:audio:{m}:{segment}         string  sealed audio segment                       audio TTL
+ss:audio:{m}:SEGMENT           string  sealed audio segment                       audio TTL
 ss:meeting:{m}:transcript      zset    transcript segment ids, score = start ms   none
-ss:transcript:{m}:{segment}    string  sealed transcript segment                  transcript TTL
+ss:transcript:{m}:SEGMENT      string  sealed transcript segment                  transcript TTL
 ss:pending                     zset    every pending "{m}/{segment}", score = time  none
-ss:lease:{m}:{segment}         string  worker holding a segment in a batch        lease TTL
+ss:lease:{m}:SEGMENT           string  worker holding a segment in a batch        lease TTL
 ss:audit:{t}                   list    audit entries (JSON, hash-chained)         none
 ss:audit:{t}:head              hash    count, hash of the last entry              none
 ss:meeting:{m}:captions        stream  one entry per stored transcript segment:   transcript TTL
@@ -86,7 +98,7 @@ ss:tenant:{t}:rate             hash    tokens, at: the tenant's request bucket  
 ss:shreds                      zset    deleted meetings whose tenant key is not   none
                                        yet rotated and retired: "{t}/{m}",
                                        score = time of the delete
-ss:whip:meeting:{m}            zset    WHIP sessions held for the meeting, score = lease TTL x2
+ss:whip:{t}:meeting:M           zset    WHIP sessions held for the meeting, score = lease TTL x2
                                        the time its lease lapses
 ss:whip:tenant:{t}             zset    WHIP sessions held for the tenant, score =  lease TTL x2
                                        the time its lease lapses
@@ -102,11 +114,11 @@ ss:webhook:{e}                 hash    tenant, url, events, created, secret     
 ss:webhook:{e}:msgs            hash    message id -> event JSON (ids, state       none
                                        names, counts: never content); bounded
 ss:webhook:{e}:recent          list    message ids, newest first (bounds msgs)    none
-ss:webhook:{e}:q:{stream}      list    message ids waiting, in order; stream =    none
+ss:webhook:{e}:q:STREAM        list    message ids waiting, in order; stream =    none
                                        a meeting id, or "-" (tenant events)
 ss:webhook:{e}:streams         set     streams with messages waiting              none
 ss:webhook:{e}:tries           hash    message id -> attempts so far              none
-ss:webhook:{e}:lock:{stream}   string  the worker delivering the stream's head    lease TTL
+ss:webhook:{e}:lock:STREAM     string  the worker delivering the stream's head    lease TTL
 ss:webhook:{e}:log             list    delivery attempts (JSON: message, event,   none
                                        outcome, status, next try), bounded
 ss:webhooks:due                zset    "{e}/{stream}", score = its next try       none
@@ -117,30 +129,42 @@ ss:webhooks:ready:{m}          string  the bot session announced ready          
 
 Pub/sub channels carry only ids and event names, never content.
 
-Deleting a meeting removes ``ss:meeting:{m}:keys`` first (crypto-shredding) and marks it in
-``ss:shreds`` in the same transaction, then the rest; a worker rotates and retires the
-tenant key and clears the mark (the beat retries marks left behind).
+Deleting a meeting marks it in ``ss:shreds``, then removes ``ss:meeting:{m}:keys``
+(crypto-shredding), then the rest; a worker rotates and retires the tenant key and clears
+the mark (the beat retries marks left behind).
+
+Keys written before the tags (``ss:meeting:m_1`` rather than ``ss:meeting:{m_1}``) are
+renamed once by ``sealscribe store migrate`` (:func:`tagged`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 PREFIX = "ss:"
+
+
+def _tag(entity_id: str) -> str:
+    """``{entity_id}``: a Redis Cluster hash tag. Keys with the same tag hash to the same
+    slot, so a meeting's keys (or a tenant's, or a webhook endpoint's) can change together in
+    one transaction or script on a cluster as on one Redis."""
+    return "{" + entity_id + "}"
+
 
 TENANTS = f"{PREFIX}tenants"
 
 
 def tenant(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}"
 
 
 def tenant_announcements(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}:announce"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}:announce"
 
 
 def tenant_meetings(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}:meetings"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}:meetings"
 
 
 def token_digest(raw_token: str) -> str:
@@ -162,7 +186,7 @@ def digest_of_token_key(key: str) -> str:
 
 
 def tenant_tokens(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}:tokens"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}:tokens"
 
 
 def ticket(raw_ticket: str) -> str:
@@ -173,40 +197,40 @@ def auth_failures(address: str) -> str:
     return f"{PREFIX}authfail:{address}"
 
 
-def sockets_meeting(meeting_id: str) -> str:
-    return f"{PREFIX}sockets:meeting:{meeting_id}"
+def sockets_meeting(tenant_id: str, meeting_id: str) -> str:
+    return f"{PREFIX}sockets:{_tag(tenant_id)}:meeting:{meeting_id}"
 
 
 def sockets_tenant(tenant_id: str) -> str:
-    return f"{PREFIX}sockets:tenant:{tenant_id}"
+    return f"{PREFIX}sockets:tenant:{_tag(tenant_id)}"
 
 
 def meeting(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}"
 
 
 def meeting_optout(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:optout"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:optout"
 
 
 def meeting_optin(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:optin"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:optin"
 
 
 def meeting_keys(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:keys"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:keys"
 
 
 def meeting_manifest(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:manifest"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:manifest"
 
 
 def meeting_outcomes(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:outcomes"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:outcomes"
 
 
 def meeting_subjects(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:subjects"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:subjects"
 
 
 def manifest_record(participant_id: str, n: int) -> str:
@@ -218,11 +242,11 @@ def manifest_count(participant_id: str) -> str:
 
 
 def meeting_audio(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:audio"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:audio"
 
 
 def audio(meeting_id: str, segment_id: str) -> str:
-    return f"{PREFIX}audio:{meeting_id}:{segment_id}"
+    return f"{PREFIX}audio:{_tag(meeting_id)}:{segment_id}"
 
 
 PENDING = f"{PREFIX}pending"
@@ -238,54 +262,54 @@ def parse_pending_member(member: str) -> tuple[str, str]:
 
 
 def lease(meeting_id: str, segment_id: str) -> str:
-    return f"{PREFIX}lease:{meeting_id}:{segment_id}"
+    return f"{PREFIX}lease:{_tag(meeting_id)}:{segment_id}"
 
 
 def meeting_transcript(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:transcript"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:transcript"
 
 
 def transcript(meeting_id: str, segment_id: str) -> str:
-    return f"{PREFIX}transcript:{meeting_id}:{segment_id}"
+    return f"{PREFIX}transcript:{_tag(meeting_id)}:{segment_id}"
 
 
 def audit(tenant_id: str) -> str:
-    return f"{PREFIX}audit:{tenant_id}"
+    return f"{PREFIX}audit:{_tag(tenant_id)}"
 
 
 def audit_head(tenant_id: str) -> str:
-    return f"{PREFIX}audit:{tenant_id}:head"
+    return f"{PREFIX}audit:{_tag(tenant_id)}:head"
 
 
 def meeting_captions(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:captions"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:captions"
 
 
 def meeting_interim(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:interim"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:interim"
 
 
 def meeting_interim_text(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:interimtext"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:interimtext"
 
 
 def meeting_interims(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:interims"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:interims"
 
 
 INTERIMS_WAITING = f"{PREFIX}interims:waiting"
 
 
 def meeting_events(meeting_id: str) -> str:
-    return f"{PREFIX}meeting:{meeting_id}:events"
+    return f"{PREFIX}meeting:{_tag(meeting_id)}:events"
 
 
 def bot(meeting_id: str) -> str:
-    return f"{PREFIX}bot:{meeting_id}"
+    return f"{PREFIX}bot:{_tag(meeting_id)}"
 
 
 def bot_owner(meeting_id: str) -> str:
-    return f"{PREFIX}bot:{meeting_id}:owner"
+    return f"{PREFIX}bot:{_tag(meeting_id)}:owner"
 
 
 #: Celery's queue (a Redis list named by the queue): task messages, ids only
@@ -310,59 +334,59 @@ def parse_shred_member(member: str) -> tuple[str, str]:
 
 
 def tenant_bots(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}:bots"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}:bots"
 
 
 def tenant_rate(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}:rate"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}:rate"
 
 
-def whip_meeting(meeting_id: str) -> str:
-    return f"{PREFIX}whip:meeting:{meeting_id}"
+def whip_meeting(tenant_id: str, meeting_id: str) -> str:
+    return f"{PREFIX}whip:{_tag(tenant_id)}:meeting:{meeting_id}"
 
 
 def whip_tenant(tenant_id: str) -> str:
-    return f"{PREFIX}whip:tenant:{tenant_id}"
+    return f"{PREFIX}whip:tenant:{_tag(tenant_id)}"
 
 
 def whip_owner(meeting_id: str) -> str:
-    return f"{PREFIX}whip:meeting:{meeting_id}:owner"
+    return f"{PREFIX}whip:meeting:{_tag(meeting_id)}:owner"
 
 
 def tenant_webhooks(tenant_id: str) -> str:
-    return f"{PREFIX}tenant:{tenant_id}:webhooks"
+    return f"{PREFIX}tenant:{_tag(tenant_id)}:webhooks"
 
 
 def webhook(endpoint_id: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}"
 
 
 def webhook_messages(endpoint_id: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:msgs"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:msgs"
 
 
 def webhook_recent(endpoint_id: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:recent"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:recent"
 
 
 def webhook_stream(endpoint_id: str, stream: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:q:{stream}"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:q:{stream}"
 
 
 def webhook_streams(endpoint_id: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:streams"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:streams"
 
 
 def webhook_tries(endpoint_id: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:tries"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:tries"
 
 
 def webhook_lock(endpoint_id: str, stream: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:lock:{stream}"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:lock:{stream}"
 
 
 def webhook_log(endpoint_id: str) -> str:
-    return f"{PREFIX}webhook:{endpoint_id}:log"
+    return f"{PREFIX}webhook:{_tag(endpoint_id)}:log"
 
 
 WEBHOOKS_DUE = f"{PREFIX}webhooks:due"
@@ -370,9 +394,37 @@ WEBHOOKS_AWAITING = f"{PREFIX}webhooks:awaiting"
 
 
 def webhook_ready(meeting_id: str) -> str:
-    return f"{PREFIX}webhooks:ready:{meeting_id}"
+    return f"{PREFIX}webhooks:ready:{_tag(meeting_id)}"
 
 
 def meeting_pattern(meeting_id: str) -> list[str]:
     """Patterns matching every per-segment key of a meeting (for deletion)."""
     return [audio(meeting_id, "*"), transcript(meeting_id, "*"), lease(meeting_id, "*")]
+
+
+# Key names from before the hash tags: (pattern, what the id becomes). The id is the first
+# group; the rest of the name is kept.
+_UNTAGGED = [
+    re.compile(rf"^({re.escape(PREFIX)}(?:tenant|meeting|audit|bot|webhook):)([^:{{}}]+)(:.*)?$"),
+    re.compile(rf"^({re.escape(PREFIX)}(?:audio|transcript|lease):)([^:{{}}]+)(:.*)$"),
+    re.compile(rf"^({re.escape(PREFIX)}(?:whip:meeting|webhooks:ready):)([^:{{}}]+)(:owner)?$"),
+    re.compile(rf"^({re.escape(PREFIX)}(?:sockets|whip):tenant:)([^:{{}}]+)()$"),
+]
+#: leases counted per meeting, named by meeting alone before the tags; they lapse within two
+#: lease periods, and their holders renew only what is counted: dropped, not renamed
+_UNTAGGED_LEASES = re.compile(rf"^{re.escape(PREFIX)}(?:sockets|whip):meeting:[^:{{}}]+$")
+
+
+def tagged(key: str) -> str | None:
+    """The name a key written before the hash tags has now: ``key`` itself where it needs
+    none (or has one already), None where it is a lease to drop (see ``migrate``)."""
+    if not key.startswith(PREFIX) or "{" in key:
+        return key
+    if _UNTAGGED_LEASES.match(key):
+        return None
+    for pattern in _UNTAGGED:
+        found = pattern.match(key)
+        if found:
+            head, entity, rest = found.groups()
+            return f"{head}{_tag(entity)}{rest or ''}"
+    return key

@@ -1,0 +1,87 @@
+"""A Redis Cluster of six real ``redis-server`` processes on loopback ports: three primaries,
+each with one replica, for the cluster tests and ``bench/scale.py --store cluster``.
+
+``redis-cli --cluster create`` spreads the 16384 slots over the primaries and gives each a
+replica. :attr:`Cluster.url` is the ``redis+cluster://`` URL sealscribe takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.harness.processes import wait_until
+from tests.harness.redis import RedisServer
+
+__all__ = ["NODES", "Cluster", "redis_cluster"]
+
+NODES = 6
+#: how long a node may be silent before the others call it down (and fail over)
+NODE_TIMEOUT_MS = 2000
+
+
+class Cluster:
+    """The six processes, started by :func:`redis_cluster`."""
+
+    def __init__(self, workdir: Path) -> None:
+        args = [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+        ]  # fmt: skip
+        self.nodes = [
+            RedisServer(workdir / f"node{i}", args=args, skip_hint=" (for Redis Cluster)")
+            for i in range(NODES)
+        ]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:3])
+        return f"redis+cluster://{hosts}"
+
+    def client(self) -> redis.RedisCluster:
+        """A plain cluster client (the tests' own, to look at what is stored)."""
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            client = redis.Redis(port=node.port, socket_connect_timeout=0.5, socket_timeout=2)
+            try:
+                info: Any = client.cluster("INFO")
+                if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) < NODES:
+                    return False
+            except (redis.RedisError, OSError):
+                return False
+            finally:
+                client.close()
+        return True
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start(20)
+        argv = ["redis-cli", "--cluster", "create"]
+        argv += [f"127.0.0.1:{node.port}" for node in self.nodes]
+        argv += ["--cluster-replicas", "1", "--cluster-yes"]
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+        wait_until(self._ok, 30, "every node of the cluster to agree it is ok")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@contextlib.contextmanager
+def redis_cluster(workdir: Path) -> Iterator[Cluster]:
+    """A cluster started for the block (every slot served, every node agreed); every process
+    stopped afterwards."""
+    cluster = Cluster(workdir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
