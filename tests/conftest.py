@@ -18,6 +18,7 @@ import redis
 
 from pipeline.config import Settings, get_settings
 from pipeline.runtime import Runtime
+from pipeline.store.connection import connect
 
 TESTS = Path(__file__).resolve().parent
 #: ../shared/data beside the checkout (where the test audio lives); tests skip without it
@@ -54,7 +55,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client = connect(TEST_REDIS_URL)  # the store's own kind of client (a cluster's, say)
     try:
         client.ping()
     except redis.ConnectionError as exc:  # pragma: no cover - environment problem

@@ -8,7 +8,10 @@ replica. :attr:`Cluster.url` is the ``redis+cluster://`` URL sealscribe takes.
 from __future__ import annotations
 
 import contextlib
+import random
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,22 @@ __all__ = ["NODES", "Cluster", "redis_cluster"]
 NODES = 6
 #: how long a node may be silent before the others call it down (and fail over)
 NODE_TIMEOUT_MS = 2000
+#: a node talks to the others on its port plus this
+BUS_OFFSET = 10000
+
+
+def _port() -> int:
+    """A free port whose cluster bus port (10000 above it, so at most 55535) is free too."""
+    for _ in range(100):
+        port = random.randint(20000, 55535)
+        try:
+            for p in (port, port + BUS_OFFSET):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class Cluster:
@@ -35,7 +54,9 @@ class Cluster:
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
         ]  # fmt: skip
         self.nodes = [
-            RedisServer(workdir / f"node{i}", args=args, skip_hint=" (for Redis Cluster)")
+            RedisServer(
+                workdir / f"node{i}", _port(), args=args, skip_hint=" (for Redis Cluster)"
+            )
             for i in range(NODES)
         ]
 
@@ -85,3 +106,22 @@ def redis_cluster(workdir: Path) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def main() -> None:
+    """``python -m tests.harness.cluster DIR``: start a cluster under DIR, write its URL to
+    DIR/url, and keep it up until SIGTERM or SIGINT (for CI's cluster stage and by hand)."""
+    import signal
+    import sys
+
+    workdir = Path(sys.argv[1])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with redis_cluster(workdir) as cluster:
+        (workdir / "url").write_text(cluster.url + "\n")
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()
