@@ -142,7 +142,7 @@ from keys.transit import TransitConfig
 from pipeline import faults
 from pipeline.egress import ALLOW_VAR, EgressPolicy
 from pipeline.errors import InvalidInput
-from pipeline.store.connection import SENTINEL_SCHEME, SentinelUrl
+from pipeline.store.connection import CLUSTER_SCHEME, SENTINEL_SCHEME, ClusterUrl, SentinelUrl
 
 __all__ = ["KEY_PROVIDERS", "Settings", "WebhookSettings", "get_settings"]
 
@@ -150,7 +150,7 @@ KEY_PROVIDERS = ("local", "transit")
 #: what SEALSCRIBE_BROKER_URL may be: a Redis, or RabbitMQ
 BROKER_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "amqp://", "amqps://")
 #: what SEALSCRIBE_REDIS_URL may be: a Redis, or a primary Redis Sentinel watches
-STORE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+STORE_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 DEFAULT_HOME = Path("~/.sealscribe").expanduser()
 
 
@@ -316,6 +316,21 @@ class Settings:
                 f"SEALSCRIBE_BROKER_URL must start with {', '.join(BROKER_SCHEMES)}; "
                 f"got a URL starting {broker_url.partition(':')[0]!r}"
             )
+        wait_replicas = _positive_int(
+            env, "SEALSCRIBE_REDIS_WAIT_REPLICAS", cls.redis_wait_replicas, minimum=0
+        )
+        if redis_url.startswith(CLUSTER_SCHEME):
+            ClusterUrl.parse(redis_url)  # its errors say what is wrong, never the password
+            if not broker_url:
+                raise InvalidInput(
+                    "a Redis Cluster store needs SEALSCRIBE_BROKER_URL (RabbitMQ: amqp://...): "
+                    "Celery has no transport for a cluster"
+                )
+            if wait_replicas:
+                raise InvalidInput(
+                    "SEALSCRIBE_REDIS_WAIT_REPLICAS is for a primary with replicas (one Redis "
+                    "or Sentinel); on a cluster, set min-replicas-to-write on its primaries"
+                )
         provider = env.get("SEALSCRIBE_KEY_PROVIDER") or cls.key_provider
         if provider not in KEY_PROVIDERS:
             raise InvalidInput(
@@ -329,9 +344,7 @@ class Settings:
         return cls(
             redis_url=redis_url,
             broker_url=broker_url,
-            redis_wait_replicas=_positive_int(
-                env, "SEALSCRIBE_REDIS_WAIT_REPLICAS", cls.redis_wait_replicas, minimum=0
-            ),
+            redis_wait_replicas=wait_replicas,
             redis_wait_ms=_wait_ms(env, cls.redis_wait_ms),
             home=home,
             key_provider=provider,

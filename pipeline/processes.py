@@ -73,15 +73,18 @@ def _running(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
 
 def _pings(url: str) -> bool:
     """Whether Redis answers at ``url`` (a plain URL is given half a second to connect)."""
-    from pipeline.store.connection import SENTINEL_SCHEME, connect
+    from pipeline.store.connection import CLUSTER_SCHEME, SENTINEL_SCHEME, connect
 
-    if url.startswith(SENTINEL_SCHEME):
-        client = connect(url)
-    else:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    try:  # a cluster client asks its nodes for the slots as it is made
+        if url.startswith((SENTINEL_SCHEME, CLUSTER_SCHEME)):
+            client = connect(url)
+        else:
+            client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    except (redis.RedisError, OSError):
+        return False
     try:
         return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except (redis.RedisError, OSError):
         return False
     finally:
         client.close()

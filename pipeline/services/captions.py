@@ -307,14 +307,14 @@ class CaptionHub:
                     )
                 )
 
-    async def _xread(self, streams: dict[str, str], by_stream: dict[str, str]) -> list[Any]:
+    async def _xread(self, streams: Any, by_stream: dict[str, str]) -> list[Any]:
         """XREAD ``streams``. A cluster serves one slot per command, so there it is one
         XREAD per slot's streams, all at once: a wake from any comes as soon as it is read,
         and the next round starts once every one has answered (within ``READ_BLOCK_MS``)."""
         if not self._cluster:
             got: Any = await self.redis.xread(streams, count=1000, block=READ_BLOCK_MS)
             return list(got or [])
-        by_slot: dict[int, dict[str, str]] = {}
+        by_slot: dict[int, Any] = {}
         for stream, last in streams.items():
             by_slot.setdefault(key_slot(stream.encode()), {})[stream] = last
         out: list[Any] = []

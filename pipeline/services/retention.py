@@ -71,7 +71,10 @@ def purge_expired(rt: Runtime, now: float | None = None) -> PurgeReport:
     for member in r.zrange(schema.PENDING, 0, -1):
         meeting_id, sid = schema.parse_pending_member(as_str(member))
         if not r.exists(schema.audio(meeting_id, sid)):
-            rt.store.segments.delete_audio(meeting_id, sid)
+            # only the entry: a segment is listed just before its audio is stored, and
+            # audio stored meanwhile must stay (its own task still transcribes it); the
+            # meeting's own index is checked below
+            rt.store.segments.unindex(meeting_id, sid)
             stale += 1
     shredded = 0
     for tenant in rt.store.tenants.list():

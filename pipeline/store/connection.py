@@ -181,11 +181,11 @@ def connect(url: str) -> redis.Redis:
     Sentinel URL, one that follows the primary through failovers; on a Cluster URL, a
     cluster client (typed as ``Redis``: it answers the same commands, one slot at a time)."""
     if is_cluster(url):
-        where = ClusterUrl.parse(url)
+        nodes = ClusterUrl.parse(url)
         cluster = redis.RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in where.nodes],
+            startup_nodes=[ClusterNode(h, p) for h, p in nodes.nodes],  # type: ignore[no-untyped-call]
             health_check_interval=30,
-            **where.options(),
+            **nodes.options(),
             **_OPTIONS,
         )
         return cast(redis.Redis, cluster)
@@ -206,10 +206,10 @@ def connect_async(url: str, **options: Any) -> aioredis.Redis:
     """An asyncio client for ``url`` (``options`` as redis-py takes them); on a Sentinel
     URL, one that follows the primary; on a Cluster URL, a cluster client."""
     if is_cluster(url):
-        where = ClusterUrl.parse(url)
+        nodes = ClusterUrl.parse(url)
         cluster = aioredis.RedisCluster(
-            startup_nodes=[AsyncClusterNode(h, p) for h, p in where.nodes],
-            **where.options(),
+            startup_nodes=[AsyncClusterNode(h, p) for h, p in nodes.nodes],
+            **nodes.options(),
             **options,
         )
         return cast(aioredis.Redis, cluster)

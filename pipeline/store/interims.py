@@ -34,8 +34,8 @@ AUDIO_TTL = 60
 TEXT_TTL = 120
 
 # "SEQ:PART:" + sealed blob; a slot takes only what is newer than it holds.
-# KEYS: slot hash, counts hash, waiting zset
-# ARGV: participant, seq, part, blob, ttl, waiting member, now
+# KEYS: slot hash, counts hash
+# ARGV: participant, seq, part, blob, ttl
 _PUT_AUDIO = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local seq, part = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -47,16 +47,13 @@ if cur then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[7]) - tonumber(ARGV[5]))
 return 1
 """
 
-# KEYS: slot hash, waiting zset; ARGV: participant, waiting member
+# KEYS: slot hash; ARGV: participant
 _TAKE_AUDIO = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then redis.call('HDEL', KEYS[1], ARGV[1]) end
-redis.call('ZREM', KEYS[2], ARGV[2])
 return cur
 """
 
@@ -128,9 +125,7 @@ class InterimStore:
         self.r = r
         self._put_audio = r.register_script(_PUT_AUDIO)
         self._take_audio = r.register_script(_TAKE_AUDIO)
-        self._drop_audio = r.register_script(_DROP_AUDIO)
         self._put_text = r.register_script(_PUT_TEXT)
-        self._clear_text = r.register_script(_CLEAR_TEXT)
 
     @redis_errors
     def put_audio(self, sealed: SealedSegment, part: int) -> bool:
@@ -138,22 +133,17 @@ class InterimStore:
         participant's newest interim; False if the slot already holds a newer one. An older
         interim still waiting there is overwritten untranscribed (counted ``superseded``)."""
         meeting_id, participant_id = sealed.meeting_id, sealed.participant_id
+        # the waiting index (a slot of its own on a cluster) first: a crash before the
+        # slot is written leaves an entry that points at nothing, which takers skip
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(schema.INTERIMS_WAITING, {schema.pending_member(meeting_id, participant_id): now})
+        pipe.zremrangebyscore(schema.INTERIMS_WAITING, "-inf", now - AUDIO_TTL)
+        pipe.execute()
         return bool(
             self._put_audio(
-                keys=[
-                    schema.meeting_interim(meeting_id),
-                    schema.meeting_interims(meeting_id),
-                    schema.INTERIMS_WAITING,
-                ],
-                args=[
-                    participant_id,
-                    sealed.seq,
-                    part,
-                    sealed.sealed,
-                    AUDIO_TTL,
-                    schema.pending_member(meeting_id, participant_id),
-                    time.time(),
-                ],
+                keys=[schema.meeting_interim(meeting_id), schema.meeting_interims(meeting_id)],
+                args=[participant_id, sealed.seq, part, sealed.sealed, AUDIO_TTL],
             )
         )
 
@@ -161,10 +151,9 @@ class InterimStore:
     def take_audio(self, meeting_id: str, participant_id: str) -> tuple[int, SealedSegment] | None:
         """Take (and remove) the participant's newest interim audio: (part, sealed), or
         None when another task took it, a final replaced it, or it expired."""
-        raw = self._take_audio(
-            keys=[schema.meeting_interim(meeting_id), schema.INTERIMS_WAITING],
-            args=[participant_id, schema.pending_member(meeting_id, participant_id)],
-        )
+        raw = self._take_audio(keys=[schema.meeting_interim(meeting_id)], args=[participant_id])
+        # then out of the waiting index (after: see put_audio)
+        self.r.zrem(schema.INTERIMS_WAITING, schema.pending_member(meeting_id, participant_id))
         return _slot(meeting_id, participant_id, raw)
 
     @redis_errors
@@ -184,10 +173,14 @@ class InterimStore:
     def drop_audio(self, pipe: Any, meeting_id: str, participant_id: str, seq: int) -> None:
         """In ``pipe``: the final of utterance ``seq`` is stored, so an interim of it (or
         of an earlier one) still waiting is dropped untranscribed (counted ``superseded``)."""
-        self._drop_audio(
-            keys=[schema.meeting_interim(meeting_id), schema.meeting_interims(meeting_id)],
-            args=[participant_id, seq],
-            client=pipe,
+        # EVAL, not EVALSHA: a node need not have the script cached when the transaction runs
+        pipe.eval(
+            _DROP_AUDIO,
+            2,
+            schema.meeting_interim(meeting_id),
+            schema.meeting_interims(meeting_id),
+            participant_id,
+            seq,
         )
 
     @redis_errors
@@ -231,10 +224,13 @@ class InterimStore:
         (and any earlier one) and their caption stream entries go."""
         if faults.on("keep-interims"):
             return
-        self._clear_text(
-            keys=[schema.meeting_interim_text(meeting_id), schema.meeting_captions(meeting_id)],
-            args=[participant_id, seq],
-            client=pipe,
+        pipe.eval(  # EVAL: see drop_audio
+            _CLEAR_TEXT,
+            2,
+            schema.meeting_interim_text(meeting_id),
+            schema.meeting_captions(meeting_id),
+            participant_id,
+            seq,
         )
 
     @redis_errors

@@ -24,22 +24,14 @@ __all__ = ["MEETING_ENDED", "POLICY_CHANGED", "SPEAKERS_TALKING", "SPEAKERS_TRAC
 POLICY_CHANGED = "policy"
 MEETING_ENDED = "ended"
 
-# Create a meeting (its record, its wrapped keys, its place in the tenant's index) unless the
-# tenant already holds ARGV[2] meetings (0: no limit). KEYS: meeting, keys, tenant meetings.
-# ARGV: meeting id, limit, the number of record fields, then field/value pairs of the record,
-# then use/wrapped-key pairs.
-_CREATE = """
+# Give a meeting its place in the tenant's index unless the tenant already holds ARGV[2]
+# meetings (0: no limit). KEYS: tenant meetings. ARGV: meeting id, limit.
+_ADMIT = """
 local limit = tonumber(ARGV[2])
-if limit > 0 and redis.call('SCARD', KEYS[3]) >= limit then
+if limit > 0 and redis.call('SCARD', KEYS[1]) >= limit then
   return 0
 end
-local n = tonumber(ARGV[3])
-local record, wrapped = {}, {}
-for i = 4, 3 + 2 * n do record[#record + 1] = ARGV[i] end
-for i = 4 + 2 * n, #ARGV do wrapped[#wrapped + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(record))
-redis.call('HSET', KEYS[2], unpack(wrapped))
-redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -79,7 +71,7 @@ class MeetingStore:
         self.r = r
         self.durable = durable if durable is not None else Durable(r)
         self._replace = r.register_script(_REPLACE)
-        self._create = r.register_script(_CREATE)
+        self._admit = r.register_script(_ADMIT)
         self._add_participant = r.register_script(_ADD_PARTICIPANT)
 
     @redis_errors
@@ -96,7 +88,12 @@ class MeetingStore:
     ) -> Meeting | None:
         """Store a new meeting with its wrapped data keys; None (nothing stored) if the
         tenant already holds ``limit`` meetings (0: no limit). Checked and stored atomically,
-        so concurrent creates cannot pass the limit together."""
+        so concurrent creates cannot pass the limit together.
+
+        The record and keys (the meeting's slot) are written first, then its place in the
+        tenant's index (the tenant's slot), which is where the limit is checked; over the
+        limit, the record goes again. A crash in between leaves a record nobody lists,
+        holding no content: never an index entry without its record."""
         meeting = Meeting(
             id=meeting_id,
             tenant_id=tenant_id,
@@ -106,7 +103,7 @@ class MeetingStore:
             translate=translate,
             consent_mode=consent_mode,
         )
-        record: dict[str, str | int] = {
+        record: dict[Any, Any] = {
             "tenant": tenant_id,
             "created": repr(meeting.created),
             "transcription": int(transcription),
@@ -114,17 +111,17 @@ class MeetingStore:
             "translate": int(translate),
             "consent": consent_mode,
         }
-        args: list[str | int] = [meeting.id, limit, len(record)]
-        for field, value in record.items():
-            args += [field, value]
-        for use, w in wrapped.items():
-            args += [use.value, w.to_str()]
-        keys = [
-            schema.meeting(meeting.id),
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(schema.meeting(meeting.id), mapping=record)
+        pipe.hset(
             schema.meeting_keys(meeting.id),
-            schema.tenant_meetings(tenant_id),
-        ]
-        return meeting if self._create(keys=keys, args=args) else None
+            mapping={u.value: w.to_str() for u, w in wrapped.items()},
+        )
+        pipe.execute()
+        if self._admit(keys=[schema.tenant_meetings(tenant_id)], args=[meeting.id, limit]):
+            return meeting
+        self.r.delete(schema.meeting(meeting.id), schema.meeting_keys(meeting.id))
+        return None
 
     @redis_errors
     def set_speaker_source(self, meeting_id: str, source: str) -> None:
@@ -183,8 +180,8 @@ class MeetingStore:
         for mid in ids:
             try:
                 meetings.append(self.get(mid))
-            except NotFound:
-                continue  # deleted while we listed
+            except NotFound:  # deleted (a record goes before its index entry: see delete)
+                self.r.srem(schema.tenant_meetings(tenant_id), mid)
         return sorted(meetings, key=lambda m: m.created)
 
     @redis_errors
@@ -194,9 +191,9 @@ class MeetingStore:
         pipe.hset(schema.meeting(meeting_id), "transcription", int(on))
         if not on:  # an utterance's interim audio and caption go with the switch
             pipe.delete(schema.meeting_interim(meeting_id), schema.meeting_interim_text(meeting_id))
-        pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
         self.durable.confirm(w, f"the switch of meeting {meeting_id}")
+        self.notify(meeting_id)
 
     @redis_errors
     def set_opt_out(self, meeting_id: str, participant_id: str, opted_out: bool) -> None:
@@ -213,20 +210,18 @@ class MeetingStore:
         else:
             pipe.srem(schema.meeting_optout(meeting_id), participant_id)
             pipe.sadd(schema.meeting_optin(meeting_id), participant_id)
-        pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
         pipe.execute()
         self.durable.confirm(w, f"an opt-out or consent in meeting {meeting_id}")
+        self.notify(meeting_id)
 
     @redis_errors
     def set_consent_mode(self, meeting_id: str, mode: str) -> None:
         """``notice`` or ``opt-in``; switching to ``opt-in`` drops the interims of whoever
         has not consented (capture is told at once and stops keeping their audio)."""
         w = self.durable.client()
-        pipe = w.pipeline(transaction=True)
-        pipe.hset(schema.meeting(meeting_id), "consent", mode)
-        pipe.publish(schema.meeting_events(meeting_id), POLICY_CHANGED)
-        pipe.execute()
+        w.hset(schema.meeting(meeting_id), "consent", mode)
         self.durable.confirm(w, f"the consent mode of meeting {meeting_id}")
+        self.notify(meeting_id)
 
     @redis_errors
     def notify(self, meeting_id: str, event: str = POLICY_CHANGED) -> None:
@@ -308,16 +303,18 @@ class MeetingStore:
 
     @redis_errors
     def shred(self, meeting: Meeting) -> None:
-        """Destroy the meeting's wrapped data keys and, in the same transaction, mark it as
-        waiting for its tenant key's rotation and retirement (:meth:`pending_shreds`), so
-        that no failure can leave the keys destroyed but their backups' key versions live
-        without a mark that says so."""
+        """Mark the meeting as waiting for its tenant key's rotation and retirement
+        (:meth:`pending_shreds`), then destroy its wrapped data keys, so that no failure can
+        leave the keys destroyed but their backups' key versions live without a mark that
+        says so (a crash in between leaves a mark whose rotation is merely early)."""
         w = self.durable.client()
-        pipe = w.pipeline(transaction=True)
-        pipe.delete(schema.meeting_keys(meeting.id))
-        pipe.zadd(schema.SHREDS, {schema.shred_member(meeting.tenant_id, meeting.id): time.time()})
-        pipe.execute()
+        self._mark_shred(w, meeting.tenant_id, meeting.id)
+        w.delete(schema.meeting_keys(meeting.id))
         self.durable.confirm(w, f"the keys of meeting {meeting.id} destroyed")
+
+    @staticmethod
+    def _mark_shred(w: Redis, tenant_id: str, meeting_id: str) -> None:
+        w.zadd(schema.SHREDS, {schema.shred_member(tenant_id, meeting_id): time.time()})
 
     @redis_errors
     def pending_shreds(
@@ -363,14 +360,13 @@ class MeetingStore:
             for sid in self.r.zrange(schema.meeting_audio(meeting.id), 0, -1)
         ]
         w = self.durable.client()
-        pipe = w.pipeline(transaction=True)
-        pipe.delete(*doomed)
-        if pending:
-            pipe.zrem(schema.PENDING, *pending)
-        pipe.srem(schema.tenant_meetings(meeting.tenant_id), meeting.id)
-        pipe.publish(schema.meeting_events(meeting.id), MEETING_ENDED)
-        pipe.execute()
+        w.delete(*doomed)  # one slot (the meeting's), so one command: atomic
         self.durable.confirm(w, f"meeting {meeting.id} deleted")
+        # then the entries pointing at it (other slots), after: see schema
+        if pending:
+            self.r.zrem(schema.PENDING, *pending)
+        self.r.srem(schema.tenant_meetings(meeting.tenant_id), meeting.id)
+        self.notify(meeting.id, MEETING_ENDED)
 
     @redis_errors
     def participants(self, meeting_id: str) -> set[str]:
@@ -426,19 +422,19 @@ class MeetingStore:
                 events.append(entry_id)
         own_keys = self.has_participant_keys(m, p)
         w = self.durable.client()
+        if not keep_keys:  # marked first, as for a delete (see shred)
+            self._mark_shred(w, meeting.tenant_id, m)
         pipe = w.pipeline(transaction=True)
         if not keep_keys:
             pipe.hdel(
                 schema.meeting_keys(m), key_slot(KeyUse.AUDIO, p), key_slot(KeyUse.TRANSCRIPT, p)
             )
-            pipe.zadd(schema.SHREDS, {schema.shred_member(meeting.tenant_id, m): time.time()})
         doomed = [schema.audio(m, s) for s in audio] + [schema.transcript(m, s) for s in text]
         doomed += [schema.lease(m, s) for s in audio]
         if doomed:
             pipe.delete(*doomed)
         if audio:
             pipe.zrem(schema.meeting_audio(m), *audio)
-            pipe.zrem(schema.PENDING, *(schema.pending_member(m, s) for s in audio))
         if text:
             pipe.zrem(schema.meeting_transcript(m), *text)
         if fields:
@@ -454,6 +450,8 @@ class MeetingStore:
         pipe.hdel(schema.meeting_subjects(m), p)
         pipe.execute()
         self.durable.confirm(w, f"an erasure in meeting {m}")  # erased stays erased
+        if audio:  # out of the global index after (see schema)
+            self.r.zrem(schema.PENDING, *(schema.pending_member(m, s) for s in audio))
         return len(audio), len(text), own_keys
 
     def _sids(self, key: str) -> builtins.list[str]:

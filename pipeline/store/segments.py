@@ -18,16 +18,14 @@ CAPTION_HISTORY = 10_000
 
 
 # Store a sealed audio segment and, atomically, record it in its participant's manifest as
-# record n, iff the manifest still has exactly n records. KEYS: audio, meeting audio, pending,
-# manifest. ARGV: sealed, ttl, sid, seq, pending member, now, count field, n, record field,
-# record.
+# record n, iff the manifest still has exactly n records. KEYS: audio, meeting audio,
+# manifest. ARGV: sealed, ttl, sid, seq, count field, n, record field, record.
 _PUT_RECORDED = """
-local n = tonumber(redis.call('HGET', KEYS[4], ARGV[7]) or '0')
-if n ~= tonumber(ARGV[8]) then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')
+if n ~= tonumber(ARGV[6]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
-redis.call('HSET', KEYS[4], ARGV[9], ARGV[10], ARGV[7], n + 1)
+redis.call('HSET', KEYS[3], ARGV[7], ARGV[8], ARGV[5], n + 1)
 return 1
 """
 
@@ -51,11 +49,11 @@ class SegmentStore:
         """Store a sealed audio segment (idempotent) for at most ``ttl`` seconds (the
         longest it may wait untranscribed) and return its id."""
         sid = segment.segment_id
+        self._index(segment.meeting_id, sid)
         w = self.durable.client()
         pipe = w.pipeline(transaction=True)
         pipe.set(schema.audio(segment.meeting_id, sid), segment.sealed, ex=ttl or self.audio_ttl)
         pipe.zadd(schema.meeting_audio(segment.meeting_id), {sid: segment.seq})
-        pipe.zadd(schema.PENDING, {schema.pending_member(segment.meeting_id, sid): time.time()})
         # the utterance is final now: an interim of it still waiting is moot
         self.interims.drop_audio(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
@@ -69,13 +67,13 @@ class SegmentStore:
         records (another writer got there first: read :meth:`manifest_count` again)."""
         sid, meeting_id = segment.segment_id, segment.meeting_id
         participant = segment.participant_id
+        self._index(meeting_id, sid)  # (left pointing at nothing when this one loses)
         w = self.durable.client()
         stored = self._put_recorded(
             client=w,
             keys=[
                 schema.audio(meeting_id, sid),
                 schema.meeting_audio(meeting_id),
-                schema.PENDING,
                 schema.meeting_manifest(meeting_id),
             ],
             args=[
@@ -83,8 +81,6 @@ class SegmentStore:
                 ttl,
                 sid,
                 segment.seq,
-                schema.pending_member(meeting_id, sid),
-                time.time(),
                 schema.manifest_count(participant),
                 n,
                 schema.manifest_record(participant, n),
@@ -97,6 +93,12 @@ class SegmentStore:
             self.interims.drop_audio(pipe, meeting_id, participant, segment.seq)
             pipe.execute()
         return bool(stored)
+
+    def _index(self, meeting_id: str, sid: str) -> None:
+        """List a segment in ``ss:pending`` (a slot of its own on a cluster) before its audio
+        is stored: a crash in between leaves an entry without audio, which every reader
+        treats as audio gone (expired) and the retention sweep drops."""
+        self.r.zadd(schema.PENDING, {schema.pending_member(meeting_id, sid): time.time()})
 
     @redis_errors
     def manifest_count(self, meeting_id: str, participant_id: str) -> int:
@@ -146,7 +148,9 @@ class SegmentStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(schema.audio(meeting_id, sid))
         self._forget(pipe, meeting_id, sid)
-        return bool(pipe.execute()[0])
+        deleted = bool(pipe.execute()[0])
+        self.unindex(meeting_id, sid)
+        return deleted
 
     @redis_errors
     def forget(self, meeting_id: str, sid: str) -> bool:
@@ -155,13 +159,21 @@ class SegmentStore:
         or purged leaves no index entry)."""
         pipe = self.r.pipeline(transaction=True)
         self._forget(pipe, meeting_id, sid)
-        return bool(pipe.execute()[0])
+        indexed = bool(pipe.execute()[0])
+        self.unindex(meeting_id, sid)
+        return indexed
 
     @staticmethod
     def _forget(pipe: Any, meeting_id: str, sid: str) -> None:
+        """In ``pipe`` (the meeting's slot): the segment leaves the meeting's index and
+        lease; :meth:`unindex` then takes it out of ``ss:pending``."""
         pipe.zrem(schema.meeting_audio(meeting_id), sid)
-        pipe.zrem(schema.PENDING, schema.pending_member(meeting_id, sid))
         pipe.delete(schema.lease(meeting_id, sid))
+
+    @redis_errors
+    def unindex(self, meeting_id: str, sid: str) -> None:
+        """Out of ``ss:pending``, after the meeting's own records changed (see :meth:`_index`)."""
+        self.r.zrem(schema.PENDING, schema.pending_member(meeting_id, sid))
 
     @redis_errors
     def claim(self, meeting_id: str, sid: str, owner: str, ttl: int) -> bool:
@@ -262,6 +274,7 @@ class SegmentStore:
         self.interims.clear_text(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
         self.durable.confirm(w, f"the transcript of {segment.meeting_id}/{sid}")
+        self.unindex(segment.meeting_id, sid)
 
     @redis_errors
     def transcript_count(self, meeting_id: str) -> int:

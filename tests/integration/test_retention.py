@@ -18,6 +18,7 @@ from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
 from pipeline.services.retention import purge_expired, set_retention
+from pipeline.store import schema
 
 
 def test_content_expires_and_the_meeting_is_shredded(
@@ -35,20 +36,20 @@ def test_content_expires_and_the_meeting_is_shredded(
         0,
         services.get_tenant(rt, tenant.id).transcript_ttl,
     )
-    assert 0 < redis_client.ttl(f"ss:audio:{m.id}:p.0") <= 1
-    assert 0 < redis_client.ttl(f"ss:transcript:{m.id}:p.1") <= 2
+    assert 0 < redis_client.ttl(schema.audio(m.id, "p.0")) <= 1
+    assert 0 < redis_client.ttl(schema.transcript(m.id, "p.1")) <= 2
     other = services.create_tenant(rt, "Other")[0]
     fresh = services.create_meeting(rt, other.id)  # default retention: untouched
 
     time.sleep(2.5)
-    assert not redis_client.exists(f"ss:audio:{m.id}:p.0", f"ss:transcript:{m.id}:p.1")
+    assert not redis_client.exists(schema.audio(m.id, "p.0"), schema.transcript(m.id, "p.1"))
     backup = {k: redis_client.dump(k) for k in redis_client.scan_iter("*")}
     report = purge_expired(rt)
     assert report.meetings_shredded == 1 and report.stale_index_entries >= 2
     with pytest.raises(NotFound):
         services.get_meeting(rt, m.id)
     assert services.get_meeting(rt, fresh.id).id == fresh.id
-    assert redis_client.zcard("ss:pending") == 0
+    assert redis_client.zcard(schema.PENDING) == 0
     assert [
         e.outcome for e in services.audit_show(rt, tenant.id, limit=1000) if e.action == "shred"
     ] == ["retention"]

@@ -32,6 +32,7 @@ from pipeline.models import Scope
 from pipeline.net import free_port
 from pipeline.processes import wait_until
 from pipeline.services.tokens import create_token
+from pipeline.store import schema
 from tests.harness.processes import ApiProcess
 from tests.harness.stack import T
 from tests.security.fake_janus import fake_janus
@@ -233,7 +234,7 @@ def test_delete_shreds_in_the_background(stack: TenantStack) -> None:
             assert took < 5, f"the delete took {took:.1f} s"
             assert http.get(f"/v1/meetings/{doomed}").status_code == 404
             assert doomed not in [m["id"] for m in http.get("/v1/meetings").json()]
-            assert not stack.rt.store.redis.exists(f"ss:meeting:{doomed}:keys")
+            assert not stack.rt.store.redis.exists(schema.meeting_keys(doomed))
             meeting = (a.id, doomed)
             assert meeting in stack.rt.store.meetings.pending_shreds(a.id)
             time.sleep(4)  # the worker tries (and fails) meanwhile: still pending
