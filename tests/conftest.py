@@ -19,6 +19,7 @@ import redis
 from pipeline.config import Settings, get_settings
 from pipeline.runtime import Runtime
 from pipeline.store.connection import connect
+from tests.harness.processes import TEST_BROKER_URL
 
 TESTS = Path(__file__).resolve().parent
 #: ../shared/data beside the checkout (where the test audio lives); tests skip without it
@@ -73,6 +74,7 @@ def settings(
     home = tmp_path / "home"
     monkeypatch.setenv("SEALSCRIBE_HOME", str(home))
     monkeypatch.setenv("SEALSCRIBE_REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("SEALSCRIBE_BROKER_URL", TEST_BROKER_URL)  # (empty: the store's Redis)
     monkeypatch.setenv("SEALSCRIBE_KEY_PROVIDER", "local")
     get_settings.cache_clear()
     yield get_settings()

@@ -6,7 +6,18 @@ import os
 
 import typer
 
-from pipeline.cli import audit, keys, meeting, participant, serve, tenant, token, webhook, work
+from pipeline.cli import (
+    audit,
+    keys,
+    meeting,
+    participant,
+    serve,
+    store,
+    tenant,
+    token,
+    webhook,
+    work,
+)
 from pipeline.cli.output import JsonOption, console, emit, guarded, runtime
 from pipeline.demo import run_demo
 from pipeline.errors import OURS
@@ -26,6 +37,7 @@ app.add_typer(meeting.app, name="meeting")
 app.add_typer(audit.app, name="audit")
 app.add_typer(participant.app, name="participant")
 app.add_typer(webhook.app, name="webhook")
+app.add_typer(store.app, name="store")
 app.command("worker")(work.worker)
 app.command("transcribe")(work.transcribe)
 app.command("scan")(work.scan)

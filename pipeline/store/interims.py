@@ -174,7 +174,8 @@ class InterimStore:
         """In ``pipe``: the final of utterance ``seq`` is stored, so an interim of it (or
         of an earlier one) still waiting is dropped untranscribed (counted ``superseded``)."""
         # EVAL, not EVALSHA: a node need not have the script cached when the transaction runs
-        pipe.eval(
+        pipe.execute_command(  # (a cluster's pipeline has no eval())
+            "EVAL",
             _DROP_AUDIO,
             2,
             schema.meeting_interim(meeting_id),
@@ -224,7 +225,8 @@ class InterimStore:
         (and any earlier one) and their caption stream entries go."""
         if faults.on("keep-interims"):
             return
-        pipe.eval(  # EVAL: see drop_audio
+        pipe.execute_command(  # EVAL: see drop_audio
+            "EVAL",
             _CLEAR_TEXT,
             2,
             schema.meeting_interim_text(meeting_id),

@@ -54,9 +54,7 @@ class Cluster:
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
         ]  # fmt: skip
         self.nodes = [
-            RedisServer(
-                workdir / f"node{i}", _port(), args=args, skip_hint=" (for Redis Cluster)"
-            )
+            RedisServer(workdir / f"node{i}", _port(), args=args, skip_hint=" (for Redis Cluster)")
             for i in range(NODES)
         ]
 

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from pipeline import egress
 from pipeline.capture.ice import configure_ice
 from pipeline.config import get_settings
 from pipeline.egress import EgressPolicy
 from pipeline.queue import use_broker
+from pipeline.store.connection import connect
 from tests.harness.processes import (
     WORKER_REDIS_URL,
     WorkerProcess,
@@ -28,7 +28,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("worker-home")
     private_tmp = tmp_path_factory.mktemp("worker-tmp")  # the worker's temp directory
     values = worker_env(home, TMPDIR=str(private_tmp))
-    r = redis.Redis.from_url(WORKER_REDIS_URL)
+    r = connect(WORKER_REDIS_URL)  # (a cluster's client where the worker store is one)
     r.flushdb()
     purge_broker(broker_for(WORKER_REDIS_URL))
     with pytest.MonkeyPatch.context() as mp:

@@ -48,6 +48,7 @@ from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
 from pipeline.services.retention import MAX_AUDIO_TTL, MAX_TRANSCRIPT_TTL
 from tests.conftest import TEST_REDIS_URL
+from tests.harness.processes import broker_for
 
 #: bad requests carry this; no response may ever contain it
 CANARY = "zebra-canary-7f3a"
@@ -276,7 +277,7 @@ def app_rt(rt: Runtime) -> Iterator[Runtime]:
     # tasks land in the flushed test database
     rt.settings = dataclasses.replace(rt.settings, ice_hosts="127.0.0.1")
     egress.configure(EgressPolicy.parse("127.0.0.1"))
-    use_broker(TEST_REDIS_URL)
+    use_broker(broker_for(TEST_REDIS_URL))
     yield rt
     egress.configure(None)
     configure_ice("")

@@ -23,13 +23,14 @@ from pipeline.queue import use_broker
 from pipeline.runtime import Runtime
 from pipeline.services.bots import bot_status, join_meeting, leave_meeting
 from tests.conftest import TEST_REDIS_URL
+from tests.harness.processes import broker_for
 
 JFK = Path(__file__).resolve().parents[2] / "pipeline" / "demo_data" / "jfk.ogg"
 
 
 @pytest.fixture(autouse=True)
 def broker() -> Iterator[None]:
-    use_broker(TEST_REDIS_URL)
+    use_broker(broker_for(TEST_REDIS_URL))
     yield
 
 

@@ -23,7 +23,7 @@ def test_a_file_honours_the_policy_and_the_capture_fault_reaches_it(
     tenant, _ = services.create_tenant(rt, "Acme")
     meeting = services.create_meeting(rt, tenant.id, transcription=True)
     services.set_consent(rt, meeting.id, "olive", opted_out=True)
-    use_broker(rt.settings.redis_url)  # the queued tasks are never consumed
+    use_broker(rt.settings.broker)  # the queued tasks are never consumed
 
     stats = capture_segments(rt, meeting, [segment("olive", 0), segment("alice", 1)])
     assert (stats.sealed, stats.stored, stats.dropped_policy) == (1, 1, 1)

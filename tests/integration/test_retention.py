@@ -28,7 +28,7 @@ def test_content_expires_and_the_meeting_is_shredded(
     kept = set_retention(rt, tenant.id, transcript_ttl=2, audio_ttl=1)
     assert (kept.transcript_ttl, kept.audio_ttl) == (2, 1)
     m = services.create_meeting(rt, tenant.id, transcription=True)
-    use_broker(rt.settings.redis_url)  # the queued task is never consumed
+    use_broker(rt.settings.broker)  # the queued task is never consumed
     capture_segments(rt, m, [AudioSegment("p", 0, 0, 16000, bytes(3200))])
     key = services.data_key(rt, m, KeyUse.TRANSCRIPT, Purpose.TRANSCRIBE)
     rt.store.segments.complete(
