@@ -2,14 +2,24 @@
 
     .venv/bin/python -m bench.scale [--workers 1,2,3] [--mode live|file] [--threads N]
                                     [--broker redis] [--broker amqp://...]
+                                    [--store redis] [--store cluster] [--files N] [--json]
 
 Each worker is its own ``sealscribe worker -c 1`` process (as one pod or container each would
-be), started fresh for every row, all against one Redis database that the benchmark flushes
-(``--redis-url``, default db 11). Celery's messages wait in that Redis too, or, with
-``--broker amqp://...``, in RabbitMQ (durable quorum queues, publisher confirms); several
-``--broker`` options run every row on each, side by side in one table. The corpus is
-bench/transcribe.py's (the ten fleurs-en clips and the four AMI ES2004 headset sources),
-one meeting per file:
+be), started fresh for every row, all against one store that the benchmark flushes:
+
+* ``--store redis`` (the default): one Redis database (``--redis-url``, default db 11);
+* ``--store cluster``: a Redis Cluster of six nodes on loopback ports (three primaries, each
+  with a replica: ``tests/harness/cluster.py``) that the benchmark starts for its rows and
+  stops after; the workers take its ``redis+cluster://`` URL. A cluster carries no Celery
+  messages, so it needs a RabbitMQ broker: ``--store cluster`` with ``--broker redis`` (or
+  no ``--broker``) is refused.
+
+Celery's messages wait in the store's Redis too (``--broker redis``, the default), or, with
+``--broker amqp://...``, in RabbitMQ (durable quorum queues, publisher confirms). Several
+``--store`` and ``--broker`` options run every row on each combination of them, side by side
+in one table (and one JSON), each row labelled with its store and broker. The corpus is
+bench/transcribe.py's (the ten fleurs-en clips and the four AMI ES2004 headset sources; its
+first N files with ``--files N``, for a short check), one meeting per file:
 
 * ``--mode live`` (default) cuts each file into voice-activity utterances, as the bot's
   capture does in a meeting, and seals and queues every one at once: a backlog of short
@@ -24,9 +34,10 @@ run), its peak resident memory (VmHWM, summed over both processes: what a pod's 
 request must cover), and how many segments it transcribed (from its ``--metrics-port``).
 Also reports the busy cores of everything else on the machine during the run (Redis, and
 any other load: compare runs only where it is small), and what Redis holds (MEMORY USAGE of
-every key): the sealed audio waiting at its largest, per second of speech, and what stays
-after the drain (sealed transcripts and their records) per segment: the sizing model's unit
-costs. Linux only (reads /proc).
+every key; on a cluster, of every key on each primary, replicas not counted): the sealed
+audio waiting at its largest, per second of speech, and what stays after the drain (sealed
+transcripts and their records) per segment: the sizing model's unit costs. Linux only
+(reads /proc).
 """
 
 from __future__ import annotations
@@ -42,15 +53,23 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.transcribe import corpus
 from pipeline.net import free_port
+from pipeline.store import schema
 
 TICK = os.sysconf("SC_CLK_TCK")
+STORES = ("redis", "cluster")
+#: every key of the store, and the sealed audio segments waiting (``ss:audio:{m}:SEGMENT``:
+#: a hash tag's braces are literal in a SCAN pattern)
+ALL_KEYS = f"{schema.PREFIX}*"
+AUDIO_KEYS = schema.audio("*", "*")
+#: SEALSCRIBE_REDIS_WAIT_REPLICAS as given (a cluster's rows set it to 0)
+WAIT_REPLICAS = os.environ.get("SEALSCRIBE_REDIS_WAIT_REPLICAS")
 
 
 @dataclass
@@ -182,9 +201,11 @@ def submit(
     return meeting.id, capture_segments(rt, meeting, segments).stored
 
 
-def held_bytes(rt: Any, pattern: str = "ss:*") -> tuple[int, int]:
-    """(bytes Redis holds for the keys matching ``pattern``, by MEMORY USAGE; the length of
-    their values): exact per key, unlike INFO's total, which moves with client buffers."""
+def held_bytes(rt: Any, pattern: str = ALL_KEYS, values: bool = False) -> tuple[int, int]:
+    """(bytes Redis holds for the keys matching ``pattern``, by MEMORY USAGE; with
+    ``values``, the length of their string values, else how many there are): exact per key,
+    unlike INFO's total, which moves with client buffers. On a cluster, SCAN walks every
+    primary and the (non-transactional) pipeline sends each key's commands to its node."""
     keys = list(rt.store.redis.scan_iter(match=pattern, count=1000))
     if not keys:
         return 0, 0
@@ -192,7 +213,7 @@ def held_bytes(rt: Any, pattern: str = "ss:*") -> tuple[int, int]:
     for key in keys:
         pipe.memory_usage(key, samples=0)
     for key in keys:
-        pipe.strlen(key) if pattern.startswith("ss:audio:") else pipe.exists(key)
+        pipe.strlen(key) if values else pipe.exists(key)
     found = pipe.execute()
     usage = sum(int(u or 0) for u in found[: len(keys)])
     return usage, sum(int(n or 0) for n in found[len(keys) :])
@@ -206,28 +227,50 @@ def broker_name(url: str) -> str:
     return f"amqp {host}"
 
 
+@contextlib.contextmanager
+def store_url(store: str, redis_url: str) -> Iterator[str]:
+    """The URL the workers take as ``SEALSCRIBE_REDIS_URL`` for ``store``: ``redis_url``, or
+    a six-node Redis Cluster started for the block (stopped, and its files removed, after)."""
+    if store == "redis":
+        yield redis_url
+        return
+    from tests.harness.cluster import redis_cluster
+
+    with (
+        tempfile.TemporaryDirectory(prefix="sealscribe-scale-cluster-") as workdir,
+        redis_cluster(Path(workdir)) as cluster,
+    ):
+        yield cluster.url
+
+
 def run(
-    n: int, mode: str, threads: int, redis_url: str, items: list[Path], broker: str = "redis"
+    n: int,
+    mode: str,
+    threads: int,
+    redis_url: str,
+    items: list[Path],
+    broker: str = "redis",
+    store: str = "redis",
 ) -> dict[str, Any]:
-    """One row: ``n`` workers drain the corpus; ``broker`` is ``redis`` (the store's) or a
-    RabbitMQ URL."""
+    """One row: ``n`` workers drain the corpus from the store at ``redis_url`` (``store``:
+    ``redis`` or ``cluster``, its label); ``broker`` is ``redis`` (the store's) or a RabbitMQ
+    URL."""
     home = Path(tempfile.mkdtemp(prefix="sealscribe-scale-"))
     broker_url = redis_url if broker == "redis" else broker
-    env = {
-        **os.environ,
+    settings = {
         "SEALSCRIBE_REDIS_URL": redis_url,
         "SEALSCRIBE_BROKER_URL": broker_url,
         "SEALSCRIBE_HOME": str(home),
         "SEALSCRIBE_KEY_PROVIDER": "local",
     }
+    if store == "cluster":  # a cluster takes no WAIT (its primaries' min-replicas-to-write)
+        settings["SEALSCRIBE_REDIS_WAIT_REPLICAS"] = "0"
+    elif WAIT_REPLICAS is not None:  # as given, after a cluster's row
+        settings["SEALSCRIBE_REDIS_WAIT_REPLICAS"] = WAIT_REPLICAS
+    env = {**os.environ, **settings}
     if threads:
         env["SEALSCRIBE_CPU_THREADS"] = str(threads)
-    os.environ.update(
-        SEALSCRIBE_REDIS_URL=redis_url,
-        SEALSCRIBE_BROKER_URL=broker_url,
-        SEALSCRIBE_HOME=str(home),
-        SEALSCRIBE_KEY_PROVIDER="local",
-    )
+    os.environ.update(settings)
     from pipeline import services
     from pipeline.config import get_settings
     from pipeline.queue import use_broker
@@ -237,7 +280,7 @@ def run(
     use_broker(broker_url)
     purge_queues()
     rt = Runtime.from_settings(get_settings(), actor="bench")
-    rt.store.redis.flushdb()
+    rt.store.redis.flushdb()  # on a cluster client: FLUSHDB on every primary
     logs = home / "logs"
     logs.mkdir(parents=True)
     try:
@@ -253,7 +296,7 @@ def run(
             while any(rt.store.segments.pending_count(m) for m, _ in meetings):
                 if time.perf_counter() - start > 3600:
                     raise RuntimeError("not done after an hour")
-                waiting = max(waiting, held_bytes(rt, "ss:audio:*"))
+                waiting = max(waiting, held_bytes(rt, AUDIO_KEYS, values=True))
                 time.sleep(0.05)
             wall = time.perf_counter() - start
             cpu = [w.cpu_seconds() - c for w, c in zip(ws, cpu0, strict=True)]
@@ -267,6 +310,7 @@ def run(
         if stored != segments:
             raise RuntimeError(f"{stored} transcripts stored for {segments} segments")
         return {
+            "store": store,
             "broker": broker_name(broker),
             "workers": n,
             "wall_s": wall,
@@ -287,6 +331,7 @@ def run(
         }
     finally:
         rt.store.redis.flushdb()
+        rt.store.redis.close()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -298,6 +343,36 @@ def purge_queues() -> None:
         for name in (QUEUE, INTERIM_QUEUE):  # not declared yet: nothing to purge
             with contextlib.suppress(*conn.channel_errors), conn.channel() as channel:
                 channel.queue_purge(name)
+
+
+def measure(
+    counts: Sequence[str],
+    mode: str,
+    threads: int,
+    redis_url: str,
+    items: list[Path],
+    brokers: Sequence[str],
+    stores: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Every row: each store (a cluster started once for all of its rows), each broker on
+    it, each worker count."""
+    rows = []
+    for store in stores:
+        with store_url(store, redis_url) as url:
+            rows += [
+                run(int(n), mode, threads, url, items, broker, store)
+                for broker in brokers
+                for n in counts
+            ]
+    return rows
+
+
+#: the width of a row's label: its store and broker
+LABEL = 30
+
+
+def label(row: dict[str, Any]) -> str:
+    return f"{row['store']} / {row['broker']}"
 
 
 def main() -> None:
@@ -323,21 +398,44 @@ def main() -> None:
         help="'redis' (the store's Redis, the default) or a RabbitMQ URL (amqp://user:pass@"
         "host:port/vhost); repeat to compare brokers in one run",
     )
+    parser.add_argument(
+        "--store",
+        action="append",
+        choices=STORES,
+        help="'redis' (one Redis: --redis-url, the default) or 'cluster' (a six-node Redis "
+        "Cluster the benchmark starts; needs --broker amqp://...); repeat to compare stores "
+        "in one run",
+    )
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only the corpus's first N files (a short check; default: all)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    brokers = args.broker or ["redis"]
+    brokers: list[str] = list(dict.fromkeys(args.broker or ["redis"]))
+    stores: list[str] = list(dict.fromkeys(args.store or ["redis"]))
+    if "cluster" in stores and "redis" in brokers:
+        parser.error(
+            "--store cluster needs a RabbitMQ broker (--broker amqp://user:pass@host:port/vhost), "
+            "not --broker redis (the default): Celery has no transport for a Redis Cluster"
+        )
+    if args.files < 0:
+        parser.error("--files must be 0 (all) or more")
 
     from pipeline.audio.decode import decode_file
 
     items = [path for path, _ in corpus()]
+    if args.files:
+        items = items[: args.files]
     audio_s = sum(len(decode_file(p, 36000)) / 32000 for p in items)
     # the speech in it, as live capture cuts it: what a worker transcribes in live mode
     speech_s = sum(len(u.pcm) / 32000 for p in items for u in utterances(p))
-    rows = [
-        run(int(n), args.mode, args.threads, args.redis_url, items, broker)
-        for broker in brokers
-        for n in args.workers.split(",")
-    ]
+    rows = measure(
+        args.workers.split(","), args.mode, args.threads, args.redis_url, items, brokers, stores
+    )
     for row in rows:
         row["audio_s_per_wall_s"] = audio_s / row["wall_s"]
         row["segments_per_s"] = row["segments"] / row["wall_s"]
@@ -354,6 +452,8 @@ def main() -> None:
         "mode": args.mode,
         "threads": args.threads or "default",
         "cores": os.cpu_count(),
+        "stores": stores,
+        "brokers": [broker_name(b) for b in brokers],
         "rows": rows,
     }
     if args.json:
@@ -366,9 +466,9 @@ def main() -> None:
         f"{args.threads or 'default'}"
     )
     print(
-        f"{'broker':<20} {'workers':>7} {'wall s':>7} {'audio s/wall s':>15} {'segments/s':>11} "
-        f"{'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} {'segments per worker':>20} "
-        f"{'other cores':>11} {'speech s/core s':>15}"
+        f"{'store / broker':<{LABEL}} {'workers':>7} {'wall s':>7} {'audio s/wall s':>15} "
+        f"{'segments/s':>11} {'CPU cores/worker':>17} {'peak RSS MiB/worker':>20} "
+        f"{'segments per worker':>20} {'other cores':>11} {'speech s/core s':>15}"
     )
     for row in rows:
         per = row["per_worker"]
@@ -376,7 +476,7 @@ def main() -> None:
         peak = "/".join(f"{p['peak_rss_mib']:.0f}" for p in per)
         done = "/".join(str(p["segments"]) for p in per)
         print(
-            f"{row['broker']:<20} {row['workers']:>7} {row['wall_s']:>7.1f} "
+            f"{label(row):<{LABEL}} {row['workers']:>7} {row['wall_s']:>7.1f} "
             f"{row['audio_s_per_wall_s']:>15.1f} {row['segments_per_s']:>11.2f} "
             f"{cores:>17} {peak:>20} {done:>20} {row['other_cores']:>11.2f} "
             f"{row['speech_s_per_core_s']:>15.1f}"
@@ -384,7 +484,7 @@ def main() -> None:
     print("Redis: peak backlog and what stays (transcripts and their records):")
     for row in rows:
         print(
-            f"{row['broker']:<20} {row['workers']:>7} peak {row['redis_peak_mib']:7.1f} MiB "
+            f"{label(row):<{LABEL}} {row['workers']:>7} peak {row['redis_peak_mib']:7.1f} MiB "
             f"({row['redis_kib_per_speech_s']:.1f} KiB per s of speech waiting); kept "
             f"{row['redis_kept_kib']:7.1f} KiB "
             f"({row['redis_bytes_per_transcript_segment']:.0f} B per transcript segment)"
