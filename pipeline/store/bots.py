@@ -3,6 +3,15 @@
 The API and the CLI only write requests here; a ``sealscribe bots`` process takes them. So
 either side can restart without dropping a meeting: a bot service that starts picks up every
 meeting in ``wanted`` that no live service holds a lease on.
+
+A bot's record and lease are in its meeting's slot (on a Redis Cluster), the tenant's bots in
+the tenant's, ``wanted`` and the request list in slots of their own. A write across them goes
+in single-slot steps, ordered as :mod:`pipeline.store.schema` says: an index entry (``wanted``,
+the tenant's bots) is added before what it points at and removed after, so a crash between
+steps leaves at most an entry that points at nothing, which readers skip and drop. A reader's
+drop can fall between a writer's steps, so the reader looks again after dropping (and puts
+back an entry whose target appeared), and the writer adds its entries again once its target
+is written: whichever goes last leaves the entry in place.
 """
 
 from __future__ import annotations
@@ -30,29 +39,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# Ask for a bot in a meeting unless its tenant already has ARGV[2] bots wanted (0: no limit).
-# The tenant's set is pruned of meetings no longer wanted first, so a bot that ended by any
-# path (left, failed, its meeting deleted) stops counting without bookkeeping of its own.
-# KEYS: bot hash, wanted, requests, tenant bots. ARGV: meeting id, limit, then the hash's
-# field/value pairs.
-_REQUEST_JOIN = """
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  if redis.call('SISMEMBER', KEYS[2], m) == 0 then
-    redis.call('SREM', KEYS[4], m)
-  end
-end
+# Count a meeting among its tenant's bots unless the tenant already has ARGV[2] bots wanted
+# (0: no limit): checked and added at once, in the tenant's slot. KEYS: tenant bots.
+# ARGV: meeting id, limit.
+_ADMIT = """
 local limit = tonumber(ARGV[2])
-if limit > 0 and redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 0
-    and redis.call('SCARD', KEYS[4]) >= limit then
+if limit > 0 and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0
+    and redis.call('SCARD', KEYS[1]) >= limit then
   return 0
 end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 _RELEASE = """
@@ -68,7 +64,7 @@ class BotStore:
         self.r = r
         self._renew = r.register_script(_RENEW)
         self._release = r.register_script(_RELEASE)
-        self._request_join = r.register_script(_REQUEST_JOIN)
+        self._admit = r.register_script(_ADMIT)
 
     @redis_errors
     def request_join(
@@ -76,10 +72,19 @@ class BotStore:
     ) -> BotStatus | None:
         """Ask for a bot in the meeting at ``target`` (the join URL as the bot service alone
         can open it: sealed; ``described`` is what is shown). None (nothing asked) if the
-        tenant already has ``limit`` bots wanted (0: no limit): checked and asked atomically,
-        across every API process and bot service."""
+        tenant already has ``limit`` bots wanted (0: no limit): checked and counted in one
+        step (in the tenant's slot), so requests from every API process cannot pass the
+        limit together.
+
+        In single-slot steps (see the module's docstring): the meeting goes into ``wanted``
+        first, then the tenant's set is pruned of meetings no longer wanted (so a bot that
+        ended by any path, left, failed or its meeting deleted, stops counting without
+        bookkeeping of its own) and the limit checked in the tenant's slot; then the bot's
+        record is written, the entries added again, and a bot service woken. ``wanted``
+        goes before the tenant's set so that a prune, which removes meetings not wanted,
+        can never take a meeting admitted here for one that ended."""
         now = time.time()
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "state": BotState.REQUESTED.value,
             "reason": "",
             "target": base64.b64encode(target).decode(),
@@ -87,34 +92,69 @@ class BotStore:
             "since": repr(now),
             "participants": "[]",
         }
-        args: list[str | int] = [meeting_id, limit]
-        for field, value in fields.items():
-            args += [field, value]
-        keys = [
-            schema.bot(meeting_id),
-            schema.BOTS_WANTED,
-            schema.BOTS_REQUESTS,
-            schema.tenant_bots(tenant_id),
-        ]
-        if not self._request_join(keys=keys, args=args):
+        counted = schema.tenant_bots(tenant_id)
+        self.r.sadd(schema.BOTS_WANTED, meeting_id)
+        self._prune(counted)
+        if not self._admit(keys=[counted], args=[meeting_id, limit]):
+            self.r.srem(schema.BOTS_WANTED, meeting_id)  # not asked after all
             return None
+        pipe = self.r.pipeline(transaction=True)  # the record: the meeting's slot
+        pipe.delete(schema.bot(meeting_id))
+        pipe.hset(schema.bot(meeting_id), mapping=fields)
+        pipe.execute()
+        # again, now that the record is there: a reader (wanted()) that found the entry
+        # without its record may have dropped it, and a prune that saw it dropped may have
+        # taken the meeting out of the tenant's count
+        self.r.sadd(schema.BOTS_WANTED, meeting_id)
+        self.r.sadd(counted, meeting_id)
+        self.r.lpush(schema.BOTS_REQUESTS, meeting_id)  # last: the record is there to read
         return BotStatus(meeting_id, BotState.REQUESTED, described, now)
+
+    def _prune(self, counted: str) -> None:
+        """Take meetings no longer wanted out of a tenant's set (``counted``). A meeting
+        asked for meanwhile (in ``wanted`` again between the two reads) goes back before
+        anything is admitted against the count."""
+        members = sorted(as_str(m) for m in self.r.smembers(counted))
+        if not members:
+            return
+        found = self.r.smismember(schema.BOTS_WANTED, members)
+        ended = [m for m, wanted in zip(members, found, strict=True) if not wanted]
+        if not ended:
+            return
+        self.r.srem(counted, *ended)
+        again = self.r.smismember(schema.BOTS_WANTED, ended)
+        back = [m for m, wanted in zip(ended, again, strict=True) if wanted]
+        if back:
+            self.r.sadd(counted, *back)
 
     @redis_errors
     def request_leave(self, meeting_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.srem(schema.BOTS_WANTED, meeting_id)
-        pipe.publish(schema.meeting_events(meeting_id), LEAVE)
-        pipe.execute()
+        self.r.srem(schema.BOTS_WANTED, meeting_id)
+        # then wake the bot (a publish cannot be queued in a cluster's transaction)
+        self.r.publish(schema.meeting_events(meeting_id), LEAVE)
         if not self.r.exists(schema.bot_owner(meeting_id)):
             self.set_state(meeting_id, BotState.LEFT)  # no bot runs it: nothing to wait for
 
     @redis_errors
     def wanted(self, meeting_id: str) -> bool:
-        return bool(self.r.sismember(schema.BOTS_WANTED, meeting_id))
+        """Whether a bot is wanted in the meeting. An entry in ``wanted`` whose record has
+        no join URL (its bot done or deleted: a crash between two steps) is not, and is
+        dropped."""
+        if not self.r.sismember(schema.BOTS_WANTED, meeting_id):
+            return False
+        if self.r.hexists(schema.bot(meeting_id), "target"):
+            return True
+        self.r.srem(schema.BOTS_WANTED, meeting_id)
+        # a request_join() between its steps has written its record since: the entry stays
+        if self.r.hexists(schema.bot(meeting_id), "target"):
+            self.r.sadd(schema.BOTS_WANTED, meeting_id)
+            return True
+        return False
 
     @redis_errors
     def all_wanted(self) -> builtins.list[str]:
+        """Every meeting in ``wanted``, as listed: check one with :meth:`wanted` before
+        starting its bot (an entry can point at a bot that is done)."""
         return sorted(as_str(m) for m in self.r.smembers(schema.BOTS_WANTED))
 
     @redis_errors
@@ -146,9 +186,12 @@ class BotStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(schema.bot(meeting_id), mapping=fields)
         if state.final:
-            pipe.srem(schema.BOTS_WANTED, meeting_id)
             pipe.hdel(schema.bot(meeting_id), "target")  # the pin is not kept past the call
         pipe.execute()
+        if state.final:
+            # out of ``wanted`` (a slot of its own) after the record: a crash in between
+            # leaves an entry whose record has no join URL, which wanted() drops
+            self.r.srem(schema.BOTS_WANTED, meeting_id)
 
     @redis_errors
     def set_participants(self, meeting_id: str, participants: builtins.list[str]) -> None:
@@ -183,10 +226,9 @@ class BotStore:
 
     @redis_errors
     def delete(self, meeting_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.srem(schema.BOTS_WANTED, meeting_id)
-        pipe.delete(schema.bot(meeting_id))
-        pipe.execute()
+        # the record (the meeting's slot), then its entry in ``wanted`` (see set_state)
+        self.r.delete(schema.bot(meeting_id))
+        self.r.srem(schema.BOTS_WANTED, meeting_id)
 
 
 __all__ += ["LEAVE", "MEETING_ENDED"]

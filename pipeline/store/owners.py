@@ -5,6 +5,7 @@ meeting's WHIP room records itself here (with a lease renewed while it holds the
 another process that gets an offer for the meeting redirects it there
 (:mod:`pipeline.capture.whip`). Only the owner renews or deletes its record, so two processes
 never take a meeting from each other; a record whose process died lapses with its lease.
+Each script touches that one key (the meeting's slot on a Redis Cluster).
 """
 
 from __future__ import annotations

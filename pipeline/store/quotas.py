@@ -4,6 +4,9 @@ A token bucket per tenant in Redis (``schema.tenant_rate``), taken from in one s
 reads Redis's own clock, so API processes on different hosts share one bucket and one time.
 The counts of meetings and bots are kept where those records live (``MeetingStore.create``,
 ``BotStore.request_join``); the rules are in ``pipeline.services.quotas``.
+
+The bucket is one key (the tenant's slot on a Redis Cluster), so the script runs there as
+on one Redis.
 """
 
 from __future__ import annotations
@@ -52,4 +55,5 @@ class QuotaStore:
 
     @redis_errors
     def forget_tenant(self, tenant_id: str) -> None:
+        # both carry the tenant's hash tag: one slot on a cluster, so one command still
         self.r.delete(schema.tenant_rate(tenant_id), schema.tenant_bots(tenant_id))

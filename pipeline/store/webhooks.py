@@ -9,6 +9,16 @@ delivered head first, one message at a time under a lease, so a receiver sees ea
 events in order; the stream's next try time sits in one due set that the beat sweeps.
 
 Messages hold ids, state names and counts only; the log holds outcomes and status codes.
+
+An endpoint's keys share its hash tag (one slot on a Redis Cluster); the tenant's list of
+endpoints is in the tenant's slot, and the due set in a slot of its own. So a write that
+touches two of those goes in single-slot steps, ordered as :mod:`pipeline.store.schema`
+says: an index entry (the tenant's set, the due set) is added before what it points at and
+removed after, so a crash between steps leaves at most an entry that points at nothing.
+Readers skip such an entry and drop it; a reader's drop and a writer's steps can interleave,
+so a reader checks the target again after dropping (and puts the entry back if it appeared),
+and a writer adds its entry again after writing the target: whichever goes last leaves the
+entry in place.
 """
 
 from __future__ import annotations
@@ -31,30 +41,28 @@ MAX_MESSAGES = 2000
 #: attempts kept in an endpoint's delivery log
 MAX_LOG = 500
 
-# Put a message in the outbox: body in the endpoint's hash, id at the end of its stream, the
-# stream marked due now unless it already waits for a later retry (that keeps the order: the
-# head is retried first). The recent list bounds the hash; a trimmed id leaves its stream too.
-# KEYS: msgs, recent, stream list, streams set, due. ARGV: msg id, body, stream, due member,
-# now, max messages.
+# Put a message in the outbox (the endpoint's slot): body in the endpoint's hash, id at the end
+# of its stream. The recent list bounds the hash; a trimmed id's body goes (:meth:`head`
+# then drops the id from its stream). The stream's entry in the due set (another slot) is
+# written around this, by :meth:`WebhookStore.enqueue`. KEYS: msgs, recent, stream list,
+# streams set. ARGV: msg id, body, stream, max messages.
 _ENQUEUE = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[3])
-redis.call('ZADD', KEYS[5], 'NX', ARGV[5], ARGV[4])
 redis.call('LPUSH', KEYS[2], ARGV[1])
-local old = redis.call('LRANGE', KEYS[2], tonumber(ARGV[6]), -1)
+local old = redis.call('LRANGE', KEYS[2], tonumber(ARGV[4]), -1)
 for _, id in ipairs(old) do redis.call('HDEL', KEYS[1], id) end
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
 return #old
 """
 # The head was delivered (or dropped): pop it iff it is still the head; an empty stream
-# leaves the due set and the endpoint's streams. KEYS: stream list, streams set, due, tries.
-# ARGV: msg id, stream, due member.
+# leaves the endpoint's streams (and then, another slot, the due set: :meth:`done`).
+# KEYS: stream list, streams set, tries. ARGV: msg id, stream.
 _DONE = """
 if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
-redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 if redis.call('LLEN', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[3])
   redis.call('SREM', KEYS[2], ARGV[2])
   return 0
 end
@@ -148,8 +156,13 @@ class WebhookStore:
 
     @redis_errors
     def create(self, endpoint: Endpoint) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
+        # Two slots (the tenant's index, the endpoint's hash): the index entry first, so a
+        # crash in between leaves an id that points at nothing (list() skips and drops it),
+        # never an endpoint its tenant cannot list; and again after, in case a list() found
+        # the first entry without its endpoint and dropped it meanwhile.
+        index = schema.tenant_webhooks(endpoint.tenant_id)
+        self.r.sadd(index, endpoint.id)
+        self.r.hset(
             schema.webhook(endpoint.id),
             mapping={
                 "tenant": endpoint.tenant_id,
@@ -162,12 +175,12 @@ class WebhookStore:
                 "failing_since": "0",
             },
         )
-        pipe.sadd(schema.tenant_webhooks(endpoint.tenant_id), endpoint.id)
-        pipe.execute()
+        self.r.sadd(index, endpoint.id)
 
     @redis_errors
     def count(self, tenant_id: str) -> int:
-        return int(self.r.scard(schema.tenant_webhooks(tenant_id)))
+        """The tenant's endpoints (those that exist: an id left by a crash does not count)."""
+        return len(self.list(tenant_id))
 
     @redis_errors
     def get(self, endpoint_id: str) -> Endpoint | None:
@@ -192,8 +205,20 @@ class WebhookStore:
 
     @redis_errors
     def list(self, tenant_id: str) -> builtins.list[Endpoint]:
-        found = [self.get(as_str(e)) for e in self.r.smembers(schema.tenant_webhooks(tenant_id))]
-        return sorted((e for e in found if e is not None), key=lambda e: (e.created, e.id))
+        """The tenant's endpoints, oldest first. An id in the tenant's index whose endpoint
+        is gone (a crash between the steps of :meth:`create` or :meth:`delete`) is skipped
+        and dropped."""
+        index = schema.tenant_webhooks(tenant_id)
+        ids = sorted(as_str(e) for e in self.r.smembers(index))
+        found = {e: self.get(e) for e in ids}
+        gone = [e for e, endpoint in found.items() if endpoint is None]
+        if gone:
+            self.r.srem(index, *gone)
+            # a create() between its two steps: its endpoint exists now, so its entry stays
+            back = [e for e in gone if self.r.hexists(schema.webhook(e), "tenant")]
+            if back:
+                self.r.sadd(index, *back)
+        return sorted((e for e in found.values() if e is not None), key=lambda e: (e.created, e.id))
 
     @redis_errors
     def set_secret(
@@ -228,13 +253,14 @@ class WebhookStore:
     def disable(self, endpoint_id: str, reason: str, at: float) -> None:
         """Disabled: its streams leave the due set (kept, for a replay to send)."""
         streams = self.streams(endpoint_id)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
+        # The endpoint (its slot) first, then its entries in the due set (another slot):
+        # a crash in between leaves due entries of a disabled endpoint, which deliveries
+        # skip and :meth:`due` drops; never an enabled endpoint whose messages are not due.
+        self.r.hset(
             schema.webhook(endpoint_id), mapping={"disabled": reason, "disabled_at": repr(at)}
         )
         if streams:
-            pipe.zrem(schema.WEBHOOKS_DUE, *(_member(endpoint_id, s) for s in streams))
-        pipe.execute()
+            self.r.zrem(schema.WEBHOOKS_DUE, *(_member(endpoint_id, s) for s in streams))
 
     @redis_errors
     def enable(self, endpoint_id: str) -> None:
@@ -246,10 +272,12 @@ class WebhookStore:
     @redis_errors
     def delete(self, endpoint: Endpoint) -> None:
         streams = [as_str(s) for s in self.r.smembers(schema.webhook_streams(endpoint.id))]
+        # Three slots. The endpoint's own keys go first, in one transaction (its slot); then
+        # the index entries that point at them: its streams' places in the due set, and its
+        # id in the tenant's set. A crash in between leaves only entries that point at
+        # nothing (due() and list() skip and drop them).
         pipe = self.r.pipeline(transaction=True)
-        pipe.srem(schema.tenant_webhooks(endpoint.tenant_id), endpoint.id)
         for stream in streams:
-            pipe.zrem(schema.WEBHOOKS_DUE, _member(endpoint.id, stream))
             pipe.delete(schema.webhook_stream(endpoint.id, stream))
         pipe.delete(
             schema.webhook(endpoint.id),
@@ -260,37 +288,46 @@ class WebhookStore:
             schema.webhook_tries(endpoint.id),
         )
         pipe.execute()
+        if streams:
+            self.r.zrem(schema.WEBHOOKS_DUE, *(_member(endpoint.id, s) for s in streams))
+        self.r.srem(schema.tenant_webhooks(endpoint.tenant_id), endpoint.id)
 
     # -- the outbox ----------------------------------------------------------------------
 
+    def _mark_due(self, endpoint_id: str, stream: str) -> None:
+        """The stream is due now, unless it already waits for a later retry (that keeps the
+        order: the head is retried first)."""
+        self.r.zadd(schema.WEBHOOKS_DUE, {_member(endpoint_id, stream): time.time()}, nx=True)
+
     @redis_errors
     def enqueue(self, endpoint_id: str, stream: str, message_id: str, body: str) -> None:
+        # Two slots (the due set, the endpoint's outbox): the stream's due entry first, so a
+        # crash in between leaves a due stream with nothing new in it (due() drops it if it
+        # is empty), never a message in a stream that is not due. And again after: a done()
+        # that found the stream empty just before the message landed may have taken the
+        # entry out meanwhile.
+        self._mark_due(endpoint_id, stream)
         self._enqueue(
             keys=[
                 schema.webhook_messages(endpoint_id),
                 schema.webhook_recent(endpoint_id),
                 schema.webhook_stream(endpoint_id, stream),
                 schema.webhook_streams(endpoint_id),
-                schema.WEBHOOKS_DUE,
             ],
-            args=[
-                message_id,
-                body,
-                stream,
-                _member(endpoint_id, stream),
-                repr(time.time()),
-                MAX_MESSAGES,
-            ],
+            args=[message_id, body, stream, MAX_MESSAGES],
         )
+        self._mark_due(endpoint_id, stream)
 
     @redis_errors
     def requeue(self, endpoint_id: str, stream: str, message_id: str) -> None:
         """Send a kept message again, at the end of its stream (a replay)."""
+        # the due entry before the stream it points at, and again after (see enqueue)
+        self._mark_due(endpoint_id, stream)
         pipe = self.r.pipeline(transaction=True)
         pipe.rpush(schema.webhook_stream(endpoint_id, stream), message_id)
         pipe.sadd(schema.webhook_streams(endpoint_id), stream)
-        pipe.zadd(schema.WEBHOOKS_DUE, {_member(endpoint_id, stream): time.time()}, nx=True)
         pipe.execute()
+        self._mark_due(endpoint_id, stream)
 
     @redis_errors
     def message(self, endpoint_id: str, message_id: str) -> str | None:
@@ -316,17 +353,21 @@ class WebhookStore:
     @redis_errors
     def done(self, endpoint_id: str, stream: str, message_id: str) -> bool:
         """Take ``message_id`` off the head of its stream; whether more wait."""
-        return bool(
-            self._done(
-                keys=[
-                    schema.webhook_stream(endpoint_id, stream),
-                    schema.webhook_streams(endpoint_id),
-                    schema.WEBHOOKS_DUE,
-                    schema.webhook_tries(endpoint_id),
-                ],
-                args=[message_id, stream, _member(endpoint_id, stream)],
-            )
+        key = schema.webhook_stream(endpoint_id, stream)
+        more = self._done(
+            keys=[key, schema.webhook_streams(endpoint_id), schema.webhook_tries(endpoint_id)],
+            args=[message_id, stream],
         )
+        if more:
+            return True
+        # Emptied: its due entry (another slot) goes after. A message enqueued since lands
+        # in a stream whose entry it has just marked, and that this would take away: so
+        # look again, and mark it due again if it is no longer empty.
+        self.r.zrem(schema.WEBHOOKS_DUE, _member(endpoint_id, stream))
+        if self.r.llen(key):
+            self._mark_due(endpoint_id, stream)
+            return True
+        return False
 
     @redis_errors
     def waiting(self, endpoint_id: str) -> int:
@@ -361,19 +402,56 @@ class WebhookStore:
 
     @redis_errors
     def due(self, now: float, limit: int = 1000) -> builtins.list[tuple[str, str, float]]:
-        """Streams whose next try has come: (endpoint id, stream, due time), oldest first."""
+        """Streams whose next try has come: (endpoint id, stream, due time), oldest first.
+
+        An entry that points at nothing to send (its stream empty, its endpoint deleted or
+        disabled: a crash between the steps of a split write) is skipped and dropped."""
         got = self.r.zrangebyscore(
             schema.WEBHOOKS_DUE, "-inf", now, start=0, num=limit, withscores=True
         )
-        out = []
+        found = []
         for pair in got:
             member, score = pair[0], pair[1]  # (member, score) pairs, withscores
             endpoint_id, _, stream = as_str(member).partition("/")
-            out.append((endpoint_id, stream, float(score)))
-        return out
+            found.append((endpoint_id, stream, float(score)))
+        idle = self._idle([(e, s) for e, s, _ in found])
+        if not any(idle):
+            return found
+        stale = [entry for entry, no in zip(found, idle, strict=True) if no]
+        self.r.zrem(schema.WEBHOOKS_DUE, *(_member(e, s) for e, s, _ in stale))
+        # a writer between its steps (enqueue, replay) may have filled the stream meanwhile:
+        # those entries go back, as they were
+        still = self._idle([(e, s) for e, s, _ in stale])
+        back = {_member(e, s): at for (e, s, at), no in zip(stale, still, strict=True) if not no}
+        if back:
+            self.r.zadd(schema.WEBHOOKS_DUE, back, nx=True)
+        return [entry for entry, no in zip(found, idle, strict=True) if not no]
+
+    def _idle(self, streams: builtins.list[tuple[str, str]]) -> builtins.list[bool]:
+        """For each (endpoint, stream): whether it has nothing to send (the stream empty,
+        the endpoint gone or disabled); one round of reads, whatever their slots."""
+        if not streams:
+            return []
+        endpoints = sorted({e for e, _ in streams})
+        pipe = self.r.pipeline(transaction=False)
+        for endpoint_id in endpoints:
+            pipe.hmget(schema.webhook(endpoint_id), ["tenant", "disabled"])
+        for endpoint_id, stream in streams:
+            pipe.llen(schema.webhook_stream(endpoint_id, stream))
+        got = pipe.execute()
+        sendable = {
+            e: tenant is not None and not disabled
+            for e, (tenant, disabled) in zip(endpoints, got[: len(endpoints)], strict=True)
+        }
+        return [
+            not (sendable[e] and int(waiting))
+            for (e, _), waiting in zip(streams, got[len(endpoints) :], strict=True)
+        ]
 
     @redis_errors
     def oldest_due(self) -> float | None:
+        """The earliest due time (an entry left pointing at nothing counts until the next
+        :meth:`due` drops it)."""
         got = self.r.zrange(schema.WEBHOOKS_DUE, 0, 0, withscores=True)
         return float(got[0][1]) if got else None
 
@@ -440,13 +518,14 @@ class WebhookStore:
     def announce_ready(self, meeting_id: str, session: str) -> bool:
         """Whether the bot session ``session`` of the meeting is announced now for the first
         time (atomic, so two workers finishing its last segments announce it once)."""
-        self.r.zrem(schema.WEBHOOKS_AWAITING, meeting_id)
         old = self.r.set(schema.webhook_ready(meeting_id), session, get=True)
+        # out of the awaiting index (a slot of its own) after the mark: a crash in between
+        # leaves the meeting awaiting, and the sweep's next check finds it announced
+        self.r.zrem(schema.WEBHOOKS_AWAITING, meeting_id)
         return old is None or as_str(old) != session
 
     @redis_errors
     def forget_meeting(self, meeting_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.zrem(schema.WEBHOOKS_AWAITING, meeting_id)
-        pipe.delete(schema.webhook_ready(meeting_id))
-        pipe.execute()
+        # two slots: the meeting's mark first, then its entry in the awaiting index
+        self.r.delete(schema.webhook_ready(meeting_id))
+        self.r.zrem(schema.WEBHOOKS_AWAITING, meeting_id)

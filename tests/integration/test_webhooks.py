@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
@@ -34,6 +35,8 @@ from pipeline.runtime import Runtime
 from pipeline.services import webhooks
 from pipeline.services.bots import join_meeting, leave_meeting
 from pipeline.services.transcripts import submit_file
+from pipeline.store import schema
+from pipeline.store.webhooks import Endpoint, WebhookStore
 from tests.harness.processes import WorkerProcess, sealscribe, wait_until
 from tests.harness.redis import RedisServer
 from tests.harness.webhook_receiver import Received, Receiver
@@ -122,7 +125,7 @@ def test_signed_events_reach_a_receiver_that_was_down_in_order(
     receiver = Receiver()  # its port is chosen, nothing listens yet: the receiver is down
     endpoint, secret = webhooks.add_endpoint(rt, tenant.id, receiver.url)
     assert secret.startswith("whsec_")
-    stored = repr(rt.store.redis.hgetall(f"ss:webhook:{endpoint.id}"))
+    stored = repr(rt.store.redis.hgetall(schema.webhook(endpoint.id)))
     assert secret.removeprefix("whsec_") not in stored  # sealed, never in the clear
 
     a = services.create_meeting(rt, tenant.id)
@@ -235,7 +238,7 @@ def test_a_receiver_answering_500_is_retried_then_disabled(
     # replay re-enables it: a receiver that works now gets the waiting message
     fixed = Receiver().start()
     try:
-        rt.store.redis.hset(f"ss:webhook:{endpoint.id}", "url", fixed.url)
+        rt.store.redis.hset(schema.webhook(endpoint.id), "url", fixed.url)
         replayed = subprocess.run(
             sealscribe("webhook", "replay", endpoint.id, "--tenant", tenant.id, "--json"),
             env={**os.environ, **stack},
@@ -352,11 +355,11 @@ def test_the_workers_hook_announces_ready_when_the_last_segment_settles(rt: Runt
         rt, tenant.id, "http://127.0.0.1:9/nobody", ["meeting.transcript_ready"]
     )
     m = services.create_meeting(rt, tenant.id, transcription=True)
-    waiting = f"ss:meeting:{m.id}:audio"  # a sealed segment still pending, as the index says
+    waiting = schema.meeting_audio(m.id)  # a sealed segment still pending, as the index says
     rt.store.redis.zadd(waiting, {"alice.0": 0})
 
     def announced() -> list[str]:
-        kept = rt.store.redis.hvals(f"ss:webhook:{endpoint.id}:msgs")
+        kept = rt.store.redis.hvals(schema.webhook_messages(endpoint.id))
         return [json.loads(k)["type"] for k in kept]
 
     webhooks.segments_settled(rt, [m.id])  # no bot yet: nothing to announce
@@ -381,12 +384,50 @@ def test_audit_heads_go_to_the_tenants_that_want_them(rt: Runtime) -> None:
     )
     # (this module's other tests leave tenants subscribed to every event in its database)
     assert webhooks.audit_heads(rt) >= 1
-    kept = [json.loads(v) for v in rt.store.redis.hvals(f"ss:webhook:{endpoint.id}:msgs")]
+    kept = [json.loads(v) for v in rt.store.redis.hvals(schema.webhook_messages(endpoint.id))]
     assert [k["type"] for k in kept] == ["audit.head"]
-    assert not rt.store.redis.hvals(f"ss:webhook:{not_wanted.id}:msgs")
+    assert not rt.store.redis.hvals(schema.webhook_messages(not_wanted.id))
     count, last = rt.store.audit.audit_head(wants.id)
     data = kept[0]["data"]
     assert (data["tenant_id"], data["count"], data["hash"]) == (wants.id, count, last)
     assert data["mac"].startswith("local:v1:")
     # the event's data is a head `audit verify --since` takes
     assert services.audit_verify(rt, wants.id, AuditHead.from_json(json.dumps(data))).ok
+
+
+def test_the_outbox_on_the_tests_store_leaves_only_entries_that_point_at_nothing(
+    redis_client: redis.Redis,
+) -> None:
+    """The store's steps on the tests' Redis (a cluster's, with ``SEALSCRIBE_TEST_REDIS_URL``:
+    each step one slot): a stream is due while it holds messages and only then; what a crash
+    between two steps can leave (an id without its endpoint, a due stream of an endpoint
+    deleted or disabled) is skipped and dropped by the readers."""
+    store = WebhookStore(redis_client)
+    endpoint = Endpoint(store.new_id(), "t_0123456789abcdef", "http://127.0.0.1:9/x", ("*",), 1.0)
+    store.create(endpoint)
+    store.enqueue(endpoint.id, "m_1", store.new_message_id(), '{"type":"a"}')
+    store.enqueue(endpoint.id, "-", store.new_message_id(), '{"type":"b"}')
+    assert sorted((e, s) for e, s, _ in store.due(time.time())) == [
+        (endpoint.id, "-"),
+        (endpoint.id, "m_1"),
+    ]
+    head = store.head(endpoint.id, "-")
+    assert head is not None and not store.done(endpoint.id, "-", head.id)
+    assert store.due_at(endpoint.id, "-") is None and store.streams(endpoint.id) == ["m_1"]
+
+    redis_client.sadd(schema.tenant_webhooks(endpoint.tenant_id), "wh_0000000000000000")
+    assert [e.id for e in store.list(endpoint.tenant_id)] == [endpoint.id]
+    assert store.count(endpoint.tenant_id) == 1
+    assert redis_client.scard(schema.tenant_webhooks(endpoint.tenant_id)) == 1  # dropped
+    redis_client.zadd(schema.WEBHOOKS_DUE, {"wh_0000000000000000/m_1": 1.0})
+    store.disable(endpoint.id, "failing", time.time())
+    redis_client.zadd(schema.WEBHOOKS_DUE, {f"{endpoint.id}/m_1": 1.0})  # left by a crash
+    assert store.due(time.time()) == []
+    assert redis_client.zcard(schema.WEBHOOKS_DUE) == 0  # dropped
+    store.enable(endpoint.id)
+    assert store.schedule_all(endpoint.id, time.time()) == 1
+    store.delete(endpoint)
+    assert store.list(endpoint.tenant_id) == [] and store.due(time.time()) == []
+    assert not redis_client.exists(
+        schema.webhook(endpoint.id), schema.webhook_stream(endpoint.id, "m_1")
+    )
