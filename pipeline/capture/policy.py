@@ -108,6 +108,8 @@ class MeetingPolicy:
     async def _listen(self) -> None:
         client = connect_async(self.rt.settings.redis_url, socket_connect_timeout=5)
         try:
+            if isinstance(client, aioredis.RedisCluster):
+                await client.initialize()  # its slots: the channel's node is the meeting's
             async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(schema.meeting_events(self.meeting.id))
                 await self.refresh()  # anything that changed before we subscribed
