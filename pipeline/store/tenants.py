@@ -1,4 +1,13 @@
-"""Tenants, and the first of their API tokens (tokens: :mod:`pipeline.store.tokens`)."""
+"""Tenants, and the first of their API tokens (tokens: :mod:`pipeline.store.tokens`).
+
+A tenant's record, token records, meeting index and announcements share its slot (the
+tenant's hash tag); the index of every tenant (``ss:tenants``) and each token's lookup key
+are in slots of their own. So on a Redis Cluster creating or deleting a tenant is a few
+steps, ordered so that a crash between two leaves only an ``ss:tenants`` entry whose tenant
+is gone (which :meth:`TenantStore.list` skips and drops) or a token record without its
+lookup key (which never authenticates): never a tenant missing from the index, nor a token
+that authenticates without its record.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +44,14 @@ class TenantStore:
             created=time.time(),
             key_provider=key_provider,
         )
+        info, token = self.tokens.prepare(tenant.id, FIRST_TOKEN, {Scope.ADMIN}, now=tenant.created)
+        # Slots differ, so steps (see the module's doc): the index entry first (it points
+        # at nothing until the record is there); then the record with its token's record,
+        # in one transaction of the tenant's slot; then the token's lookup key, which makes
+        # the token work only once its record is stored. The entry is added again with it:
+        # a list() that found the entry before the record and dropped it (see _forget)
+        # cannot then leave the tenant out of the index.
+        self.r.sadd(schema.TENANTS, tenant.id)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(
             schema.tenant(tenant.id),
@@ -44,7 +61,10 @@ class TenantStore:
                 "provider": key_provider,
             },
         )
-        _, token = self.tokens.add(pipe, tenant.id, FIRST_TOKEN, {Scope.ADMIN}, now=tenant.created)
+        self.tokens.queue_record(pipe, info)
+        pipe.execute()
+        pipe = self.r.pipeline(transaction=False)  # two slots: nothing to hold together
+        self.tokens.queue_lookup(pipe, info)
         pipe.sadd(schema.TENANTS, tenant.id)
         pipe.execute()
         return tenant, token
@@ -93,8 +113,24 @@ class TenantStore:
 
     @redis_errors
     def list(self) -> builtins.list[Tenant]:
-        ids = sorted(as_str(m) for m in self.r.smembers(schema.TENANTS))
-        return [self.get(t) for t in ids]
+        """Every tenant. An index entry whose tenant is gone (a creation or deletion that
+        stopped between its steps) is skipped, and dropped."""
+        tenants = []
+        for tenant_id in sorted(as_str(m) for m in self.r.smembers(schema.TENANTS)):
+            try:
+                tenants.append(self.get(tenant_id))
+            except NotFound:
+                self._forget(tenant_id)
+        return tenants
+
+    def _forget(self, tenant_id: str) -> None:
+        """Drop ``ss:tenants``' entry for a tenant found without its record. A create may
+        be between its steps (entry added, record not yet): so the record is looked for
+        again after the entry is gone, and the entry put back if it is there now; a create
+        that writes its record later adds the entry again itself (see :meth:`create`)."""
+        self.r.srem(schema.TENANTS, tenant_id)
+        if self.r.exists(schema.tenant(tenant_id)):
+            self.r.sadd(schema.TENANTS, tenant_id)
 
     @redis_errors
     def authenticate(self, token: str) -> Tenant:
@@ -128,10 +164,17 @@ class TenantStore:
         """Remove the tenant, its tokens and its meeting index (meetings are deleted
         first)."""
         w = self.durable.client()
+        # Slots differ, so steps (see the module's doc): every token's lookup key first
+        # (each in a slot of its own: the tokens stop working at once); then, in one
+        # transaction of the tenant's slot, the token records with the tenant's record,
+        # meeting index, sockets and announcements; its ss:tenants entry last (removed
+        # after what it points at). A crash between leaves token records that no longer
+        # authenticate, or an entry that list() drops.
+        self.tokens.delete_lookups(tenant_id, w)
         pipe = w.pipeline(transaction=True)
-        self.tokens.delete_all(pipe, tenant_id)
-        pipe.delete(schema.tenant(tenant_id), schema.tenant_meetings(tenant_id))
-        pipe.delete(schema.sockets_tenant(tenant_id), schema.tenant_announcements(tenant_id))
-        pipe.srem(schema.TENANTS, tenant_id)
+        pipe.delete(schema.tenant_tokens(tenant_id), schema.tenant(tenant_id))
+        pipe.delete(schema.tenant_meetings(tenant_id), schema.sockets_tenant(tenant_id))
+        pipe.delete(schema.tenant_announcements(tenant_id))
         pipe.execute()
+        w.srem(schema.TENANTS, tenant_id)
         self.durable.confirm(w, f"tenant {tenant_id} deleted")

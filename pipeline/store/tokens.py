@@ -8,6 +8,15 @@ Tenants made before named tokens have one token, recorded only as ``token_key`` 
 tenant's hash. It keeps working as an ``admin`` token named ``initial``: the first time any
 of the tenant's tokens is used, listed or changed, its record is written
 (:meth:`TokenStore.migrate`) and ``token_key`` removed.
+
+The lookup key and the record live in different slots (``ss:token:...`` has no tag; the
+record is in the tenant's), so on a Redis Cluster no transaction holds both: each write of
+a token is two steps, ordered so that a crash between them never leaves a lookup key that
+authenticates without its record. A token is made record first, lookup key last (it works
+only once it is whole); it is revoked lookup key first (it stops working at once), record
+after. So a crash can leave only a record whose lookup key is gone (listed, never
+authenticating: revoking it again removes it), which every reader treats as a token that
+does not work.
 """
 
 from __future__ import annotations
@@ -75,9 +84,8 @@ class TokenStore:
     def __init__(self, r: Redis) -> None:
         self.r = r
 
-    def add(
+    def prepare(
         self,
-        pipe: Pipeline,
         tenant_id: str,
         name: str,
         scopes: Iterable[Scope],
@@ -85,11 +93,11 @@ class TokenStore:
         now: float | None = None,
         token_id: str | None = None,
     ) -> tuple[ApiToken, str]:
-        """Queue a new token's records on ``pipe`` (a Redis pipeline); returns the record
-        and the token, which the caller shows once."""
+        """A new token and its record, written nowhere yet: queue the record with
+        :meth:`queue_record`, then (in a later step) the lookup key with
+        :meth:`queue_lookup`. The caller shows the token once."""
         now = time.time() if now is None else now
         token = new_token()
-        digest = schema.token_digest(token)
         info = ApiToken(
             id=token_id or _new_id(),
             tenant_id=tenant_id,
@@ -98,14 +106,24 @@ class TokenStore:
             created=now,
             expires=None if lifetime is None else now + lifetime,
             lifetime=lifetime,
-            digest=digest,
+            digest=schema.token_digest(token),
         )
-        pipe.hset(schema.tenant_tokens(tenant_id), digest, record(info))
-        if info.expires is None:
-            pipe.set(schema.token_by_digest(digest), tenant_id)
-        else:
-            pipe.set(schema.token_by_digest(digest), tenant_id, pxat=int(info.expires * 1000))
         return info, token
+
+    @staticmethod
+    def queue_record(pipe: Pipeline | Redis, info: ApiToken) -> None:
+        """Write (or queue on ``pipe``) the token's record (the tenant's slot)."""
+        pipe.hset(schema.tenant_tokens(info.tenant_id), info.digest, record(info))
+
+    @staticmethod
+    def queue_lookup(pipe: Pipeline | Redis, info: ApiToken) -> None:
+        """Write (or queue on ``pipe``) the token's lookup key (a slot of its own), which
+        makes it authenticate: only once its record is stored (see the module's doc)."""
+        key = schema.token_by_digest(info.digest)
+        if info.expires is None:
+            pipe.set(key, info.tenant_id)
+        else:
+            pipe.set(key, info.tenant_id, pxat=int(info.expires * 1000))
 
     @redis_errors
     def create(
@@ -122,9 +140,11 @@ class TokenStore:
             raise QuotaExceeded(
                 f"a tenant holds at most {MAX_TOKENS} tokens: revoke one before making another"
             )
-        pipe = self.r.pipeline(transaction=True)
-        info, token = self.add(pipe, tenant_id, name, scopes, lifetime, now)
-        pipe.execute()
+        info, token = self.prepare(tenant_id, name, scopes, lifetime, now)
+        # Two slots, two steps: the record, then the lookup key that makes the token work
+        # (a crash between leaves a record that never authenticates; see the module's doc).
+        self.queue_record(self.r, info)
+        self.queue_lookup(self.r, info)
         return info, token
 
     @redis_errors
@@ -185,18 +205,19 @@ class TokenStore:
         token = next((t for t in tokens if t.id == token_id), None)
         if token is None:
             raise NotFound(f"no token {token_id}")
-        admins = [
+        others = [
             t for t in tokens if Scope.ADMIN in t.scopes and not t.expired(now) and t is not token
         ]
-        if Scope.ADMIN in token.scopes and not token.expired(now) and not admins:
+        if Scope.ADMIN in token.scopes and not token.expired(now) and not self._working(others):
             raise Conflict(
                 "this is the tenant's last admin token: make another admin token first "
                 "(or rotate this one)"
             )
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(schema.token_by_digest(token.digest))
-        pipe.hdel(schema.tenant_tokens(tenant_id), token.digest)
-        pipe.execute()
+        # Two slots, two steps: the lookup key first (the token stops working at once),
+        # then the record (a crash between leaves a record that no longer authenticates,
+        # still listed: revoking it again removes it).
+        self.r.delete(schema.token_by_digest(token.digest))
+        self.r.hdel(schema.tenant_tokens(tenant_id), token.digest)
         return token
 
     @redis_errors
@@ -206,11 +227,18 @@ class TokenStore:
         """A new secret for the token (same id, name and scopes, and as long a lifetime as
         it was made with); the old one stops working at once."""
         old = self.get(tenant_id, token_id)
+        info, token = self.prepare(tenant_id, old.name, old.scopes, old.lifetime, now, old.id)
+        # Three steps over two slots: the old lookup key goes first (the old secret stops
+        # working at once); then, in one transaction of the tenant's slot, the old record is
+        # replaced by the new; the new lookup key comes last. A crash between leaves the
+        # token's record with no lookup key (it authenticates with neither secret): rotating
+        # it again, or revoking it, finishes.
+        self.r.delete(schema.token_by_digest(old.digest))
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(schema.token_by_digest(old.digest))
         pipe.hdel(schema.tenant_tokens(tenant_id), old.digest)
-        info, token = self.add(pipe, tenant_id, old.name, old.scopes, old.lifetime, now, old.id)
+        self.queue_record(pipe, info)
         pipe.execute()
+        self.queue_lookup(self.r, info)
         return info, token
 
     @redis_errors
@@ -228,7 +256,11 @@ class TokenStore:
         if raw is None:
             self.migrate(tid)
             raw = self.r.hget(schema.tenant_tokens(tid), digest)
-            if raw is None:  # revoked meanwhile
+            if raw is None:
+                # Revoked meanwhile, or a lookup key left without its record (a token made
+                # while its tenant was deleted). A record is written before its lookup key
+                # and removed after it, so this lookup key can never work again: drop it.
+                self.r.delete(schema.token_by_digest(digest))
                 raise AuthenticationFailed("the API token is not valid")
         info = _parse(tid, digest, raw)
         if info.expired(time.time() if now is None else now):
@@ -252,12 +284,32 @@ class TokenStore:
             out[pair] = "" if exists and revoked != b"1" else "token" if not exists else "revoked"
         return out
 
+    def _working(self, tokens: Iterable[ApiToken]) -> builtins.list[ApiToken]:
+        """Those of ``tokens`` whose lookup key is still there (a record can outlive its
+        lookup key when a revocation or rotation stopped between its two steps)."""
+        tokens = builtins.list(tokens)
+        if not tokens:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for t in tokens:
+            pipe.exists(schema.token_by_digest(t.digest))
+        return [t for t, exists in zip(tokens, pipe.execute(), strict=True) if exists]
+
     @redis_errors
-    def delete_all(self, pipe: Pipeline, tenant_id: str) -> None:
-        """Queue the deletion of every token of the tenant on ``pipe``."""
+    def delete_lookups(self, tenant_id: str, client: Redis | None = None) -> None:
+        """Delete the lookup key of every token of the tenant (each in a slot of its own):
+        its tokens stop working at once. The records stay: the tenant's deletion removes
+        them after, with the rest of the tenant's slot (see :meth:`TenantStore.delete`)."""
+        w = self.r if client is None else client
+        keys = [
+            schema.token_by_digest(as_str(d)) for d in self.r.hkeys(schema.tenant_tokens(tenant_id))
+        ]
         legacy = self.r.hget(schema.tenant(tenant_id), "token_key")
         if legacy:
-            pipe.delete(as_str(legacy))
-        for digest in self.r.hkeys(schema.tenant_tokens(tenant_id)):
-            pipe.delete(schema.token_by_digest(as_str(digest)))
-        pipe.delete(schema.tenant_tokens(tenant_id))
+            keys.append(as_str(legacy))
+        if not keys:
+            return
+        pipe = w.pipeline(transaction=False)  # one slot each: nothing to hold together
+        for key in keys:
+            pipe.delete(key)
+        pipe.execute()

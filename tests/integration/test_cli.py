@@ -16,6 +16,7 @@ from pipeline.cli import app
 from pipeline.config import Settings
 from pipeline.errors import AuthenticationFailed
 from pipeline.runtime import Runtime
+from pipeline.store import schema
 
 runner = CliRunner()
 
@@ -144,7 +145,7 @@ def test_wrong_token_is_refused(rt: Runtime, redis_client: redis.Redis, settings
 
 
 def test_tampered_audit_exits_nonzero(tenant: str, redis_client: redis.Redis) -> None:
-    redis_client.lset(f"ss:audit:{tenant}", 0, '{"seq": 0}')
+    redis_client.lset(schema.audit(tenant), 0, '{"seq": 0}')
     out = cli("audit", "verify", "--tenant", tenant, code=1)
     assert "tampered" in out
 
@@ -168,5 +169,5 @@ def test_privacy_report(tenant: str, redis_client: redis.Redis) -> None:
     assert report["transcription_now"] is False and report["audit_intact"] is True
     assert report["key_uses"] == {} and report["purged"] == {}
     assert "switched on by" in cli("meeting", "privacy", meeting)
-    redis_client.lset(f"ss:audit:{tenant}", 1, '{"seq": 1}')
+    redis_client.lset(schema.audit(tenant), 1, '{"seq": 1}')
     assert json.loads(cli("meeting", "privacy", meeting, "--json"))["audit_intact"] is False

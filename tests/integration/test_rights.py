@@ -20,6 +20,7 @@ from pipeline.errors import AuthenticationFailed, InvalidInput, NotFound
 from pipeline.models import Meeting, TranscriptSegment, Word
 from pipeline.runtime import Runtime
 from pipeline.sealing import seal_transcript
+from pipeline.store import schema
 
 
 def add_transcript(rt: Runtime, meeting: Meeting, texts: list[str]) -> None:
@@ -91,7 +92,7 @@ def test_erase_leaves_only_the_erase_entry(
         for k in redis_client.scan_iter("*")
         if tenant.id.encode() in k or any(m.id.encode() in k for m in meetings)
     }
-    assert left == {f"ss:audit:{tenant.id}", f"ss:audit:{tenant.id}:head"}
+    assert left == {schema.audit(tenant.id), schema.audit_head(tenant.id)}
     entries = rt.keys.audit.entries(tenant.id)
     assert [(e.seq, e.action) for e in entries] == [(0, "erase")]
     assert not (rt.settings.keyring_dir / f"{tenant.id}.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipeline.models import SealedSegment
 from pipeline.runtime import Runtime
+from pipeline.store import schema
 
 
 def test_claims_are_exclusive_and_released_only_by_their_owner(rt: Runtime) -> None:
@@ -21,4 +22,4 @@ def test_claims_are_exclusive_and_released_only_by_their_owner(rt: Runtime) -> N
     assert seg.claim("m_1", "p.1", "worker-b", 60)
     seg.delete_audio("m_1", "p.2")  # finishing a segment drops its lease and index entry
     assert seg.claim("m_1", "p.2", "worker-c", 60)
-    assert rt.store.redis.zcard("ss:pending") == 2
+    assert rt.store.redis.zcard(schema.PENDING) == 2
