@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.scale [--workers 1,2,3] [--mode live|file] [--threads N]
                                     [--broker redis] [--broker amqp://...]
-                                    [--store redis] [--store cluster] [--files N] [--json]
+                                    [--store redis] [--store cluster] [--files N]
+                                    [--json] [--save PATH]
 
 Each worker is its own ``sealscribe worker -c 1`` process (as one pod or container each would
 be), started fresh for every row, all against one store that the benchmark flushes:
@@ -17,7 +18,8 @@ be), started fresh for every row, all against one store that the benchmark flush
 Celery's messages wait in the store's Redis too (``--broker redis``, the default), or, with
 ``--broker amqp://...``, in RabbitMQ (durable quorum queues, publisher confirms). Several
 ``--store`` and ``--broker`` options run every row on each combination of them, side by side
-in one table (and one JSON), each row labelled with its store and broker. The corpus is
+in one table (and one JSON: ``--json`` prints it instead of the table, ``--save PATH`` writes
+it beside the table), each row labelled with its store and broker. The corpus is
 bench/transcribe.py's (the ten fleurs-en clips and the four AMI ES2004 headset sources; its
 first N files with ``--files N``, for a short check), one meeting per file:
 
@@ -413,7 +415,10 @@ def main() -> None:
         metavar="N",
         help="only the corpus's first N files (a short check; default: all)",
     )
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the JSON, not the table")
+    parser.add_argument(
+        "--save", type=Path, metavar="PATH", help="also write the JSON to PATH (with the table)"
+    )
     args = parser.parse_args()
     brokers: list[str] = list(dict.fromkeys(args.broker or ["redis"]))
     stores: list[str] = list(dict.fromkeys(args.store or ["redis"]))
@@ -456,6 +461,8 @@ def main() -> None:
         "brokers": [broker_name(b) for b in brokers],
         "rows": rows,
     }
+    if args.save:
+        args.save.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
         return
