@@ -214,7 +214,7 @@ class WhipIngest:
             WhipElsewhere: another process holds the meeting's sessions (redirect there).
         """
         check_offer(sdp)
-        await self._route(meeting.id)
+        await self._route(meeting.id, meeting.tenant_id)
         sdp = filter_candidates(sdp)  # the egress policy: a refused candidate is never contacted
         pc = RTCPeerConnection(rtc_configuration())
         session = WhipSession(
@@ -286,7 +286,7 @@ class WhipIngest:
         if self._renewal is None or self._renewal.done():
             self._renewal = asyncio.create_task(self._renew())
 
-    async def _route(self, meeting_id: str) -> None:
+    async def _route(self, meeting_id: str, tenant_id: str) -> None:
         """Raise :class:`WhipElsewhere` if another process owns the meeting's sessions;
         with ``SEALSCRIBE_WHIP_URL``, claim it for this one (held while its room is)."""
         url = self.rt.settings.whip_url
@@ -303,7 +303,7 @@ class WhipIngest:
         # No URL to send others here: sessions of this meeting held elsewhere are not
         # compared with this one for crosstalk. Count it, and say so once.
         here = len(self.sessions(meeting_id))  # (with those whose claim is under way)
-        held, _ = await asyncio.to_thread(self.rt.store.whip.count, "", meeting_id)
+        held, _ = await asyncio.to_thread(self.rt.store.whip.count, tenant_id, meeting_id)
         if held > here:
             metrics.WHIP_ROUTING.labels("uncompared").inc()
             if not self._told_uncompared:

@@ -417,7 +417,7 @@ class _FakeRoomIngest(WhipIngest):
     async def _claim(self, session: WhipSession) -> None:
         pass  # no Redis: nothing counts the sessions
 
-    async def _route(self, meeting_id: str) -> None:
+    async def _route(self, meeting_id: str, tenant_id: str) -> None:
         pass  # no Redis: this is the only process
 
     async def _disown(self, meeting_id: str) -> None:
