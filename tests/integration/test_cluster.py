@@ -28,6 +28,7 @@ from pipeline.services.captions import CaptionHub
 from pipeline.store import schema
 from tests.harness.cluster import Cluster, redis_cluster
 from tests.harness.rabbitmq import RABBITMQ_URL, require_rabbitmq
+from tests.harness.redis import RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,32 @@ def test_a_cluster_store_needs_its_own_broker_and_refuses_waits(cluster: Cluster
         Settings.from_env({**env, "SEALSCRIBE_REDIS_URL": cluster.url + "/3"})
 
 
-def test_migrate_renames_a_store_from_before_the_tags(rt: Runtime) -> None:
+def test_migrate_refuses_a_cluster(crt: Runtime) -> None:
+    refused = CliRunner().invoke(app, ["store", "migrate"])
+    assert refused.exit_code == 2
+    assert "before moving it to a cluster" in refused.output
+
+
+@pytest.fixture
+def plain_rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """A runtime on a Redis of its own (whatever store the suite runs on): migration is for
+    one Redis, before a store moves to a cluster."""
+    server = RedisServer(tmp_path / "redis")
+    server.start(20)
+    monkeypatch.setenv("SEALSCRIBE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SEALSCRIBE_REDIS_URL", server.url)
+    monkeypatch.setenv("SEALSCRIBE_BROKER_URL", "")
+    monkeypatch.setenv("SEALSCRIBE_KEY_PROVIDER", "local")
+    get_settings.cache_clear()
+    try:
+        yield Runtime.from_settings(get_settings(), actor="test")
+    finally:
+        get_settings.cache_clear()
+        server.stop()
+
+
+def test_migrate_renames_a_store_from_before_the_tags(plain_rt: Runtime) -> None:
+    rt = plain_rt
     tenant, token = services.create_tenant(rt, "Acme")
     m = services.create_meeting(rt, tenant.id, transcription=True)
     services.set_consent(rt, m.id, "p", True, tenant.id)
