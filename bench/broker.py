@@ -44,6 +44,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -146,33 +147,12 @@ def broker_port(url: str) -> int:
     return urlsplit(url).port or (5672 if is_amqp(url) else 6379)
 
 
-def queue_state(url: str) -> dict[str, tuple[int, int]]:
-    """Messages waiting and consumers, for each of sealscribe's queues (declared as the
-    Celery app declares them, so RabbitMQ accepts the declaration)."""
+def _queues(url: str) -> Iterator[tuple[str, Any]]:
+    """Each of sealscribe's queues, declared as the Celery app declares them (so RabbitMQ
+    accepts the declaration; not passive: Redis has no list while it is empty)."""
     from pipeline.queue import INTERIM_QUEUE, QUEUE, _make
 
     app = _make(url)
-    state = {}
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=3)
-            for name in (QUEUE, INTERIM_QUEUE):
-                with conn.channel() as channel:
-                    queue = app.amqp.queues[name](channel)
-                    queue.declare()  # not passive: Redis has no list while it is empty
-                    ok = queue.queue_declare()
-                    state[name] = (int(ok.message_count), int(ok.consumer_count))
-    finally:
-        app.close()
-    return state
-
-
-def purge(url: str) -> int:
-    """Empties sealscribe's queues; returns how many messages were dropped."""
-    from pipeline.queue import INTERIM_QUEUE, QUEUE, _make
-
-    app = _make(url)
-    dropped = 0
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=3)
@@ -180,9 +160,28 @@ def purge(url: str) -> int:
                 with conn.channel() as channel:
                     queue = app.amqp.queues[name](channel)
                     queue.declare()
-                    dropped += int(queue.purge() or 0)
+                    yield name, queue
     finally:
         app.close()
+
+
+def queue_state(url: str) -> dict[str, tuple[int, int]]:
+    """Messages waiting and consumers, for each of sealscribe's queues (declared as the
+    Celery app declares them, so RabbitMQ accepts the declaration)."""
+
+    state = {}
+    for name, queue in _queues(url):
+        ok = queue.queue_declare()
+        state[name] = (int(ok.message_count), int(ok.consumer_count))
+    return state
+
+
+def purge(url: str) -> int:
+    """Empties sealscribe's queues; returns how many messages were dropped."""
+
+    dropped = 0
+    for _, queue in _queues(url):
+        dropped += int(queue.purge() or 0)
     return dropped
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -73,6 +73,17 @@ CLUSTER_SCHEME = "redis+cluster://"
 _OPTIONS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30}
 
 
+def _split(url: str, scheme: str, what: str) -> SplitResult:
+    if not url.startswith(scheme):
+        raise InvalidInput(f"{what} starts with {scheme}")
+    try:
+        return urlsplit(url)
+    except ValueError:  # its text may hold the password: say what, not where
+        raise InvalidInput(
+            f"{what} could not be parsed: percent-encode the password's special characters"
+        ) from None
+
+
 @dataclass(frozen=True)
 class SentinelUrl:
     """A ``redis+sentinel://`` URL, parsed."""
@@ -85,15 +96,7 @@ class SentinelUrl:
 
     @classmethod
     def parse(cls, url: str) -> SentinelUrl:
-        if not url.startswith(SENTINEL_SCHEME):
-            raise InvalidInput(f"a Sentinel URL starts with {SENTINEL_SCHEME}")
-        try:
-            parts = urlsplit(url)
-        except ValueError:  # its text may hold the password: say what, not where
-            raise InvalidInput(
-                "a Sentinel URL could not be parsed: percent-encode the password's special "
-                "characters"
-            ) from None
+        parts = _split(url, SENTINEL_SCHEME, "a Sentinel URL")
         username, password, sentinels = _hosts(parts.netloc, "a Sentinel URL", "sentinels")
         path = [p for p in parts.path.split("/") if p]
         if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
@@ -145,15 +148,7 @@ class ClusterUrl:
 
     @classmethod
     def parse(cls, url: str) -> ClusterUrl:
-        if not url.startswith(CLUSTER_SCHEME):
-            raise InvalidInput(f"a Cluster URL starts with {CLUSTER_SCHEME}")
-        try:
-            parts = urlsplit(url)
-        except ValueError:  # its text may hold the password: say what, not where
-            raise InvalidInput(
-                "a Cluster URL could not be parsed: percent-encode the password's special "
-                "characters"
-            ) from None
+        parts = _split(url, CLUSTER_SCHEME, "a Cluster URL")
         if parts.path.strip("/") or parts.query:
             raise InvalidInput(
                 "a Cluster URL names nodes only (a cluster has no database numbers): "
