@@ -87,8 +87,8 @@ class MeetingStore:
         consent_mode: str = CONSENT_NOTICE,
     ) -> Meeting | None:
         """Store a new meeting with its wrapped data keys; None (nothing stored) if the
-        tenant already holds ``limit`` meetings (0: no limit). Checked and stored atomically,
-        so concurrent creates cannot pass the limit together.
+        tenant already holds ``limit`` meetings (0: no limit). The limit is checked and the
+        place taken in one script, so concurrent creates cannot pass the limit together.
 
         The record and keys (the meeting's slot) are written first, then its place in the
         tenant's index (the tenant's slot), which is where the limit is checked; over the
@@ -392,8 +392,8 @@ class MeetingStore:
     ) -> tuple[int, int, bool]:
         """Destroy the participant's own data keys and delete all they left in the meeting
         (audio, transcripts, interims, caption events, manifest, opt-out, subject id),
-        marking the meeting in :data:`schema.SHREDS` in the same transaction, so the tenant
-        key is rotated and retired after (as for a meeting delete). Returns (audio
+        marking the meeting in :data:`schema.SHREDS` first, so the tenant key is rotated and
+        retired after (as for a meeting delete). Returns (audio
         segments, transcript segments, whether they had their own keys)."""
         m, p = meeting.id, participant_id
         audio = [sid for sid in self._sids(schema.meeting_audio(m)) if sid.rpartition(".")[0] == p]
