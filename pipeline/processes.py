@@ -80,11 +80,11 @@ def _pings(url: str) -> bool:
             client = connect(url)
         else:
             client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-    except (redis.RedisError, OSError):
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
         return False
     try:
         return bool(client.ping())
-    except (redis.RedisError, OSError):
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError):
         return False
     finally:
         client.close()

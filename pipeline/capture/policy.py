@@ -97,8 +97,14 @@ class MeetingPolicy:
             while True:
                 try:
                     await self._listen()
-                except (OSError, aioredis.ConnectionError, aioredis.TimeoutError):
-                    log.warning("policy channel of meeting %s lost; resubscribing", self.meeting.id)
+                except Exception as exc:  # never die: the channel is how capture hears a
+                    # switch, an opt-out or a revocation at once (lost connection, a cluster
+                    # failing over or not yet mapped, ...); the poller covers the gap
+                    log.warning(
+                        "policy channel of meeting %s lost (%s); resubscribing",
+                        self.meeting.id,
+                        type(exc).__name__,
+                    )
                     await asyncio.sleep(1.0)
         finally:
             poller.cancel()

@@ -39,10 +39,8 @@ def migrate(
         if report.conflicts:
             console.print(
                 f"[red]{len(report.conflicts)} keys kept under their old name: the new name "
-                "is taken (was a new version already running?)[/red]"
+                "is taken (was a new version already running?); --json lists them[/red]"
             )
-            for key in report.conflicts[:20]:
-                console.print(f"  {key}")
 
     emit(as_json, report, human)
     if report.conflicts:

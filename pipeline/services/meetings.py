@@ -227,8 +227,8 @@ def set_subject(
 def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -> Meeting:
     """Crypto-shred a meeting and delete its records, then have a worker finish the job.
 
-    In the request, at once: the wrapped data keys are destroyed (marked, in the same
-    transaction, as waiting for the rest), then every record; the meeting is gone from the
+    In the request, at once: the wrapped data keys are destroyed (marked before and after
+    as waiting for the rest: see :meth:`MeetingStore.shred`), then every record; the meeting is gone from the
     tenant's view and its content unopenable. Because a backup of Redis taken earlier still
     holds copies of the wrapped keys, the tenant key must then be rotated, every other
     meeting's keys rewrapped, and the old versions retired: a worker does that
@@ -259,7 +259,7 @@ def finish_shreds(rt: Runtime, tenant_id: str) -> int:
     """Rotate and retire the tenant key for every meeting of the tenant deleted so far, then
     clear their marks; returns how many. Run again (a retry) after any failure: the marks
     stay until the old versions are retired. One rotation serves every delete before it."""
-    pending = rt.store.meetings.pending_shreds(tenant_id)
+    pending = rt.store.meetings.shred_marks(tenant_id)
     if not pending:
         return 0
     if not faults.on("no-rotate-on-delete"):  # else the old versions stay: backups open

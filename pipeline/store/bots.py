@@ -93,10 +93,11 @@ class BotStore:
             "participants": "[]",
         }
         counted = schema.tenant_bots(tenant_id)
-        self.r.sadd(schema.BOTS_WANTED, meeting_id)
+        added = self.r.sadd(schema.BOTS_WANTED, meeting_id)
         self._prune(counted)
         if not self._admit(keys=[counted], args=[meeting_id, limit]):
-            self.r.srem(schema.BOTS_WANTED, meeting_id)  # not asked after all
+            if added:  # not asked after all (an entry already there is another bot's)
+                self.r.srem(schema.BOTS_WANTED, meeting_id)
             return None
         pipe = self.r.pipeline(transaction=True)  # the record: the meeting's slot
         pipe.delete(schema.bot(meeting_id))

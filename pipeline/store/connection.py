@@ -46,6 +46,7 @@ from pipeline.errors import InvalidInput, StoreUnavailable
 __all__ = [
     "CLUSTER_SCHEME",
     "SENTINEL_SCHEME",
+    "UNAVAILABLE",
     "ClusterUrl",
     "Durable",
     "Redis",
@@ -348,6 +349,19 @@ class Durable:
             )
 
 
+#: what a store that cannot answer now raises: a lost connection, a server that became a
+#: replica (ReadOnlyError), a cluster that is down, failing over or not yet mapped
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.ReadOnlyError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
+
+
 def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Translate connection-level redis-py errors into :class:`StoreUnavailable`."""
 
@@ -356,7 +370,7 @@ def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         # ReadOnlyError: a server that was the primary and is a replica now
-        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
+        except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
 
     return wrapper

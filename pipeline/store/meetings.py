@@ -61,6 +61,20 @@ return 1
 SPEAKERS_TRACKS = "tracks"
 SPEAKERS_TALKING = "talking-events"
 
+# KEYS: shreds. ARGV: member, now. A mark again is always newer than the one there.
+_MARK_SHRED = """
+local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+local now = tonumber(ARGV[2])
+if now <= old then now = old + 0.001 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+"""
+
+# KEYS: shreds. ARGV: member, the score read. Cleared only if not marked again since.
+_CLEAR_SHRED = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+"""
+
 _SET_IF_EXISTS = """
 if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) end
 """
@@ -304,17 +318,23 @@ class MeetingStore:
     @redis_errors
     def shred(self, meeting: Meeting) -> None:
         """Mark the meeting as waiting for its tenant key's rotation and retirement
-        (:meth:`pending_shreds`), then destroy its wrapped data keys, so that no failure can
-        leave the keys destroyed but their backups' key versions live without a mark that
-        says so (a crash in between leaves a mark whose rotation is merely early)."""
+        (:meth:`pending_shreds`), destroy its wrapped data keys, then mark it again, so that
+        no failure can leave the keys destroyed but their backups' key versions live without
+        a mark that says so. The second mark is newer than the first: a rotation that ran
+        between the two (and rewrapped the keys still there) cleared only the first
+        (:meth:`shreds_done`), so another rotation follows."""
         w = self.durable.client()
         self._mark_shred(w, meeting.tenant_id, meeting.id)
         w.delete(schema.meeting_keys(meeting.id))
         self.durable.confirm(w, f"the keys of meeting {meeting.id} destroyed")
+        self._mark_shred(w, meeting.tenant_id, meeting.id)
 
     @staticmethod
     def _mark_shred(w: Redis, tenant_id: str, meeting_id: str) -> None:
-        w.zadd(schema.SHREDS, {schema.shred_member(tenant_id, meeting_id): time.time()})
+        """Mark (or mark again, with a newer score than the mark there)."""
+        w.eval(
+            _MARK_SHRED, 1, schema.SHREDS, schema.shred_member(tenant_id, meeting_id), time.time()
+        )
 
     @redis_errors
     def pending_shreds(
@@ -322,18 +342,29 @@ class MeetingStore:
     ) -> builtins.list[tuple[str, str]]:
         """(tenant, meeting) of deleted meetings whose tenant key is not yet rotated and
         retired: the tenant's (or everyone's), marked before ``before`` (or ever)."""
-        marked = self.r.zrangebyscore(schema.SHREDS, "-inf", "+inf" if before is None else before)
-        found = [schema.parse_shred_member(as_str(m)) for m in marked]
-        return [(t, m) for t, m in found if tenant_id is None or t == tenant_id]
+        return [(t, m) for t, m, _ in self.shred_marks(tenant_id, before)]
+
+    @redis_errors
+    def shred_marks(
+        self, tenant_id: str | None = None, before: float | None = None
+    ) -> builtins.list[tuple[str, str, float]]:
+        """As :meth:`pending_shreds`, with each mark's score (for :meth:`shreds_done`)."""
+        marked: Any = self.r.zrangebyscore(
+            schema.SHREDS, "-inf", "+inf" if before is None else before, withscores=True
+        )
+        found = [(*schema.parse_shred_member(as_str(m)), float(score)) for m, score in marked]
+        return [(t, m, at) for t, m, at in found if tenant_id is None or t == tenant_id]
 
     @redis_errors
     def shred_pending(self, tenant_id: str, meeting_id: str) -> bool:
         return self.r.zscore(schema.SHREDS, schema.shred_member(tenant_id, meeting_id)) is not None
 
     @redis_errors
-    def shreds_done(self, done: builtins.list[tuple[str, str]]) -> None:
-        if done:
-            self.r.zrem(schema.SHREDS, *(schema.shred_member(t, m) for t, m in done))
+    def shreds_done(self, done: builtins.list[tuple[str, str, float]]) -> None:
+        """Clear the marks of ``done`` (as :meth:`shred_marks` read them), each only if it
+        is still the mark read: one made again since (see :meth:`shred`) stays."""
+        for t, m, at in done:
+            self.r.eval(_CLEAR_SHRED, 1, schema.SHREDS, schema.shred_member(t, m), repr(at))
 
     @redis_errors
     def delete(self, meeting: Meeting) -> None:
@@ -450,6 +481,8 @@ class MeetingStore:
         pipe.hdel(schema.meeting_subjects(m), p)
         pipe.execute()
         self.durable.confirm(w, f"an erasure in meeting {m}")  # erased stays erased
+        if not keep_keys:  # marked again: see shred
+            self._mark_shred(w, meeting.tenant_id, m)
         if audio:  # out of the global index after (see schema)
             self.r.zrem(schema.PENDING, *(schema.pending_member(m, s) for s in audio))
         return len(audio), len(text), own_keys

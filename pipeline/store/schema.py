@@ -418,8 +418,10 @@ _UNTAGGED_LEASES = re.compile(rf"^{re.escape(PREFIX)}(?:sockets|whip):meeting:[^
 def tagged(key: str) -> str | None:
     """The name a key written before the hash tags has now: ``key`` itself where it needs
     none (or has one already), None where it is a lease to drop (see ``migrate``)."""
-    if not key.startswith(PREFIX) or "{" in key:
+    if not key.startswith(PREFIX):
         return key
+    # (a key tagged already fails every pattern: its id starts with "{"; braces later in
+    # the name, in a participant's label, say nothing)
     if _UNTAGGED_LEASES.match(key):
         return None
     for pattern in _UNTAGGED:

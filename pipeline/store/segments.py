@@ -172,8 +172,12 @@ class SegmentStore:
 
     @redis_errors
     def unindex(self, meeting_id: str, sid: str) -> None:
-        """Out of ``ss:pending``, after the meeting's own records changed (see :meth:`_index`)."""
-        self.r.zrem(schema.PENDING, schema.pending_member(meeting_id, sid))
+        """Out of ``ss:pending``, after the meeting's own records changed (see :meth:`_index`).
+        Looked at again after: a segment being stored lists itself before its audio is
+        there, so an entry dropped meanwhile as pointing at nothing is put back."""
+        member = schema.pending_member(meeting_id, sid)
+        if self.r.zrem(schema.PENDING, member) and self.r.exists(schema.audio(meeting_id, sid)):
+            self.r.zadd(schema.PENDING, {member: time.time()}, nx=True)
 
     @redis_errors
     def claim(self, meeting_id: str, sid: str, owner: str, ttl: int) -> bool:
@@ -274,7 +278,8 @@ class SegmentStore:
         self.interims.clear_text(pipe, segment.meeting_id, segment.participant_id, segment.seq)
         pipe.execute()
         self.durable.confirm(w, f"the transcript of {segment.meeting_id}/{sid}")
-        self.unindex(segment.meeting_id, sid)
+        # out of ss:pending after (see _index): done, whatever audio a fault left
+        self.r.zrem(schema.PENDING, schema.pending_member(segment.meeting_id, sid))
 
     @redis_errors
     def transcript_count(self, meeting_id: str) -> int:

@@ -186,3 +186,20 @@ def test_migrate_renames_a_store_from_before_the_tags(plain_rt: Runtime) -> None
     assert again.opted_out == frozenset({"p"}) and again.transcription
     assert services.authenticate(rt, token).id == tenant.id
     assert json.loads(runner.invoke(app, ["store", "migrate", "--json"]).output)["renamed"] == 0
+
+
+def test_a_shred_marked_again_after_a_rotation_began_is_kept(rt: Runtime) -> None:
+    """The shred mark is written before a meeting's keys are destroyed and again after: a
+    rotation that read the first mark (and rewrapped the keys still there) clears only it,
+    so the meeting stays marked for the rotation that follows the destruction."""
+    tenant, _ = services.create_tenant(rt, "Acme")
+    m = services.create_meeting(rt, tenant.id, transcription=True)
+    store = rt.store.meetings
+    store._mark_shred(rt.store.redis, tenant.id, m.id)  # a delete's first step...
+    read = store.shred_marks(tenant.id)  # ...where a rotation reads the marks
+    assert [(t, mid) for t, mid, _ in read] == [(tenant.id, m.id)]
+    store.shred(m)  # the delete goes on: keys destroyed, marked again
+    store.shreds_done(read)  # the rotation that began before clears what it read
+    assert store.pending_shreds(tenant.id) == [(tenant.id, m.id)]
+    store.shreds_done(store.shred_marks(tenant.id))  # the next rotation clears it
+    assert store.pending_shreds(tenant.id) == []

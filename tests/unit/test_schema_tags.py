@@ -60,6 +60,8 @@ def test_meetings_spread_over_slots() -> None:
         ("ss:meeting:m_1", "ss:meeting:{m_1}"),
         ("ss:meeting:m_1:keys", "ss:meeting:{m_1}:keys"),
         ("ss:audio:m_1:p.3", "ss:audio:{m_1}:p.3"),
+        ("ss:audio:m_1:Bob {x}.3", "ss:audio:{m_1}:Bob {x}.3"),
+        ("ss:audio:{m_1}:Bob {x}.3", "ss:audio:{m_1}:Bob {x}.3"),
         ("ss:transcript:m_1:p.3", "ss:transcript:{m_1}:p.3"),
         ("ss:tenant:t_1:tokens", "ss:tenant:{t_1}:tokens"),
         ("ss:audit:t_1:head", "ss:audit:{t_1}:head"),
