@@ -228,8 +228,8 @@ def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
     """Crypto-shred a meeting and delete its records, then have a worker finish the job.
 
     In the request, at once: the wrapped data keys are destroyed (marked before and after
-    as waiting for the rest: see :meth:`MeetingStore.shred`), then every record; the meeting is gone from the
-    tenant's view and its content unopenable. Because a backup of Redis taken earlier still
+    as waiting for the rest: see :meth:`MeetingStore.shred`), then every record; the
+    meeting is gone from the tenant's view and its content unopenable. Because a backup of Redis taken earlier still
     holds copies of the wrapped keys, the tenant key must then be rotated, every other
     meeting's keys rewrapped, and the old versions retired: a worker does that
     (:func:`finish_shreds`), and the beat retries until it is done (:func:`retry_shreds`),
