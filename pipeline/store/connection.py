@@ -46,7 +46,6 @@ from pipeline.errors import InvalidInput, StoreUnavailable
 __all__ = [
     "CLUSTER_SCHEME",
     "SENTINEL_SCHEME",
-    "UNAVAILABLE",
     "ClusterUrl",
     "Durable",
     "Redis",
@@ -351,7 +350,7 @@ class Durable:
 
 #: what a store that cannot answer now raises: a lost connection, a server that became a
 #: replica (ReadOnlyError), a cluster that is down, failing over or not yet mapped
-UNAVAILABLE: tuple[type[Exception], ...] = (
+_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.ReadOnlyError,
@@ -370,7 +369,7 @@ def redis_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         # ReadOnlyError: a server that was the primary and is a replica now
-        except UNAVAILABLE as exc:
+        except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from None
 
     return wrapper
