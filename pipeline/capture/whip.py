@@ -302,9 +302,10 @@ class WhipIngest:
             return
         # No URL to send others here: sessions of this meeting held elsewhere are not
         # compared with this one for crosstalk. Count it, and say so once.
-        here = len(self.sessions(meeting_id))  # (with those whose claim is under way)
         held, _ = await asyncio.to_thread(self.rt.store.whip.count, tenant_id, meeting_id)
-        if held > here:
+        # counted after the store answers: a session of this process is listed before it
+        # claims, so one claimed meanwhile is not taken for another process's
+        if held > len(self.sessions(meeting_id)):
             metrics.WHIP_ROUTING.labels("uncompared").inc()
             if not self._told_uncompared:
                 self._told_uncompared = True
