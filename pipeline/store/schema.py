@@ -249,6 +249,16 @@ def audio(meeting_id: str, segment_id: str) -> str:
     return f"{PREFIX}audio:{_tag(meeting_id)}:{segment_id}"
 
 
+def split_segment_key(key: str) -> tuple[str, str]:
+    """(meeting id, segment id) of a key made by :func:`audio`, :func:`transcript` or
+    :func:`lease` (the meeting is the tag, the segment what follows it)."""
+    rest = key[len(PREFIX) :].partition(":")[2]
+    if not rest.startswith("{") or "}:" not in rest:
+        raise ValueError("not a segment's key")
+    meeting_id, _, segment_id = rest[1:].partition("}:")
+    return meeting_id, segment_id
+
+
 PENDING = f"{PREFIX}pending"
 
 

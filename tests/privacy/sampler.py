@@ -179,10 +179,8 @@ class Sampler:
             ("audio", schema.audio("*", "*")),
             ("transcript", schema.transcript("*", "*")),
         ):
-            prefix = pattern.split("*", 1)[0]
             for key in r.scan_iter(match=pattern, count=1000):
-                meeting_id, _, sid = as_str(key)[len(prefix) :].partition(":")
-                now.append((kind, meeting_id, sid))
+                now.append((kind, *schema.split_segment_key(as_str(key))))
         # interim audio slots: one per participant, "SEQ:PART:" + sealed audio
         prefix, suffix = schema.meeting_interim("*").split("*", 1)
         for key in r.scan_iter(match=schema.meeting_interim("*"), count=1000):

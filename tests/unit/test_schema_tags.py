@@ -4,6 +4,7 @@ Redis Cluster's transactions and scripts need; the migration's renames; Cluster 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import pytest
 from redis.crc import key_slot
@@ -96,3 +97,10 @@ def test_a_cluster_url_names_nodes_and_never_quotes_its_password() -> None:
     with pytest.raises(InvalidInput) as raised:
         ClusterUrl.parse("redis+cluster://:hunter2@[bad:7000")
     assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize("make", [schema.audio, schema.transcript, schema.lease])
+def test_a_segment_key_gives_back_its_meeting_and_segment(make: Callable[[str, str], str]) -> None:
+    assert schema.split_segment_key(make("m_1", "al:ice.3#2")) == ("m_1", "al:ice.3#2")
+    with pytest.raises(ValueError):
+        schema.split_segment_key(schema.meeting("m_1"))
