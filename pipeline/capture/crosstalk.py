@@ -12,7 +12,10 @@ at one steady gain below it (their level difference varies by at most ``max_spre
 over another keeps their frames: their own track's envelope follows their own voice, not
 the other's, so the correlation stays low, and their own microphone has them loudest; two
 people who start alike at once ("The ...") say different sounds a moment later (a quiet
-"f" under a loud "o"), which the spectrum tells apart.
+"f" under a loud "o"), which the spectrum tells apart. A frame ``certain_db`` or more
+quieter than a speaking track, where the track's own detector hears no speech, is crosstalk
+on level alone: a cough or a laugh of its own wearer in the envelope window spoils the copy
+test, and the look-back and pads would put the faint copy before it into an utterance.
 
 What is suppressed is dropped in memory, as audio of an "off" period is: a crosstalk frame
 does not count as speech for the segmenter, and inside an utterance it is replaced by
@@ -74,6 +77,12 @@ _MIN_LOUD = 6  # envelope points the gain test needs (48 ms of the louder voice)
 class CrosstalkConfig:
     #: a frame is crosstalk when another speaking track is this much louder ...
     margin_db: float = 10.0
+    #: ... or, with no further test, this much louder at a frame its own detector does
+    #: not call speech: the room's copy of the other voice, which the look-back and the
+    #: pads would otherwise put in front of a sound of its own (a cough or a laugh in the
+    #: envelope window makes a copy stop looking like one). Speech frames are left to the
+    #: tests below: a word's soft onset under a loud voice is still the word.
+    certain_db: float = 30.0
     #: ... and the two envelopes correlate at least this much ...
     min_corr: float = 0.5
     #: ... and the quieter one stays at one gain below the louder (standard deviation of
@@ -250,6 +259,11 @@ def crosstalk_frames(
             at = np.flatnonzero(louder)
             if within is not None:
                 at = at[(at >= within[0]) & (at < within[1])]
+            if not at.size:
+                continue
+            certain = (src_level[at] - level[i][at] >= cfg.certain_db) & ~talking[i][at]
+            out[i][at[certain]] = True
+            at = at[~certain]
             if not at.size:
                 continue
             if bands is None:

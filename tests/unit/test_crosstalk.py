@@ -120,6 +120,36 @@ def test_a_quieter_talker_over_a_louder_one_is_kept(jfk: np.ndarray, other: np.n
     assert (present & ~m_b).sum() == present.sum()
 
 
+def test_a_faint_copy_before_a_sound_of_the_quiet_tracks_own_is_taken(jfk: np.ndarray) -> None:
+    """A headset that hears the talker 36 dB down, then a laugh of its own wearer: the laugh
+    in the envelope window spoils the copy test, but the faint stretch before it, which its
+    own detector does not call speech, is the talker's voice (``certain_db``). Frames the
+    quiet track's detector calls speech are never taken on level alone."""
+    n = jfk.size
+    a = pcm(jfk + noise(n, -70, 1))
+    talk_a = speech(a)
+    loud = talk_a & (features(a).level[: talk_a.size] >= -40)
+    k = next(k for k in range(16, loud.size) if loud[k - 16 : k].sum() >= 12)
+    at = k * FRAME  # the laugh starts after half a second of the talker's speech
+    laugh = np.zeros(n)
+    laugh[at : at + RATE // 2] = noise(RATE // 2, -18, 3)
+    b = pcm(leak(jfk, -36) + laugh + noise(n, -75, 2))
+    frames = min(talk_a.size, features(b).level.size)
+    talk_a = talk_a[:frames]
+    own = np.zeros(frames, dtype=bool)
+    own[k : k + RATE // 2 // FRAME] = True  # the laugh, called speech
+    before = np.zeros(frames, dtype=bool)
+    before[k - 16 : k] = True
+    before &= loud[:frames]
+    assert before.sum() >= 12
+    _, m_b = crosstalk_frames([features(a), features(b)], [talk_a, own])
+    assert m_b[before].all()
+    assert not m_b[own].any()
+    # the same frames called speech on the quiet track are left to the copy tests
+    _, m_b = crosstalk_frames([features(a), features(b)], [talk_a, own | before])
+    assert not m_b[own].any()
+
+
 def opus(x: np.ndarray) -> np.ndarray:
     """``x`` after an Opus round trip at 48 kHz, as a WebRTC publisher delivers it."""
     enc = av.CodecContext.create("libopus", "w")
