@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from tests.harness.processes import wait_until
-from tests.harness.redis import RedisServer
+from tests.harness.redis import RedisServer, ask_each
 
 __all__ = ["NODES", "Cluster", "redis_cluster"]
 
@@ -68,17 +68,11 @@ class Cluster:
         return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
 
     def _ok(self) -> bool:
-        for node in self.nodes:
-            client = redis.Redis(port=node.port, socket_connect_timeout=0.5, socket_timeout=2)
-            try:
-                info: Any = client.cluster("INFO")
-                if info.get("cluster_state") != "ok" or int(info["cluster_known_nodes"]) < NODES:
-                    return False
-            except (redis.RedisError, OSError):
-                return False
-            finally:
-                client.close()
-        return True
+        def agrees(client: redis.Redis) -> bool:
+            info: Any = client.cluster("INFO")
+            return info.get("cluster_state") == "ok" and int(info["cluster_known_nodes"]) >= NODES
+
+        return ask_each((node.port for node in self.nodes), agrees)
 
     def start(self) -> None:
         for node in self.nodes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import redis
 from pipeline.net import free_port
 from tests.harness.processes import Service
 
-__all__ = ["RedisServer", "require_redis_server"]
+__all__ = ["RedisServer", "ask_each", "require_redis_server"]
 
 
 def require_redis_server(hint: str = "") -> str:
@@ -23,6 +23,21 @@ def require_redis_server(hint: str = "") -> str:
     if binary is None:
         pytest.skip(f"redis-server (Debian package redis-server) is missing{hint}")
     return binary
+
+
+def ask_each(ports: Iterable[int], check: Callable[[redis.Redis], bool]) -> bool:
+    """Whether ``check`` holds for the server on each of ``ports`` on 127.0.0.1 (asked one
+    at a time with short timeouts); False as soon as one does not, or does not answer."""
+    for port in ports:
+        client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
+        try:
+            if not check(client):
+                return False
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+    return True
 
 
 def _answers(url: str) -> bool:

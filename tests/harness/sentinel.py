@@ -18,7 +18,7 @@ import redis
 
 from pipeline.net import free_port
 from tests.harness.processes import Service, wait_until
-from tests.harness.redis import RedisServer, require_redis_server
+from tests.harness.redis import RedisServer, ask_each, require_redis_server
 
 __all__ = ["DOWN_AFTER_MS", "SERVICE", "SentinelGroup", "sentinel_group"]
 
@@ -110,19 +110,12 @@ class SentinelGroup:
         wait_until(self._quorum, 30, "three sentinels that know each other and the replica")
 
     def _quorum(self) -> bool:
-        for port in self.sentinel_ports:
-            client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
-            try:
-                master: Any = client.sentinel_master(SERVICE)
-                if int(master.get("num-other-sentinels", 0)) < 2:
-                    return False
-                if len(client.sentinel_slaves(SERVICE)) < 1:
-                    return False
-            except (redis.RedisError, OSError):
-                return False
-            finally:
-                client.close()
-        return True
+        def knows(client: redis.Redis) -> bool:
+            master: Any = client.sentinel_master(SERVICE)
+            others = int(master.get("num-other-sentinels", 0))
+            return others >= 2 and len(client.sentinel_slaves(SERVICE)) >= 1
+
+        return ask_each(self.sentinel_ports, knows)
 
     def wait_failover(self, old_port: int, timeout: float = 30.0) -> float:
         """Seconds until every sentinel names a primary other than ``old_port``, up and not
