@@ -231,8 +231,8 @@ def delete_meeting(rt: Runtime, meeting_id: str, tenant_id: str | None = None) -
     as waiting for the rest: see :meth:`MeetingStore.shred`), then every record; the
     meeting is gone from the tenant's view and its content unopenable. Because a backup of
     Redis taken earlier still holds copies of the wrapped keys, the tenant key must then be
-    rotated, every other meeting's keys rewrapped, and the old versions retired: a worker does that
-    (:func:`finish_shreds`), and the beat retries until it is done (:func:`retry_shreds`),
+    rotated, every other meeting's keys rewrapped, and the old versions retired: a worker
+    does that (:func:`finish_shreds`), and the beat retries until it is done (:func:`retry_shreds`),
     so a KMS outage delays it but cannot leave it half done. :func:`shred_pending` says
     whether it is still to do."""
     meeting = rt.store.meetings.get(meeting_id, tenant_id)

@@ -424,8 +424,8 @@ class MeetingStore:
         """Destroy the participant's own data keys and delete all they left in the meeting
         (audio, transcripts, interims, caption events, manifest, opt-out, subject id),
         marking the meeting in :data:`schema.SHREDS` first, so the tenant key is rotated and
-        retired after (as for a meeting delete). Returns (audio
-        segments, transcript segments, whether they had their own keys)."""
+        retired after (as for a meeting delete). Returns (audio segments, transcript
+        segments, whether they had their own keys)."""
         m, p = meeting.id, participant_id
         audio = [sid for sid in self._sids(schema.meeting_audio(m)) if sid.rpartition(".")[0] == p]
         audio += [
