@@ -54,6 +54,7 @@ from playwright.async_api import (  # noqa: E402
     BrowserContext,
     FilePayload,
     Page,
+    Route,
     WebSocketRoute,
     async_playwright,
     expect,
@@ -715,13 +716,21 @@ async def drive_consent(page: Page, context: BrowserContext, rt: Runtime, base: 
         "Notices reach the room: the bot posts notices to the room's text chat."
     )
 
-    # switched to notice and back, showing what the server answered
+    # switched to notice and back at once, showing what the server answered; the audit
+    # view refreshed after each switch is slow here (a long chain's verify), and the switch
+    # still takes the second click as soon as the first is shown
+    async def slow_verify(route: Route) -> None:
+        await asyncio.sleep(2)
+        await route.continue_()
+
+    await page.route("**/v1/audit/verify", slow_verify)
     await page.get_by_role("button", name="Switch to notice").click()
     await expect(mode).to_have_text("notice")
     assert services.get_meeting(rt, meeting_id).consent_mode == "notice"
     await page.get_by_role("button", name="Switch to opt-in").click()
-    await expect(mode).to_have_text("opt-in")
+    await expect(mode).to_have_text("opt-in", timeout=1500)
     assert services.get_meeting(rt, meeting_id).consent_mode == "opt-in"
+    await page.unroute("**/v1/audit/verify", slow_verify)
 
     # Bob gets a link but the owner opts him in from the console
     await page.get_by_label("Participant name").fill("Bob")

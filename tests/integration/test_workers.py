@@ -154,7 +154,11 @@ def test_sigkill_mid_task_then_restart_transcribes_each_once(
 
         wait_until(busy, 60, "the first segment under way", interval=0.02)
         victim.kill()
-        assert rt.store.segments.pending_count(first) >= 1
+        # The worker goes from one task to the next until all four files are done, so work
+        # left means it died in a task. The first file alone can be done before the kill
+        # lands when this process gets little CPU (seen in CI): count what is left of all.
+        left = sum(rt.store.segments.pending_count(j.meeting.id) for j in jobs)
+        assert left >= 1, "the worker finished everything before it was killed"
         survivor = WorkerProcess(home, log, SEALSCRIBE_VISIBILITY="3")
         for job in jobs:
             wait_for(rt, job, lambda *_: None, timeout=120)

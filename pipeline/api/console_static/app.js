@@ -28,6 +28,8 @@
     auditPage: null, // null: the newest page
     auditShown: 0, // the page on screen
     head: null, // the audit chain's head, as GET /v1/audit/head last returned it
+    auditLoading: false, // an audit refresh after a change is under way
+    auditAgain: false, // and another change came while it was
     busy: new WeakSet(),
   };
 
@@ -370,7 +372,7 @@
     const updated = await api("PUT", meetingPath(m.id, "/transcription"), { enabled: want });
     if (state.meeting && state.meeting.id === updated.id) showMeeting(updated);
     notify(`Transcription switched ${updated.transcription ? "ON" : "OFF"} for ${updated.id}.`);
-    await loadAudit();
+    auditChanged();
   }
 
   async function deleteMeeting() {
@@ -394,7 +396,7 @@
     notify(updated.consent_mode === OPT_IN
       ? `Meeting ${updated.id} is opt-in: nobody is kept until they consent.`
       : `Meeting ${updated.id} is notice: everyone is transcribed unless they opt out.`);
-    await loadAudit();
+    auditChanged();
   }
 
   // How a participant's last choice was made: the privacy report's consent changes name the
@@ -509,7 +511,7 @@
     const again = [...$("participants").querySelectorAll("button[role=switch]")]
       .find((b) => b.getAttribute("aria-label") === `Transcribe ${name}`);
     if (again) again.focus();
-    await loadAudit();
+    auditChanged();
   }
 
   // a participant name typed in the form, checked as the API's path segment needs it
@@ -541,7 +543,7 @@
     field.focus();
     field.select();
     notify(`Consent link for ${link.participant} made; it works until ${when(link.expires)}.`);
-    await loadAudit();
+    auditChanged();
   }
 
   function hideLink() {
@@ -602,14 +604,14 @@
     const bot = await api("POST", meetingPath(state.meeting.id, "/bot"), { url });
     renderBot(bot);
     notify(`The bot is on its way to ${bot.target}.`);
-    await loadAudit();
+    auditChanged();
   }
 
   async function callBotBack() {
     const bot = await api("DELETE", meetingPath(state.meeting.id, "/bot"));
     renderBot(bot);
     notify("The bot was called back.");
-    await loadAudit();
+    auditChanged();
   }
 
   // ---- live captions ------------------------------------------------------------------
@@ -1012,6 +1014,30 @@
 
   async function loadAudit() {
     return adminOnly(showAudit, "audit-verify");
+  }
+
+  // The audit view after a change, loaded once the change is on screen and outside the
+  // control's busy time: verifying a long chain takes a while, and the control must take
+  // the next click (a click on a busy control is dropped). One load at a time, in order;
+  // changes made during it ask for one more.
+  function auditChanged() {
+    if (state.auditLoading) {
+      state.auditAgain = true;
+      return;
+    }
+    state.auditLoading = true;
+    (async () => {
+      try {
+        do {
+          state.auditAgain = false;
+          if (state.token) await loadAudit(); // not after a logout
+        } while (state.auditAgain);
+      } catch (err) {
+        report(err);
+      } finally {
+        state.auditLoading = false;
+      }
+    })();
   }
 
   async function showAudit() {
