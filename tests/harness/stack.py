@@ -175,18 +175,22 @@ class LocalStack:
         tenant, token = services.create_tenant(self.rt, name)
         return T(tenant.id, token)
 
-    @contextlib.contextmanager
-    def workers_paused(self) -> Iterator[None]:
-        """Workers take nothing from the queues inside the block (finals and interims): what
-        is sealed waits."""
-        control = queue.client().control
+    def workers_paused(self) -> contextlib.AbstractContextManager[None]:
+        return workers_paused()
+
+
+@contextlib.contextmanager
+def workers_paused() -> Iterator[None]:
+    """Workers on the configured broker take nothing from the queues inside the block
+    (finals and interims): what is sealed waits."""
+    control = queue.client().control
+    for name in (schema.CELERY_QUEUE, schema.CELERY_INTERIM_QUEUE):
+        control.cancel_consumer(name, reply=True, timeout=5, limit=1)
+    try:
+        yield
+    finally:
         for name in (schema.CELERY_QUEUE, schema.CELERY_INTERIM_QUEUE):
-            control.cancel_consumer(name, reply=True, timeout=5, limit=1)
-        try:
-            yield
-        finally:
-            for name in (schema.CELERY_QUEUE, schema.CELERY_INTERIM_QUEUE):
-                control.add_consumer(name, reply=True, timeout=5, limit=1)
+            control.add_consumer(name, reply=True, timeout=5, limit=1)
 
 
 @contextlib.contextmanager

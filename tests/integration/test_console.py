@@ -717,10 +717,13 @@ async def drive_consent(page: Page, context: BrowserContext, rt: Runtime, base: 
     )
 
     # switched to notice and back at once, showing what the server answered; the audit
-    # view refreshed after each switch is slow here (a long chain's verify), and the switch
-    # still takes the second click as soon as the first is shown
+    # view refreshed after each switch is held here (as a long chain's verify is slow), and
+    # the switch still takes the second click as soon as the first is shown
+    release, held = asyncio.Event(), []
+
     async def slow_verify(route: Route) -> None:
-        await asyncio.sleep(2)
+        held.append(route.request.url)
+        await release.wait()
         await route.continue_()
 
     await page.route("**/v1/audit/verify", slow_verify)
@@ -728,9 +731,10 @@ async def drive_consent(page: Page, context: BrowserContext, rt: Runtime, base: 
     await expect(mode).to_have_text("notice")
     assert services.get_meeting(rt, meeting_id).consent_mode == "notice"
     await page.get_by_role("button", name="Switch to opt-in").click()
-    await expect(mode).to_have_text("opt-in", timeout=1500)
+    await expect(mode).to_have_text("opt-in", timeout=15_000)
     assert services.get_meeting(rt, meeting_id).consent_mode == "opt-in"
-    await page.unroute("**/v1/audit/verify", slow_verify)
+    assert held and not release.is_set()  # the first refresh was still held meanwhile
+    release.set()  # the route stays, passing each verify on at once
 
     # Bob gets a link but the owner opts him in from the console
     await page.get_by_label("Participant name").fill("Bob")

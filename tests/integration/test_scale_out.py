@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -132,7 +131,6 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
     workers = start_workers(3, scale_env, tmp_path)
     victim, drained, survivor = workers
     try:
-        t0 = time.monotonic()
         # Four AMI headset tracks and four fleurs clips, each its own meeting, cut into
         # voice-activity utterances as live capture cuts them: 50-odd segments at once.
         meetings = [
@@ -169,7 +167,6 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
             return not any(rt.store.segments.pending_count(m) for m, _ in meetings)
 
         wait_until(all_done, 120, "every meeting transcribed", interval=0.2)
-        elapsed = time.monotonic() - t0
     finally:
         for w in workers:
             w.stop()
@@ -186,7 +183,6 @@ def test_three_workers_one_killed_one_drained_each_segment_once_in_order(
         starts = [s.start_ms for s in transcript]
         assert starts == sorted(starts)
     assert any(s.text for m, _ in meetings for s in read_transcript(rt, m))
-    assert elapsed < 150
 
 
 def test_worker_metrics_are_summed_over_its_processes_and_name_nobody(

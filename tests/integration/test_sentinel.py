@@ -36,10 +36,12 @@ def test_a_sealed_write_waits_until_the_replica_has_it(
     group: SentinelGroup, caplog: pytest.LogCaptureFixture
 ) -> None:
     replica = redis.Redis(port=group.replica.port)
-    store = Store.from_url(group.url, wait_replicas=1, wait_ms=500)
+    # (a patient store for the reads: a replica starved of CPU may take more than 500 ms)
+    patient = Store.from_url(group.url, wait_replicas=1, wait_ms=5000)
     for seq in range(20):  # no pause between the write and the read on the replica
-        sid = store.segments.put_audio(segment(seq))
+        sid = patient.segments.put_audio(segment(seq))
         assert replica.exists(schema.audio("m-sentinel", sid)), seq
+    store = Store.from_url(group.url, wait_replicas=1, wait_ms=500)
     # a replica that stops answering: the write stands on the primary, and says so
     os.kill(group.replica.proc.pid, signal.SIGSTOP)
     try:

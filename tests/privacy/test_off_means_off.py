@@ -16,6 +16,8 @@ import aiohttp
 from pipeline import services
 from pipeline.capture.policy import MeetingPolicy
 from pipeline.models import Meeting
+from pipeline.store import schema
+from pipeline.store.connection import as_str
 from tests.harness.processes import wait_until
 from tests.privacy.deployment import Deployment
 from tests.privacy.live import asettled, counts, participant, settled, words
@@ -32,13 +34,16 @@ def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
     m = api.meeting(transcription=True)
     api.consent(m, "Olive", transcribe=False)  # Olive opted out before she joins
 
+    earlier: set[str] = set()  # the segments transcribed before the switch went off
+
     async def meeting() -> tuple[float, float, float]:
         async with participant(api, m, "Alice") as alice, participant(api, m, "Olive") as olive:
             await asyncio.gather(
                 alice.says(PHRASES["Flintwick"]), olive.says(PHRASES["Kensington"])
             )
             await asettled(r, m, transcripts=1)
-            # Flap the switch: off, on, off, on, off within a second, ending off.
+            earlier.update(as_str(s) for s in r.zrange(schema.meeting_transcript(m), 0, -1))
+            # Flap the switch: off, on, off, on, off in quick succession, ending off.
             flap = time.time()
             for state in (False, True, False, True, False):
                 await asyncio.to_thread(api.switch, m, state)
@@ -59,7 +64,8 @@ def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
         return flap, off, on
 
     flap, off, on = asyncio.run(meeting())
-    assert off - flap < 1.0, f"the five switches took {off - flap:.2f} s"
+    # a flap, not five separate changes (they take a few hundred ms on an idle machine)
+    assert off - flap < 5.0, f"the five switches took {off - flap:.2f} s"
     said = words(api.transcript(m))
     assert {"flintwick", "wimbledon"} <= said, f"on before and after: {said}"
     assert not said & {"copperfield", "kensington", "pemberton"}, said
@@ -68,7 +74,9 @@ def test_nothing_is_kept_from_off_periods_or_opted_out_participants(
     assert {s.participant for s in seen} == {"Alice"}, (
         f"stored or queued for someone who opted out or spoke while off: {seen}"
     )
-    while_off = [s for s in seen if off < s.at < on]
+    # (the sampler may first see a transcript stored before the flap only after it, when a
+    # full scan of its held it up: that one was not kept while off)
+    while_off = [s for s in seen if off < s.at < on and s.segment_id not in earlier]
     assert not while_off, f"stored or queued while transcription was off: {while_off}"
     # Nothing from an off period even reached a worker: it never had to purge anything.
     entries = [e for e in api.audit() if e["meeting"] == m]

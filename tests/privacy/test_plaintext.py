@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from contextlib import nullcontext
 
 import aiohttp
 import pytest
@@ -49,6 +50,7 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
     r = deployment.redis()
     m = api.meeting(transcription=True)
     captions: list[str] = []
+    held = deployment.local.workers_paused if deployment.local is not None else nullcontext
     # a webhook receiver for every event of the tenant (the suite's own stack allows
     # loopback; a deployment elsewhere could not reach this machine's receiver)
     hooks = Receiver().start() if deployment.local is not None else None
@@ -58,8 +60,20 @@ def test_spoken_canaries_are_nowhere_but_in_what_the_customer_opens(
     async def meeting() -> None:
         follow = asyncio.create_task(_captions(api.captions(m), a.token, captions, 2))
         sampler.mark("speaking")
-        async with participant(api, m, "Alice") as alice, participant(api, m, "Bob") as bob:
-            await asyncio.gather(alice.says(PHRASES["Flintwick"]), bob.says(PHRASES["Copperfield"]))
+        # Sealed audio can live for less than the sampler's interval once a worker is free:
+        # held in the queue, it and its task are there to be seen before the workers go on.
+        with held():
+            async with participant(api, m, "Alice") as alice, participant(api, m, "Bob") as bob:
+                await asyncio.gather(
+                    alice.says(PHRASES["Flintwick"]), bob.says(PHRASES["Copperfield"])
+                )
+            if deployment.local is not None:
+                await asyncio.to_thread(
+                    wait_until,
+                    lambda: {"audio", "queued"} <= {s.kind for s in sampler.segments(m)},
+                    15,
+                    "the sampler to see the sealed audio and its queued task",
+                )
         sampler.mark("transcribing")
         await asettled(r, m, transcripts=2)
         await asyncio.wait_for(follow, 30)

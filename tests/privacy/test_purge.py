@@ -125,7 +125,8 @@ def test_transcripts_expire_at_the_tenants_retention(
         _speak(api, {m: PHRASES["Copperfield"]})
         settled(r, m, quiet=0.2)
         stored = [*r.scan_iter(match=schema.transcript(m, "*")), schema.meeting_captions(m)]
-        assert all(0 < r.ttl(k) <= 3 for k in stored), [r.ttl(k) for k in stored]
+        # PTTL, not TTL: TTL rounds, and says 0 with half a second left on a slow machine
+        assert all(0 < r.pttl(k) <= 3000 for k in stored), [r.pttl(k) for k in stored]
         wait_until(lambda: not r.exists(*stored), 6, "transcripts past retention expire")
         assert api.transcript(m) == ""
         if deployment.local is not None:  # the beat's purge then shreds the empty meeting

@@ -70,8 +70,10 @@ async def sockets(
         yield [await opened.enter_async_context(http.ws_connect(u, headers=h)) for u, h in urls]
 
 
-async def refused(ws: aiohttp.ClientWebSocketResponse, within: float = 1.0) -> int | None:
-    """The close code, if the socket closes within ``within`` seconds; None if it stays."""
+async def refused(ws: aiohttp.ClientWebSocketResponse, within: float = 3.0) -> int | None:
+    """The close code, if the socket closes within ``within`` seconds; None if it stays.
+    (The server accepts, then authenticates and counts: on a loaded machine that can take
+    most of a second.)"""
     try:
         msg = await ws.receive(timeout=within)
     except TimeoutError:
@@ -137,10 +139,10 @@ def test_caption_sockets_are_capped_per_meeting_and_per_tenant(stack: TenantStac
     async def scenario() -> None:
         # opened at once: which of them the server counts first is its business
         async with sockets([(captions_url(url, m1), bearer(a))] * (PER_MEETING + 1)) as on_m1:
-            codes = [await refused(ws) for ws in on_m1]
+            codes = list(await asyncio.gather(*map(refused, on_m1)))
             assert sorted(codes, key=str) == [4429] + [None] * PER_MEETING, codes
             async with sockets([(captions_url(url, m2), bearer(a))] * 3) as on_m2:
-                codes = [await refused(ws) for ws in on_m2]
+                codes = list(await asyncio.gather(*map(refused, on_m2)))
                 assert sorted(codes, key=str) == [4429, None, None], codes  # 5 for the tenant
                 async with sockets([(captions_url(url, mb), bearer(b))]) as theirs:
                     assert await refused(theirs[0]) is None  # another tenant is unaffected
