@@ -30,10 +30,24 @@ NODE_TIMEOUT_MS = 2000
 BUS_OFFSET = 10000
 
 
+def _ports() -> tuple[int, int]:
+    """Where a node's port may lie: below the kernel's ephemeral range with its bus port
+    too where there is room (else a port checked free could be any client connection's by
+    the time the node binds it), else anywhere its bus port fits."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low - BUS_OFFSET - 1 >= 11000:
+        return 10000, low - BUS_OFFSET - 1
+    return 20000, 65535 - BUS_OFFSET
+
+
 def _port() -> int:
-    """A free port whose cluster bus port (10000 above it, so at most 55535) is free too."""
+    """A free port whose cluster bus port (10000 above it) is free too."""
+    first, last = _ports()
     for _ in range(100):
-        port = random.randint(20000, 55535)
+        port = random.randint(first, last)
         try:
             for p in (port, port + BUS_OFFSET):
                 with socket.socket() as s:
@@ -48,15 +62,18 @@ class Cluster:
     """The six processes, started by :func:`redis_cluster`."""
 
     def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.nodes = [self._node(f"node{i}") for i in range(NODES)]
+
+    def _node(self, name: str) -> RedisServer:
         args = [
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
         ]  # fmt: skip
-        self.nodes = [
-            RedisServer(workdir / f"node{i}", _port(), args=args, skip_hint=" (for Redis Cluster)")
-            for i in range(NODES)
-        ]
+        return RedisServer(
+            self.workdir / name, _port(), args=args, skip_hint=" (for Redis Cluster)"
+        )
 
     @property
     def url(self) -> str:
@@ -75,8 +92,17 @@ class Cluster:
         return ask_each((node.port for node in self.nodes), agrees)
 
     def start(self) -> None:
-        for node in self.nodes:
-            node.start(20)
+        for i in range(NODES):
+            for attempt in range(1, 4):
+                try:
+                    self.nodes[i].start(20)
+                    break
+                except RuntimeError:
+                    # taken between the check and the bind (a client's or another test's):
+                    # the node on other ports, in a directory of its own
+                    if attempt == 3 or "Address already in use" not in self.nodes[i].tail():
+                        raise
+                    self.nodes[i] = self._node(f"node{i}.{attempt}")
         argv = ["redis-cli", "--cluster", "create"]
         argv += [f"127.0.0.1:{node.port}" for node in self.nodes]
         argv += ["--cluster-replicas", "1", "--cluster-yes"]
