@@ -31,7 +31,6 @@ from pipeline.services.retention import set_retention
 from pipeline.services.transcripts import read_transcript, submit_file, wait_for
 from tests.conftest import shared_data
 from tests.harness.processes import WorkerProcess, wait_until
-from tests.harness.stack import workers_paused
 from workers.packing import Item, plan
 
 
@@ -71,19 +70,26 @@ def test_fleurs_wer_within_target(rt: Runtime, tenant: str, worker: WorkerProces
     assert errors / words <= 0.081, f"WER {errors / words:.3f}"
 
 
-def _queued(rt: Runtime, tenant: str, path: Path) -> tuple[str, int]:
-    """Submit a file (inside :func:`workers_paused`, so its segments sit in the queue)."""
+def _paused_submit(rt: Runtime, tenant: str, path: Path) -> tuple[str, int]:
+    """Submit a file while no worker consumes, so its segments sit in the queue."""
+    queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
     job = submit_file(rt, path, tenant)
     assert job.segments >= 1 and rt.store.segments.pending_count(job.meeting.id) == job.segments
     return job.meeting.id, job.segments
 
 
+def _resume() -> None:
+    queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
+
+
 def test_switching_off_purges_queued_segments(
     rt: Runtime, tenant: str, worker: WorkerProcess
 ) -> None:
-    with workers_paused():
-        meeting_id, n = _queued(rt, tenant, shared_data("jfk", "jfk.flac"))
+    meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
+    try:
         services.set_transcription(rt, meeting_id, False)
+    finally:
+        _resume()
     wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0, 60, "purged")
     assert rt.store.segments.transcript_count(meeting_id) == 0
     purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
@@ -99,9 +105,11 @@ def test_switching_off_purges_queued_segments(
 
 
 def test_revoking_purges_queued_segments(rt: Runtime, tenant: str, worker: WorkerProcess) -> None:
-    with workers_paused():
-        meeting_id, n = _queued(rt, tenant, shared_data("jfk", "jfk.flac"))
+    meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
+    try:
         services.revoke_keys(rt, tenant)
+    finally:
+        _resume()
     wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0, 60, "purged")
     assert rt.store.segments.transcript_count(meeting_id) == 0
     entries = services.audit_show(rt, tenant, limit=1000)
@@ -115,9 +123,9 @@ def test_audio_that_expired_in_the_queue_is_reported_lost(
     rt: Runtime, tenant: str, worker: WorkerProcess
 ) -> None:
     set_retention(rt, tenant, audio_ttl=1)  # sealed audio may wait one second
-    with workers_paused():
-        meeting_id, n = _queued(rt, tenant, shared_data("jfk", "jfk.flac"))
-        time.sleep(1.5)  # ... and waited longer: Redis expired it
+    meeting_id, n = _paused_submit(rt, tenant, shared_data("jfk", "jfk.flac"))
+    time.sleep(1.5)  # ... and waited longer: Redis expired it
+    _resume()
     wait_until(lambda: rt.store.segments.pending_count(meeting_id) == 0, 60, "purged")
     assert rt.store.segments.transcript_count(meeting_id) == 0
     purges = [e for e in services.audit_show(rt, tenant, limit=1000) if e.action == "purge"]
@@ -353,12 +361,13 @@ def test_batches_across_meetings_keep_each_transcript_right(
     log = tmp_path / "batch.log"
     batcher = WorkerProcess(home, log, SEALSCRIBE_BATCH="4")
     try:
+        queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
         files = [
             shared_data("jfk", "jfk.flac"),
             *sorted(shared_data("fleurs-en").glob("*.ogg"))[:5],
         ]
-        with workers_paused():
-            jobs = [submit_file(rt, f, tenant) for f in files]  # six meetings
+        jobs = [submit_file(rt, f, tenant) for f in files]  # six meetings
+        queue.client().control.add_consumer("sealscribe", reply=True, timeout=5)
         for job in jobs:
             wait_for(rt, job, lambda *_: None, timeout=180)
     finally:
@@ -500,11 +509,14 @@ def test_a_speakers_waiting_segments_share_a_window_and_keep_their_own_words(
     one = services.create_meeting(rt, tenant, transcription=True)
     two = services.create_meeting(rt, tenant, transcription=True)
     logged = worker.log.stat().st_size
-    with workers_paused():
+    queue.client().control.cancel_consumer("sealscribe", reply=True, timeout=5)
+    try:
         alice, ref_a = _speak(rt, one, "alice", ["fleurs-en-000", "fleurs-en-002", "fleurs-en-003"])
         bob, ref_b = _speak(rt, one, "bob", ["fleurs-en-006", "fleurs-en-007"])
         # the same participant id in another meeting, saying bob's sentences at the same time
         other, _ = _speak(rt, two, "alice", ["fleurs-en-006", "fleurs-en-007"])
+    finally:
+        _resume()
     assert len(alice) >= 10 and len(bob) >= 5
     n = {one.id: len(alice) + len(bob), two.id: len(other)}
 
